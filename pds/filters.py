@@ -1,0 +1,205 @@
+"""Filters for the PDS preconditioner (Sec. 4.3): statistics-based R (Eq. 14) and A (Eq. 13 and
+the released variant), and the parametric (r, λ) filter.
+
+Every filter is returned as a float64 tensor of shape [C, H, W] in the corner-origin layout that
+:class:`pds.precondition.Preconditioner` uses (DC at [0, 0], no fftshift). Use
+:func:`centred` to view a frequency filter with DC in the middle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "parametric_filter",
+    "frequency_filter",
+    "space_filter",
+    "centred",
+    "FilterSet",
+    "save_filters",
+    "load_filters",
+]
+
+
+def _size_pair(size) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)):
+        h = w = int(size)
+    else:
+        try:
+            h, w = (int(s) for s in size)
+        except (TypeError, ValueError):
+            raise ValueError(f"size must be an int or a pair (H, W), got {size!r}") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be positive, got {(h, w)}")
+    return h, w
+
+
+def parametric_filter(size, r: float, lam: float, channels: int = 1) -> torch.Tensor:
+    """The parametric frequency filter R of Sec. 4.3.
+
+    Value 1 at the frequencies inside the circle ``(h − H/2)² + (w − W/2)² ≤ 2r²`` of the centred
+    spectrum and ``lam`` outside, returned in the corner-origin layout (DC at [0, 0]).
+
+    Convention (the paper leaves it open): the offsets from the centre are the signed integer
+    frequencies ``k_h ∈ {−⌊H/2⌋, …, ⌈H/2⌉ − 1}`` (``torch.fft.fftfreq(H, 1/H)``), so the centre
+    is the DC bin itself. For even H this is exactly the paper's ``h − H/2`` on the fftshifted
+    spectrum; for odd H the paper's half-pixel offset would break the symmetry, so we measure from
+    DC and the filter is Hermitian-symmetric (R[k] = R[−k]) for every H and W. ``r`` is in
+    frequency bins (the paper's MNIST setting is r = 0.2·H).
+
+    This is R in M = A ⊙ F⁻¹[R ⊙ F[·]] (Eq. 10). The sampler applies the *inverse* (Eq. 11): the
+    noise and drift are multiplied by 1/R̃ (after the optional normalisation), so ``lam > 1``
+    damps the frequencies outside the circle and ``lam < 1`` amplifies them.
+
+    Returns a float64 tensor of shape [channels, H, W].
+    """
+    h, w = _size_pair(size)
+    if not (math.isfinite(r) and r >= 0):
+        raise ValueError(f"r must be a finite number >= 0, got {r}")
+    if not (math.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam must be a finite number > 0 (M must be invertible), got {lam}")
+    if channels < 1:
+        raise ValueError(f"channels must be >= 1, got {channels}")
+    kh = torch.fft.fftfreq(h, 1.0 / h, dtype=torch.float64)
+    kw = torch.fft.fftfreq(w, 1.0 / w, dtype=torch.float64)
+    dist2 = kh[:, None] ** 2 + kw[None, :] ** 2
+    filt = torch.full_like(dist2, float(lam))
+    filt[dist2 <= 2.0 * r * r] = 1.0
+    return filt.expand(channels, h, w).clone()
+
+
+def centred(filt) -> torch.Tensor:
+    """fftshift over the last two axes, for viewing a corner-origin frequency filter."""
+    t = torch.as_tensor(filt)
+    return torch.fft.fftshift(t, dim=(-2, -1))
+
+
+def _batches(images, batch_size: int) -> Iterable[torch.Tensor]:
+    if isinstance(images, (torch.Tensor, np.ndarray)):
+        t = torch.as_tensor(images)
+        for i in range(0, t.shape[0], batch_size):
+            yield t[i : i + batch_size]
+    else:
+        for b in images:
+            yield torch.as_tensor(b)
+
+
+def _check_batch(batch: torch.Tensor, shape) -> None:
+    if batch.ndim != 4:
+        raise ValueError(f"images must have shape [N, C, H, W], got a batch of shape {tuple(batch.shape)}")
+    if batch.is_complex() or not (batch.is_floating_point() or batch.dtype == torch.uint8):
+        raise TypeError(f"images must be real floats in [0, 1], got dtype {batch.dtype}")
+    if shape is not None and tuple(batch.shape[1:]) != shape:
+        raise ValueError(f"all batches must share [C, H, W] = {shape}, got {tuple(batch.shape[1:])}")
+    if not torch.isfinite(batch).all():
+        raise ValueError("images contain NaN or inf")
+    if batch.numel() and (batch.min() < 0 or batch.max() > 1):
+        raise ValueError(
+            f"images must lie in [0, 1] (got range [{float(batch.min()):.3g}, "
+            f"{float(batch.max()):.3g}]); rescale them first"
+        )
+
+
+def _streamed_mean(images, fn, batch_size: int) -> tuple[torch.Tensor, int]:
+    total, count, shape = None, 0, None
+    for batch in _batches(images, batch_size):
+        _check_batch(batch, shape)
+        shape = tuple(batch.shape[1:])
+        if batch.shape[0] == 0:
+            continue
+        contrib = fn(batch.to(torch.float64)).sum(dim=0)
+        total = contrib if total is None else total + contrib
+        count += batch.shape[0]
+    if count == 0:
+        raise ValueError("no images given: need at least one image of shape [C, H, W]")
+    return total / count, count
+
+
+def frequency_filter(images, batch_size: int = 64) -> torch.Tensor:
+    """Statistics frequency filter (Eq. 14): R = log(E[|F[x]|²] + 1), shape [C, H, W].
+
+    ``images`` is a tensor [N, C, H, W] in [0, 1] (not centred, as the released code uses them)
+    or an iterable of such batches; |F|² is computed per image with the unnormalised 2-D DFT and
+    averaged in float64, streaming over batches.
+    """
+    power, _ = _streamed_mean(images, lambda b: torch.fft.fft2(b).abs() ** 2, batch_size)
+    return torch.log(power + 1.0)
+
+
+def space_filter(images, variant: str = "released", batch_size: int = 64) -> torch.Tensor:
+    """Statistics space filter A, shape [C, H, W].
+
+    ``variant="released"``: the per-pixel second moment E[x²] used by the released code.
+    ``variant="paper"``: Eq. 13, log(E[x]) + 1; this is ≤ 0 wherever the mean pixel is ≤ 1/e
+    (−inf where it is 0), so M built from it is not invertible there; the preconditioner refuses it.
+    """
+    if variant == "released":
+        mean, _ = _streamed_mean(images, lambda b: b * b, batch_size)
+        return mean
+    if variant == "paper":
+        mean, _ = _streamed_mean(images, lambda b: b, batch_size)
+        return torch.log(mean) + 1.0
+    raise ValueError(f"variant must be 'released' or 'paper', got {variant!r}")
+
+
+@dataclass
+class FilterSet:
+    """A frequency and a space filter with where they came from."""
+
+    freq: torch.Tensor | None
+    space: torch.Tensor | None
+    metadata: dict = field(default_factory=dict)
+
+
+def save_filters(path, freq=None, space=None, **metadata) -> Path:
+    """Save filters to ``.npz`` with arrays ``freq`` and ``space`` ([C, H, W], float64) and metadata.
+
+    Metadata keys (source, n, seed, size, variant, and any others) are stored as 0-d or 1-d arrays
+    next to the filters; ``None`` values are stored as an empty string.
+    """
+    path = Path(path)
+    if freq is None and space is None:
+        raise ValueError("nothing to save: give freq, space or both")
+    arrays = {}
+    for name, filt in (("freq", freq), ("space", space)):
+        if filt is not None:
+            arr = torch.as_tensor(filt).detach().cpu().to(torch.float64).numpy()
+            if arr.ndim != 3:
+                raise ValueError(f"{name} filter must have shape [C, H, W], got {arr.shape}")
+            arrays[name] = arr
+    for key, value in metadata.items():
+        if key in ("freq", "space"):
+            raise ValueError(f"metadata key {key!r} clashes with a filter name")
+        arrays[key] = np.asarray("" if value is None else value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+    return path
+
+
+def load_filters(path) -> FilterSet:
+    """Load a :func:`save_filters` file; missing filters come back as None."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"filter file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            content = {k: data[k] for k in data.files}
+    except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError...
+        raise ValueError(f"{path} is not a readable .npz filter file ({exc})") from exc
+    if "freq" not in content and "space" not in content:
+        raise ValueError(f"{path} holds neither a 'freq' nor a 'space' array")
+    freq = torch.from_numpy(content.pop("freq")) if "freq" in content else None
+    space = torch.from_numpy(content.pop("space")) if "space" in content else None
+    meta = {}
+    for key, arr in content.items():
+        value = arr.item() if arr.ndim == 0 else arr.tolist()
+        meta[key] = None if value == "" else value
+    return FilterSet(freq=freq, space=space, metadata=meta)

@@ -1,0 +1,154 @@
+"""Running the notebooks with papermill, and the helpers the notebooks share.
+
+Profiles: ``smoke`` (CI, seconds to a minute per notebook), ``default`` (a CPU laptop, embedded
+data and models, minutes) and ``full`` (a GPU with the official checkpoints). Each notebook has a
+cell tagged ``parameters`` that sets ``profile``; papermill injects the chosen one.
+
+Command line (what ``make notebooks`` and the notebook tests call)::
+
+    python -m pds.notebooks --profile default --out build/notebooks/default [NAME ...]
+
+Executed copies go to ``--out`` (git-ignored); figures go to ``figures/`` except in the smoke
+profile, whose figures go next to the executed copies so that CI never rewrites the shipped ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+PROFILES = ("smoke", "default", "full")
+KERNEL_NAME = "pds"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+FIGURE_ENV = "PDS_FIGURE_DIR"
+
+
+def choose(profile: str, **per_profile):
+    """Pick the setting for ``profile`` from ``smoke=..., default=..., full=...``.
+
+    A missing ``full`` falls back to ``default``. Unknown profiles are refused.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    if profile in per_profile:
+        return per_profile[profile]
+    if profile == "full" and "default" in per_profile:
+        return per_profile["default"]
+    raise KeyError(f"no setting given for profile {profile!r}")
+
+
+def figure_dir() -> Path:
+    """Where notebooks save figures: $PDS_FIGURE_DIR, else ``figures/`` at the repository root."""
+    d = Path(os.environ.get(FIGURE_ENV, REPO_ROOT / "figures"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def save_figure(fig, name: str, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as ``<figure_dir>/<name>.png`` and return the path."""
+    path = figure_dir() / f"{name}.png"
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def check(name: str, value: float, bound: float, kind: str = "<=") -> float:
+    """Print a measured number next to its tolerance and raise if it is outside.
+
+    ``kind`` is "<=" (value must not exceed bound) or ">=" (value must reach bound).
+    """
+    ok = value <= bound if kind == "<=" else value >= bound
+    print(f"{'PASS' if ok else 'FAIL'}  {name}: {value:.4g}  (required {kind} {bound:.4g})")
+    if not ok:
+        raise AssertionError(f"{name} = {value:.6g} violates {kind} {bound:.6g}")
+    return value
+
+
+def list_notebooks(names=None) -> list[Path]:
+    """The notebooks in order (``notebooks/NN_*.ipynb``), optionally only those matching ``names``."""
+    books = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if names:
+        wanted = []
+        for name in names:
+            hits = [b for b in books if b.stem == Path(name).stem or b.name.startswith(name)]
+            if not hits:
+                raise FileNotFoundError(f"no notebook matches {name!r} in {NOTEBOOK_DIR}")
+            wanted.extend(hits)
+        books = wanted
+    return books
+
+
+def kernel_name() -> str:
+    """The registered 'pds' kernel when present (``make setup`` registers it), else 'python3'."""
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        if KERNEL_NAME in KernelSpecManager().find_kernel_specs():
+            return KERNEL_NAME
+    except Exception:  # pragma: no cover - jupyter_client missing or broken
+        pass
+    return "python3"
+
+
+def run_notebook(path: Path, profile: str, out_dir: Path, timeout: int | None = None,
+                 extra_parameters: dict | None = None) -> Path:
+    """Execute one notebook with papermill in ``profile``; return the executed copy's path.
+
+    A failing cell raises ``papermill.PapermillExecutionError``; the executed copy (with the
+    traceback in it) is kept in ``out_dir`` for reading.
+    """
+    import papermill
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / path.name
+    params = {"profile": profile, **(extra_parameters or {})}
+    env_before = os.environ.get(FIGURE_ENV)
+    if profile == "smoke":
+        os.environ[FIGURE_ENV] = str((out_dir / "figures").resolve())
+    try:
+        papermill.execute_notebook(
+            str(path), str(out), parameters=params, kernel_name=kernel_name(),
+            cwd=str(path.parent), progress_bar=False, execution_timeout=timeout,
+        )
+    finally:
+        if profile == "smoke":
+            if env_before is None:
+                os.environ.pop(FIGURE_ENV, None)
+            else:
+                os.environ[FIGURE_ENV] = env_before
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pds.notebooks", description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help="notebooks to run (default: all, in order)")
+    parser.add_argument("--profile", default="default", choices=PROFILES)
+    parser.add_argument("--out", default=None, help="folder for executed copies")
+    args = parser.parse_args(argv)
+    out = Path(args.out or REPO_ROOT / "build" / "notebooks" / args.profile)
+    failures = []
+    for book in list_notebooks(args.names):
+        start = time.perf_counter()
+        print(f"[{args.profile}] {book.name} ...", flush=True)
+        try:
+            run_notebook(book, args.profile, out)
+        except Exception as exc:  # keep going, report at the end
+            failures.append(book.name)
+            print(f"  FAILED: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            print(f"  executed copy: {out / book.name}")
+            continue
+        print(f"  done in {time.perf_counter() - start:.1f} s -> {out / book.name}", flush=True)
+    if failures:
+        print(f"{len(failures)} notebook(s) failed: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
