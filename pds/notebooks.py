@@ -140,7 +140,8 @@ def main(argv=None) -> int:
             run_notebook(book, args.profile, out)
         except Exception as exc:  # keep going, report at the end
             failures.append(book.name)
-            print(f"  FAILED: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            detail = f"{getattr(exc, 'ename', type(exc).__name__)}: {getattr(exc, 'evalue', exc)}"
+            print(f"  FAILED: {detail}")
             print(f"  executed copy: {out / book.name}")
             continue
         print(f"  done in {time.perf_counter() - start:.1f} s -> {out / book.name}", flush=True)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+
+from pds.notebooks import check, choose, figure_dir, list_notebooks, save_figure
+
+
+def test_choose():
+    assert choose("smoke", smoke=1, default=2) == 1
+    assert choose("full", smoke=1, default=2) == 2  # full falls back to default
+    with pytest.raises(ValueError, match="unknown profile"):
+        choose("fast", smoke=1)
+    with pytest.raises(KeyError):
+        choose("smoke", default=2)
+
+
+def test_check_passes_and_fails(capsys):
+    assert check("x", 1.0, 2.0) == 1.0
+    with pytest.raises(AssertionError, match="violates"):
+        check("x", 3.0, 2.0)
+    with pytest.raises(AssertionError):
+        check("y", 1.0, 2.0, ">=")
+    assert "PASS  x" in capsys.readouterr().out
+
+
+def test_figures_go_to_env_dir(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setenv("PDS_FIGURE_DIR", str(tmp_path / "figs"))
+    assert figure_dir() == tmp_path / "figs"
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    assert save_figure(fig, "test").exists()
+    plt.close(fig)
+
+
+def test_list_notebooks_unknown_name():
+    with pytest.raises(FileNotFoundError):
+        list_notebooks(["99_nothing"])
