@@ -106,7 +106,11 @@ def _check_batch(batch: torch.Tensor, shape) -> None:
         )
 
 
-def _streamed_mean(images, fn, batch_size: int) -> tuple[torch.Tensor, int]:
+def streamed_mean(images, fn, batch_size: int = 64) -> tuple[torch.Tensor, int]:
+    """Mean over images of ``fn(batch)`` (float64), streaming over a tensor or an iterable of batches.
+
+    Images are checked: [N, C, H, W], finite, in [0, 1], one shape throughout. Returns (mean, count).
+    """
     total, count, shape = None, 0, None
     for batch in _batches(images, batch_size):
         _check_batch(batch, shape)
@@ -128,7 +132,7 @@ def frequency_filter(images, batch_size: int = 64) -> torch.Tensor:
     or an iterable of such batches; |F|² is computed per image with the unnormalised 2-D DFT and
     averaged in float64, streaming over batches.
     """
-    power, _ = _streamed_mean(images, lambda b: torch.fft.fft2(b).abs() ** 2, batch_size)
+    power, _ = streamed_mean(images, lambda b: torch.fft.fft2(b).abs() ** 2, batch_size)
     return torch.log(power + 1.0)
 
 
@@ -140,10 +144,10 @@ def space_filter(images, variant: str = "released", batch_size: int = 64) -> tor
     (−inf where it is 0), so M built from it is not invertible there; the preconditioner refuses it.
     """
     if variant == "released":
-        mean, _ = _streamed_mean(images, lambda b: b * b, batch_size)
+        mean, _ = streamed_mean(images, lambda b: b * b, batch_size)
         return mean
     if variant == "paper":
-        mean, _ = _streamed_mean(images, lambda b: b, batch_size)
+        mean, _ = streamed_mean(images, lambda b: b, batch_size)
         return torch.log(mean) + 1.0
     raise ValueError(f"variant must be 'released' or 'paper', got {variant!r}")
 

@@ -187,6 +187,8 @@ class Preconditioner:
                 f"{name} filter has non-positive entries after normalisation with alpha={alpha} "
                 f"(min {float(filt.min()):.4g}); use alpha > 1 so that M stays invertible"
             )
+        if bool((filt == 1).all()):
+            return None  # the identity: skip it, so that samplers stay bit-for-bit vanilla
         return filt
 
     # -- helpers -----------------------------------------------------------------------------

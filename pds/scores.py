@@ -1,0 +1,154 @@
+"""Score models: the interface and exact Gaussian oracles.
+
+A score model is any callable ``score(x, sigma) -> tensor`` with ``x`` of shape [N, C, H, W] and
+``sigma`` a tensor of shape [N] (the noise level of each sample); it returns ∇ log p_σ(x), the
+score of the data distribution convolved with N(0, σ²I), with the shape of ``x``.
+
+The oracles here are exact for Gaussian data, so samplers can be checked against closed forms:
+
+* :class:`GaussianScore` — N(μ, Σ) with a full covariance (small images and toys).
+* :class:`StationaryGaussianScore` — a Gaussian field whose covariance is diagonal in the 2-D
+  Fourier basis of each channel (a stationary field with a power spectrum), at any size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["GaussianScore", "StationaryGaussianScore", "check_sigma"]
+
+
+def check_sigma(x: torch.Tensor, sigma) -> torch.Tensor:
+    """Validate a batch and its noise levels; return sigma as a float64 tensor of shape [N]."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError(f"x must be a tensor of shape [N, C, H, W], got {getattr(x, 'shape', type(x))}")
+    s = torch.as_tensor(sigma, dtype=torch.float64, device=x.device)
+    if s.ndim == 0:
+        s = s.expand(x.shape[0])
+    if s.shape != (x.shape[0],):
+        raise ValueError(f"sigma must have shape [N] = [{x.shape[0]}], got {tuple(s.shape)}")
+    if not torch.isfinite(s).all() or (s < 0).any():
+        raise ValueError("sigma must be finite and >= 0")
+    return s
+
+
+class GaussianScore:
+    """Exact score of N(mean, cov + σ²I) for data N(mean, cov) of shape [C, H, W].
+
+    ``cov`` is the d×d covariance (d = C·H·W, row-major flattening); it is eigendecomposed once.
+    Computations are in float64; outputs take the input's dtype.
+    """
+
+    def __init__(self, mean, cov):
+        mean = torch.as_tensor(mean, dtype=torch.float64)
+        if mean.ndim != 3:
+            raise ValueError(f"mean must have shape [C, H, W], got {tuple(mean.shape)}")
+        d = mean.numel()
+        cov = torch.as_tensor(cov, dtype=torch.float64)
+        if cov.shape != (d, d):
+            raise ValueError(f"cov must be {d}×{d} for a mean of shape {tuple(mean.shape)}, got {tuple(cov.shape)}")
+        if not torch.isfinite(cov).all() or not torch.allclose(cov, cov.T, atol=1e-10 * float(cov.abs().max())):
+            raise ValueError("cov must be finite and symmetric")
+        evals, evecs = torch.linalg.eigh(cov)
+        if evals.min() < -1e-10 * float(evals.abs().max()):
+            raise ValueError(f"cov must be positive semi-definite (smallest eigenvalue {float(evals.min()):.3g})")
+        self.mean, self.cov = mean, cov
+        self.evals, self.evecs = evals.clamp(min=0.0), evecs
+        self.shape = tuple(mean.shape)
+
+    def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        s = check_sigma(x, sigma)
+        diff = (x.to(torch.float64) - self.mean.to(x.device)).reshape(x.shape[0], -1)
+        U = self.evecs.to(x.device)
+        coef = (diff @ U) / (self.evals.to(x.device)[None, :] + s[:, None] ** 2)
+        return (-(coef @ U.T)).reshape(x.shape).to(x.dtype)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = torch.randn(n, self.evals.numel(), generator=generator, dtype=torch.float64)
+        x = (z * self.evals.sqrt()) @ self.evecs.T
+        return x.reshape(n, *self.shape) + self.mean
+
+
+class StationaryGaussianScore:
+    """A stationary Gaussian field: covariance diagonal in the 2-D Fourier basis of each channel.
+
+    Parameters
+    ----------
+    mean:
+        mean image [C, H, W].
+    power_spectrum:
+        E|F[x − mean]|² of the *unnormalised* 2-D DFT (``torch.fft.fft2``), [C, H, W], corner origin,
+        Hermitian-symmetric (it is symmetrised). The covariance eigenvalues are
+        ``spectrum = power_spectrum / (H·W)``: the variance of each coefficient of the unitary DFT.
+
+    The score of every noise level is exact: ∇log p_σ(x) = −F⁻¹[F[x − mean] / (spectrum + σ²)],
+    computed with real FFTs at any size. :meth:`sample` draws exactly from the target.
+    """
+
+    def __init__(self, mean, power_spectrum):
+        mean = torch.as_tensor(mean, dtype=torch.float64)
+        ps = torch.as_tensor(power_spectrum, dtype=torch.float64)
+        if mean.ndim != 3:
+            raise ValueError(f"mean must have shape [C, H, W], got {tuple(mean.shape)}")
+        if ps.ndim == 2:
+            ps = ps.expand(mean.shape[0], *ps.shape)
+        if ps.shape != mean.shape:
+            raise ValueError(f"power_spectrum must have shape {tuple(mean.shape)}, got {tuple(ps.shape)}")
+        if not torch.isfinite(ps).all() or (ps < 0).any():
+            raise ValueError("power_spectrum must be finite and >= 0")
+        mirrored = torch.roll(torch.flip(ps, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+        ps = 0.5 * (ps + mirrored)
+        h, w = mean.shape[-2:]
+        self.mean = mean
+        self.spectrum = ps / (h * w)
+        self.shape = tuple(mean.shape)
+        self._cache: dict = {}
+
+    @classmethod
+    def from_images(cls, images, batch_size: int = 64) -> StationaryGaussianScore:
+        """Fit mean image and E|F[x − mean]|² = E|F[x]|² − |F[mean]|² from images [N, C, H, W]."""
+        from pds.filters import streamed_mean
+
+        mean, _ = streamed_mean(images, lambda b: b, batch_size)
+        power, _ = streamed_mean(images, lambda b: torch.fft.fft2(b).abs() ** 2, batch_size)
+        ps = (power - torch.fft.fft2(mean).abs() ** 2).clamp(min=0.0)
+        return cls(mean, ps)
+
+    def _tables(self, device, dtype):
+        key = (device, dtype)
+        if key not in self._cache:
+            w = self.shape[-1]
+            self._cache[key] = (
+                self.mean.to(device=device, dtype=dtype),
+                self.spectrum[..., : w // 2 + 1].to(device=device, dtype=dtype),
+            )
+        return self._cache[key]
+
+    def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        s = check_sigma(x, sigma)
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"x must have [C, H, W] = {self.shape}, got {tuple(x.shape[1:])}")
+        dtype = x.dtype
+        mean, spec = self._tables(x.device, dtype)
+        var = spec[None] + (s.to(dtype) ** 2)[:, None, None, None]
+        h, w = self.shape[-2:]
+        return -torch.fft.irfft2(torch.fft.rfft2(x - mean) / var, s=(h, w))
+
+    def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float64) -> torch.Tensor:
+        """Exact samples: mean + F⁻¹[√spectrum · F[z]], z white."""
+        z = torch.randn(n, *self.shape, generator=generator, dtype=dtype)
+        mean, spec = self._tables(z.device, dtype)
+        h, w = self.shape[-2:]
+        return mean + torch.fft.irfft2(torch.fft.rfft2(z) * spec.sqrt(), s=(h, w))
+
+    def covariance(self) -> np.ndarray:
+        """The dense covariance matrix (small sizes only; for tests)."""
+        c, h, w = self.shape
+        d = c * h * w
+        if d > 4096:
+            raise ValueError(f"dense covariance of size {d}×{d} is too large")
+        basis = torch.eye(d, dtype=torch.float64).reshape(d, c, h, w)
+        spec = self.spectrum
+        cols = torch.fft.ifft2(torch.fft.fft2(basis) * spec).real
+        return cols.reshape(d, d).T.numpy()

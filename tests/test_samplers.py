@@ -1,0 +1,205 @@
+"""Samplers: equivalence with vanilla, determinism, schedules, errors; exact analysis vs Monte Carlo."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pds.exact import annealed_langevin_exact, pc_exact
+from pds.filters import parametric_filter
+from pds.precondition import Preconditioner
+from pds.samplers import annealed_langevin, geometric_sigmas, pc_sampler, shorten_schedule, ve_schedule
+from pds.scores import StationaryGaussianScore
+from pds.solenoidal import central_difference
+
+
+def _target(c=1, h=8, w=8, seed=0):
+    k = torch.fft.fftfreq(h, 1 / h, dtype=torch.float64)
+    l = torch.fft.fftfreq(w, 1 / w, dtype=torch.float64)
+    ps = h * w * 0.05 / (0.2 + k[:, None] ** 2 + l[None, :] ** 2)
+    mean = 0.4 + 0.1 * torch.rand(c, h, w, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return StationaryGaussianScore(mean, ps.expand(c, h, w))
+
+
+PC = dict(sigma_min=0.01, sigma_max=5.0, num_scales=60, snr=0.16)
+
+
+def test_ve_schedule_matches_released_rules():
+    sched = ve_schedule(0.01, 50.0, 1000, speed_up=10.0)
+    assert sched.n == 100 and sched.eps == pytest.approx(1e-4)
+    assert float(sched.t[0]) == 1.0 and float(sched.t[-1]) == pytest.approx(1e-4)
+    assert float(sched.sigma[0]) == pytest.approx(50.0, rel=1e-6)
+    assert float(sched.sigma_prev[-1]) == 0.0  # the last step reaches index 0
+    assert torch.all(sched.sigma_disc[:-1] > sched.sigma_prev[:-1])
+
+
+def test_pc_vanilla_equivalence_bit_for_bit():
+    target = _target()
+    ones = torch.ones(1, 8, 8)
+    runs = []
+    for pc in (None, Preconditioner(freq=ones, space=ones, alpha=None), Preconditioner(freq=ones, alpha=5.0)):
+        x, nfe = pc_sampler(target, (3, 1, 8, 8), **PC, preconditioner=pc, generator=torch.Generator().manual_seed(1))
+        runs.append(x)
+        assert nfe == 2 * PC["num_scales"]
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], runs[2])
+
+
+def test_pc_determinism_and_seed_dependence():
+    target = _target()
+    pc = Preconditioner(freq=parametric_filter(8, 2.0, 1.6))
+    a, _ = pc_sampler(target, (2, 1, 8, 8), **PC, preconditioner=pc, generator=torch.Generator().manual_seed(3))
+    b, _ = pc_sampler(target, (2, 1, 8, 8), **PC, preconditioner=pc, generator=torch.Generator().manual_seed(3))
+    c, _ = pc_sampler(target, (2, 1, 8, 8), **PC, preconditioner=pc, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_pc_draw_order():
+    """The prior draw comes first, then corrector and predictor noise per iteration."""
+    target = _target()
+    g = torch.Generator().manual_seed(5)
+    prior = torch.randn((2, 1, 8, 8), generator=g) * 5.0
+    x_given, _ = pc_sampler(target, prior, **PC, generator=g)
+    x_full, _ = pc_sampler(target, (2, 1, 8, 8), **PC, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(x_given, x_full)
+
+
+def test_pc_speed_up_and_denoise():
+    target = _target()
+    x, nfe = pc_sampler(target, (1, 1, 8, 8), **PC, speed_up=4.0, generator=torch.Generator().manual_seed(0))
+    assert nfe == 2 * int(60 / 4.0)
+    seen = []
+    pc_sampler(target, (1, 1, 8, 8), **PC, speed_up=4.0, denoise=False, generator=torch.Generator().manual_seed(0),
+               callback=lambda info: seen.append(info))
+    assert len(seen) == 15 and torch.equal(seen[-1]["x_mean"], x)
+
+
+def test_nonfinite_stops_with_iteration_and_sigma():
+    def bad_score(x, sigma):
+        return torch.full_like(x, float("nan")) if float(sigma[0]) < 1.0 else -x / (1 + sigma[:, None, None, None] ** 2)
+
+    with pytest.raises(FloatingPointError, match=r"iteration \d+ \(sigma = 0\.\d+"):
+        pc_sampler(bad_score, (1, 1, 4, 4), **PC, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(FloatingPointError, match="iteration"):
+        annealed_langevin(bad_score, (1, 1, 4, 4), geometric_sigmas(5, 0.1, 5), 2, 1e-3,
+                          generator=torch.Generator().manual_seed(0))
+
+
+def test_annealed_langevin_equivalence_and_nfe():
+    target = _target()
+    sig = geometric_sigmas(1.0, 0.01, 5)
+    ones = torch.ones(1, 8, 8)
+    a, nfe = annealed_langevin(target, (2, 1, 8, 8), sig, 3, 2e-5, denoise=True, generator=torch.Generator().manual_seed(0))
+    b, _ = annealed_langevin(target, (2, 1, 8, 8), sig, 3, 2e-5, denoise=True, generator=torch.Generator().manual_seed(0),
+                             preconditioner=Preconditioner(freq=ones, space=ones, alpha=None))
+    assert nfe == 16 and torch.equal(a, b)
+    with pytest.raises(ValueError, match="init"):
+        annealed_langevin(target, (1, 1, 8, 8), sig, 1, 1e-5, init="zeros")
+    with pytest.raises(ValueError, match="n_steps_each"):
+        annealed_langevin(target, (1, 1, 8, 8), sig, [1, 2], 1e-5)
+
+
+def test_shorten_schedule():
+    sig = geometric_sigmas(1.0, 0.01, 10)
+    s = shorten_schedule(sig, 100, 20)
+    assert s.total_steps == 20 and len(s.sigmas) == 10 and s.n_steps == [2] * 10
+    assert s.step_lr_scale == pytest.approx(50.0)
+    s = shorten_schedule(geometric_sigmas(140, 0.01, 788), 4, 156)
+    assert s.total_steps == 156 and s.sigmas[0] == pytest.approx(140) and s.sigmas[-1] == pytest.approx(0.01)
+    s = shorten_schedule(sig, 100, 23)
+    assert s.total_steps == 23 and s.n_steps[:3] == [3, 3, 3] and s.n_steps[3:] == [2] * 7
+
+
+# -- exact analysis vs Monte Carlo ---------------------------------------------------------------
+def _moments(samples: torch.Tensor):
+    h, w = samples.shape[-2:]
+    y = torch.fft.rfft2(samples) / math.sqrt(h * w)
+    mean = y.mean(0)
+    var = (y - mean).abs().pow(2).mean(0)
+    return mean, var
+
+
+def _compare(res, samples, target, n):
+    mean, var = _moments(samples)
+    m_hat = torch.fft.rfft2(target.mean) / math.sqrt(target.shape[-1] * target.shape[-2])
+    # variance of a sample variance of a (complex or real) Gaussian: ≤ 2v²/n; use 5 standard errors
+    rel = (var - res.var).abs() / res.var
+    assert float(rel.max()) < 5 * math.sqrt(2.0 / n), float(rel.max())
+    se_mean = (res.var / n).sqrt()
+    z = ((mean - m_hat) - res.delta).abs() / se_mean
+    assert float(z.max()) < 5.5, float(z.max())
+
+
+@pytest.mark.parametrize("kind", ["vanilla", "parametric", "solenoidal"])
+def test_pc_exact_matches_monte_carlo(kind):
+    target, n = _target(), 4000
+    pc = None if kind == "vanilla" else Preconditioner(freq=parametric_filter(8, 2.0, 1.6))
+    sol, omega = (central_difference(8, "W"), 3.0) if kind == "solenoidal" else (None, 0.0)
+    cfg = dict(**PC, speed_up=3.0)
+    res = pc_exact(target, **cfg, preconditioner=pc, solenoidal=sol, omega=omega)
+    x, _ = pc_sampler(target, (n, 1, 8, 8), **cfg, preconditioner=pc, solenoidal=sol, omega=omega, dtype=torch.float64,
+                      corrector_steps=res.corrector_steps, generator=torch.Generator().manual_seed(0))
+    _compare(res, x, target, n)
+
+
+def test_pc_exact_expected_norm_step_close_to_adaptive():
+    """The released adaptive step (batch norms) vs the expected-norm step: close in high dimension."""
+    target, n = _target(c=3, h=16, w=16), 64
+    res = pc_exact(target, **PC, speed_up=2.0)
+    x, _ = pc_sampler(target, (n, 3, 16, 16), **PC, speed_up=2.0, dtype=torch.float64,
+                      generator=torch.Generator().manual_seed(0))
+    _, var = _moments(x)
+    ratio = float((var * res.weights).sum() / (res.var * res.weights).sum())
+    assert abs(ratio - 1) < 0.05
+
+
+def test_annealed_exact_matches_monte_carlo():
+    target, n = _target(), 4000
+    sig = geometric_sigmas(2.0, 0.02, 6)
+    pc = Preconditioner(freq=parametric_filter(8, 1.5, 0.7))
+    for init in ("gaussian", "uniform"):
+        res = annealed_langevin_exact(target, sig, 3, 5e-4, preconditioner=pc, denoise=True, init=init)
+        x, nfe = annealed_langevin(target, (n, 1, 8, 8), sig, 3, 5e-4, preconditioner=pc, denoise=True, init=init,
+                                   dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        assert nfe == res.nfe == 19
+        _compare(res, x, target, n)
+
+
+def _full_grid(half: torch.Tensor, w: int) -> torch.Tensor:
+    """Hermitian extension of a real half-plane array [C, H, W//2+1] to [C, H, W]."""
+    h = half.shape[-2]
+    full = torch.zeros(*half.shape[:-1], w, dtype=half.dtype)
+    for j in range(w):
+        if j <= w // 2:
+            full[..., j] = half[..., j]
+        else:
+            full[..., j] = half[..., (-torch.arange(h)) % h, w - j]
+    return full
+
+
+def test_exact_w2_and_kl_against_dense_formulas():
+    import scipy.linalg
+
+    target = _target(c=1, h=6, w=6)
+    res = pc_exact(target, **PC, speed_up=6.0, preconditioner=Preconditioner(freq=parametric_filter(6, 1.0, 1.6)))
+    d = 36
+    F = np.fft.fft2(np.eye(d).reshape(d, 6, 6)).reshape(d, d).T / 6.0  # unitary DFT matrix
+    cov_out = (F.conj().T @ np.diag(_full_grid(res.var, 6).ravel().numpy()) @ F).real
+    cov_t = target.covariance()
+    delta_full = torch.fft.irfft2(res.delta, s=(6, 6)) * 6.0  # E[x_out] − mean in pixels
+    dmu = delta_full.ravel().numpy()
+    root = scipy.linalg.sqrtm(scipy.linalg.sqrtm(cov_t) @ cov_out @ scipy.linalg.sqrtm(cov_t)).real
+    w2_dense = math.sqrt(dmu @ dmu + np.trace(cov_t + cov_out - 2 * root))
+    assert res.w2 == pytest.approx(w2_dense, rel=1e-6)
+    kl_dense = 0.5 * (np.trace(np.linalg.solve(cov_t, cov_out)) - d + dmu @ np.linalg.solve(cov_t, dmu)
+                      + np.linalg.slogdet(cov_t)[1] - np.linalg.slogdet(cov_out)[1])
+    assert res.kl == pytest.approx(kl_dense, rel=1e-6)
+    perfect = type(res)(delta=0 * res.delta, var=res.spectrum.clone(), spectrum=res.spectrum, weights=res.weights, nfe=0)
+    assert perfect.w2 == 0 and perfect.kl == pytest.approx(0, abs=1e-12)
+
+
+def test_exact_refuses_space_filters():
+    with pytest.raises(NotImplementedError, match="space filter"):
+        pc_exact(_target(), **PC, preconditioner=Preconditioner(space=torch.rand(1, 8, 8) + 0.5))
