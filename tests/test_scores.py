@@ -38,7 +38,8 @@ def test_stationary_sampling_moments():
     # standard error of a covariance entry ≈ sqrt((σ_ii σ_jj + σ_ij²)/n)
     se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / len(x))
     assert np.abs(emp - cov).max() / se.max() < 5
-    np.testing.assert_allclose(x.mean(0), target.mean.reshape(-1).numpy(), atol=5 * np.sqrt(cov.diagonal().max() / len(x)))
+    tol = 5 * np.sqrt(cov.diagonal().max() / len(x))
+    np.testing.assert_allclose(x.mean(0), target.mean.reshape(-1).numpy(), atol=tol)
 
 
 def test_fit_from_images_recovers_spectrum():
