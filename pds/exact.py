@@ -14,8 +14,10 @@ with per-frequency mean and variance that follow
 
 The Wasserstein-2 distance to the target then has the closed form
 W2² = Σ_k |δ_k|² + Σ_k (√v_k − √s_k)², and KL = ½ Σ_k [v_k/s_k − 1 − log(v_k/s_k) + |δ_k|²/s_k].
-Sums run over all H·W frequencies of every channel (computed on the rfft half plane with
-multiplicities).
+Sums run over all H·W frequencies of every channel, computed on the rfft half plane with
+multiplicities; frequencies whose parameters (target variance, preconditioner gain, solenoidal
+symbol, target mean) coincide are merged first, which is exact and makes radially symmetric models
+at 1024² cheap.
 
 Corrector step. The released PC sampler sets ε = 2(snr·mean_b‖n‖/mean_b‖g‖)² from the batch. Here
 ε = 2·snr²·E‖n‖²/E‖g‖², the *expected* squared norms under the current exact distribution; in high
@@ -41,7 +43,14 @@ from pds.samplers import ve_schedule
 from pds.scores import StationaryGaussianScore
 from pds.solenoidal import FourierSkew
 
-__all__ = ["ExactResult", "pc_exact", "annealed_langevin_exact", "half_plane_weights", "radial_profile"]
+__all__ = [
+    "ExactResult",
+    "pc_exact",
+    "annealed_langevin_exact",
+    "half_plane_weights",
+    "radial_profile",
+    "fewest_iterations",
+]
 
 
 def half_plane_weights(h: int, w: int, dtype=torch.float64) -> torch.Tensor:
@@ -56,14 +65,27 @@ def half_plane_weights(h: int, w: int, dtype=torch.float64) -> torch.Tensor:
 
 @dataclass
 class ExactResult:
-    """Per-frequency output moments on the rfft half plane ([C, H, W//2+1]) and the distances."""
+    """Output moments per group of identical frequencies, and the distances to the target.
 
-    delta: torch.Tensor  # E[ŷ] − m̂ (complex)
-    var: torch.Tensor  # E|ŷ − E ŷ|²
-    spectrum: torch.Tensor  # target s_k
+    ``delta`` (E[ŷ] − m̂, complex), ``var`` (E|ŷ − Eŷ|²), ``spectrum`` (target s_k) and ``weights``
+    (how many of the C·H·W frequencies each entry stands for) are 1-D; :meth:`per_frequency` maps
+    any of them back onto the rfft half plane [C, H, W//2+1].
+    """
+
+    delta: torch.Tensor
+    var: torch.Tensor
+    spectrum: torch.Tensor
     weights: torch.Tensor
     nfe: int
     corrector_steps: list = field(default_factory=list)
+    index: torch.Tensor | None = None  # half-plane position -> entry
+    shape: tuple | None = None  # (C, H, W//2+1)
+
+    def per_frequency(self, values: torch.Tensor) -> torch.Tensor:
+        """Map a 1-D per-entry array onto the rfft half plane [C, H, W//2+1]."""
+        if self.index is None:
+            return values
+        return values[self.index].reshape(self.shape)
 
     @property
     def w2(self) -> float:
@@ -82,8 +104,8 @@ class ExactResult:
         return 0.5 * float((terms * self.weights).sum())
 
     def variance_ratio(self) -> torch.Tensor:
-        """v_k / s_k per frequency: > 1 leftover noise, < 1 missing detail."""
-        return self.var / self.spectrum
+        """v_k / s_k on the half plane [C, H, W//2+1]: > 1 leftover noise, < 1 missing detail."""
+        return self.per_frequency(self.var / self.spectrum)
 
 
 def radial_profile(values: torch.Tensor, h: int, w: int, bins: int = 32):
@@ -129,10 +151,24 @@ class _Setup:
             if not isinstance(solenoidal, FourierSkew):
                 raise NotImplementedError("the exact analysis supports FourierSkew solenoidal operators only")
             self.sol = omega * solenoidal.imag.expand(c, h, w)[..., :wh].to(torch.float64)
+        # merge frequencies with identical parameters (exact; large savings for symmetric models)
+        self.shape = tuple(self.s.shape)
+        weights = self.weights.expand(self.shape)
+        is_dc = torch.zeros(self.shape, dtype=torch.float64)
+        is_dc[..., 0, 0] = 1.0  # keeps DC apart: its start differs for a uniform initial sample
+        rows = torch.stack([self.s, self.p, self.sol, self.m_hat.real, self.m_hat.imag, is_dc], -1).reshape(-1, 6)
+        uniq, self.index = torch.unique(rows, dim=0, return_inverse=True)
+        self.weights = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, self.index, weights.reshape(-1))
+        self.s, self.p, self.sol = uniq[:, 0], uniq[:, 1], uniq[:, 2]
+        self.m_hat = torch.complex(uniq[:, 3], uniq[:, 4])
         self.drift_symbol = torch.complex(self.p, self.sol)
 
     def sum(self, values: torch.Tensor) -> float:
         return float((values * self.weights).sum())
+
+    def result(self, delta, var, nfe, steps=()) -> ExactResult:
+        return ExactResult(delta=delta, var=var, spectrum=self.s, weights=self.weights, nfe=nfe,
+                           corrector_steps=list(steps), index=self.index, shape=self.shape)
 
 
 def pc_exact(target: StationaryGaussianScore, sigma_min: float, sigma_max: float, num_scales: int,
@@ -162,8 +198,7 @@ def pc_exact(target: StationaryGaussianScore, sigma_min: float, sigma_max: float
         var = a.abs() ** 2 * var
         if not (denoise and i == sched.n - 1):
             var = var + G2 * st.p
-    return ExactResult(delta=delta, var=var, spectrum=st.s, weights=st.weights, nfe=2 * sched.n,
-                       corrector_steps=steps)
+    return st.result(delta, var, 2 * sched.n, steps)
 
 
 def annealed_langevin_exact(target: StationaryGaussianScore, sigmas, n_steps_each, step_lr: float, *,
@@ -174,9 +209,10 @@ def annealed_langevin_exact(target: StationaryGaussianScore, sigmas, n_steps_eac
     sig = np.asarray(sigmas, dtype=np.float64)
     steps = [int(n_steps_each)] * len(sig) if np.isscalar(n_steps_each) else [int(n) for n in n_steps_each]
     if init == "uniform":
-        const = torch.zeros_like(st.m_hat)
+        const = torch.zeros(st.shape, dtype=torch.complex128)
         const[..., 0, 0] = 0.5 * math.sqrt(st.h * st.w)  # unitary DFT of the constant image 0.5
-        delta = const - st.m_hat
+        start = torch.zeros(len(st.s), dtype=torch.complex128).index_put_((st.index,), const.reshape(-1))
+        delta = start - st.m_hat
         var = torch.full_like(st.s, 1.0 / 12.0)
     elif init == "gaussian":
         delta = (-st.m_hat).to(torch.complex128)
@@ -197,4 +233,31 @@ def annealed_langevin_exact(target: StationaryGaussianScore, sigmas, n_steps_eac
         a = 1.0 - sig[-1] ** 2 / (st.s + sig[-1] ** 2)
         delta, var = a * delta, a**2 * var
         nfe += 1
-    return ExactResult(delta=delta, var=var, spectrum=st.s, weights=st.weights, nfe=nfe)
+    return st.result(delta, var, nfe)
+
+
+def fewest_iterations(w2_of_t, target: float, t_max: int, t_min: int = 1) -> int | None:
+    """Smallest T in [t_min, t_max] with ``w2_of_t(T) <= target``, or None if even t_max misses it.
+
+    Scans a geometric grid upwards, then bisects between the last miss and the first hit. This
+    assumes W2(T) is monotone between those two grid points (checked: the result is a hit and T − 1
+    a miss, unless T = t_min).
+    """
+    grid = sorted({int(round(v)) for v in np.geomspace(t_min, t_max, 24)} | {t_min, t_max})
+    lo, hi = None, None
+    for t in grid:
+        if w2_of_t(t) <= target:
+            hi = t
+            break
+        lo = t
+    if hi is None:
+        return None
+    if lo is None:
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if w2_of_t(mid) <= target:
+            hi = mid
+        else:
+            lo = mid
+    return hi

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["GaussianScore", "StationaryGaussianScore", "check_sigma"]
+__all__ = ["GaussianScore", "StationaryGaussianScore", "check_sigma", "fit_power_law", "power_law_field"]
 
 
 def check_sigma(x: torch.Tensor, sigma) -> torch.Tensor:
@@ -152,3 +152,54 @@ class StationaryGaussianScore:
         spec = self.spectrum
         cols = torch.fft.ifft2(torch.fft.fft2(basis) * spec).real
         return cols.reshape(d, d).T.numpy()
+
+
+def fit_power_law(target: StationaryGaussianScore) -> dict:
+    """Fit s(k) = A / (|k|² + k0²)^(β/2) to a stationary target's spectrum, per channel (log least squares).
+
+    ``k`` is the integer frequency (bins); the DC coefficient (the mean's fluctuation) is excluded
+    from the fit and returned separately. Returns arrays A, beta, k0 (one per channel), dc, size.
+    """
+    from scipy.optimize import least_squares
+
+    c, h, w = target.shape
+    kh = torch.fft.fftfreq(h, 1.0 / h, dtype=torch.float64)
+    kw = torch.fft.fftfreq(w, 1.0 / w, dtype=torch.float64)
+    k2 = (kh[:, None] ** 2 + kw[None, :] ** 2).numpy().ravel()
+    mask = k2 > 0
+    out = {"A": [], "beta": [], "k0": [], "dc": [], "size": (h, w)}
+    for ch in range(c):
+        logs = np.log(target.spectrum[ch].numpy().ravel()[mask])
+
+        def resid(p, logs=logs):
+            log_a, beta, log_k0 = p
+            return log_a - 0.5 * beta * np.log(k2[mask] + np.exp(2 * log_k0)) - logs
+
+        fit = least_squares(resid, x0=[float(logs.max()), 2.0, 0.0])
+        out["A"].append(float(np.exp(fit.x[0])))
+        out["beta"].append(float(fit.x[1]))
+        out["k0"].append(float(np.exp(fit.x[2])))
+        out["dc"].append(float(target.spectrum[ch, 0, 0]))
+    return {k: (np.asarray(v) if k != "size" else v) for k, v in out.items()}
+
+
+def power_law_field(fit: dict, size: int, mean) -> StationaryGaussianScore:
+    """A stationary target at ``size``×``size`` from :func:`fit_power_law` parameters.
+
+    Model: the same scene content seen at a finer sampling of the same field of view, so frequency
+    bin k keeps its physical frequency and the unitary-DFT variance scales with the pixel count:
+    s'(k) = (size/size₀)² · A / (|k|² + k0²)^(β/2), and DC likewise. ``mean`` is one value per channel.
+    A model, not data: the notebooks say where it replaces measured statistics.
+    """
+    h0, w0 = fit["size"]
+    scale = (size * size) / (h0 * w0)
+    k = torch.fft.fftfreq(size, 1.0 / size, dtype=torch.float64)
+    k2 = k[:, None] ** 2 + k[None, :] ** 2
+    spec = []
+    for A, beta, k0, dc in zip(fit["A"], fit["beta"], fit["k0"], fit["dc"], strict=True):
+        s = scale * A / (k2 + k0**2) ** (beta / 2)
+        s[0, 0] = scale * dc
+        spec.append(s)
+    spectrum = torch.stack(spec)
+    mean_img = torch.as_tensor(np.asarray(mean, dtype=np.float64)).reshape(-1, 1, 1).expand(len(spec), size, size)
+    return StationaryGaussianScore(mean_img.clone(), spectrum * size * size)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pds.exact import annealed_langevin_exact, pc_exact
+from pds.exact import annealed_langevin_exact, fewest_iterations, half_plane_weights, pc_exact
 from pds.filters import parametric_filter
 from pds.precondition import Preconditioner
 from pds.samplers import annealed_langevin, geometric_sigmas, pc_sampler, shorten_schedule, ve_schedule
@@ -126,13 +126,15 @@ def _compare(res, samples, target, n):
     mean, var = _moments(samples)
     m_hat = torch.fft.rfft2(target.mean) / math.sqrt(target.shape[-1] * target.shape[-2])
     # variance of a sample variance of a (complex or real) Gaussian: ≤ 2v²/n; use 5 standard errors
-    rel = (var - res.var).abs() / res.var
+    ex_var, ex_delta = res.per_frequency(res.var), res.per_frequency(res.delta)
+    rel = (var - ex_var).abs() / ex_var
     assert float(rel.max()) < 5 * math.sqrt(2.0 / n), float(rel.max())
     # the total over frequencies is far more precise: relative s.e. ≈ √(2/(n·K)) for K frequencies
-    total = float((var * res.weights).sum() / (res.var * res.weights).sum())
-    assert abs(total - 1) < 5 * math.sqrt(2.0 / (n * res.var.numel())) + 1e-3, total
-    se_mean = (res.var / n).sqrt()
-    z = ((mean - m_hat) - res.delta).abs() / se_mean
+    weights = half_plane_weights(*target.shape[-2:])
+    total = float((var * weights).sum() / (ex_var * weights).sum())
+    assert abs(total - 1) < 5 * math.sqrt(2.0 / (n * ex_var.numel())) + 1e-3, total
+    se_mean = (ex_var / n).sqrt()
+    z = ((mean - m_hat) - ex_delta).abs() / se_mean
     assert float(z.max()) < 5.5, float(z.max())
 
 
@@ -155,7 +157,7 @@ def test_pc_exact_expected_norm_step_close_to_adaptive():
     x, _ = pc_sampler(target, (n, 3, 16, 16), **PC, speed_up=2.0, dtype=torch.float64,
                       generator=torch.Generator().manual_seed(0))
     _, var = _moments(x)
-    ratio = float((var * res.weights).sum() / (res.var * res.weights).sum())
+    ratio = float((var * half_plane_weights(16, 16)).sum() / (res.var * res.weights).sum())
     assert abs(ratio - 1) < 0.05
 
 
@@ -190,9 +192,9 @@ def test_exact_w2_and_kl_against_dense_formulas():
     res = pc_exact(target, **PC, speed_up=6.0, preconditioner=Preconditioner(freq=parametric_filter(6, 1.0, 1.6)))
     d = 36
     F = np.fft.fft2(np.eye(d).reshape(d, 6, 6)).reshape(d, d).T / 6.0  # unitary DFT matrix
-    cov_out = (F.conj().T @ np.diag(_full_grid(res.var, 6).ravel().numpy()) @ F).real
+    cov_out = (F.conj().T @ np.diag(_full_grid(res.per_frequency(res.var), 6).ravel().numpy()) @ F).real
     cov_t = target.covariance()
-    delta_full = torch.fft.irfft2(res.delta, s=(6, 6)) * 6.0  # E[x_out] − mean in pixels
+    delta_full = torch.fft.irfft2(res.per_frequency(res.delta), s=(6, 6)) * 6.0  # E[x_out] − mean in pixels
     dmu = delta_full.ravel().numpy()
     root = scipy.linalg.sqrtm(scipy.linalg.sqrtm(cov_t) @ cov_out @ scipy.linalg.sqrtm(cov_t)).real
     w2_dense = math.sqrt(dmu @ dmu + np.trace(cov_t + cov_out - 2 * root))
@@ -208,3 +210,16 @@ def test_exact_w2_and_kl_against_dense_formulas():
 def test_exact_refuses_space_filters():
     with pytest.raises(NotImplementedError, match="space filter"):
         pc_exact(_target(), **PC, preconditioner=Preconditioner(space=torch.rand(1, 8, 8) + 0.5))
+
+
+def test_fewest_iterations():
+    calls = []
+
+    def f(t):
+        calls.append(t)
+        return 1.0 / t
+
+    assert fewest_iterations(f, 1 / 37, 2000) == 37
+    assert fewest_iterations(f, 1e-6, 2000) is None
+    assert fewest_iterations(f, 2.0, 2000) == 1
+    assert len(set(calls)) < 60
