@@ -35,7 +35,8 @@ def natural_image_crops(n: int, size: int, seed: int = 0) -> torch.Tensor:
         raise ValueError(f"n and size must be >= 1, got n={n}, size={size}")
     usable = [p for p in photos if min(p.shape[1:]) >= size]
     if not usable:
-        raise ValueError(f"no bundled photograph is at least {size}×{size} (largest side {max(min(p.shape[1:]) for p in photos)})")
+        largest = max(min(p.shape[1:]) for p in photos)
+        raise ValueError(f"no bundled photograph is at least {size}×{size} (the largest fits {largest}×{largest})")
     rng = np.random.default_rng(seed)
     out = np.empty((n, 3, size, size))
     for i in range(n):
