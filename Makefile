@@ -7,12 +7,13 @@ PROFILE ?= default
 STAMP := $(VENV)/.pds-installed
 NB_OUT ?= build/notebooks
 
-.PHONY: setup lint unit test notebooks clean help
+.PHONY: setup data lint unit test notebooks clean help
 
 help:
 	@echo "make notebooks   run every notebook in the '$(PROFILE)' profile (PROFILE=smoke|default|full)"
 	@echo "make test        lint + unit tests + every notebook in the smoke profile"
 	@echo "make setup       create .venv and register the 'pds' Jupyter kernel"
+	@echo "make data        install Debian's dataset-fashion-mnist when missing (needs root and apt)"
 
 setup: $(STAMP)
 
@@ -24,17 +25,33 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name pds --display-name "Python (pds)" >/dev/null
 	@touch $(STAMP)
 
+# Fashion-MNIST from Debian (IDX files under $(FASHION_DIR)); never fatal: without it the loaders
+# say where they looked and how to get the data, and the tests that need the real files skip.
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+data:
+	@if [ -f $(FASHION_DIR)/train-images-idx3-ubyte.gz ]; then \
+		echo "Fashion-MNIST: found in $(FASHION_DIR)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Fashion-MNIST: installing Debian's dataset-fashion-mnist"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; } || \
+		echo "Fashion-MNIST: apt-get could not install dataset-fashion-mnist"; \
+	else \
+		echo "Fashion-MNIST: missing; run 'sudo apt-get install dataset-fashion-mnist' or put the IDX files in data/raw/fashion-mnist/"; \
+	fi
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pds tests benchmarks notebooks
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not notebook"
 
-test: $(STAMP)
+test: $(STAMP) data
 	$(VENV)/bin/ruff check pds tests benchmarks notebooks
 	$(PY) -m pytest
 
-notebooks: $(STAMP)
+notebooks: $(STAMP) data
 	$(PY) -m pds.notebooks --profile $(PROFILE) --out $(NB_OUT)/$(PROFILE)
 
 clean:

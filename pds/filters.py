@@ -21,6 +21,8 @@ __all__ = [
     "frequency_filter",
     "space_filter",
     "centred",
+    "estimate_filters",
+    "streamed_mean",
     "FilterSet",
     "save_filters",
     "load_filters",
@@ -150,6 +152,24 @@ def space_filter(images, variant: str = "released", batch_size: int = 64) -> tor
         mean, _ = streamed_mean(images, lambda b: b, batch_size)
         return torch.log(mean) + 1.0
     raise ValueError(f"variant must be 'released' or 'paper', got {variant!r}")
+
+
+def estimate_filters(images, variant: str = "released", batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """R (Eq. 14) and A (``variant``: "released" E[x²] or "paper" Eq. 13) in one streaming pass.
+
+    ``images``: a tensor [N, C, H, W] in [0, 1] or an iterable of such batches (wrap it in a
+    progress bar if you like). Returns (freq, space, number of images).
+    """
+    if variant not in ("released", "paper"):
+        raise ValueError(f"variant must be 'released' or 'paper', got {variant!r}")
+
+    def stats(b):
+        return torch.stack([torch.fft.fft2(b).abs() ** 2, b, b * b], dim=1)
+
+    mean, count = streamed_mean(images, stats, batch_size)
+    freq = torch.log(mean[0] + 1.0)
+    space = mean[2] if variant == "released" else torch.log(mean[1]) + 1.0
+    return freq, space, count
 
 
 @dataclass

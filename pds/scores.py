@@ -115,6 +115,11 @@ class StationaryGaussianScore:
         ps = (power - torch.fft.fft2(mean).abs() ** 2).clamp(min=0.0)
         return cls(mean, ps)
 
+    def expected_power(self) -> torch.Tensor:
+        """E|F[x]|² of the unnormalised DFT, [C, H, W]: the statistic inside Eq. 14, exactly."""
+        h, w = self.shape[-2:]
+        return self.spectrum * (h * w) + torch.fft.fft2(self.mean).abs() ** 2
+
     def _tables(self, device, dtype):
         key = (device, dtype)
         if key not in self._cache:

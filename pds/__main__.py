@@ -1,0 +1,5 @@
+import sys
+
+from pds.cli import main
+
+sys.exit(main())
