@@ -273,7 +273,7 @@ def dataset_batches(spec: str, size: int | None = None, n: int | None = 200, see
         images = natural_image_crops(n or 200, size, seed)
         source = f"random crops of scikit-image photographs {', '.join(NATURAL_PHOTOS)} (stand-in for scene data)"
     elif spec == "faces":
-        images = aligned_faces(n, seed)
+        images = aligned_faces(None if n is None else min(n, 100), seed)  # 100 exist: n above that takes all
         if size is not None and size != 25:
             raise ValueError(f"faces are 25×25; --size {size} does not match")
         source = "scikit-image LFW subset, first 100 (faces; stand-in for an aligned face data set)"
