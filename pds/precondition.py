@@ -44,6 +44,7 @@ __all__ = [
     "normalise_filter",
     "is_hermitian_symmetric",
     "as_filter_tensor",
+    "mirror_frequencies",
 ]
 
 FFTMode = Literal["auto", "real", "complex"]
@@ -98,9 +99,14 @@ def normalise_filter(filt: torch.Tensor, alpha: float | None) -> torch.Tensor:
     return (filt / filt.max() + alpha - 1.0) / alpha
 
 
+def mirror_frequencies(t: torch.Tensor) -> torch.Tensor:
+    """t[..., -h mod H, -w mod W]: the value at the opposite frequency, in the corner-origin layout."""
+    return torch.roll(torch.flip(t, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+
+
 def is_hermitian_symmetric(filt: torch.Tensor, rtol: float = 1e-6) -> bool:
     """True when ``filt[..., h, w] == filt[..., -h mod H, -w mod W]`` (to ``rtol`` of its largest entry)."""
-    mirrored = torch.roll(torch.flip(filt, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+    mirrored = mirror_frequencies(filt)
     scale = float(filt.abs().max()) if filt.numel() else 0.0
     return bool(torch.allclose(filt, mirrored, rtol=0.0, atol=rtol * max(scale, 1e-300)))
 

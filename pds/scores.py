@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pds.precondition import mirror_frequencies
+
 __all__ = ["GaussianScore", "StationaryGaussianScore", "check_sigma", "fit_power_law", "power_law_field"]
 
 
@@ -97,8 +99,7 @@ class StationaryGaussianScore:
             raise ValueError(f"power_spectrum must have shape {tuple(mean.shape)}, got {tuple(ps.shape)}")
         if not torch.isfinite(ps).all() or (ps < 0).any():
             raise ValueError("power_spectrum must be finite and >= 0")
-        mirrored = torch.roll(torch.flip(ps, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
-        ps = 0.5 * (ps + mirrored)
+        ps = 0.5 * (ps + mirror_frequencies(ps))
         h, w = mean.shape[-2:]
         self.mean = mean
         self.spectrum = ps / (h * w)

@@ -19,6 +19,8 @@ import math
 import numpy as np
 import torch
 
+from pds.precondition import mirror_frequencies
+
 __all__ = ["PaperSolenoidal", "FourierSkew", "central_difference", "MatrixSkew", "dft_matrix"]
 
 
@@ -77,8 +79,7 @@ class FourierSkew:
             raise ValueError(f"symbol must have shape [.., H, W], got {tuple(s.shape)}")
         if not torch.isfinite(s).all():
             raise ValueError("symbol has non-finite entries")
-        mirrored = torch.roll(torch.flip(s, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
-        if (s + mirrored).abs().max() > atol * max(1.0, float(s.abs().max())):
+        if (s + mirror_frequencies(s)).abs().max() > atol * max(1.0, float(s.abs().max())):
             raise ValueError("symbol must be odd, s[-k] = -s[k], for S to be real and skew-symmetric")
         self.imag = s
         self._cache: dict = {}
