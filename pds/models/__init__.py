@@ -1,0 +1,166 @@
+"""Score networks of the official checkpoints, and a loader for their file layouts.
+
+Implemented here (state-dict compatible, checked against outputs of the original code on
+random-weight checkpoints, see ``tests/test_models.py``):
+
+* NCSN v1 ``CondRefineNetDilated`` (ermongroup/ncsn: a list ``[state_dict, optimizer]``);
+* NCSNv2 / NCSNv2Deeper (ermongroup/ncsnv2: ``[state_dict, optimizer, epoch, step, ema_shadow]``).
+
+Not yet: NCSN++ (score_sde dict with 'model' / 'ema'); :func:`load_official` recognises that layout
+and says so.
+
+:func:`load_official` returns a score model with the library's interface ``score(x, sigma)``
+(σ per sample); for the level-indexed NCSN / NCSNv2 networks σ is mapped to its level index.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pds.models.refinenet import CondRefineNetDilated, NCSNv2, NCSNv2Deeper
+
+__all__ = ["LevelScore", "load_official", "CondRefineNetDilated", "NCSNv2", "NCSNv2Deeper", "ARCHITECTURES"]
+
+ARCHITECTURES = ("ncsn", "ncsnv2", "ncsnv2deeper", "ncsnpp")
+
+
+class LevelScore(nn.Module):
+    """``score(x, sigma)`` for a network trained on discrete levels: σ → the index of its level.
+
+    Each σ must match one of ``sigmas`` to a relative 1e-4 (these networks know only their levels).
+    """
+
+    def __init__(self, net: nn.Module, sigmas):
+        super().__init__()
+        self.net = net
+        self.register_buffer("levels", torch.as_tensor(sigmas, dtype=torch.float64))
+
+    def level_index(self, sigma: torch.Tensor) -> torch.Tensor:
+        s = torch.as_tensor(sigma, dtype=torch.float64, device=self.levels.device).reshape(-1)
+        rel = (s[:, None] - self.levels[None, :]).abs() / self.levels[None, :]
+        best = rel.argmin(dim=1)
+        worst = float(rel.gather(1, best[:, None]).max())
+        if worst > 1e-4:
+            raise ValueError(
+                f"sigma {s.tolist()} is not one of the network's {len(self.levels)} noise levels "
+                f"[{float(self.levels.max()):.4g} … {float(self.levels.min()):.4g}] (relative mismatch {worst:.3g})"
+            )
+        return best
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        labels = self.level_index(sigma).to(x.device)
+        if labels.numel() == 1 and x.shape[0] > 1:
+            labels = labels.expand(x.shape[0])
+        return self.net(x, labels)
+
+
+def _strip(state: dict) -> dict:
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def _read(path) -> object:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist; the official checkpoints are linked from the READMEs of "
+            "ermongroup/ncsn, ermongroup/ncsnv2 and yang-song/score_sde_pytorch (see README: checkpoints)"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip, truncated file, pickle with forbidden objects...
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+
+
+def _detect(obj) -> str:
+    if isinstance(obj, dict) and "model" in obj and "ema" in obj:
+        return "ncsnpp"
+    if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], dict):
+        keys = _strip(obj[0])
+        if "normalizer.embed.weight" in keys:
+            return "ncsn"
+        if any(k.startswith("res31.") for k in keys):
+            return "ncsnv2deepest"
+        if any(k.startswith("res5.") for k in keys):
+            return "ncsnv2deeper"
+        if "normalizer.alpha" in keys:
+            return "ncsnv2"
+    raise ValueError(
+        "unknown checkpoint layout: expected a score_sde dict {'model', 'ema', ...} (NCSN++), an ncsnv2 list "
+        "[state_dict, optimizer, epoch, step, ema_shadow], or an ncsn list [state_dict, optimizer]; got "
+        f"{type(obj).__name__}" + (f" with keys {sorted(obj)[:6]}" if isinstance(obj, dict) else "")
+    )
+
+
+def _load_strict(net: nn.Module, state: dict, arch: str) -> None:
+    expected, given = set(net.state_dict()), set(state)
+    missing, unexpected = sorted(expected - given), sorted(given - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint does not match the {arch} architecture inferred from it: missing {missing[:5]}"
+            f"{' …' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}{' …' if len(unexpected) > 5 else ''}"
+        )
+    for k, v in net.state_dict().items():
+        if v.shape != state[k].shape:
+            raise ValueError(f"{k}: checkpoint shape {tuple(state[k].shape)} != model shape {tuple(v.shape)}")
+    net.load_state_dict(state, strict=True)
+
+
+def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = True):
+    """Load an official checkpoint; return ``(score_model, config)``.
+
+    ``arch`` ("ncsn", "ncsnv2", "ncsnv2deeper", "ncsnpp") is inferred from the file when None and
+    checked when given. The 'module.' prefix of DataParallel is stripped; the EMA weights are applied
+    where the official sampler applies them (NCSNv2: the shadow dict, unless ``use_ema=False``).
+    NCSN v1 checkpoints do not store their noise levels: ``sigmas`` defaults to the official MNIST
+    ladder (geometric 1 → 0.01, as many levels as the embedding has rows).
+    """
+    obj = _read(path)
+    found = _detect(obj)
+    if arch is not None:
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
+        if arch != found:
+            raise ValueError(f"{path} holds a {found} checkpoint, not {arch}")
+    if found == "ncsnpp":
+        raise NotImplementedError(
+            f"{path} is a score_sde (NCSN++) checkpoint; the NCSN++ network is not implemented yet in pds.models"
+        )
+    if found == "ncsnv2deepest":
+        raise NotImplementedError(f"{path} is an NCSNv2Deepest (FFHQ) checkpoint, which pds does not implement")
+    state = _strip(obj[0])
+    w = state["begin_conv.weight"]
+    ngf, channels = int(w.shape[0]), int(w.shape[1])
+    if found == "ncsn":
+        num_classes = int(state["normalizer.embed.weight"].shape[0])
+        net = CondRefineNetDilated(ngf=ngf, channels=channels, num_classes=num_classes)
+        _load_strict(net, state, found)
+        levels = torch.exp(torch.linspace(0.0, float(torch.log(torch.tensor(0.01))), num_classes)) if sigmas is None \
+            else torch.as_tensor(sigmas)
+        if len(levels) != num_classes:
+            raise ValueError(f"{len(levels)} sigmas given for a network with {num_classes} levels")
+        config = {"arch": found, "ngf": ngf, "channels": channels, "num_classes": num_classes, "ema": False}
+    else:
+        cls = NCSNv2Deeper if found == "ncsnv2deeper" else NCSNv2
+        net = cls(ngf=ngf, channels=channels, sigmas=state["sigmas"])
+        _load_strict(net, state, found)
+        ema = obj[-1] if len(obj) >= 5 and isinstance(obj[-1], dict) else None
+        applied = False
+        if use_ema and ema:
+            params = dict(net.named_parameters())
+            unknown = sorted(set(ema) - set(params))
+            if unknown:
+                raise ValueError(f"EMA shadow holds names the model does not have: {unknown[:5]}")
+            with torch.no_grad():
+                for name, value in ema.items():
+                    if params[name].shape != value.shape:
+                        raise ValueError(f"EMA {name}: shape {tuple(value.shape)} != {tuple(params[name].shape)}")
+                    params[name].copy_(value)
+            applied = True
+        levels = state["sigmas"].double()
+        config = {"arch": found, "ngf": ngf, "channels": channels, "num_classes": len(levels), "ema": applied}
+    config["sigmas"] = levels.tolist()
+    net.eval()
+    return LevelScore(net, levels), config
