@@ -9,13 +9,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from pds.models import CondRefineNetDilated, LevelScore, NCSNv2, NCSNv2Deeper, load_official
+from pds.models import OFFICIAL_CONFIGS, CondRefineNetDilated, LevelScore, NCSNpp, NCSNv2, NCSNv2Deeper, load_official
 
 # ../shared/ beside the checkout (as for developers and CI), or $PDS_GOLDEN
 GOLDEN = Path(os.environ.get("PDS_GOLDEN", Path(__file__).resolve().parents[2] / "shared" / "reference" / "golden"))
 pytestmark = pytest.mark.skipif(not GOLDEN.exists(), reason="golden reference files not found")
 
 REFINENETS = ["ncsn_refinenet_small", "ncsnv2_small", "ncsnv2deeper_small"]
+NCSNPPS = ["ncsnpp_cifar_small", "ncsnpp_highres_small"]
+
+
+def golden_ncsnpp_config(name: str) -> dict:
+    """The structural fields of a golden NCSN++ file's config (the rest is read from the checkpoint)."""
+    model = torch.load(GOLDEN / f"{name}_io.pt", weights_only=True)["config"]["model"]
+    size = torch.load(GOLDEN / f"{name}_io.pt", weights_only=True)["config"]["data"]["image_size"]
+    keys = ("ch_mult", "num_res_blocks", "attn_resolutions", "progressive", "progressive_input",
+            "progressive_combine", "fir_kernel", "skip_rescale", "fourier_scale")
+    return {**{k: tuple(model[k]) if isinstance(model[k], list | tuple) else model[k] for k in keys},
+            "image_size": size}
 
 
 def per_sample_error(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -45,6 +56,18 @@ def test_golden_outputs(name):
             assert per_sample_error(raw(io["x"], sigmas_of(io, config)), io["expected_with_raw_model_weights"]) <= 1e-4
 
 
+@pytest.mark.parametrize("name", NCSNPPS)
+def test_golden_ncsnpp_outputs(name):
+    io = torch.load(GOLDEN / f"{name}_io.pt", weights_only=True)
+    score, config = load_official(GOLDEN / f"{name}.pth", config=golden_ncsnpp_config(name))
+    assert config["arch"] == "ncsnpp" and config["ema"] is True
+    with torch.no_grad():
+        assert per_sample_error(score(io["x"], io["sigmas"]), io["expected"]) <= 1e-4
+        raw, _ = load_official(GOLDEN / f"{name}.pth", config=golden_ncsnpp_config(name), use_ema=False)
+        assert per_sample_error(raw(io["x"], io["sigmas"]), io["expected_with_raw_model_weights"]) <= 1e-4
+    assert per_sample_error(io["expected_with_raw_model_weights"], io["expected"]) > 0.1
+
+
 def read_keys(path: Path):
     keys, counts = [], {}
     for line in path.read_text().splitlines():
@@ -65,10 +88,21 @@ FULL = {
 }
 
 
+NCSNPP_FULL = {
+    "full_ncsnpp_cifar10_continuous": "cifar10",
+    "full_ncsnpp_cifar10_deep_continuous": "cifar10_deep",
+    "full_ncsnpp_bedroom_continuous": "bedroom",
+    "full_ncsnpp_church_continuous": "church",
+    "full_ncsnpp_ffhq_1024_continuous": "ffhq_1024",
+}
+FULL.update({k: (lambda v=v: NCSNpp(OFFICIAL_CONFIGS[v])) for k, v in NCSNPP_FULL.items()})
+
+
 @pytest.mark.parametrize("name", sorted(FULL))
 def test_full_configurations_have_the_official_keys_shapes_and_counts(name):
     keys, counts = read_keys(GOLDEN / f"{name}_keys.txt")
-    net = FULL[name]()
+    with torch.device("meta"):
+        net = FULL[name]()
     ours = [(k, tuple(v.shape)) for k, v in net.state_dict().items()]
     assert ours == keys
     assert sum(p.numel() for p in net.parameters()) == counts["total_params"]
@@ -96,11 +130,42 @@ def test_loader_errors(tmp_path):
         load_official(tmp_path / "other.pth")
     with pytest.raises(ValueError, match="holds a ncsnv2 checkpoint, not ncsn"):
         load_official(GOLDEN / "ncsnv2_small.pth", arch="ncsn")
-    with pytest.raises(NotImplementedError, match="NCSN\\+\\+"):
-        load_official(GOLDEN / "ncsnpp_cifar_small.pth")
+    with pytest.raises(ValueError, match="matches none of the official"):
+        load_official(GOLDEN / "ncsnpp_cifar_small.pth")  # a small, non-official configuration
+    ck = torch.load(GOLDEN / "ncsnpp_cifar_small.pth", weights_only=True)
+    ck["ema"]["shadow_params"] = ck["ema"]["shadow_params"][:-1]
+    torch.save(ck, tmp_path / "short_ema.pth")
+    with pytest.raises(ValueError, match="shadow_params"):
+        load_official(tmp_path / "short_ema.pth", config=golden_ncsnpp_config("ncsnpp_cifar_small"))
     # a state dict with a layer missing: the error names it
     ckpt = torch.load(GOLDEN / "ncsnv2_small.pth", weights_only=True)
     del ckpt[0]["module.end_conv.bias"]
     torch.save(ckpt, tmp_path / "broken.pth")
     with pytest.raises(ValueError, match="end_conv.bias"):
         load_official(tmp_path / "broken.pth")
+
+
+def test_ncsnpp_official_configuration_is_inferred(tmp_path):
+    """A checkpoint in the CIFAR-10 layout (random weights) loads without naming its configuration."""
+    torch.manual_seed(0)
+    net = NCSNpp(OFFICIAL_CONFIGS["cifar10"])
+    state = {f"module.{k}": v for k, v in net.state_dict().items()}
+    shadow = [p.detach().clone() + 0.01 for p in net.parameters() if p.requires_grad]
+    torch.save({"model": state, "ema": {"decay": 0.999, "num_updates": 1, "shadow_params": shadow},
+                "optimizer": {}, "step": 1}, tmp_path / "cifar.pth")
+    score, config = load_official(tmp_path / "cifar.pth")
+    assert config["matched"] == "cifar10" and config["sigma_max"] == pytest.approx(50.0)
+    first = next(p for p in score.parameters() if p.requires_grad)
+    torch.testing.assert_close(first, shadow[0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["bedroom", "ffhq_1024"])
+def test_full_resolution_forward_on_cpu(name):
+    """One forward pass of the full 256² and 1024² configurations at batch 1 (random weights)."""
+    torch.manual_seed(0)
+    cfg = OFFICIAL_CONFIGS[name]
+    net = NCSNpp(cfg).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, cfg.image_size, cfg.image_size), torch.tensor([cfg.sigma_max / 10]))
+    assert out.shape == (1, 3, cfg.image_size, cfg.image_size) and bool(torch.isfinite(out).all())

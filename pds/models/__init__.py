@@ -4,10 +4,8 @@ Implemented here (state-dict compatible, checked against outputs of the original
 random-weight checkpoints, see ``tests/test_models.py``):
 
 * NCSN v1 ``CondRefineNetDilated`` (ermongroup/ncsn: a list ``[state_dict, optimizer]``);
-* NCSNv2 / NCSNv2Deeper (ermongroup/ncsnv2: ``[state_dict, optimizer, epoch, step, ema_shadow]``).
-
-Not yet: NCSN++ (score_sde dict with 'model' / 'ema'); :func:`load_official` recognises that layout
-and says so.
+* NCSNv2 / NCSNv2Deeper (ermongroup/ncsnv2: ``[state_dict, optimizer, epoch, step, ema_shadow]``);
+* NCSN++ continuous VE (score_sde: ``{'model', 'ema', 'optimizer', 'step'}``).
 
 :func:`load_official` returns a score model with the library's interface ``score(x, sigma)``
 (σ per sample); for the level-indexed NCSN / NCSNv2 networks σ is mapped to its level index.
@@ -20,9 +18,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pds.models.ncsnpp import OFFICIAL_CONFIGS, NCSNpp, NCSNppConfig
 from pds.models.refinenet import CondRefineNetDilated, NCSNv2, NCSNv2Deeper
 
-__all__ = ["LevelScore", "load_official", "CondRefineNetDilated", "NCSNv2", "NCSNv2Deeper", "ARCHITECTURES"]
+__all__ = [
+    "LevelScore",
+    "load_official",
+    "CondRefineNetDilated",
+    "NCSNv2",
+    "NCSNv2Deeper",
+    "NCSNpp",
+    "NCSNppConfig",
+    "OFFICIAL_CONFIGS",
+    "ARCHITECTURES",
+]
 
 ARCHITECTURES = ("ncsn", "ncsnv2", "ncsnv2deeper", "ncsnpp")
 
@@ -108,14 +117,76 @@ def _load_strict(net: nn.Module, state: dict, arch: str) -> None:
     net.load_state_dict(state, strict=True)
 
 
-def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = True):
+def _ncsnpp_config(state: dict, config) -> NCSNppConfig:
+    """The NCSN++ configuration: given (a name of OFFICIAL_CONFIGS, an NCSNppConfig or a dict), or
+    inferred by matching the state dict's keys and shapes against the official configurations
+    (built on the 'meta' device, so nothing is allocated)."""
+    base = {"nf": int(state["all_modules.0.W"].shape[0]), "channels": int(state["all_modules.3.weight"].shape[1]),
+            "num_scales": int(state["sigmas"].shape[0]), "sigma_max": float(state["sigmas"][0]),
+            "sigma_min": float(state["sigmas"][-1])}
+    if isinstance(config, NCSNppConfig):
+        return config
+    if isinstance(config, dict):
+        return NCSNppConfig(**{**base, **config})
+    if isinstance(config, str):
+        if config not in OFFICIAL_CONFIGS:
+            raise ValueError(f"unknown NCSN++ configuration {config!r}; known: {sorted(OFFICIAL_CONFIGS)}")
+        return NCSNppConfig(**{**OFFICIAL_CONFIGS[config].__dict__, **base})
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    for name, cfg in OFFICIAL_CONFIGS.items():
+        candidate = NCSNppConfig(**{**cfg.__dict__, **base})
+        try:
+            with torch.device("meta"):
+                net = NCSNpp(candidate)
+        except (ValueError, RuntimeError):  # e.g. channel counts that GroupNorm cannot split
+            continue
+        if {k: tuple(v.shape) for k, v in net.state_dict().items()} == shapes:
+            candidate.extra = {"matched": name}
+            return candidate
+    raise ValueError(
+        "this NCSN++ state dict matches none of the official configurations "
+        f"{sorted(OFFICIAL_CONFIGS)}; pass config= (an NCSNppConfig or a dict of its fields)"
+    )
+
+
+def _load_ncsnpp(obj: dict, config, use_ema: bool):
+    state = _strip(obj["model"])
+    cfg = _ncsnpp_config(state, config)
+    net = NCSNpp(cfg)
+    _load_strict(net, state, "ncsnpp")
+    applied = False
+    if use_ema:
+        ema = obj["ema"]
+        shadow = ema.get("shadow_params") if isinstance(ema, dict) else None
+        trainable = [p for p in net.parameters() if p.requires_grad]
+        if shadow is None or len(shadow) != len(trainable):
+            raise ValueError(
+                f"EMA state must hold 'shadow_params' with one tensor per trainable parameter ({len(trainable)}), "
+                f"got {None if shadow is None else len(shadow)}"
+            )
+        with torch.no_grad():
+            for i, (p, s) in enumerate(zip(trainable, shadow, strict=True)):
+                if p.shape != s.shape:
+                    raise ValueError(f"EMA shadow {i}: shape {tuple(s.shape)} != parameter shape {tuple(p.shape)}")
+                p.copy_(s)
+        applied = True
+    net.eval()
+    config_out = {"arch": "ncsnpp", "ema": applied, **{k: v for k, v in cfg.__dict__.items() if k != "extra"},
+                  **cfg.extra}
+    return net, config_out
+
+
+def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = True, config=None):
     """Load an official checkpoint; return ``(score_model, config)``.
 
     ``arch`` ("ncsn", "ncsnv2", "ncsnv2deeper", "ncsnpp") is inferred from the file when None and
     checked when given. The 'module.' prefix of DataParallel is stripped; the EMA weights are applied
-    where the official sampler applies them (NCSNv2: the shadow dict, unless ``use_ema=False``).
-    NCSN v1 checkpoints do not store their noise levels: ``sigmas`` defaults to the official MNIST
-    ladder (geometric 1 → 0.01, as many levels as the embedding has rows).
+    where the official samplers apply them (NCSNv2: the shadow dict; NCSN++: ``shadow_params`` in
+    parameter order), unless ``use_ema=False``. NCSN v1 checkpoints do not store their noise
+    levels: ``sigmas`` defaults to the official MNIST ladder (geometric 1 → 0.01, as many levels as
+    the embedding has rows). For NCSN++, ``config`` (a name of ``OFFICIAL_CONFIGS``, an
+    ``NCSNppConfig`` or a dict) is inferred from the state dict when it matches an official one.
+    The score model takes σ per sample: NCSN++ uses it directly, NCSN / NCSNv2 map it to a level.
     """
     obj = _read(path)
     found = _detect(obj)
@@ -125,9 +196,7 @@ def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = Tr
         if arch != found:
             raise ValueError(f"{path} holds a {found} checkpoint, not {arch}")
     if found == "ncsnpp":
-        raise NotImplementedError(
-            f"{path} is a score_sde (NCSN++) checkpoint; the NCSN++ network is not implemented yet in pds.models"
-        )
+        return _load_ncsnpp(obj, config, use_ema)
     if found == "ncsnv2deepest":
         raise NotImplementedError(f"{path} is an NCSNv2Deepest (FFHQ) checkpoint, which pds does not implement")
     state = _strip(obj[0])
