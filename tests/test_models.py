@@ -169,3 +169,13 @@ def test_full_resolution_forward_on_cpu(name):
     with torch.no_grad():
         out = net(torch.rand(1, 3, cfg.image_size, cfg.image_size), torch.tensor([cfg.sigma_max / 10]))
     assert out.shape == (1, 3, cfg.image_size, cfg.image_size) and bool(torch.isfinite(out).all())
+
+
+def test_find_checkpoint(tmp_path):
+    from pds.models import find_checkpoint
+
+    with pytest.raises(FileNotFoundError, match="put the .pth file there"):
+        find_checkpoint("ncsnpp_cifar10", root=tmp_path)
+    (tmp_path / "ncsnpp_cifar10").mkdir()
+    (tmp_path / "ncsnpp_cifar10" / "checkpoint_8.pth").write_bytes(b"x")
+    assert find_checkpoint("ncsnpp_cifar10", root=tmp_path).name == "checkpoint_8.pth"

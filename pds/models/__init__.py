@@ -31,7 +31,29 @@ __all__ = [
     "NCSNppConfig",
     "OFFICIAL_CONFIGS",
     "ARCHITECTURES",
+    "CHECKPOINT_DIR",
+    "find_checkpoint",
 ]
+
+CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "official"
+
+
+def find_checkpoint(name: str, root=None) -> Path:
+    """The newest ``*.pth`` under ``<root>/<name>/`` (root: $PDS_CHECKPOINTS or data/checkpoints/official).
+
+    ``name`` is e.g. "ncsn_mnist", "ncsnv2_church", "ncsnpp_ffhq_1024". Missing files fail with a
+    message saying where to put them (see the README's "Official checkpoints").
+    """
+    import os
+
+    base = Path(root or os.environ.get("PDS_CHECKPOINTS", CHECKPOINT_DIR)) / name
+    files = sorted(base.glob("*.pth"), key=lambda p: p.stat().st_mtime) if base.is_dir() else []
+    if not files:
+        raise FileNotFoundError(
+            f"no official checkpoint for {name!r} in {base}: download it from the upstream README's link "
+            "(ermongroup/ncsn, ermongroup/ncsnv2 or yang-song/score_sde_pytorch) and put the .pth file there"
+        )
+    return files[-1]
 
 ARCHITECTURES = ("ncsn", "ncsnv2", "ncsnv2deeper", "ncsnpp")
 
