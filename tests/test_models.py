@@ -179,3 +179,28 @@ def test_find_checkpoint(tmp_path):
     (tmp_path / "ncsnpp_cifar10").mkdir()
     (tmp_path / "ncsnpp_cifar10" / "checkpoint_8.pth").write_bytes(b"x")
     assert find_checkpoint("ncsnpp_cifar10", root=tmp_path).name == "checkpoint_8.pth"
+
+
+def test_diffusers_directory(tmp_path):
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(
+        sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("SkipDownBlock2D", "AttnSkipDownBlock2D"),
+        up_block_types=("AttnSkipUpBlock2D", "SkipUpBlock2D"),
+        time_embedding_type="fourier", norm_num_groups=32, attention_head_dim=8,
+    ).eval()
+    unet.save_pretrained(tmp_path / "ncsnpp")
+    score, config = load_official(tmp_path / "ncsnpp")
+    assert config["arch"] == "ncsnpp-diffusers"
+    x, sigma = torch.rand(2, 3, 16, 16), torch.tensor([0.5, 20.0])
+    with torch.no_grad():
+        torch.testing.assert_close(score(x, sigma), unet(x, sigma).sample)
+        out_scalar = score(x, 20.0)  # a number is broadcast as a float σ, not cast to an integer step
+        torch.testing.assert_close(out_scalar, unet(x, torch.tensor([20.0, 20.0])).sample)
+    plain = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
+                                  block_out_channels=(8, 8), down_block_types=("DownBlock2D", "DownBlock2D"),
+                                  up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    plain.save_pretrained(tmp_path / "ddpm")
+    with pytest.raises(ValueError, match="Fourier"):
+        load_official(tmp_path / "ddpm")

@@ -5,7 +5,9 @@ random-weight checkpoints, see ``tests/test_models.py``):
 
 * NCSN v1 ``CondRefineNetDilated`` (ermongroup/ncsn: a list ``[state_dict, optimizer]``);
 * NCSNv2 / NCSNv2Deeper (ermongroup/ncsnv2: ``[state_dict, optimizer, epoch, step, ema_shadow]``);
-* NCSN++ continuous VE (score_sde: ``{'model', 'ema', 'optimizer', 'step'}``).
+* NCSN++ continuous VE (score_sde: ``{'model', 'ema', 'optimizer', 'step'}``);
+* a diffusers model directory (the hub's google/ncsnpp-* layout: ``config.json`` + weights), through
+  diffusers' ``UNet2DModel`` when diffusers is installed.
 
 :func:`load_official` returns a score model with the library's interface ``score(x, sigma)``
 (σ per sample); for the level-indexed NCSN / NCSNv2 networks σ is mapped to its level index.
@@ -33,6 +35,7 @@ __all__ = [
     "ARCHITECTURES",
     "CHECKPOINT_DIR",
     "find_checkpoint",
+    "DiffusersScore",
 ]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "official"
@@ -86,6 +89,40 @@ class LevelScore(nn.Module):
         if labels.numel() == 1 and x.shape[0] > 1:
             labels = labels.expand(x.shape[0])
         return self.net(x, labels)
+
+
+class DiffusersScore(nn.Module):
+    """``score(x, sigma)`` for a diffusers ``UNet2DModel`` with Fourier embedding (google/ncsnpp-*).
+
+    Called as diffusers' ScoreSdeVePipeline calls it: ``unet(x, sigma).sample``, σ as a float tensor
+    (a Python number would be cast to an integer time step); the model divides by σ itself.
+    """
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+        if s.numel() == 1 and x.shape[0] > 1:
+            s = s.expand(x.shape[0])
+        return self.unet(x, s).sample
+
+
+def _load_diffusers(path: Path):
+    try:
+        from diffusers import UNet2DModel
+    except ImportError as exc:
+        raise ImportError(f"{path} is a diffusers model directory; loading it needs `pip install diffusers`") from exc
+    unet = UNet2DModel.from_pretrained(str(path))
+    cfg = dict(unet.config)
+    if cfg.get("time_embedding_type") != "fourier":
+        raise ValueError(
+            f"{path}: a diffusers UNet2DModel with time_embedding_type={cfg.get('time_embedding_type')!r}; "
+            "only NCSN++ models (Fourier embedding of σ, as google/ncsnpp-*) are score models"
+        )
+    return DiffusersScore(unet).eval(), {"arch": "ncsnpp-diffusers", "ema": None,
+                                         "image_size": cfg.get("sample_size"), "channels": cfg.get("in_channels")}
 
 
 def _strip(state: dict) -> dict:
@@ -210,6 +247,10 @@ def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = Tr
     ``NCSNppConfig`` or a dict) is inferred from the state dict when it matches an official one.
     The score model takes σ per sample: NCSN++ uses it directly, NCSN / NCSNv2 map it to a level.
     """
+    if Path(path).is_dir() and (Path(path) / "config.json").is_file():
+        if arch not in (None, "ncsnpp"):
+            raise ValueError(f"{path} is a diffusers NCSN++ directory, not {arch}")
+        return _load_diffusers(Path(path))
     obj = _read(path)
     found = _detect(obj)
     if arch is not None:
