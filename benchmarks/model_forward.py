@@ -14,14 +14,13 @@ and --configs to pick.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from pds.filters import parametric_filter
 from pds.models import OFFICIAL_CONFIGS, CondRefineNetDilated, NCSNpp, NCSNv2, NCSNv2Deeper
 from pds.precondition import Preconditioner
+from pds.timing import median_time
 
 
 def builders():
@@ -33,21 +32,6 @@ def builders():
         **{f"ncsnpp_{k}": (lambda k=k: NCSNpp(OFFICIAL_CONFIGS[k]), (3, OFFICIAL_CONFIGS[k].image_size), "sigma")
            for k in ("cifar10", "cifar10_deep", "bedroom", "ffhq_1024")},
     }
-
-
-def median_time(fn, repeats: int, warmup: int, device: str) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv=None):

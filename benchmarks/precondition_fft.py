@@ -18,8 +18,6 @@ than NCSN++, so the shares printed are upper bounds for a real network. Usage:
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
@@ -27,20 +25,7 @@ from pds.filters import parametric_filter
 from pds.precondition import Preconditioner
 from pds.samplers import pc_sampler
 from pds.scores import StationaryGaussianScore
-
-
-def timed(fn, repeats: int, device: str) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from pds.timing import median_time
 
 
 def main(argv=None):
@@ -69,15 +54,15 @@ def bench_size(size: int, args) -> None:
     score = StationaryGaussianScore(torch.full((c, size, size), 0.5), spec.expand(c, size, size))
     x = torch.randn(args.batch, c, size, size, device=dev)
     pcs = {mode: Preconditioner(freq=freq, fft=mode) for mode in ("real", "complex")}
-    op = {m: timed(lambda pc=pc: (pc.drift(x), pc.noise(x)), args.repeats, dev) for m, pc in pcs.items()}
+    op = {m: median_time(lambda pc=pc: (pc.drift(x), pc.noise(x)), args.repeats, 1, dev) for m, pc in pcs.items()}
 
     def one_iteration(pc):
         # num_scales = 1: exactly one PC iteration, started from the given state x (no prior draw)
         return lambda: pc_sampler(score, x, 0.01, 100.0, 1, 0.16, preconditioner=pc, device=dev,
                                   generator=torch.Generator(device=dev).manual_seed(0))
 
-    it = {"vanilla": timed(one_iteration(None), args.repeats, dev)}
-    it.update({m: timed(one_iteration(pc), args.repeats, dev) for m, pc in pcs.items()})
+    it = {"vanilla": median_time(one_iteration(None), args.repeats, 1, dev)}
+    it.update({m: median_time(one_iteration(pc), args.repeats, 1, dev) for m, pc in pcs.items()})
     share = {m: (it[m] - it["vanilla"]) / it[m] for m in pcs}
     print(f"{size:>5} {1e3 * op['real']:>8.1f} {1e3 * op['complex']:>8.1f} {op['complex'] / op['real']:>9.2f} | "
           f"{1e3 * it['vanilla']:>10.1f}ms {1e3 * it['real']:>11.1f}ms {1e3 * it['complex']:>11.1f}ms "

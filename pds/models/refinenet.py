@@ -218,20 +218,29 @@ def _pair(cin, cout, act, norm, dilation=1, adjust_padding=False):
     ])
 
 
-class _RefineNet4(nn.Module):
-    """The four-stage RefineNet shared by NCSN v1 (conditional norms) and NCSNv2."""
+class _Stem(nn.Module):
+    """What every RefineNet here starts with, registered in the official order: [sigmas], begin_conv,
+    normalizer, end_conv, res1 (two plain blocks), res2 (down to 2·ngf)."""
 
-    def __init__(self, ngf: int, channels: int, image_size: int, norm, refine_norm, sigmas=None):
+    def __init__(self, ngf: int, channels: int, norm, sigmas=None):
         super().__init__()
         self.ngf, self.channels = ngf, channels
         self.act = act = nn.ELU()
-        if sigmas is not None:  # registered first, as in the official state dict
+        if sigmas is not None:
             self.register_buffer("sigmas", torch.as_tensor(sigmas, dtype=torch.float32))
         self.begin_conv = nn.Conv2d(channels, ngf, 3, stride=1, padding=1)
         self.normalizer = norm(ngf)
         self.end_conv = nn.Conv2d(ngf, channels, 3, stride=1, padding=1)
         self.res1 = nn.ModuleList([ResidualBlock(ngf, ngf, None, act, norm), ResidualBlock(ngf, ngf, None, act, norm)])
         self.res2 = _pair(ngf, 2 * ngf, act, norm)
+
+
+class _RefineNet4(_Stem):
+    """The four-stage RefineNet shared by NCSN v1 (conditional norms) and NCSNv2."""
+
+    def __init__(self, ngf: int, channels: int, image_size: int, norm, refine_norm, sigmas=None):
+        super().__init__(ngf, channels, norm, sigmas)
+        act = self.act
         self.res3 = _pair(2 * ngf, 2 * ngf, act, norm, dilation=2)
         self.res4 = _pair(2 * ngf, 2 * ngf, act, norm, dilation=4, adjust_padding=image_size == 28)
         self.refine1 = RefineBlock([2 * ngf], 2 * ngf, act, start=True, norm=refine_norm)
@@ -272,20 +281,13 @@ class NCSNv2(_RefineNet4):
         return self._features(x) / self.sigmas[labels].view(-1, 1, 1, 1)
 
 
-class NCSNv2Deeper(nn.Module):
+class NCSNv2Deeper(_Stem):
     """NCSNv2Deeper (the LSUN configurations). ``forward(x, labels)``, labels index ``sigmas``."""
 
     def __init__(self, ngf: int = 128, channels: int = 3, sigmas=(1.0,), image_size: int = 64):
-        super().__init__()
-        self.ngf, self.channels = ngf, channels
-        self.act = act = nn.ELU()
         norm = InstanceNorm2dPlus
-        self.register_buffer("sigmas", torch.as_tensor(sigmas, dtype=torch.float32))
-        self.begin_conv = nn.Conv2d(channels, ngf, 3, stride=1, padding=1)
-        self.normalizer = norm(ngf)
-        self.end_conv = nn.Conv2d(ngf, channels, 3, stride=1, padding=1)
-        self.res1 = nn.ModuleList([ResidualBlock(ngf, ngf, None, act, norm), ResidualBlock(ngf, ngf, None, act, norm)])
-        self.res2 = _pair(ngf, 2 * ngf, act, norm)
+        super().__init__(ngf, channels, norm, sigmas)
+        act = self.act
         self.res3 = _pair(2 * ngf, 2 * ngf, act, norm)
         self.res4 = _pair(2 * ngf, 4 * ngf, act, norm, dilation=2)
         self.res5 = _pair(4 * ngf, 4 * ngf, act, norm, dilation=4)
