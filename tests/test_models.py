@@ -11,8 +11,13 @@ import torch
 
 from pds.models import OFFICIAL_CONFIGS, CondRefineNetDilated, LevelScore, NCSNpp, NCSNv2, NCSNv2Deeper, load_official
 
-# ../shared/ beside the checkout (as for developers and CI), or $PDS_GOLDEN
-GOLDEN = Path(os.environ.get("PDS_GOLDEN", Path(__file__).resolve().parents[2] / "shared" / "reference" / "golden"))
+# $PDS_GOLDEN, or shared/ beside the checkout (developers and CI) or inside it
+_ROOT = Path(__file__).resolve().parents[1]
+_CANDIDATES = [Path(os.environ["PDS_GOLDEN"])] if os.environ.get("PDS_GOLDEN") else [
+    _ROOT.parent / "shared" / "reference" / "golden", _ROOT / "shared" / "reference" / "golden"]
+GOLDEN = next((c for c in _CANDIDATES if c.exists()), _CANDIDATES[0])
+if os.environ.get("CI") and not GOLDEN.exists():  # in CI the reference must be there: never skip silently
+    raise RuntimeError(f"golden reference files not found (looked in {[str(c) for c in _CANDIDATES]})")
 pytestmark = pytest.mark.skipif(not GOLDEN.exists(), reason="golden reference files not found")
 
 REFINENETS = ["ncsn_refinenet_small", "ncsnv2_small", "ncsnv2deeper_small"]
