@@ -25,6 +25,23 @@ def _estimate(args) -> int:
     return 0
 
 
+def _train_classifier(args) -> int:
+    import torch
+
+    from pds.data import load_idx_images, load_idx_labels
+    from pds.metrics import classifier_accuracy, train_classifier
+
+    model = train_classifier(load_idx_images(args.dataset, "train"), load_idx_labels(args.dataset, "train"),
+                             epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+    acc = classifier_accuracy(model, load_idx_images(args.dataset, "test"), load_idx_labels(args.dataset, "test"))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(args.out)
+    print(f"wrote {args.out}: test accuracy {acc:.4f} ({args.epochs} epochs, seed {args.seed})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pds", description="Preconditioned diffusion sampling tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--out", required=True, type=Path, help="output .npz (arrays freq, space and metadata)")
     est.add_argument("--quiet", action="store_true")
     est.set_defaults(func=_estimate)
+    metrics = sub.add_parser("metrics", help="sample-quality metrics")
+    msub = metrics.add_subparsers(dest="action", required=True)
+    tc = msub.add_parser("train-classifier", help="train the Fashion-MNIST feature classifier of classifier_fd")
+    tc.add_argument("--dataset", default="fashion-mnist")
+    tc.add_argument("--epochs", type=int, default=5)
+    tc.add_argument("--seed", type=int, default=0)
+    tc.add_argument("--out", type=Path, default=Path("data/checkpoints/fashion_classifier.pt"))
+    tc.add_argument("--quiet", action="store_true")
+    tc.set_defaults(func=_train_classifier)
     return parser
 
 

@@ -1,0 +1,188 @@
+"""Sample-quality metrics, each reported with n, seed, NFE and the reference set.
+
+* :func:`fid` — FID through pytorch-fid (InceptionV3 pool features, ``calculate_frechet_distance``).
+  The Inception weights cannot be downloaded here: when they are not in the torch hub cache,
+  :class:`InceptionWeightsMissing` says where to put the file (:func:`fid_available` to check first).
+* :func:`classifier_fd` — a Fréchet distance in the feature space of a small Fashion-MNIST classifier
+  trained here (:class:`FashionClassifier`), usable offline. It is *not* FID and is never called so.
+* :func:`exact_gaussian_metrics` — W2 and KL of an exact analysis (:mod:`pds.exact`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "MetricResult",
+    "InceptionWeightsMissing",
+    "inception_weights_path",
+    "fid_available",
+    "frechet_distance",
+    "gaussian_statistics",
+    "fid_statistics",
+    "fid",
+    "FashionClassifier",
+    "train_classifier",
+    "classifier_accuracy",
+    "classifier_fd",
+    "exact_gaussian_metrics",
+]
+
+INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
+
+
+@dataclass
+class MetricResult:
+    name: str
+    value: float
+    n: int
+    reference: str
+    seed: int | None = None
+    nfe: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return (f"{self.name} = {self.value:.4g} (n={self.n}, seed={self.seed}, NFE={self.nfe}, "
+                f"reference: {self.reference})")
+
+
+class InceptionWeightsMissing(FileNotFoundError):
+    pass
+
+
+def inception_weights_path() -> Path:
+    """Where pytorch-fid looks for its Inception weights: $TORCH_HOME/hub/checkpoints/<file>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+
+
+def fid_available() -> bool:
+    return inception_weights_path().is_file()
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """The Fréchet distance between two Gaussians (pytorch-fid's ``calculate_frechet_distance``)."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    return float(calculate_frechet_distance(np.asarray(mu1, np.float64), np.asarray(sigma1, np.float64),
+                                            np.asarray(mu2, np.float64), np.asarray(sigma2, np.float64)))
+
+
+def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    f = np.asarray(features, np.float64)
+    if f.ndim != 2 or len(f) < 2:
+        raise ValueError(f"need at least two feature vectors [n, d], got shape {f.shape}")
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def _check_images(images: torch.Tensor) -> torch.Tensor:
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be [N, 1 or 3, H, W], got {tuple(images.shape)}")
+    if not torch.isfinite(images).all():
+        raise ValueError("images contain NaN or inf")
+    return images.clamp(0, 1)
+
+
+def fid_statistics(images: torch.Tensor, batch_size: int = 50, device: str = "cpu"):
+    """Inception pool-3 mean and covariance of images [N, C, H, W] in [0, 1] (grey images repeated to RGB)."""
+    if not fid_available():
+        raise InceptionWeightsMissing(
+            f"FID needs pytorch-fid's Inception weights at {inception_weights_path()} (no download here): get "
+            f"{INCEPTION_FILE} from pytorch-fid's GitHub release 'fid_weights' and copy it there "
+            "(or set $TORCH_HOME). Without it, use classifier_fd or the exact metrics."
+        )
+    from pytorch_fid.inception import InceptionV3
+
+    model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
+    images = _check_images(images)
+    feats = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            b = images[i : i + batch_size].to(device)
+            if b.shape[1] == 1:
+                b = b.repeat(1, 3, 1, 1)
+            feats.append(model(b)[0].squeeze(-1).squeeze(-1).cpu().numpy())
+    return gaussian_statistics(np.concatenate(feats))
+
+
+def fid(samples: torch.Tensor, reference, *, reference_name: str, seed=None, nfe=None, device="cpu") -> MetricResult:
+    """FID of ``samples`` against ``reference``: images, or a .npz with ``mu`` and ``sigma`` (pytorch-fid's format)."""
+    mu1, s1 = fid_statistics(samples, device=device)
+    if isinstance(reference, (str, os.PathLike)):
+        with np.load(reference) as data:
+            mu2, s2 = data["mu"], data["sigma"]
+    else:
+        mu2, s2 = fid_statistics(reference, device=device)
+    return MetricResult("FID", frechet_distance(mu1, s1, mu2, s2), len(samples), reference_name, seed, nfe)
+
+
+class FashionClassifier(nn.Module):
+    """A small CNN for 28×28 grey images (Fashion-MNIST); ``features`` is its 128-d penultimate layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
+        )
+        self.head = nn.Linear(128, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(2.0 * x - 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 2, batch_size: int = 128,
+                     lr: float = 1e-3, seed: int = 0, progress: bool = False) -> FashionClassifier:
+    """Train :class:`FashionClassifier` with Adam (seeded) on images [N, 1, 28, 28] in [0, 1]."""
+    from tqdm import tqdm
+
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = FashionClassifier()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    n = len(images)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=g)
+        for i in tqdm(range(0, n, batch_size), disable=not progress, desc="classifier", leave=False):
+            idx = order[i : i + batch_size]
+            loss = nn.functional.cross_entropy(model(images[idx]), labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def classifier_accuracy(model: FashionClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    preds = torch.cat([model(images[i : i + 1000]).argmax(1) for i in range(0, len(images), 1000)])
+    return float((preds == labels).float().mean())
+
+
+@torch.no_grad()
+def classifier_fd(samples: torch.Tensor, reference: torch.Tensor, model: FashionClassifier, *, reference_name: str,
+                  seed=None, nfe=None) -> MetricResult:
+    """Fréchet distance between classifier features of ``samples`` and ``reference`` (not FID)."""
+    model = model.eval()
+    f1 = torch.cat([model.features(_check_images(samples[i : i + 1000])) for i in range(0, len(samples), 1000)])
+    f2 = torch.cat([model.features(_check_images(reference[i : i + 1000])) for i in range(0, len(reference), 1000)])
+    value = frechet_distance(*gaussian_statistics(f1.numpy()), *gaussian_statistics(f2.numpy()))
+    return MetricResult("classifier-feature FD (Fashion-MNIST CNN, not FID)", value, len(samples), reference_name,
+                        seed, nfe)
+
+
+def exact_gaussian_metrics(result, *, reference_name: str = "the Gaussian target") -> list[MetricResult]:
+    """W2, relative W2 and KL of a :class:`pds.exact.ExactResult` (exact: n is infinite, reported as 0)."""
+    return [
+        MetricResult("W2 (exact)", result.w2, 0, reference_name, None, result.nfe),
+        MetricResult("relative W2 (exact)", result.w2_relative, 0, reference_name, None, result.nfe),
+        MetricResult("KL (exact)", result.kl, 0, reference_name, None, result.nfe),
+    ]

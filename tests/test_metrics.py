@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from pds.data import DEBIAN_FASHION_MNIST, load_idx_images, load_idx_labels
+from pds.exact import pc_exact
+from pds.metrics import (
+    FashionClassifier,
+    InceptionWeightsMissing,
+    classifier_accuracy,
+    classifier_fd,
+    exact_gaussian_metrics,
+    fid_statistics,
+    frechet_distance,
+    train_classifier,
+)
+from pds.notebooks import REPO_ROOT
+from pds.scores import StationaryGaussianScore
+
+HAVE_FASHION = (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists()
+SHIPPED = REPO_ROOT / "data" / "checkpoints" / "fashion_classifier.pt"
+
+
+def test_frechet_distance_closed_form():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((4, 4)), rng.standard_normal((4, 4))
+    s1, s2 = a @ a.T + np.eye(4), b @ b.T + np.eye(4)
+    mu1, mu2 = rng.standard_normal(4), rng.standard_normal(4)
+    root = scipy.linalg.sqrtm(scipy.linalg.sqrtm(s1) @ s2 @ scipy.linalg.sqrtm(s1)).real
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * root)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fid_says_where_the_weights_go(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(InceptionWeightsMissing, match="pt_inception-2015-12-05-6726825d.pth"):
+        fid_statistics(torch.rand(2, 3, 32, 32))
+
+
+@pytest.mark.skipif(not HAVE_FASHION, reason="Fashion-MNIST not installed (make data)")
+def test_shipped_classifier_accuracy_and_fd():
+    model = FashionClassifier()
+    model.load_state_dict(torch.load(SHIPPED, weights_only=True))
+    test_x, test_y = load_idx_images("fashion-mnist", "test"), load_idx_labels("fashion-mnist", "test")
+    acc = classifier_accuracy(model.eval(), test_x, test_y)
+    assert acc >= 0.90, acc
+    train = load_idx_images("fashion-mnist", "train", n=2000, seed=1)
+    same = classifier_fd(test_x[:2000], train, model, reference_name="train subset")
+    noise = classifier_fd(torch.rand(2000, 1, 28, 28), train, model, reference_name="train subset")
+    assert same.value < 0.1 * noise.value and "not FID" in same.name
+
+
+def test_train_classifier_is_seeded():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
+    a = train_classifier(x, y, epochs=1, batch_size=32, seed=3)
+    b = train_classifier(x, y, epochs=1, batch_size=32, seed=3)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_exact_metrics_report_nfe():
+    k = torch.fft.fftfreq(8, 1 / 8, dtype=torch.float64)
+    target = StationaryGaussianScore(torch.full((1, 8, 8), 0.5), 1.0 / (1 + k[:, None] ** 2 + k[None, :] ** 2) * 64)
+    res = pc_exact(target, 0.01, 5.0, 40, 0.16)
+    metrics = exact_gaussian_metrics(res)
+    assert [m.nfe for m in metrics] == [80, 80, 80] and metrics[0].value == pytest.approx(res.w2)
