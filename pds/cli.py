@@ -42,6 +42,40 @@ def _train_classifier(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    import json
+
+    import torch
+
+    from pds.data import dataset_batches
+    from pds.models import CondRefineNetDilated, NCSNpp, NCSNv2
+    from pds.samplers import geometric_sigmas
+    from pds.train import TrainConfig, train
+
+    batches, meta = dataset_batches(args.data, size=args.size, n=args.n, seed=args.seed)
+    images = torch.cat(list(batches))
+    if args.pad:
+        images = torch.nn.functional.pad(images, (args.pad,) * 4)
+    c, h = images.shape[1], images.shape[-1]
+    sigmas = torch.tensor(geometric_sigmas(args.sigma_max, args.sigma_min, args.levels), dtype=torch.float32)
+    if args.kind == "ncsn":
+        net = CondRefineNetDilated(ngf=args.width, channels=c, num_classes=args.levels, image_size=h)
+    elif args.kind == "ncsnv2":
+        net = NCSNv2(ngf=args.width, channels=c, sigmas=sigmas, image_size=h)
+    else:
+        net = NCSNpp(nf=args.width, ch_mult=tuple(args.ch_mult), num_res_blocks=args.blocks, attn_resolutions=(h // 4,),
+                     image_size=h, channels=c, progressive="none", progressive_input="residual",
+                     num_scales=args.levels, sigma_min=args.sigma_min, sigma_max=args.sigma_max)
+    cfg = TrainConfig(kind=args.kind, steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_rate=args.ema,
+                      seed=args.seed, save_every=args.save_every, sigma_min=args.sigma_min, sigma_max=args.sigma_max)
+    log_path = args.out.with_suffix(".log.jsonl")
+    with open(log_path, "a") as log:
+        train(net, images, cfg, args.out, sigmas=None if args.kind == "ncsnpp" else sigmas, progress=not args.quiet,
+              log=lambda step, loss: log.write(json.dumps({"step": step, "loss": loss}) + "\n"))
+    print(f"wrote {args.out} ({cfg.steps} steps) and the loss log {log_path}; data: {meta['source']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pds", description="Preconditioned diffusion sampling tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +96,27 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--out", required=True, type=Path, help="output .npz (arrays freq, space and metadata)")
     est.add_argument("--quiet", action="store_true")
     est.set_defaults(func=_estimate)
+    tr = sub.add_parser("train", help="denoising score matching (resumes from --out if it exists)")
+    tr.add_argument("--kind", choices=("ncsn", "ncsnv2", "ncsnpp"), required=True)
+    tr.add_argument("--data", default="fashion-mnist")
+    tr.add_argument("--size", type=int, default=None)
+    tr.add_argument("--n", type=int, default=None, help="number of training images (default: all)")
+    tr.add_argument("--pad", type=int, default=0, help="zero padding on each side (28 + 2·2 = 32)")
+    tr.add_argument("--width", type=int, default=32, help="ngf (NCSN / NCSNv2) or nf (NCSN++)")
+    tr.add_argument("--ch-mult", type=int, nargs="+", default=[1, 2, 2])
+    tr.add_argument("--blocks", type=int, default=1)
+    tr.add_argument("--levels", type=int, default=10, help="noise levels (NCSN/NCSNv2) or num_scales (NCSN++)")
+    tr.add_argument("--sigma-min", type=float, default=0.01)
+    tr.add_argument("--sigma-max", type=float, default=1.0)
+    tr.add_argument("--steps", type=int, default=10000)
+    tr.add_argument("--batch-size", type=int, default=64)
+    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--ema", type=float, default=0.999)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--save-every", type=int, default=500)
+    tr.add_argument("--out", type=Path, required=True)
+    tr.add_argument("--quiet", action="store_true")
+    tr.set_defaults(func=_train)
     metrics = sub.add_parser("metrics", help="sample-quality metrics")
     msub = metrics.add_subparsers(dest="action", required=True)
     tc = msub.add_parser("train-classifier", help="train the Fashion-MNIST feature classifier of classifier_fd")

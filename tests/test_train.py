@@ -83,3 +83,16 @@ def test_trained_checkpoints_load_with_the_official_loader(kind, tmp_path):
         arg = sigma if kind == "ncsnpp" else torch.tensor([2, 2])
         torch.testing.assert_close(score(x, sigma), expected_net(x, arg))
     assert any(not torch.equal(a, b) for a, b in zip(net.parameters(), tiny(kind).parameters(), strict=True))
+
+
+def test_cli_train_and_resume(tmp_path):
+    from pds.cli import main
+
+    args = ["train", "--kind", "ncsn", "--data", "natural-crops", "--size", "16", "--n", "20", "--width", "4",
+            "--levels", "4", "--batch-size", "4", "--save-every", "2", "--quiet", "--out", str(tmp_path / "m.pth")]
+    assert main(args + ["--steps", "2"]) == 0
+    assert main(args + ["--steps", "4"]) == 0  # resumes at step 2
+    score, info = load_official(tmp_path / "m.pth", sigmas=torch.tensor([1.0, 0.2, 0.05, 0.01]))
+    assert info["arch"] == "ncsn"
+    lines = (tmp_path / "m.log.jsonl").read_text().splitlines()
+    assert len(lines) == 4  # steps 0, 1, then 2, 3 after the resume
