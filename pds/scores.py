@@ -154,10 +154,9 @@ class StationaryGaussianScore:
         d = c * h * w
         if d > 4096:
             raise ValueError(f"dense covariance of size {d}×{d} is too large")
-        basis = torch.eye(d, dtype=torch.float64).reshape(d, c, h, w)
-        spec = self.spectrum
-        cols = torch.fft.ifft2(torch.fft.fft2(basis) * spec).real
-        return cols.reshape(d, d).T.numpy()
+        from pds.theory import operator_matrix
+
+        return operator_matrix(lambda x: torch.fft.ifft2(torch.fft.fft2(x) * self.spectrum).real, self.shape)
 
 
 def fit_power_law(target: StationaryGaussianScore) -> dict:

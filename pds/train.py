@@ -111,7 +111,7 @@ def save_checkpoint(path, net: nn.Module, kind: str, optimizer, ema: EMA, step: 
 
 def _resume(path: Path, net, kind, optimizer, ema: EMA) -> int:
     obj = torch.load(path, map_location="cpu", weights_only=True)
-    strip = lambda d: {k[len("module."):] if k.startswith("module.") else k: v for k, v in d.items()}  # noqa: E731
+    from pds.models import strip_module_prefix as strip
     if kind == "ncsnpp":
         net.load_state_dict(strip(obj["model"]))
         optimizer.load_state_dict(obj["optimizer"])

@@ -36,6 +36,7 @@ __all__ = [
     "CHECKPOINT_DIR",
     "find_checkpoint",
     "DiffusersScore",
+    "strip_module_prefix",
 ]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "official"
@@ -125,8 +126,12 @@ def _load_diffusers(path: Path):
                                          "image_size": cfg.get("sample_size"), "channels": cfg.get("in_channels")}
 
 
-def _strip(state: dict) -> dict:
+def strip_module_prefix(state: dict) -> dict:
+    """A state dict without DataParallel's 'module.' prefix."""
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+_strip = strip_module_prefix
 
 
 def _read(path) -> object:

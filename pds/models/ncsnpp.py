@@ -18,6 +18,7 @@ divided by σ (the score).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,7 +64,9 @@ OFFICIAL_CONFIGS = {
 
 
 # -- FIR resampling (StyleGAN2's upfirdn2d, written here on top of a depthwise convolution) ------
-def _fir_kernel(k) -> torch.Tensor:
+@functools.cache
+def _fir_kernel(k: tuple) -> torch.Tensor:
+    """The normalised 2-D FIR kernel of a 1-D tap tuple (built once per tuple; do not modify in place)."""
     k = np.asarray(k, dtype=np.float32)
     if k.ndim == 1:
         k = np.outer(k, k)
@@ -88,13 +91,13 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
 
 
 def fir_upsample(x, k, factor: int = 2):
-    kernel = _fir_kernel(k) * (factor**2)
+    kernel = _fir_kernel(tuple(k)) * (factor**2)
     p = kernel.shape[0] - factor
     return upfirdn2d(x, kernel, up=factor, pad=((p + 1) // 2 + factor - 1, p // 2))
 
 
 def fir_downsample(x, k, factor: int = 2):
-    kernel = _fir_kernel(k)
+    kernel = _fir_kernel(tuple(k))
     p = kernel.shape[0] - factor
     return upfirdn2d(x, kernel, down=factor, pad=((p + 1) // 2, p // 2))
 
