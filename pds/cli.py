@@ -42,37 +42,78 @@ def _train_classifier(args) -> int:
     return 0
 
 
+def train_spec(args, channels: int, size: int) -> dict:
+    """The sidecar of a `pds train` run: network spec, noise levels, data and training settings."""
+    from pds.samplers import geometric_sigmas
+
+    sigmas = [float(s) for s in geometric_sigmas(args.sigma_max, args.sigma_min, args.levels)]
+    if args.kind == "ncsn":
+        net = {"arch": "ncsn", "ngf": args.width, "channels": channels, "num_classes": args.levels, "image_size": size}
+    elif args.kind == "ncsnv2":
+        net = {"arch": "ncsnv2", "ngf": args.width, "channels": channels, "sigmas": sigmas, "image_size": size}
+    else:
+        net = {"arch": "ncsnpp", "nf": args.width, "ch_mult": list(args.ch_mult), "num_res_blocks": args.blocks,
+               "attn_resolutions": [size // 4], "image_size": size, "channels": channels, "progressive": "none",
+               "progressive_input": "residual", "num_scales": args.levels, "sigma_min": args.sigma_min,
+               "sigma_max": args.sigma_max}
+    return {"kind": args.kind, "net": net, "sigmas": None if args.kind == "ncsnpp" else sigmas,
+            "sigma_min": args.sigma_min, "sigma_max": args.sigma_max, "levels": args.levels,
+            "data": {"name": args.data, "size": args.size, "n": args.n, "pad": args.pad},
+            "train": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "ema": args.ema,
+                      "seed": args.seed, "save_every": args.save_every}}
+
+
 def _train(args) -> int:
     import json
 
     import torch
 
     from pds.data import dataset_batches
-    from pds.models import CondRefineNetDilated, NCSNpp, NCSNv2
-    from pds.samplers import geometric_sigmas
-    from pds.train import TrainConfig, train
+    from pds.train import TrainConfig, build_network, sidecar_path, train
 
     batches, meta = dataset_batches(args.data, size=args.size, n=args.n, seed=args.seed)
     images = torch.cat(list(batches))
     if args.pad:
         images = torch.nn.functional.pad(images, (args.pad,) * 4)
-    c, h = images.shape[1], images.shape[-1]
-    sigmas = torch.tensor(geometric_sigmas(args.sigma_max, args.sigma_min, args.levels), dtype=torch.float32)
-    if args.kind == "ncsn":
-        net = CondRefineNetDilated(ngf=args.width, channels=c, num_classes=args.levels, image_size=h)
-    elif args.kind == "ncsnv2":
-        net = NCSNv2(ngf=args.width, channels=c, sigmas=sigmas, image_size=h)
-    else:
-        net = NCSNpp(nf=args.width, ch_mult=tuple(args.ch_mult), num_res_blocks=args.blocks, attn_resolutions=(h // 4,),
-                     image_size=h, channels=c, progressive="none", progressive_input="residual",
-                     num_scales=args.levels, sigma_min=args.sigma_min, sigma_max=args.sigma_max)
+    spec = train_spec(args, images.shape[1], images.shape[-1])
+    spec["data"]["source"] = meta["source"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    side = sidecar_path(args.out)
+    if side.is_file():
+        old = json.loads(side.read_text())
+        if old["net"] != spec["net"] or old.get("sigmas") != spec["sigmas"]:
+            raise ValueError(f"{args.out} was trained with another network or noise levels (see {side}); "
+                             "choose another --out")
+    side.write_text(json.dumps(spec, indent=1) + "\n")
+    net = build_network(spec["net"])
+    sigmas = None if spec["sigmas"] is None else torch.tensor(spec["sigmas"], dtype=torch.float32)
     cfg = TrainConfig(kind=args.kind, steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_rate=args.ema,
                       seed=args.seed, save_every=args.save_every, sigma_min=args.sigma_min, sigma_max=args.sigma_max)
     log_path = args.out.with_suffix(".log.jsonl")
+
     with open(log_path, "a") as log:
-        train(net, images, cfg, args.out, sigmas=None if args.kind == "ncsnpp" else sigmas, progress=not args.quiet,
-              log=lambda step, loss: log.write(json.dumps({"step": step, "loss": loss}) + "\n"))
-    print(f"wrote {args.out} ({cfg.steps} steps) and the loss log {log_path}; data: {meta['source']}")
+        def write(step, loss):
+            log.write(json.dumps({"step": step, "loss": loss}) + "\n")
+            if (step + 1) % cfg.save_every == 0:
+                log.flush()
+
+        train(net, images, cfg, args.out, sigmas=sigmas, progress=not args.quiet, log=write)
+    print(f"wrote {args.out} ({cfg.steps} steps), its settings {side} and the loss log {log_path}; "
+          f"data: {meta['source']}")
+    return 0
+
+
+def _export(args) -> int:
+    import platform
+
+    import torch
+
+    from pds.train import export_checkpoint
+
+    hardware = args.hardware or f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    extra = {"wall_time_s": args.wall_time, "hardware": hardware, "command": args.command}
+    out = export_checkpoint(args.checkpoint, args.out, **{k: v for k, v in extra.items() if v is not None})
+    print(f"wrote {out} (EMA weights, official layout) and {out.with_suffix('.json')}")
     return 0
 
 
@@ -117,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", type=Path, required=True)
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(func=_train)
+    ex = sub.add_parser("export", help="write the EMA weights of a `pds train` checkpoint as a small official file")
+    ex.add_argument("--checkpoint", type=Path, required=True, help="the run's checkpoint (its .json beside it)")
+    ex.add_argument("--out", type=Path, required=True)
+    ex.add_argument("--wall-time", type=float, default=None, help="training wall time in seconds, for the record")
+    ex.add_argument("--hardware", default=None, help="where it was trained, for the record")
+    ex.add_argument("--command", default=None, help="the training command, for the record")
+    ex.set_defaults(func=_export)
     metrics = sub.add_parser("metrics", help="sample-quality metrics")
     msub = metrics.add_subparsers(dest="action", required=True)
     tc = msub.add_parser("train-classifier", help="train the Fashion-MNIST feature classifier of classifier_fd")

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ __all__ = [
     "inception_weights_path",
     "fid_available",
     "frechet_distance",
+    "ClassifierFD",
     "gaussian_statistics",
     "fid_statistics",
     "fid",
@@ -167,16 +169,41 @@ def classifier_accuracy(model: FashionClassifier, images: torch.Tensor, labels: 
     return float((preds == labels).float().mean())
 
 
-@torch.no_grad()
+class ClassifierFD:
+    """Fréchet distance in the feature space of a :class:`FashionClassifier` to a fixed reference set
+    (not FID). The reference statistics are computed once; call with samples [N, 1, 28, 28] in [0, 1].
+
+    With fewer samples than feature dimensions (128) the sample covariance is singular; the distance
+    is still defined (and biased upward, more so for small n), so scipy's warning about it is
+    silenced and ``extra["n_below_dim"]`` records the case. Compare values only at the same n.
+    """
+
+    name = "classifier-feature FD (Fashion-MNIST CNN, not FID)"
+
+    def __init__(self, model: FashionClassifier, reference: torch.Tensor, reference_name: str):
+        self.model = model.eval()
+        self.reference_name = reference_name
+        self.mu, self.sigma = gaussian_statistics(self.features(reference))
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        return torch.cat([self.model.features(_check_images(images[i : i + 1000]))
+                          for i in range(0, len(images), 1000)]).numpy()
+
+    def __call__(self, samples: torch.Tensor, nfe=None, seed=None) -> MetricResult:
+        f = self.features(samples)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*singular.*")
+            value = frechet_distance(*gaussian_statistics(f), self.mu, self.sigma)
+        return MetricResult(self.name, value, len(samples), self.reference_name, seed, nfe,
+                            extra={"n_below_dim": len(samples) <= f.shape[1]})
+
+
 def classifier_fd(samples: torch.Tensor, reference: torch.Tensor, model: FashionClassifier, *, reference_name: str,
                   seed=None, nfe=None) -> MetricResult:
-    """Fréchet distance between classifier features of ``samples`` and ``reference`` (not FID)."""
-    model = model.eval()
-    f1 = torch.cat([model.features(_check_images(samples[i : i + 1000])) for i in range(0, len(samples), 1000)])
-    f2 = torch.cat([model.features(_check_images(reference[i : i + 1000])) for i in range(0, len(reference), 1000)])
-    value = frechet_distance(*gaussian_statistics(f1.numpy()), *gaussian_statistics(f2.numpy()))
-    return MetricResult("classifier-feature FD (Fashion-MNIST CNN, not FID)", value, len(samples), reference_name,
-                        seed, nfe)
+    """Fréchet distance between classifier features of ``samples`` and ``reference`` (not FID);
+    see :class:`ClassifierFD` (which keeps the reference statistics for repeated use)."""
+    return ClassifierFD(model, reference, reference_name)(samples, nfe=nfe, seed=seed)
 
 
 def exact_gaussian_metrics(result, *, reference_name: str = "the Gaussian target") -> list[MetricResult]:

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-__all__ = ["TrainConfig", "EMA", "dsm_loss", "train", "save_checkpoint"]
+__all__ = ["TrainConfig", "EMA", "dsm_loss", "train", "save_checkpoint", "build_network", "export_checkpoint",
+           "sidecar_path"]
 
 KINDS = ("ncsn", "ncsnv2", "ncsnpp")
 
@@ -164,3 +165,75 @@ def train(net: nn.Module, images: torch.Tensor, config: TrainConfig, out, sigmas
             save_checkpoint(out, net, cfg.kind, optimizer, ema, step + 1)
     return net
 
+
+
+def build_network(spec: dict) -> nn.Module:
+    """The network of a training run from its spec (the ``"net"`` entry of the run's sidecar JSON):
+    ``{"arch": "ncsn" | "ncsnv2" | "ncsnpp", **constructor keyword arguments}``."""
+    from pds.models import CondRefineNetDilated, NCSNpp, NCSNppConfig, NCSNv2
+
+    kw = {k: v for k, v in spec.items() if k != "arch"}
+    arch = spec.get("arch")
+    if arch == "ncsn":
+        return CondRefineNetDilated(**kw)
+    if arch == "ncsnv2":
+        return NCSNv2(**kw)
+    if arch == "ncsnpp":
+        return NCSNpp(NCSNppConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}))
+    raise ValueError(f"unknown network spec arch {arch!r}; expected one of {KINDS}")
+
+
+def sidecar_path(path) -> Path:
+    """``run.pth`` → ``run.json``: the settings of a run (network spec, schedule, data, provenance)."""
+    return Path(path).with_suffix(".json")
+
+
+def export_checkpoint(src, dst, **provenance) -> Path:
+    """Write the EMA weights of the training checkpoint ``src`` as a small file in its official layout.
+
+    NCSN v1: ``[state_dict, {}]`` with the EMA weights as the state dict (the official v1 sampler has
+    no EMA); NCSNv2: ``[state_dict, {}, 0, step, ema_shadow]``; NCSN++: ``{'model', 'ema', 'optimizer':
+    {}, 'step'}``. Optimizer states are dropped (a third of the size; the run's own checkpoint keeps
+    them for resuming). The sidecar JSON of ``src`` is copied next to ``dst`` with ``step`` and the
+    ``provenance`` entries added. :func:`pds.models.load_trained` reads the pair.
+    """
+    import json
+
+    from pds.models import strip_module_prefix as strip
+
+    src, dst = Path(src), Path(dst)
+    side = sidecar_path(src)
+    if not side.is_file():
+        raise FileNotFoundError(f"{side} is missing: it records the network of {src} (written by `pds train`)")
+    meta = json.loads(side.read_text())
+    obj = torch.load(src, map_location="cpu", weights_only=True)
+    kind = meta["kind"]
+    net = build_network(meta["net"])
+    if kind == "ncsnpp":
+        step = int(obj["step"])
+        net.load_state_dict(strip(obj["model"]))
+        ema = EMA(net, float(obj["ema"]["decay"]))
+        ema.shadow = [s.clone() for s in obj["ema"]["shadow_params"]]
+        ema.num_updates = obj["ema"]["num_updates"]
+    else:
+        step = int(obj[3] if kind == "ncsnv2" else obj[2])
+        net.load_state_dict(strip(obj[0]))
+        ema = EMA(net, 0.0)
+        shadow = obj[4] if kind == "ncsnv2" else obj[3]
+        ema.shadow = [shadow[n].clone() for n in ema.names]
+    ema.copy_to(net)
+    state = {f"module.{k}": v.detach().clone() for k, v in net.state_dict().items()}
+    if kind == "ncsnpp":
+        out = {"model": state, "ema": {"decay": ema.decay, "num_updates": ema.num_updates,
+                                       "shadow_params": [s.clone() for s in ema.shadow]},
+               "optimizer": {}, "step": step}
+    elif kind == "ncsnv2":
+        out = [state, {}, 0, step, {n: s.clone() for n, s in zip(ema.names, ema.shadow, strict=True)}]
+    else:
+        out = [state, {}]
+    _atomic_save(out, dst)
+    meta.update(step=step, **provenance)
+    tmp = sidecar_path(dst).with_name(sidecar_path(dst).name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp, sidecar_path(dst))
+    return dst

@@ -37,9 +37,14 @@ __all__ = [
     "find_checkpoint",
     "DiffusersScore",
     "strip_module_prefix",
+    "load_trained",
+    "SHIPPED_DIR",
 ]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "official"
+
+
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "data" / "checkpoints"
 
 
 def find_checkpoint(name: str, root=None) -> Path:
@@ -240,7 +245,8 @@ def _load_ncsnpp(obj: dict, config, use_ema: bool):
     return net, config_out
 
 
-def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = True, config=None):
+def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = True, config=None,
+                  image_size: int | None = None):
     """Load an official checkpoint; return ``(score_model, config)``.
 
     ``arch`` ("ncsn", "ncsnv2", "ncsnv2deeper", "ncsnpp") is inferred from the file when None and
@@ -251,6 +257,7 @@ def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = Tr
     the embedding has rows). For NCSN++, ``config`` (a name of ``OFFICIAL_CONFIGS``, an
     ``NCSNppConfig`` or a dict) is inferred from the state dict when it matches an official one.
     The score model takes σ per sample: NCSN++ uses it directly, NCSN / NCSNv2 map it to a level.
+    ``image_size`` (NCSN v1 default 28, NCSNv2 32) matters only at 28², where one block pads differently.
     """
     if Path(path).is_dir() and (Path(path) / "config.json").is_file():
         if arch not in (None, "ncsnpp"):
@@ -272,7 +279,8 @@ def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = Tr
     ngf, channels = int(w.shape[0]), int(w.shape[1])
     if found == "ncsn":
         num_classes = int(state["normalizer.embed.weight"].shape[0])
-        net = CondRefineNetDilated(ngf=ngf, channels=channels, num_classes=num_classes)
+        net = CondRefineNetDilated(ngf=ngf, channels=channels, num_classes=num_classes,
+                                   image_size=image_size or 28)
         _load_strict(net, state, found)
         levels = torch.exp(torch.linspace(0.0, float(torch.log(torch.tensor(0.01))), num_classes)) if sigmas is None \
             else torch.as_tensor(sigmas)
@@ -281,7 +289,8 @@ def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = Tr
         config = {"arch": found, "ngf": ngf, "channels": channels, "num_classes": num_classes, "ema": False}
     else:
         cls = NCSNv2Deeper if found == "ncsnv2deeper" else NCSNv2
-        net = cls(ngf=ngf, channels=channels, sigmas=state["sigmas"])
+        size = {} if image_size is None or cls is NCSNv2Deeper else {"image_size": image_size}
+        net = cls(ngf=ngf, channels=channels, sigmas=state["sigmas"], **size)
         _load_strict(net, state, found)
         ema = obj[-1] if len(obj) >= 5 and isinstance(obj[-1], dict) else None
         applied = False
@@ -301,3 +310,29 @@ def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = Tr
     config["sigmas"] = levels.tolist()
     net.eval()
     return LevelScore(net, levels), config
+
+
+def load_trained(path, use_ema: bool = True):
+    """Load a checkpoint trained here (``pds train`` / ``pds export``): the official-layout file plus its
+    sidecar ``.json`` (network spec and noise levels). A bare name such as ``"ncsn_fashion28"`` means
+    the shipped ``data/checkpoints/<name>.pth``. Returns ``(score_model, config)`` like
+    :func:`load_official`, with the sidecar's entries added to ``config``.
+    """
+    import json
+
+    path = Path(path)
+    if path.suffix == "" and not path.exists():
+        path = SHIPPED_DIR / f"{path.name}.pth"
+    side = path.with_suffix(".json")
+    if not side.is_file():
+        raise FileNotFoundError(f"{side} is missing: a checkpoint trained here needs its settings file beside it")
+    meta = json.loads(side.read_text())
+    kind = meta["kind"]
+    if kind == "ncsnpp":
+        net = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["net"].items() if k != "arch"}
+        score, config = load_official(path, arch="ncsnpp", use_ema=use_ema, config=net)
+    else:
+        score, config = load_official(path, arch=kind, sigmas=meta["sigmas"], use_ema=use_ema,
+                                      image_size=int(meta["net"].get("image_size", 28)))
+    config.update({k: v for k, v in meta.items() if k not in config})
+    return score, config
