@@ -150,3 +150,23 @@ def test_load_trained_without_settings_names_the_missing_file(tmp_path):
     (tmp_path / "x.pth").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="x.json"):
         load_trained(tmp_path / "x.pth")
+
+
+def test_ema_warm_up_forgets_the_initial_weights():
+    """score_sde's rate min(decay, (1+n)/(10+n)): with fixed parameters p and shadow s0, after n updates
+    s = p + (s0 − p)·∏ rate_k; without the warm-up the share of s0 would be decay^n (37 % at n = 1000)."""
+    from pds.train import EMA
+
+    net = torch.nn.Linear(3, 2)
+    ema = EMA(net, 0.999)
+    s0 = [s.clone() for s in ema.shadow]
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    share = 1.0
+    for k in range(1, 1001):
+        ema.update(net)
+        share *= min(0.999, (1 + k) / (10 + k))
+    assert share < 0.01 < 0.999**1000
+    for s, a, p in zip(ema.shadow, s0, net.parameters(), strict=True):
+        torch.testing.assert_close(s, p.detach() + (a - p.detach()) * share, rtol=0, atol=1e-5)
