@@ -4,8 +4,9 @@ counts, scored by the classifier-feature FD of :mod:`pds.metrics`.
 
 A run is described by a :class:`Method` (vanilla, or PDS with a parametric or statistics filter), an
 iteration count T, a number of samples and a seed. :class:`ResultCache` keeps every finished run
-(metrics as JSON lines, samples as ``.npy``) keyed by its full description, so an interrupted sweep
-loses nothing it finished, and a rerun with the same settings reads instead of recomputing.
+(metrics as JSON lines, samples as ``.npy``) keyed by its full description (the model's weights
+included, by their SHA-1), so an interrupted sweep loses nothing it finished, and a rerun with the
+same settings reads instead of recomputing.
 
 Iteration counts follow the paper: for NCSN, T is the number of Langevin steps (full: 10 levels ×
 100 steps; shorter schedules by :func:`pds.samplers.shorten_schedule`, with the step size expanded
@@ -194,8 +195,8 @@ class ResultCache:
         """The row of (model, method, T, n, seed): read from the cache, or sampled, scored with
         ``score_fn(samples, nfe=..., seed=...) -> MetricResult`` (e.g. a :class:`pds.metrics.ClassifierFD`)
         and written (samples first, then the row)."""
-        desc = {"model": model.name, "method": asdict(method), "T": T, "n": n, "seed": seed,
-                "batch_size": batch_size}
+        desc = {"model": model.name, "weights": model.config.get("file_sha1"), "method": asdict(method), "T": T,
+                "n": n, "seed": seed, "batch_size": batch_size}
         key = self.key(**desc)
         row = self.get(key)
         if row is not None:

@@ -88,3 +88,18 @@ def test_cache_reads_finished_runs_and_survives_a_cut_line(tmp_path):
     cache.run(model, Method(), 4, 3, 1, score_fn)  # the redone row was written on a line of its own
     assert calls == [0, 1, 1]
     assert json.loads(cache.path.read_text().splitlines()[0])["label"] == "vanilla"
+
+
+def test_cache_key_changes_with_the_weights(tmp_path):
+    model, calls = toy("ncsn"), []
+
+    def score_fn(x, nfe, seed):
+        calls.append(seed)
+        return MetricResult("mean", float(x.mean()), len(x), "none", seed, nfe)
+
+    cache = ResultCache(tmp_path)
+    model.config["file_sha1"] = "a" * 40
+    first = cache.run(model, Method(), 3, 2, 0, score_fn)
+    model.config["file_sha1"] = "b" * 40  # retrained: the cached row must not be reused
+    second = cache.run(model, Method(), 3, 2, 0, score_fn)
+    assert calls == [0, 0] and first["key"] != second["key"]

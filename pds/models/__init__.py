@@ -316,8 +316,9 @@ def load_trained(path, use_ema: bool = True):
     """Load a checkpoint trained here (``pds train`` / ``pds export``): the official-layout file plus its
     sidecar ``.json`` (network spec and noise levels). A bare name such as ``"ncsn_fashion28"`` means
     the shipped ``data/checkpoints/<name>.pth``. Returns ``(score_model, config)`` like
-    :func:`load_official`, with the sidecar's entries added to ``config``.
+    :func:`load_official`, with the sidecar's entries and the file's SHA-1 (``file_sha1``) added to ``config``.
     """
+    import hashlib
     import json
 
     path = Path(path)
@@ -335,4 +336,5 @@ def load_trained(path, use_ema: bool = True):
         score, config = load_official(path, arch=kind, sigmas=meta["sigmas"], use_ema=use_ema,
                                       image_size=int(meta["net"].get("image_size", 28)))
     config.update({k: v for k, v in meta.items() if k not in config})
+    config["file_sha1"] = hashlib.sha1(path.read_bytes()).hexdigest()
     return score, config
