@@ -102,19 +102,23 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _layout(net: nn.Module, kind: str, optimizer_state: dict, ema: EMA, step: int, v1_shadow: bool = True):
+    """The official file layout of ``kind`` (see :func:`save_checkpoint`)."""
+    state = {f"module.{k}": v.detach().clone() for k, v in net.state_dict().items()}
+    if kind == "ncsnpp":
+        return {"model": state, "ema": {"decay": ema.decay, "num_updates": ema.num_updates,
+                                        "shadow_params": [s.clone() for s in ema.shadow]},
+                "optimizer": optimizer_state, "step": step}
+    shadow = {n: s.clone() for n, s in zip(ema.names, ema.shadow, strict=True)}
+    if kind == "ncsnv2":
+        return [state, optimizer_state, 0, step, shadow]
+    # ncsn v1 has no EMA in its layout; for resuming, the step and shadow ride after the official two entries
+    return [state, optimizer_state, step, shadow] if v1_shadow else [state, optimizer_state]
+
+
 def save_checkpoint(path, net: nn.Module, kind: str, optimizer, ema: EMA, step: int) -> None:
     """Write the official layout of ``kind`` atomically (temporary file, then rename)."""
-    state = {f"module.{k}": v.detach().clone() for k, v in net.state_dict().items()}
-    opt = optimizer.state_dict()
-    if kind == "ncsnpp":
-        obj = {"model": state, "ema": {"decay": ema.decay, "num_updates": ema.num_updates,
-                                       "shadow_params": [s.clone() for s in ema.shadow]},
-               "optimizer": opt, "step": step}
-    elif kind == "ncsnv2":
-        obj = [state, opt, 0, step, {n: s.clone() for n, s in zip(ema.names, ema.shadow, strict=True)}]
-    else:  # ncsn v1 has no EMA in its layout; the shadow rides along after the official two entries
-        obj = [state, opt, step, {n: s.clone() for n, s in zip(ema.names, ema.shadow, strict=True)}]
-    _atomic_save(obj, Path(path))
+    _atomic_save(_layout(net, kind, optimizer.state_dict(), ema, step), Path(path))
 
 
 def _resume(path: Path, net, kind, optimizer, ema: EMA) -> int:
@@ -208,38 +212,17 @@ def export_checkpoint(src, dst, **provenance) -> Path:
     """
     import json
 
-    from pds.models import strip_module_prefix as strip
-
     src, dst = Path(src), Path(dst)
     side = sidecar_path(src)
     if not side.is_file():
         raise FileNotFoundError(f"{side} is missing: it records the network of {src} (written by `pds train`)")
     meta = json.loads(side.read_text())
-    obj = torch.load(src, map_location="cpu", weights_only=True)
     kind = meta["kind"]
     net = build_network(meta["net"])
-    if kind == "ncsnpp":
-        step = int(obj["step"])
-        net.load_state_dict(strip(obj["model"]))
-        ema = EMA(net, float(obj["ema"]["decay"]))
-        ema.shadow = [s.clone() for s in obj["ema"]["shadow_params"]]
-        ema.num_updates = obj["ema"]["num_updates"]
-    else:
-        step = int(obj[3] if kind == "ncsnv2" else obj[2])
-        net.load_state_dict(strip(obj[0]))
-        ema = EMA(net, 0.0)
-        shadow = obj[4] if kind == "ncsnv2" else obj[3]
-        ema.shadow = [shadow[n].clone() for n in ema.names]
+    ema = EMA(net, float(meta.get("train", {}).get("ema", 0.999)))
+    step = _resume(src, net, kind, torch.optim.Adam(net.parameters()), ema)
     ema.copy_to(net)
-    state = {f"module.{k}": v.detach().clone() for k, v in net.state_dict().items()}
-    if kind == "ncsnpp":
-        out = {"model": state, "ema": {"decay": ema.decay, "num_updates": ema.num_updates,
-                                       "shadow_params": [s.clone() for s in ema.shadow]},
-               "optimizer": {}, "step": step}
-    elif kind == "ncsnv2":
-        out = [state, {}, 0, step, {n: s.clone() for n, s in zip(ema.names, ema.shadow, strict=True)}]
-    else:
-        out = [state, {}]
+    out = _layout(net, kind, {}, ema, step, v1_shadow=False)
     _atomic_save(out, dst)
     meta.update(step=step, **provenance)
     tmp = sidecar_path(dst).with_name(sidecar_path(dst).name + ".tmp")

@@ -65,12 +65,20 @@ def test_full_T_uses_the_official_schedule():
     assert toy("ncsnpp").full_T == 1000
 
 
-def test_cache_reads_finished_runs_and_survives_a_cut_line(tmp_path):
-    model, calls = toy("ncsn"), []
+def counting_score():
+    """A metric (the sample mean) that records the seed of every call, to see which runs were computed."""
+    calls = []
 
     def score_fn(x, nfe, seed):
         calls.append(seed)
         return MetricResult("mean", float(x.mean()), len(x), "none", seed, nfe)
+
+    return score_fn, calls
+
+
+def test_cache_reads_finished_runs_and_survives_a_cut_line(tmp_path):
+    model = toy("ncsn")
+    score_fn, calls = counting_score()
 
     cache = ResultCache(tmp_path)
     a = cache.run(model, Method(), 4, 3, 0, score_fn)
@@ -91,11 +99,8 @@ def test_cache_reads_finished_runs_and_survives_a_cut_line(tmp_path):
 
 
 def test_cache_key_changes_with_the_weights(tmp_path):
-    model, calls = toy("ncsn"), []
-
-    def score_fn(x, nfe, seed):
-        calls.append(seed)
-        return MetricResult("mean", float(x.mean()), len(x), "none", seed, nfe)
+    model = toy("ncsn")
+    score_fn, calls = counting_score()
 
     cache = ResultCache(tmp_path)
     model.config["file_sha1"] = "a" * 40
