@@ -69,7 +69,7 @@ def _train(args) -> int:
     import torch
 
     from pds.data import dataset_batches
-    from pds.train import TrainConfig, build_network, sidecar_path, train
+    from pds.train import TrainConfig, build_network, sidecar_path, train, write_sidecar
 
     batches, meta = dataset_batches(args.data, size=args.size, n=args.n, seed=args.seed)
     images = torch.cat(list(batches))
@@ -84,7 +84,7 @@ def _train(args) -> int:
         if old["net"] != spec["net"] or old.get("sigmas") != spec["sigmas"]:
             raise ValueError(f"{args.out} was trained with another network or noise levels (see {side}); "
                              "choose another --out")
-    side.write_text(json.dumps(spec, indent=1) + "\n")
+    write_sidecar(args.out, spec)
     net = build_network(spec["net"])
     sigmas = None if spec["sigmas"] is None else torch.tensor(spec["sigmas"], dtype=torch.float32)
     cfg = TrainConfig(kind=args.kind, steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_rate=args.ema,
@@ -110,7 +110,8 @@ def _export(args) -> int:
 
     from pds.train import export_checkpoint
 
-    hardware = args.hardware or f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    # without --hardware, only what the exporting machine knows (it may not be where the run trained)
+    hardware = args.hardware or f"{platform.machine()} CPU, {torch.get_num_threads()} threads (at export)"
     extra = {"wall_time_s": args.wall_time, "hardware": hardware, "command": args.command}
     out = export_checkpoint(args.checkpoint, args.out, **{k: v for k, v in extra.items() if v is not None})
     print(f"wrote {out} (EMA weights, official layout) and {out.with_suffix('.json')}")

@@ -77,20 +77,20 @@ class SmallModel:
     the statistics filter is estimated from (the training images, padded like the model's input)."""
 
     def __init__(self, name: str, score=None, config=None, train_images: torch.Tensor | None = None):
-        from pds.data import load_idx_images
+        """``score`` and ``config`` default to :func:`pds.models.load_trained` of ``name``; a config needs
+        ``kind``, ``net`` (``image_size``, ``channels``), the noise levels and optionally ``data.pad``."""
         from pds.models import load_trained
 
         if score is None:
             score, config = load_trained(name)
         self.name, self.score, self.config = name, score, config
-        self.kind = config["kind"] if "kind" in config else config["arch"]
+        self.kind = config["kind"]
         if self.kind not in ("ncsn", "ncsnv2", "ncsnpp"):
             raise ValueError(f"unknown model kind {self.kind!r}")
-        size = config["net"]["image_size"] if "net" in config else config.get("image_size", 28)
-        self.shape = (config["net"]["channels"] if "net" in config else 1, size, size)
-        self.pad = int(config.get("data", {}).get("pad", 0) or 0)
+        size = config["net"]["image_size"]
+        self.shape = (config["net"]["channels"], size, size)
+        self.pad = int(config.get("data", {}).get("pad") or 0)
         self._train = train_images
-        self._loader = load_idx_images
 
     @property
     def full_T(self) -> int:
@@ -100,7 +100,9 @@ class SmallModel:
 
     def train_images(self) -> torch.Tensor:
         if self._train is None:
-            x = self._loader(self.config.get("data", {}).get("name", "fashion-mnist"), "train")
+            from pds.data import load_idx_images
+
+            x = load_idx_images(self.config.get("data", {}).get("name", "fashion-mnist"), "train")
             self._train = torch.nn.functional.pad(x, (self.pad,) * 4) if self.pad else x
         return self._train
 

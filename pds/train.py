@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-__all__ = ["TrainConfig", "EMA", "dsm_loss", "train", "save_checkpoint", "build_network", "export_checkpoint",
-           "sidecar_path"]
+__all__ = ["TrainConfig", "EMA", "dsm_loss", "train", "save_checkpoint", "build_network", "network_kwargs",
+           "export_checkpoint", "sidecar_path", "write_sidecar"]
 
 KINDS = ("ncsn", "ncsnv2", "ncsnpp")
 
@@ -179,26 +179,41 @@ def train(net: nn.Module, images: torch.Tensor, config: TrainConfig, out, sigmas
     return net
 
 
-
 def build_network(spec: dict) -> nn.Module:
     """The network of a training run from its spec (the ``"net"`` entry of the run's sidecar JSON):
     ``{"arch": "ncsn" | "ncsnv2" | "ncsnpp", **constructor keyword arguments}``."""
     from pds.models import CondRefineNetDilated, NCSNpp, NCSNppConfig, NCSNv2
 
-    kw = {k: v for k, v in spec.items() if k != "arch"}
+    kw = network_kwargs(spec)
     arch = spec.get("arch")
     if arch == "ncsn":
         return CondRefineNetDilated(**kw)
     if arch == "ncsnv2":
         return NCSNv2(**kw)
     if arch == "ncsnpp":
-        return NCSNpp(NCSNppConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}))
+        return NCSNpp(NCSNppConfig(**kw))
     raise ValueError(f"unknown network spec arch {arch!r}; expected one of {KINDS}")
+
+
+def network_kwargs(spec: dict) -> dict:
+    """The constructor keyword arguments of a network spec (JSON lists back to tuples, ``arch`` dropped)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k != "arch"}
 
 
 def sidecar_path(path) -> Path:
     """``run.pth`` → ``run.json``: the settings of a run (network spec, schedule, data, provenance)."""
     return Path(path).with_suffix(".json")
+
+
+def write_sidecar(path, meta: dict) -> Path:
+    """Write the settings of the checkpoint ``path`` as JSON beside it, atomically."""
+    import json
+
+    side = sidecar_path(path)
+    tmp = side.with_name(side.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp, side)
+    return side
 
 
 def export_checkpoint(src, dst, **provenance) -> Path:
@@ -222,10 +237,7 @@ def export_checkpoint(src, dst, **provenance) -> Path:
     ema = EMA(net, float(meta.get("train", {}).get("ema", 0.999)))
     step = _resume(src, net, kind, torch.optim.Adam(net.parameters()), ema)
     ema.copy_to(net)
-    out = _layout(net, kind, {}, ema, step, v1_shadow=False)
-    _atomic_save(out, dst)
+    _atomic_save(_layout(net, kind, {}, ema, step, v1_shadow=False), dst)
     meta.update(step=step, **provenance)
-    tmp = sidecar_path(dst).with_name(sidecar_path(dst).name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(tmp, sidecar_path(dst))
+    write_sidecar(dst, meta)
     return dst

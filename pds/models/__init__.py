@@ -321,17 +321,18 @@ def load_trained(path, use_ema: bool = True):
     import hashlib
     import json
 
+    from pds.train import network_kwargs, sidecar_path
+
     path = Path(path)
     if path.suffix == "" and not path.exists():
         path = SHIPPED_DIR / f"{path.name}.pth"
-    side = path.with_suffix(".json")
+    side = sidecar_path(path)
     if not side.is_file():
         raise FileNotFoundError(f"{side} is missing: a checkpoint trained here needs its settings file beside it")
     meta = json.loads(side.read_text())
     kind = meta["kind"]
     if kind == "ncsnpp":
-        net = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["net"].items() if k != "arch"}
-        score, config = load_official(path, arch="ncsnpp", use_ema=use_ema, config=net)
+        score, config = load_official(path, arch="ncsnpp", use_ema=use_ema, config=network_kwargs(meta["net"]))
     else:
         score, config = load_official(path, arch=kind, sigmas=meta["sigmas"], use_ema=use_ema,
                                       image_size=int(meta["net"].get("image_size", 28)))
