@@ -42,13 +42,13 @@ data:
 	fi
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pds tests benchmarks notebooks
+	$(VENV)/bin/ruff check src tests benchmarks notebooks
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not notebook"
 
 test: $(STAMP) data
-	$(VENV)/bin/ruff check pds tests benchmarks notebooks
+	$(VENV)/bin/ruff check src tests benchmarks notebooks
 	$(PY) -m pytest
 
 notebooks: $(STAMP) data

@@ -22,6 +22,7 @@ import argparse
 import torch
 
 from pds.filters import parametric_filter
+from pds.fourier import radius_squared
 from pds.precondition import Preconditioner
 from pds.samplers import pc_sampler
 from pds.scores import StationaryGaussianScore
@@ -49,8 +50,7 @@ def main(argv=None):
 def bench_size(size: int, args) -> None:
     dev, c = args.device, args.channels
     freq = parametric_filter(size, 0.2 * size, 1.6, channels=c)
-    k = torch.fft.fftfreq(size, 1.0 / size, dtype=torch.float64)
-    spec = 1.0 / (1.0 + k[:, None] ** 2 + k[None, :] ** 2) * size * size
+    spec = 1.0 / (1.0 + radius_squared(size, size)) * size * size
     score = StationaryGaussianScore(torch.full((c, size, size), 0.5), spec.expand(c, size, size))
     x = torch.randn(args.batch, c, size, size, device=dev)
     pcs = {mode: Preconditioner(freq=freq, fft=mode) for mode in ("real", "complex")}

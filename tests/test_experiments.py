@@ -11,8 +11,8 @@ from pds.experiments import Method, ResultCache, SmallModel, sample
 from pds.metrics import MetricResult
 
 
-def gaussian_score(x, sigma):  # data N(0.5, 0.2²) per pixel, blurred by σ
-    var = 0.04 + sigma.view(-1, 1, 1, 1).to(x.dtype) ** 2
+def gaussian_score(x, sigma):  # data N(0.5, 0.2²) per pixel, blurred by σ (the samplers pass σ as a float)
+    var = 0.04 + float(sigma) ** 2
     return -(x - 0.5) / var
 
 
@@ -103,8 +103,8 @@ def test_cache_key_changes_with_the_weights(tmp_path):
     score_fn, calls = counting_score()
 
     cache = ResultCache(tmp_path)
-    model.config["file_sha1"] = "a" * 40
+    model.config["file_sha256"] = "a" * 64
     first = cache.run(model, Method(), 3, 2, 0, score_fn)
-    model.config["file_sha1"] = "b" * 40  # retrained: the cached row must not be reused
+    model.config["file_sha256"] = "b" * 64  # retrained: the cached row must not be reused
     second = cache.run(model, Method(), 3, 2, 0, score_fn)
     assert calls == [0, 0] and first["key"] != second["key"]

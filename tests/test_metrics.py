@@ -17,7 +17,7 @@ from pds.metrics import (
     frechet_distance,
     train_classifier,
 )
-from pds.notebooks import REPO_ROOT
+from pds.paths import REPO_ROOT
 from pds.scores import StationaryGaussianScore
 
 HAVE_FASHION = (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists()

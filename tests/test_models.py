@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pds.models import OFFICIAL_CONFIGS, CondRefineNetDilated, LevelScore, NCSNpp, NCSNv2, NCSNv2Deeper, load_official
+from pds.checkpoints import find_checkpoint, load_official
+from pds.models import OFFICIAL_CONFIGS, CondRefineNetDilated, LevelScore, NCSNpp, NCSNv2, NCSNv2Deeper
 
 # $PDS_GOLDEN, or shared/ beside the checkout (developers and CI) or inside it
 _ROOT = Path(__file__).resolve().parents[1]
@@ -177,8 +178,6 @@ def test_full_resolution_forward_on_cpu(name):
 
 
 def test_find_checkpoint(tmp_path):
-    from pds.models import find_checkpoint
-
     with pytest.raises(FileNotFoundError, match="put the .pth file there"):
         find_checkpoint("ncsnpp_cifar10", root=tmp_path)
     (tmp_path / "ncsnpp_cifar10").mkdir()

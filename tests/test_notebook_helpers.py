@@ -30,10 +30,10 @@ def test_figures_go_to_env_dir(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
     monkeypatch.setenv("PDS_FIGURE_DIR", str(tmp_path / "figs"))
-    assert figure_dir() == tmp_path / "figs"
+    assert figure_dir("default") == tmp_path / "figs"
     fig, ax = plt.subplots()
     ax.plot([0, 1])
-    assert save_figure(fig, "test").exists()
+    assert save_figure(fig, "test", "default").exists()
     plt.close(fig)
 
 

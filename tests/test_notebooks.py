@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from pds.notebooks import REPO_ROOT, list_notebooks, run_notebook
+from pds.notebooks import list_notebooks, run_notebook
+from pds.paths import REPO_ROOT
 
 NOTEBOOKS = list_notebooks()
 OUT = REPO_ROOT / "build" / "notebooks" / "smoke"

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from pds.exact import annealed_langevin_exact, fewest_iterations, half_plane_weights, pc_exact
+from pds.exact import annealed_langevin_exact, fewest_iterations, pc_exact
 from pds.filters import parametric_filter
+from pds.fourier import half_plane_weights
 from pds.precondition import Preconditioner
-from pds.samplers import annealed_langevin, geometric_sigmas, pc_sampler, shorten_schedule, ve_schedule
+from pds.samplers import annealed_langevin, pc_sampler
+from pds.schedules import geometric_sigmas, shorten_schedule, ve_schedule
 from pds.scores import StationaryGaussianScore
 from pds.solenoidal import central_difference
 
@@ -78,7 +80,7 @@ def test_pc_speed_up_and_denoise():
 
 def test_nonfinite_stops_with_iteration_and_sigma():
     def bad_score(x, sigma):
-        return torch.full_like(x, float("nan")) if float(sigma[0]) < 1.0 else -x / (1 + sigma[:, None, None, None] ** 2)
+        return torch.full_like(x, float("nan")) if float(sigma) < 1.0 else -x / (1 + float(sigma) ** 2)
 
     with pytest.raises(FloatingPointError, match=r"iteration \d+ \(sigma = 0\.\d+"):
         pc_sampler(bad_score, (1, 1, 4, 4), **PC, generator=torch.Generator().manual_seed(0))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pds.models import CondRefineNetDilated, NCSNpp, NCSNv2, load_official
+from pds.checkpoints import load_official
+from pds.models import CondRefineNetDilated, NCSNpp, NCSNv2
 from pds.train import TrainConfig, dsm_loss, train
 
 TINY_PP = dict(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), image_size=8, channels=1,
@@ -102,9 +103,8 @@ def test_cli_train_and_resume(tmp_path):
 def test_cli_export_keeps_ema_weights_only(kind, tmp_path):
     """`pds train` + `pds export`: the small file holds the EMA weights, loads through load_trained,
     and gives the same scores as the EMA applied by hand to the training checkpoint."""
+    from pds.checkpoints import build_network, load_trained, sidecar_path
     from pds.cli import main
-    from pds.models import load_trained
-    from pds.train import build_network, sidecar_path
 
     run, small = tmp_path / "run.pth", tmp_path / "small.pth"
     extra = ["--ch-mult", "1", "2", "--levels", "10"] if kind == "ncsnpp" else ["--levels", "4"]
@@ -145,7 +145,7 @@ def test_cli_train_refuses_a_different_network_in_the_same_run(tmp_path):
 
 
 def test_load_trained_without_settings_names_the_missing_file(tmp_path):
-    from pds.models import load_trained
+    from pds.checkpoints import load_trained
 
     (tmp_path / "x.pth").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="x.json"):

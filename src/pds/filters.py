@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pds.fourier import centred, radius_squared
+
 __all__ = [
     "parametric_filter",
     "frequency_filter",
@@ -68,18 +70,10 @@ def parametric_filter(size, r: float, lam: float, channels: int = 1) -> torch.Te
         raise ValueError(f"lam must be a finite number > 0 (M must be invertible), got {lam}")
     if channels < 1:
         raise ValueError(f"channels must be >= 1, got {channels}")
-    kh = torch.fft.fftfreq(h, 1.0 / h, dtype=torch.float64)
-    kw = torch.fft.fftfreq(w, 1.0 / w, dtype=torch.float64)
-    dist2 = kh[:, None] ** 2 + kw[None, :] ** 2
+    dist2 = radius_squared(h, w)
     filt = torch.full_like(dist2, float(lam))
     filt[dist2 <= 2.0 * r * r] = 1.0
     return filt.expand(channels, h, w).clone()
-
-
-def centred(filt) -> torch.Tensor:
-    """fftshift over the last two axes, for viewing a corner-origin frequency filter."""
-    t = torch.as_tensor(filt)
-    return torch.fft.fftshift(t, dim=(-2, -1))
 
 
 def _batches(images, batch_size: int) -> Iterable[torch.Tensor]:

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pds.paths import DATA_DIR
+
 __all__ = [
     "NATURAL_PHOTOS",
     "DEBIAN_FASHION_MNIST",
@@ -46,7 +48,6 @@ __all__ = [
     "dataset_batches",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # colour photographs of natural scenes and objects shipped with scikit-image (skimage.data)
@@ -94,7 +95,7 @@ def _candidate_dirs(dataset: str, path) -> list[Path]:
         dirs += [Path(path), Path(path) / dataset]
     if os.environ.get("PDS_DATA"):
         dirs += [Path(os.environ["PDS_DATA"]) / dataset, Path(os.environ["PDS_DATA"])]
-    dirs += [REPO_ROOT / "data" / "raw" / dataset, REPO_ROOT / "data" / "raw"]
+    dirs += [DATA_DIR / "raw" / dataset, DATA_DIR / "raw"]
     if dataset == "fashion-mnist":
         dirs.append(DEBIAN_FASHION_MNIST)
     return dirs
@@ -133,12 +134,13 @@ def find_idx(dataset: str = "fashion-mnist", split: str = "train", kind: str = "
 
 
 def load_idx_images(dataset: str = "fashion-mnist", split: str = "train", path=None, n: int | None = None,
-                    seed: int = 0) -> torch.Tensor:
-    """Images of an IDX data set as float32 [N, 1, H, W] in [0, 1]; ``n`` picks a seeded subset."""
+                    seed: int = 0, at_most: bool = False) -> torch.Tensor:
+    """Images of an IDX data set as float32 [N, 1, H, W] in [0, 1]; ``n`` picks a seeded subset (more than the
+    file holds is an error, unless ``at_most``: then all are used)."""
     arr = read_idx(find_idx(dataset, split, "images", path))
     if arr.ndim != 3 or arr.dtype != np.uint8:
         raise ValueError(f"expected uint8 images [N, H, W] in the IDX file, got {arr.dtype} {arr.shape}")
-    idx = _choose(len(arr), n, seed)
+    idx = _choose(len(arr), None if (at_most and n is not None and n >= len(arr)) else n, seed)
     return torch.from_numpy(arr[idx].astype(np.float32) / 255.0)[:, None]
 
 
@@ -263,7 +265,8 @@ def dataset_batches(spec: str, size: int | None = None, n: int | None = 200, see
     """
     if spec in ("fashion-mnist", "mnist") or spec.endswith(("-ubyte", "-ubyte.gz")):
         dataset = spec if spec in ("fashion-mnist", "mnist") else "idx"
-        images = load_idx_images(dataset, "train", path=None if dataset != "idx" else spec, n=n, seed=seed)
+        images = load_idx_images(dataset, "train", path=None if dataset != "idx" else spec, n=n, seed=seed,
+                                 at_most=True)
         if size is not None and size != images.shape[-1]:
             raise ValueError(f"{spec} images are {images.shape[-1]}×{images.shape[-1]}; --size {size} does not match")
         source = f"{spec} (IDX, train split)"

@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from pds.fourier import half_plane_weights
 from pds.precondition import Preconditioner
-from pds.samplers import ve_schedule
+from pds.schedules import ve_schedule
 from pds.scores import StationaryGaussianScore
 from pds.solenoidal import FourierSkew
 
@@ -47,20 +48,8 @@ __all__ = [
     "ExactResult",
     "pc_exact",
     "annealed_langevin_exact",
-    "half_plane_weights",
-    "radial_profile",
     "fewest_iterations",
 ]
-
-
-def half_plane_weights(h: int, w: int, dtype=torch.float64) -> torch.Tensor:
-    """Multiplicity of each rfft2 column in a sum over the full H×W grid (1 or 2)."""
-    wh = w // 2 + 1
-    weights = torch.full((h, wh), 2.0, dtype=dtype)
-    weights[:, 0] = 1.0
-    if w % 2 == 0:
-        weights[:, -1] = 1.0
-    return weights
 
 
 @dataclass
@@ -106,20 +95,6 @@ class ExactResult:
     def variance_ratio(self) -> torch.Tensor:
         """v_k / s_k on the half plane [C, H, W//2+1]: > 1 leftover noise, < 1 missing detail."""
         return self.per_frequency(self.var / self.spectrum)
-
-
-def radial_profile(values: torch.Tensor, h: int, w: int, bins: int = 32):
-    """Mean of a half-plane array [C, H, W//2+1] over rings of |k| (channels averaged); (radius, mean)."""
-    kh = torch.fft.fftfreq(h, 1.0 / h, dtype=torch.float64)
-    kw = torch.fft.rfftfreq(w, 1.0 / w, dtype=torch.float64)
-    rad = torch.sqrt(kh[:, None] ** 2 + kw[None, :] ** 2).ravel().numpy()
-    vals = values.mean(0).ravel().numpy() if values.ndim == 3 else values.ravel().numpy()
-    edges = np.linspace(0, rad.max() + 1e-9, bins + 1)
-    idx = np.digitize(rad, edges) - 1
-    sums = np.bincount(idx, weights=vals, minlength=bins)[:bins]
-    counts = np.bincount(idx, minlength=bins)[:bins]
-    ok = counts > 0
-    return 0.5 * (edges[1:] + edges[:-1])[ok], sums[ok] / counts[ok]
 
 
 class _Setup:
@@ -183,17 +158,20 @@ class _Setup:
 
 
 def pc_exact(target: StationaryGaussianScore, sigma_min: float, sigma_max: float, num_scales: int,
-             snr: float, *, speed_up: float = 1.0, preconditioner: Preconditioner | None = None,
-             solenoidal=None, omega: float = 0.0, denoise: bool = True) -> ExactResult:
-    """Exact output moments of :func:`pds.samplers.pc_sampler` (expected-norm corrector step)."""
+             snr: float, *, iterations: int | None = None, speed_up: float | None = None,
+             preconditioner: Preconditioner | None = None, solenoidal=None, omega: float = 0.0,
+             denoise: bool = True) -> ExactResult:
+    """Exact output moments of :func:`pds.samplers.pc_sampler` (expected-norm corrector step); the length is
+    given as there (``iterations`` or the released ``speed_up``)."""
     st = _Setup.cached(target, preconditioner, solenoidal, omega)
-    sched = ve_schedule(sigma_min, sigma_max, num_scales, speed_up, dtype=torch.float64)
+    sched = ve_schedule(sigma_min, sigma_max, num_scales, speed_up, iterations=iterations, dtype=torch.float64)
     delta = (-st.m_hat).to(torch.complex128)
     var = sched.sigma_max**2 * st.p
     steps = []
     noise_sq = st.sum(st.p)
+    sigmas, _, g2s = sched.host()
     for i in range(sched.n):
-        sig2 = float(sched.sigma[i]) ** 2
+        sig2 = sigmas[i] ** 2
         lam = 1.0 / (st.s + sig2)
         # corrector
         grad_sq = st.sum(st.p**2 * lam**2 * (var + delta.abs() ** 2))
@@ -203,7 +181,7 @@ def pc_exact(target: StationaryGaussianScore, sigma_min: float, sigma_max: float
         delta = a * delta
         var = a.abs() ** 2 * var + 2.0 * eps * st.p
         # predictor
-        G2 = float(torch.sqrt(sched.sigma_disc[i] ** 2 - sched.sigma_prev[i] ** 2)) ** 2
+        G2 = g2s[i]
         a = 1.0 - G2 * lam * st.drift_symbol
         delta = a * delta
         var = a.abs() ** 2 * var

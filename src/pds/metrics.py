@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pds.paths import DATA_DIR
+
 __all__ = [
     "MetricResult",
     "InceptionWeightsMissing",
@@ -33,6 +35,7 @@ __all__ = [
     "train_classifier",
     "classifier_accuracy",
     "classifier_fd",
+    "load_classifier",
     "exact_gaussian_metrics",
 ]
 
@@ -160,6 +163,24 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 2
             opt.zero_grad()
             loss.backward()
             opt.step()
+    return model.eval()
+
+
+CLASSIFIER_PATH = DATA_DIR / "checkpoints" / "fashion_classifier.pt"
+
+
+def load_classifier(path=None) -> FashionClassifier:
+    """The shipped Fashion-MNIST feature classifier (``data/checkpoints/fashion_classifier.pt``, made by
+    ``pds metrics train-classifier``), or the state dict at ``path``; in eval mode."""
+    path = Path(path or CLASSIFIER_PATH)
+    if not path.is_file():
+        raise FileNotFoundError(f"classifier weights {path} are missing: rebuild them with "
+                                "`pds metrics train-classifier --out data/checkpoints/fashion_classifier.pt`")
+    model = FashionClassifier()
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as exc:
+        raise ValueError(f"{path} is not a FashionClassifier state dict ({type(exc).__name__}: {exc})") from exc
     return model.eval()
 
 

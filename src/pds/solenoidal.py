@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from pds.precondition import mirror_frequencies
+from pds.fourier import frequency_grid, mirror_frequencies
 
 __all__ = ["PaperSolenoidal", "FourierSkew", "central_difference", "MatrixSkew", "dft_matrix"]
 
@@ -107,12 +107,11 @@ def central_difference(size, axis: str = "H") -> FourierSkew:
         h, w = (int(s) for s in size)
     if axis not in ("H", "W"):
         raise ValueError(f"axis must be 'H' or 'W', got {axis!r}")
-    kh = torch.fft.fftfreq(h, 1.0 / h, dtype=torch.float64)
-    kw = torch.fft.fftfreq(w, 1.0 / w, dtype=torch.float64)
+    kh, kw = frequency_grid(h, w)
     if axis == "H":
-        sym = torch.sin(2 * math.pi * kh / h)[:, None].expand(h, w)
+        sym = torch.sin(2 * math.pi * kh / h).expand(h, w)
     else:
-        sym = torch.sin(2 * math.pi * kw / w)[None, :].expand(h, w)
+        sym = torch.sin(2 * math.pi * kw / w).expand(h, w)
     # for even n the Nyquist bin gives sin(±π) ≈ ±1e-16; make it exactly 0 so that s is odd
     sym = torch.where(sym.abs() < 1e-12, torch.zeros_like(sym), sym)
     return FourierSkew(sym.clone())

@@ -16,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pds.precondition import mirror_frequencies
+from pds.filters import streamed_mean
+from pds.fourier import mirror_frequencies, radius_squared
+from pds.theory import operator_matrix
 
 __all__ = ["GaussianScore", "StationaryGaussianScore", "check_sigma", "fit_power_law", "power_law_field"]
 
@@ -109,8 +111,6 @@ class StationaryGaussianScore:
     @classmethod
     def from_images(cls, images, batch_size: int = 64) -> StationaryGaussianScore:
         """Fit mean image and E|F[x − mean]|² = E|F[x]|² − |F[mean]|² from images [N, C, H, W]."""
-        from pds.filters import streamed_mean
-
         mean, _ = streamed_mean(images, lambda b: b, batch_size)
         power, _ = streamed_mean(images, lambda b: torch.fft.fft2(b).abs() ** 2, batch_size)
         ps = (power - torch.fft.fft2(mean).abs() ** 2).clamp(min=0.0)
@@ -154,8 +154,6 @@ class StationaryGaussianScore:
         d = c * h * w
         if d > 4096:
             raise ValueError(f"dense covariance of size {d}×{d} is too large")
-        from pds.theory import operator_matrix
-
         return operator_matrix(lambda x: torch.fft.ifft2(torch.fft.fft2(x) * self.spectrum).real, self.shape)
 
 
@@ -168,9 +166,7 @@ def fit_power_law(target: StationaryGaussianScore) -> dict:
     from scipy.optimize import least_squares
 
     c, h, w = target.shape
-    kh = torch.fft.fftfreq(h, 1.0 / h, dtype=torch.float64)
-    kw = torch.fft.fftfreq(w, 1.0 / w, dtype=torch.float64)
-    k2 = (kh[:, None] ** 2 + kw[None, :] ** 2).numpy().ravel()
+    k2 = radius_squared(h, w).numpy().ravel()
     mask = k2 > 0
     out = {"A": [], "beta": [], "k0": [], "dc": [], "size": (h, w)}
     for ch in range(c):
@@ -198,8 +194,7 @@ def power_law_field(fit: dict, size: int, mean) -> StationaryGaussianScore:
     """
     h0, w0 = fit["size"]
     scale = (size * size) / (h0 * w0)
-    k = torch.fft.fftfreq(size, 1.0 / size, dtype=torch.float64)
-    k2 = k[:, None] ** 2 + k[None, :] ** 2
+    k2 = radius_squared(size, size)
     spec = []
     for A, beta, k0, dc in zip(fit["A"], fit["beta"], fit["k0"], fit["dc"], strict=True):
         s = scale * A / (k2 + k0**2) ** (beta / 2)

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pds.schedules import geometric_sigmas
+
 __all__ = ["NCSNppConfig", "NCSNpp", "upfirdn2d", "OFFICIAL_CONFIGS"]
 
 
@@ -234,7 +236,7 @@ class NCSNpp(nn.Module):
             raise ValueError(f"progressive_combine={cfg.progressive_combine!r} is not supported")
         self.config = cfg
         self.act = act = nn.SiLU()
-        sig = np.exp(np.linspace(np.log(cfg.sigma_max), np.log(cfg.sigma_min), cfg.num_scales))
+        sig = geometric_sigmas(cfg.sigma_max, cfg.sigma_min, cfg.num_scales)
         self.register_buffer("sigmas", torch.tensor(sig))
         nf, ch_mult, n_blocks = cfg.nf, tuple(cfg.ch_mult), cfg.num_res_blocks
         self.num_resolutions = n_res = len(ch_mult)
@@ -291,9 +293,12 @@ class NCSNpp(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         cfg, mods = self.config, self.all_modules
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
-        if sigma.numel() == 1 and x.shape[0] > 1:
-            sigma = sigma.expand(x.shape[0])
+        if isinstance(sigma, int | float):  # one σ for the batch, from the host: no device round trip
+            sigma = torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
+        else:
+            sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+            if sigma.numel() == 1 and x.shape[0] > 1:
+                sigma = sigma.expand(x.shape[0])
         it = iter(mods)
         temb = next(it)(torch.log(sigma))
         temb = next(it)(temb)

@@ -5,7 +5,7 @@ counts, scored by the classifier-feature FD of :mod:`pds.metrics`.
 A run is described by a :class:`Method` (vanilla, or PDS with a parametric or statistics filter), an
 iteration count T, a number of samples and a seed. :class:`ResultCache` keeps every finished run
 (metrics as JSON lines, samples as ``.npy``) keyed by its full description (the model's weights
-included, by their SHA-1), so an interrupted sweep loses nothing it finished, and a rerun with the
+included, by their SHA-256), so an interrupted sweep loses nothing it finished, and a rerun with the
 same settings reads instead of recomputing.
 
 Iteration counts follow the paper: for NCSN, T is the number of Langevin steps (full: 10 levels ×
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,16 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pds.checkpoints import load_trained
+from pds.configs import Experiment, stand_in_for
+from pds.data import load_idx_images
 from pds.filters import frequency_filter, parametric_filter
 from pds.precondition import Preconditioner
-from pds.samplers import annealed_langevin, pc_sampler, shorten_schedule
+from pds.samplers import annealed_langevin, pc_sampler
+from pds.schedules import shorten_schedule
 
-__all__ = ["Method", "SmallModel", "ResultCache", "sample", "NCSN_SETTINGS", "NCSNPP_SETTINGS", "to_28",
-           "statistics_filter"]
-
-# the official sampler settings the stand-ins use (NCSN v1 MNIST anneal.yml; score_sde CIFAR-10 VE PC)
-NCSN_SETTINGS = {"n_steps_each": 100, "step_lr": 2e-5, "init": "uniform", "denoise": False}
-NCSNPP_SETTINGS = {"snr": 0.16, "denoise": True}
+__all__ = ["Method", "SmallModel", "ResultCache", "sample", "to_28", "statistics_filter"]
 
 
 @dataclass(frozen=True)
@@ -77,10 +75,9 @@ class SmallModel:
     the statistics filter is estimated from (the training images, padded like the model's input)."""
 
     def __init__(self, name: str, score=None, config=None, train_images: torch.Tensor | None = None):
-        """``score`` and ``config`` default to :func:`pds.models.load_trained` of ``name``; a config needs
-        ``kind``, ``net`` (``image_size``, ``channels``), the noise levels and optionally ``data.pad``."""
-        from pds.models import load_trained
-
+        """``score`` and ``config`` default to :func:`pds.checkpoints.load_trained` of ``name``; a config needs
+        ``kind``, ``net`` (``image_size``, ``channels``), the noise levels and optionally ``data.pad``. The
+        sampler settings are those of the paper experiment the model stands in for (:mod:`pds.configs`)."""
         if score is None:
             score, config = load_trained(name)
         self.name, self.score, self.config = name, score, config
@@ -90,18 +87,17 @@ class SmallModel:
         size = config["net"]["image_size"]
         self.shape = (config["net"]["channels"], size, size)
         self.pad = int(config.get("data", {}).get("pad") or 0)
+        self.experiment: Experiment = stand_in_for(self.kind)
         self._train = train_images
 
     @property
     def full_T(self) -> int:
         if self.kind == "ncsnpp":
             return int(self.config["num_scales"])
-        return len(self.config["sigmas"]) * NCSN_SETTINGS["n_steps_each"]
+        return len(self.config["sigmas"]) * self.experiment.n_steps_each
 
     def train_images(self) -> torch.Tensor:
         if self._train is None:
-            from pds.data import load_idx_images
-
             x = load_idx_images(self.config.get("data", {}).get("name", "fashion-mnist"), "train")
             self._train = torch.nn.functional.pad(x, (self.pad,) * 4) if self.pad else x
         return self._train
@@ -114,7 +110,7 @@ class SmallModel:
             filt = parametric_filter((h, w), method.r * h, method.lam, channels=c)
         else:
             filt = statistics_filter(self.train_images(), method.stats_n)
-        return Preconditioner(freq=filt, alpha=method.alpha)
+        return Preconditioner(freq=filt, alpha=method.alpha, shape=self.shape)
 
 
 def to_28(x: torch.Tensor, pad: int) -> torch.Tensor:
@@ -126,37 +122,36 @@ def to_28(x: torch.Tensor, pad: int) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(model: SmallModel, method: Method, T: int, n: int, seed: int, batch_size: int = 500,
-           progress: bool = False) -> tuple[torch.Tensor, int]:
+           progress: bool = False, device=None) -> tuple[torch.Tensor, int]:
     """``n`` samples of ``model`` with ``method`` in T iterations (see the module docstring); returns
-    (samples cropped to 28² and clipped to [0, 1], NFE per sample). Batches draw from one generator
-    seeded with ``seed``, so a result depends on (n, batch_size, seed)."""
-    if T < 1 or n < 1:
-        raise ValueError(f"T and n must be >= 1, got T={T}, n={n}")
+    (samples cropped to 28² and clipped to [0, 1], on the CPU; NFE per sample). Batches draw from one generator
+    seeded with ``seed`` on ``device`` (default: the CPU), so a result depends on (n, batch_size, seed, device)."""
+    if int(T) != T or T < 1 or int(n) != n or n < 1 or batch_size < 1:
+        raise ValueError(f"T, n and batch_size must be positive integers, got T={T}, n={n}, batch_size={batch_size}")
+    exp = model.experiment
     pre = model.preconditioner(method)
-    g = torch.Generator().manual_seed(seed)
+    dev = torch.device(device or "cpu")
+    if isinstance(model.score, torch.nn.Module):
+        model.score.to(dev)
+    g = torch.Generator(device=dev).manual_seed(seed)
     out, nfe = [], 0
     for start in range(0, n, batch_size):
         shape = (min(batch_size, n - start), *model.shape)
         if model.kind == "ncsnpp":
             cfg = model.config
-            num_scales = int(cfg["num_scales"])
-            speed_up = num_scales / T
-            while int(num_scales / speed_up) < T:  # float rounding: make N = T exactly
-                speed_up = math.nextafter(speed_up, 0.0)
-            x, nfe = pc_sampler(model.score, shape, cfg["sigma_min"], cfg["sigma_max"], num_scales,
-                                NCSNPP_SETTINGS["snr"], speed_up=speed_up, preconditioner=pre,
-                                denoise=NCSNPP_SETTINGS["denoise"], generator=g, progress=progress)
+            x, nfe = pc_sampler(model.score, shape, cfg["sigma_min"], cfg["sigma_max"], int(cfg["num_scales"]),
+                                exp.snr, iterations=T, preconditioner=pre, denoise=exp.denoise, generator=g,
+                                progress=progress, device=dev)
         else:
             sigmas = model.config["sigmas"]
-            s = NCSN_SETTINGS
             if T == model.full_T:
-                steps, lr, sig = s["n_steps_each"], s["step_lr"], sigmas
+                steps, lr, sig = exp.n_steps_each, exp.step_lr, sigmas
             else:
-                short = shorten_schedule(sigmas, s["n_steps_each"], T)
-                steps, lr, sig = short.n_steps, s["step_lr"] * short.step_lr_scale, short.sigmas
-            x, nfe = annealed_langevin(model.score, shape, sig, steps, lr, preconditioner=pre, init=s["init"],
-                                       denoise=s["denoise"], generator=g, progress=progress)
-        out.append(to_28(x, model.pad))
+                short = shorten_schedule(sigmas, exp.n_steps_each, T)
+                steps, lr, sig = short.n_steps, exp.step_lr * short.step_lr_scale, short.sigmas
+            x, nfe = annealed_langevin(model.score, shape, sig, steps, lr, preconditioner=pre, init=exp.init,
+                                       denoise=exp.denoise, generator=g, progress=progress, device=dev)
+        out.append(to_28(x, model.pad).cpu())
     return torch.cat(out), nfe
 
 
@@ -197,7 +192,7 @@ class ResultCache:
         """The row of (model, method, T, n, seed): read from the cache, or sampled, scored with
         ``score_fn(samples, nfe=..., seed=...) -> MetricResult`` (e.g. a :class:`pds.metrics.ClassifierFD`)
         and written (samples first, then the row)."""
-        desc = {"model": model.name, "weights": model.config.get("file_sha1"), "method": asdict(method), "T": T,
+        desc = {"model": model.name, "weights": model.config.get("file_sha256"), "method": asdict(method), "T": T,
                 "n": n, "seed": seed, "batch_size": batch_size}
         key = self.key(**desc)
         row = self.get(key)

@@ -39,12 +39,13 @@ from typing import Literal
 import numpy as np
 import torch
 
+from pds.fourier import mirror_frequencies
+
 __all__ = [
     "Preconditioner",
     "normalise_filter",
     "is_hermitian_symmetric",
     "as_filter_tensor",
-    "mirror_frequencies",
 ]
 
 FFTMode = Literal["auto", "real", "complex"]
@@ -99,11 +100,6 @@ def normalise_filter(filt: torch.Tensor, alpha: float | None) -> torch.Tensor:
     return (filt / filt.max() + alpha - 1.0) / alpha
 
 
-def mirror_frequencies(t: torch.Tensor) -> torch.Tensor:
-    """t[..., -h mod H, -w mod W]: the value at the opposite frequency, in the corner-origin layout."""
-    return torch.roll(torch.flip(t, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
-
-
 def is_hermitian_symmetric(filt: torch.Tensor, rtol: float = 1e-6) -> bool:
     """True when ``filt[..., h, w] == filt[..., -h mod H, -w mod W]`` (to ``rtol`` of its largest entry)."""
     mirrored = mirror_frequencies(filt)
@@ -142,21 +138,28 @@ class Preconditioner:
     space:
         space filter A, broadcastable to [C, H, W], or None for all ones.
     alpha:
-        released normalisation strength (see the module docstring); None uses the filters as
-        given, which must then be strictly positive.
+        released normalisation strength (see the module docstring), a number > 1; None uses the
+        filters as given, which must then be strictly positive.
     fft:
         "auto" (real FFTs when R is Hermitian-symmetric, else complex), "real" (requires a
         symmetric R) or "complex" (the released code's path, whatever R).
+    shape:
+        optional image shape [C, H, W]: filters that do not fit it are refused here, at construction,
+        rather than at the first call (the samplers also check their batch before the first step).
 
     Methods work on real batches [N, C, H, W] of float32 or float64, keep dtype and device, and
     return real tensors.
     """
 
-    def __init__(self, freq=None, space=None, alpha: float | None = 5.0, fft: FFTMode = "auto"):
+    def __init__(self, freq=None, space=None, alpha: float | None = 5.0, fft: FFTMode = "auto", shape=None):
         if alpha is not None:
             alpha = float(alpha)
-            if not np.isfinite(alpha) or alpha <= 0:
-                raise ValueError(f"alpha must be a positive number or None, got {alpha}")
+            if not np.isfinite(alpha) or alpha <= 1:
+                raise ValueError(
+                    f"alpha must be a number > 1 or None, got {alpha}: the multipliers 1/X̃ lie in "
+                    "[1, α/(α−1)], unbounded at α = 1 (a filter entry near 0 would scale noise and drift by "
+                    "1/(X/max X), e.g. 1e6); the released default is 5"
+                )
         if fft not in ("auto", "real", "complex"):
             raise ValueError(f"fft must be 'auto', 'real' or 'complex', got {fft!r}")
         self.alpha = alpha
@@ -180,6 +183,11 @@ class Preconditioner:
         self.freq_gain = None if self.freq is None else 1.0 / self.freq
         self.space_gain = None if self.space is None else 1.0 / self.space
         self._cache: dict = {}
+        self.shape = None
+        self._check_filters_agree()
+        if shape is not None:
+            self.check_shape(shape)
+            self.shape = tuple(int(s) for s in shape)
 
     @staticmethod
     def _prepare(value, name: str, alpha: float | None) -> torch.Tensor | None:
@@ -187,17 +195,38 @@ class Preconditioner:
             return None
         filt = as_filter_tensor(value, name)
         _validate_positive(filt, name, alpha)
-        filt = normalise_filter(filt, alpha)
-        if (filt <= 0).any():
-            raise ValueError(
-                f"{name} filter has non-positive entries after normalisation with alpha={alpha} "
-                f"(min {float(filt.min()):.4g}); use alpha > 1 so that M stays invertible"
-            )
+        filt = normalise_filter(filt, alpha)  # entries in [(α−1)/α, 1] for α > 1: M stays invertible
         if bool((filt == 1).all()):
             return None  # the identity: skip it, so that samplers stay bit-for-bit vanilla
         return filt
 
     # -- helpers -----------------------------------------------------------------------------
+    def _check_filters_agree(self) -> None:
+        if self.freq is None or self.space is None:
+            return
+        for axis, (f, a) in enumerate(zip(self.freq.shape, self.space.shape, strict=True)):
+            if f != 1 and a != 1 and f != a:
+                raise ValueError(
+                    f"frequency filter {tuple(self.freq.shape)} and space filter {tuple(self.space.shape)} disagree "
+                    f"on axis {'CHW'[axis]}: both must fit the same images [C, H, W]"
+                )
+
+    def check_shape(self, shape) -> None:
+        """Refuse images of ``shape`` = [C, H, W] that the filters do not fit (naming both shapes)."""
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"image shape must be [C, H, W] with positive sizes, got {shape}")
+        for filt, name in ((self.freq, "frequency"), (self.space, "space")):
+            if filt is None:
+                continue
+            for fs, xs in zip(filt.shape, shape, strict=True):
+                if fs not in (1, xs):
+                    raise ValueError(
+                        f"{name} filter of shape {tuple(filt.shape)} does not fit images of "
+                        f"shape [C, H, W] = {shape}: estimate it at this size (pds filters estimate --size) or "
+                        "build the parametric filter for it"
+                    )
+
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"expected a torch.Tensor of shape [N, C, H, W], got {type(x).__name__}")
@@ -205,15 +234,7 @@ class Preconditioner:
             raise TypeError(f"expected a real floating-point tensor, got dtype {x.dtype}")
         if x.ndim != 4:
             raise ValueError(f"expected a batch of shape [N, C, H, W], got shape {tuple(x.shape)}")
-        for filt, name in ((self.freq, "frequency"), (self.space, "space")):
-            if filt is None:
-                continue
-            for fs, xs in zip(filt.shape, x.shape[1:], strict=True):
-                if fs not in (1, xs):
-                    raise ValueError(
-                        f"{name} filter of shape {tuple(filt.shape)} does not fit images of "
-                        f"shape [C, H, W] = {tuple(x.shape[1:])}"
-                    )
+        self.check_shape(x.shape[1:])
 
     def _tables(self, x: torch.Tensor):
         """Gains on x's dtype and device: (freq_full, freq_half, space, freq_full_inv..., ...)."""

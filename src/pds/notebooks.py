@@ -8,8 +8,11 @@ Command line (what ``make notebooks`` and the notebook tests call)::
 
     python -m pds.notebooks --profile default --out build/notebooks/default [NAME ...]
 
-Executed copies go to ``--out`` (git-ignored); figures go to ``figures/`` except in the smoke
-profile, whose figures go next to the executed copies so that CI never rewrites the shipped ones.
+Executed copies go to ``--out`` (git-ignored); the runner shows, per notebook, a bar of executed cells with
+the elapsed time. Where figures go is decided by the notebook itself from its ``profile`` (:func:`save_figure`),
+so a notebook run directly with papermill behaves the same: ``smoke`` writes to
+``build/notebooks/smoke/figures/`` and never over the shipped ``figures/``; ``default`` and ``full`` write
+``figures/``. ``$PDS_FIGURE_DIR`` overrides the folder (for tests), except that smoke never writes into ``figures/``.
 """
 
 from __future__ import annotations
@@ -20,11 +23,19 @@ import sys
 import time
 from pathlib import Path
 
+from pds.paths import BUILD_DIR, FIGURES_DIR, NOTEBOOK_DIR, REPO_ROOT
+
+__all__ = ["PROFILES", "choose", "check", "check_choices", "figure_dir", "save_figure", "list_notebooks",
+           "run_notebook", "REPO_ROOT"]
+
 PROFILES = ("smoke", "default", "full")
 KERNEL_NAME = "pds"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 FIGURE_ENV = "PDS_FIGURE_DIR"
+
+
+def _check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
 
 
 def choose(profile: str, **per_profile):
@@ -32,8 +43,7 @@ def choose(profile: str, **per_profile):
 
     A missing ``full`` falls back to ``default``. Unknown profiles are refused.
     """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    _check_profile(profile)
     if profile in per_profile:
         return per_profile[profile]
     if profile == "full" and "default" in per_profile:
@@ -41,16 +51,33 @@ def choose(profile: str, **per_profile):
     raise KeyError(f"no setting given for profile {profile!r}")
 
 
-def figure_dir() -> Path:
-    """Where notebooks save figures: $PDS_FIGURE_DIR, else ``figures/`` at the repository root."""
-    d = Path(os.environ.get(FIGURE_ENV, REPO_ROOT / "figures"))
+def check_choices(name: str, values, allowed) -> list:
+    """Refuse a notebook parameter holding names outside ``allowed`` (the message lists the valid ones)."""
+    values = [values] if isinstance(values, str) else list(values)
+    unknown = [v for v in values if v not in allowed]
+    if unknown or not values:
+        raise ValueError(f"parameter {name} = {values!r}: {'unknown ' + repr(unknown) if unknown else 'empty'}; "
+                         f"valid names: {list(allowed)}")
+    return values
+
+
+def figure_dir(profile: str) -> Path:
+    """Where a notebook of ``profile`` saves figures (see the module docstring); created if needed."""
+    _check_profile(profile)
+    smoke_dir = BUILD_DIR / "notebooks" / "smoke" / "figures"
+    if os.environ.get(FIGURE_ENV):
+        d = Path(os.environ[FIGURE_ENV])
+        if profile == "smoke" and d.resolve() == FIGURES_DIR.resolve():
+            d = smoke_dir
+    else:
+        d = smoke_dir if profile == "smoke" else FIGURES_DIR
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def save_figure(fig, name: str, dpi: int = 120) -> Path:
-    """Save a matplotlib figure as ``<figure_dir>/<name>.png`` and return the path."""
-    path = figure_dir() / f"{name}.png"
+def save_figure(fig, name: str, profile: str, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as ``<figure_dir(profile)>/<name>.png`` and return the path."""
+    path = figure_dir(profile) / f"{name}.png"
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
 
@@ -60,6 +87,8 @@ def check(name: str, value: float, bound: float, kind: str = "<=") -> float:
 
     ``kind`` is "<=" (value must not exceed bound) or ">=" (value must reach bound).
     """
+    if kind not in ("<=", ">="):
+        raise ValueError(f"kind must be '<=' or '>=', got {kind!r}")
     ok = value <= bound if kind == "<=" else value >= bound
     print(f"{'PASS' if ok else 'FAIL'}  {name}: {value:.4g}  (required {kind} {bound:.4g})")
     if not ok:
@@ -75,7 +104,8 @@ def list_notebooks(names=None) -> list[Path]:
         for name in names:
             hits = [b for b in books if b.stem == Path(name).stem or b.name.startswith(name)]
             if not hits:
-                raise FileNotFoundError(f"no notebook matches {name!r} in {NOTEBOOK_DIR}")
+                raise FileNotFoundError(f"no notebook matches {name!r} in {NOTEBOOK_DIR}; "
+                                        f"known: {[b.stem for b in books]}")
             wanted.extend(hits)
         books = wanted
     return books
@@ -94,27 +124,27 @@ def kernel_name() -> str:
 
 
 def run_notebook(path: Path, profile: str, out_dir: Path, timeout: int | None = None,
-                 extra_parameters: dict | None = None) -> Path:
+                 extra_parameters: dict | None = None, progress: bool = False) -> Path:
     """Execute one notebook with papermill in ``profile``; return the executed copy's path.
 
     A failing cell raises ``papermill.PapermillExecutionError``; the executed copy (with the
-    traceback in it) is kept in ``out_dir`` for reading.
+    traceback in it) is kept in ``out_dir`` for reading. ``progress`` shows a bar of executed cells.
     """
     import papermill
 
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    _check_profile(profile)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / path.name
     params = {"profile": profile, **(extra_parameters or {})}
+    bar = {"desc": f"[{profile}] {path.stem}", "mininterval": 2.0} if progress else False
     env_before = os.environ.get(FIGURE_ENV)
-    if profile == "smoke":
+    if profile == "smoke":  # keep the smoke figures next to the executed copies
         os.environ[FIGURE_ENV] = str((out_dir / "figures").resolve())
     try:
         papermill.execute_notebook(
             str(path), str(out), parameters=params, kernel_name=kernel_name(),
-            cwd=str(path.parent), progress_bar=False, execution_timeout=timeout,
+            cwd=str(path.parent), progress_bar=bar, execution_timeout=timeout,
         )
     finally:
         if profile == "smoke":
@@ -131,20 +161,24 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="default", choices=PROFILES)
     parser.add_argument("--out", default=None, help="folder for executed copies")
     args = parser.parse_args(argv)
-    out = Path(args.out or REPO_ROOT / "build" / "notebooks" / args.profile)
+    out = Path(args.out or BUILD_DIR / "notebooks" / args.profile)
     failures = []
-    for book in list_notebooks(args.names):
+    books = list_notebooks(args.names)
+    start_all = time.perf_counter()
+    for k, book in enumerate(books, start=1):
         start = time.perf_counter()
-        print(f"[{args.profile}] {book.name} ...", flush=True)
+        print(f"[{args.profile}] notebook {k}/{len(books)}: {book.name}", flush=True)
         try:
-            run_notebook(book, args.profile, out)
+            run_notebook(book, args.profile, out, progress=True)
         except Exception as exc:  # keep going, report at the end
             failures.append(book.name)
             detail = f"{getattr(exc, 'ename', type(exc).__name__)}: {getattr(exc, 'evalue', exc)}"
-            print(f"  FAILED: {detail}")
-            print(f"  executed copy: {out / book.name}")
+            print(f"  FAILED after {time.perf_counter() - start:.1f} s: {detail}", flush=True)
+            print(f"  executed copy: {out / book.name}", flush=True)
             continue
         print(f"  done in {time.perf_counter() - start:.1f} s -> {out / book.name}", flush=True)
+    print(f"[{args.profile}] {len(books) - len(failures)}/{len(books)} notebooks in "
+          f"{time.perf_counter() - start_all:.0f} s", flush=True)
     if failures:
         print(f"{len(failures)} notebook(s) failed: {', '.join(failures)}", file=sys.stderr)
         return 1

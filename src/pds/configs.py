@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["Experiment", "EXPERIMENTS", "experiment", "as_table"]
+__all__ = ["Experiment", "EXPERIMENTS", "experiment", "as_table", "STAND_INS", "stand_in_for"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,17 @@ EXPERIMENTS = {
                    notes="T counts PC iterations: T=100 is 200 network evaluations."),
     )
 }
+
+
+# which paper experiment a model trained here stands in for (its sampler settings come from there)
+STAND_INS = {"ncsn": "mnist_ncsn", "ncsnv2": "church_ncsnv2", "ncsnpp": "cifar10_ncsnpp"}
+
+
+def stand_in_for(kind: str) -> Experiment:
+    """The paper experiment whose sampler settings a model of ``kind`` trained here uses."""
+    if kind not in STAND_INS:
+        raise KeyError(f"no paper experiment for model kind {kind!r}; known: {sorted(STAND_INS)}")
+    return experiment(STAND_INS[kind])
 
 
 def experiment(name: str) -> Experiment:

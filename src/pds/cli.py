@@ -1,23 +1,45 @@
-"""Command line: ``pds filters estimate ...`` (and ``python -m pds ...``)."""
+"""Command line: ``pds filters estimate``, ``pds train``, ``pds export``, ``pds metrics`` (also ``python -m pds``).
+
+Every command checks its arguments before it reads data or writes a file; a bad value ends with
+``pds: error: ...`` naming the value and the fix, and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import platform
+import shlex
 import sys
 from pathlib import Path
 
+import torch
+from tqdm import tqdm
+
+from pds.checkpoints import export_checkpoint, network_spec
+from pds.data import dataset_batches, load_idx_images, load_idx_labels
+from pds.filters import estimate_filters, save_filters
+from pds.metrics import classifier_accuracy, train_classifier
+from pds.train import TrainConfig, TrainingInterrupted, train_run
+
 
 def _estimate(args) -> int:
-    from tqdm import tqdm
-
-    from pds.data import dataset_batches
-    from pds.filters import estimate_filters, save_filters
-
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     batches, meta = dataset_batches(args.data, size=args.size, n=args.n, seed=args.seed, batch_size=args.batch_size)
+    _say_how_many(meta, args.n)
     total = -(-meta["n"] // args.batch_size)
     bar = tqdm(batches, total=total, desc=f"estimating filters ({meta['n']} images)", unit="batch",
                disable=args.quiet)
     freq, space, count = estimate_filters(bar, variant=args.variant)
+    bad = int((~torch.isfinite(space)).sum())
+    if bad:
+        raise ValueError(f"the space filter of --variant {args.variant} (Eq. 13, log E[x] + 1) is -inf at {bad} pixels "
+                         "whose mean is 0 in these images, so M would not be invertible; nothing written. "
+                         "Use --variant released (E[x²], the released code's filter)")
+    nonpos = int((space <= 0).sum())
+    if nonpos:
+        print(f"pds: warning: the space filter has {nonpos} entries <= 0 (Eq. 13 is <= 0 where the mean pixel is "
+              "<= 1/e); the preconditioner refuses it; use --variant released to sample with A", file=sys.stderr)
     meta.update(n=count, variant=args.variant)
     out = save_filters(args.out, freq, space, **meta)
     if not args.quiet:
@@ -26,11 +48,6 @@ def _estimate(args) -> int:
 
 
 def _train_classifier(args) -> int:
-    import torch
-
-    from pds.data import load_idx_images, load_idx_labels
-    from pds.metrics import classifier_accuracy, train_classifier
-
     model = train_classifier(load_idx_images(args.dataset, "train"), load_idx_labels(args.dataset, "train"),
                              epochs=args.epochs, seed=args.seed, progress=not args.quiet)
     acc = classifier_accuracy(model, load_idx_images(args.dataset, "test"), load_idx_labels(args.dataset, "test"))
@@ -42,77 +59,56 @@ def _train_classifier(args) -> int:
     return 0
 
 
-def train_spec(args, channels: int, size: int) -> dict:
-    """The sidecar of a `pds train` run: network spec, noise levels, data and training settings."""
-    from pds.samplers import geometric_sigmas
-
-    sigmas = [float(s) for s in geometric_sigmas(args.sigma_max, args.sigma_min, args.levels)]
-    if args.kind == "ncsn":
-        net = {"arch": "ncsn", "ngf": args.width, "channels": channels, "num_classes": args.levels, "image_size": size}
-    elif args.kind == "ncsnv2":
-        net = {"arch": "ncsnv2", "ngf": args.width, "channels": channels, "sigmas": sigmas, "image_size": size}
-    else:
-        net = {"arch": "ncsnpp", "nf": args.width, "ch_mult": list(args.ch_mult), "num_res_blocks": args.blocks,
-               "attn_resolutions": [size // 4], "image_size": size, "channels": channels, "progressive": "none",
-               "progressive_input": "residual", "num_scales": args.levels, "sigma_min": args.sigma_min,
-               "sigma_max": args.sigma_max}
-    return {"kind": args.kind, "net": net, "sigmas": None if args.kind == "ncsnpp" else sigmas,
-            "sigma_min": args.sigma_min, "sigma_max": args.sigma_max, "levels": args.levels,
-            "data": {"name": args.data, "size": args.size, "n": args.n, "pad": args.pad},
-            "train": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "ema": args.ema,
-                      "seed": args.seed, "save_every": args.save_every}}
-
-
 def _train(args) -> int:
-    import json
-
-    import torch
-
-    from pds.data import dataset_batches
-    from pds.train import TrainConfig, build_network, sidecar_path, train, write_sidecar
-
+    # every setting is checked before data is read or anything is written
+    cfg = TrainConfig(kind=args.kind, steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_rate=args.ema,
+                      seed=args.seed, save_every=args.save_every, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
+                      device=args.device)
+    for flag, value in (("--width", args.width), ("--levels", args.levels), ("--blocks", args.blocks),
+                        ("--ch-mult", min(args.ch_mult))):
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if args.pad < 0:
+        raise ValueError(f"--pad must be >= 0, got {args.pad}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu)")
     batches, meta = dataset_batches(args.data, size=args.size, n=args.n, seed=args.seed)
+    _say_how_many(meta, args.n)
     images = torch.cat(list(batches))
     if args.pad:
         images = torch.nn.functional.pad(images, (args.pad,) * 4)
-    spec = train_spec(args, images.shape[1], images.shape[-1])
-    spec["data"]["source"] = meta["source"]
+    net, sigmas = network_spec(args.kind, args.width, images.shape[1], images.shape[-1], args.levels, args.sigma_min,
+                               args.sigma_max, ch_mult=args.ch_mult, blocks=args.blocks)
+    spec = {"kind": args.kind, "net": net, "sigmas": sigmas, "sigma_min": args.sigma_min,
+            "sigma_max": args.sigma_max, "levels": args.levels,
+            "data": {"name": args.data, "size": args.size, "n": args.n, "pad": args.pad, "source": meta["source"]},
+            "train": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "ema": args.ema,
+                      "seed": args.seed, "save_every": args.save_every},
+            "device": args.device, "hardware": _hardware(args.device),
+            "command": "pds " + shlex.join(args.argv)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    side = sidecar_path(args.out)
-    if side.is_file():
-        old = json.loads(side.read_text())
-        if old["net"] != spec["net"] or old.get("sigmas") != spec["sigmas"]:
-            raise ValueError(f"{args.out} was trained with another network or noise levels (see {side}); "
-                             "choose another --out")
-    write_sidecar(args.out, spec)
-    net = build_network(spec["net"])
-    sigmas = None if spec["sigmas"] is None else torch.tensor(spec["sigmas"], dtype=torch.float32)
-    cfg = TrainConfig(kind=args.kind, steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_rate=args.ema,
-                      seed=args.seed, save_every=args.save_every, sigma_min=args.sigma_min, sigma_max=args.sigma_max)
     log_path = args.out.with_suffix(".log.jsonl")
-
-    with open(log_path, "a") as log:
-        def write(step, loss):
-            log.write(json.dumps({"step": step, "loss": loss}) + "\n")
-            if (step + 1) % cfg.save_every == 0:
-                log.flush()
-
-        train(net, images, cfg, args.out, sigmas=sigmas, progress=not args.quiet, log=write)
-    print(f"wrote {args.out} ({cfg.steps} steps), its settings {side} and the loss log {log_path}; "
-          f"data: {meta['source']}")
+    train_run(net, sigmas, images, cfg, args.out, progress=not args.quiet, log_path=log_path, meta=spec)
+    print(f"wrote {args.out} (step {cfg.steps}), its settings {args.out.with_suffix('.json')} and the loss log "
+          f"{log_path}; data: {meta['source']}")
     return 0
 
 
+def _hardware(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(device))} (CUDA), torch {torch.__version__}"
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def _say_how_many(meta: dict, asked) -> None:
+    if asked is not None and meta["n"] < asked:
+        print(f"pds: note: --n {asked} asked, but {meta['source']} has {meta['n']} images: using all {meta['n']}",
+              file=sys.stderr)
+
+
 def _export(args) -> int:
-    import platform
-
-    import torch
-
-    from pds.train import export_checkpoint
-
-    # without --hardware, only what the exporting machine knows (it may not be where the run trained)
-    hardware = args.hardware or f"{platform.machine()} CPU, {torch.get_num_threads()} threads (at export)"
-    extra = {"wall_time_s": args.wall_time, "hardware": hardware, "command": args.command}
+    # the run's sidecar records where it trained; --hardware / --wall-time / --command override it
+    extra = {"wall_time_s": args.wall_time, "hardware": args.hardware, "command": args.command}
     out = export_checkpoint(args.checkpoint, args.out, **{k: v for k, v in extra.items() if v is not None})
     print(f"wrote {out} (EMA weights, official layout) and {out.with_suffix('.json')}")
     return 0
@@ -156,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--ema", type=float, default=0.999)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--save-every", type=int, default=500)
+    tr.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (the random draws are the same on each)")
     tr.add_argument("--out", type=Path, required=True)
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(func=_train)
@@ -180,10 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
+
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
+    except TrainingInterrupted as stop:
+        print(f"\npds: stopped by signal {stop.signum} after step {stop.step}; the checkpoint {stop.path} is saved. "
+              f"Resume with the same command:\n  pds {shlex.join(argv)}", file=sys.stderr)
+        return 128 + stop.signum
+    except (FileNotFoundError, ValueError, NotImplementedError) as exc:
         print(f"pds: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,519 @@
+"""Every fact about checkpoint files, in one place: layouts, reading, writing, settings sidecars, paths.
+
+Official layouts (read as published, written by ``pds train`` so that the same loader reads both):
+
+* NCSN v1 (ermongroup/ncsn): a list ``[state_dict, optimizer]``; state-dict keys carry DataParallel's
+  ``module.`` prefix; no EMA, no noise levels (the official MNIST ladder is geometric 1 → 0.01).
+* NCSNv2 (ermongroup/ncsnv2): ``[state_dict, optimizer, epoch, step, ema_shadow]``, the shadow a dict
+  name → tensor without the prefix.
+* NCSN++ (score_sde): ``{'model', 'ema': {'decay', 'num_updates', 'shadow_params'}, 'optimizer', 'step'}``,
+  the shadow a list in ``parameters()`` order (trainable parameters only).
+* a diffusers model directory in the hub's google/ncsnpp-* layout (``config.json`` + weights).
+
+Runs of ``pds train`` use the same layouts (NCSN v1 appends the step and the EMA shadow after the two
+official entries, so that a run can resume) and keep their settings in a *sidecar* ``run.json`` beside
+``run.pth``: the network spec, the noise levels, data, training settings, provenance and the SHA-256 of the
+weights file, which :func:`load_trained` checks.
+
+:func:`load_official` and :func:`load_trained` return ``(score, config)`` with ``score(x, sigma)`` the
+library's score-model interface (:mod:`pds.scores`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from pds.models import (
+    OFFICIAL_CONFIGS,
+    CondRefineNetDilated,
+    DiffusersScore,
+    LevelScore,
+    NCSNpp,
+    NCSNppConfig,
+    NCSNv2,
+    NCSNv2Deeper,
+)
+from pds.paths import DATA_DIR
+from pds.schedules import check_sigma_range, geometric_sigmas
+
+__all__ = [
+    "ARCHITECTURES",
+    "KINDS",
+    "CHECKPOINT_DIR",
+    "SHIPPED_DIR",
+    "find_checkpoint",
+    "strip_module_prefix",
+    "read_checkpoint",
+    "detect_layout",
+    "load_official",
+    "network_spec",
+    "network_kwargs",
+    "build_network",
+    "training_layout",
+    "save_training_checkpoint",
+    "read_training_state",
+    "sidecar_path",
+    "write_sidecar",
+    "read_sidecar",
+    "file_sha256",
+    "load_trained",
+    "export_checkpoint",
+    "atomic_save",
+]
+
+ARCHITECTURES = ("ncsn", "ncsnv2", "ncsnv2deeper", "ncsnpp")
+KINDS = ("ncsn", "ncsnv2", "ncsnpp")  # what `pds train` trains
+CHECKPOINT_DIR = DATA_DIR / "checkpoints" / "official"
+SHIPPED_DIR = DATA_DIR / "checkpoints"
+
+
+# -- paths -------------------------------------------------------------------------------------
+def find_checkpoint(name: str, root=None) -> Path:
+    """The newest ``*.pth`` under ``<root>/<name>/`` (root: $PDS_CHECKPOINTS or data/checkpoints/official).
+
+    ``name`` is e.g. "ncsn_mnist", "ncsnv2_church", "ncsnpp_ffhq_1024". Missing files fail with a
+    message saying where to put them (see the README's "Official checkpoints").
+    """
+    base = Path(root or os.environ.get("PDS_CHECKPOINTS", CHECKPOINT_DIR)) / name
+    files = sorted(base.glob("*.pth"), key=lambda p: p.stat().st_mtime) if base.is_dir() else []
+    if not files:
+        raise FileNotFoundError(
+            f"no official checkpoint for {name!r} in {base}: download it from the upstream README's link "
+            "(ermongroup/ncsn, ermongroup/ncsnv2 or yang-song/score_sde_pytorch) and put the .pth file there"
+        )
+    return files[-1]
+
+
+def strip_module_prefix(state: dict) -> dict:
+    """A state dict without DataParallel's 'module.' prefix."""
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_save(obj, path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+# -- reading -----------------------------------------------------------------------------------
+def read_checkpoint(path) -> object:
+    """``torch.load`` (weights only, on the CPU) with errors that name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist; the official checkpoints are linked from the READMEs of "
+            "ermongroup/ncsn, ermongroup/ncsnv2 and yang-song/score_sde_pytorch (see README: checkpoints)"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip, truncated file, pickle with forbidden objects...
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint, truncated or corrupt "
+                         f"({type(exc).__name__}: {exc})") from exc
+
+
+def detect_layout(obj) -> str:
+    """The architecture a loaded checkpoint object holds: one of ``ARCHITECTURES`` or "ncsnv2deepest"."""
+    if isinstance(obj, dict) and "model" in obj and "ema" in obj:
+        return "ncsnpp"
+    if isinstance(obj, list | tuple) and obj and isinstance(obj[0], dict):
+        keys = strip_module_prefix(obj[0])
+        if "normalizer.embed.weight" in keys:
+            return "ncsn"
+        if any(k.startswith("res31.") for k in keys):
+            return "ncsnv2deepest"
+        if any(k.startswith("res5.") for k in keys):
+            return "ncsnv2deeper"
+        if "normalizer.alpha" in keys:
+            return "ncsnv2"
+    raise ValueError(
+        "unknown checkpoint layout: expected a score_sde dict {'model', 'ema', ...} (NCSN++), an ncsnv2 list "
+        "[state_dict, optimizer, epoch, step, ema_shadow], or an ncsn list [state_dict, optimizer]; got "
+        f"{type(obj).__name__}" + (f" with keys {sorted(obj)[:6]}" if isinstance(obj, dict) else "")
+    )
+
+
+def _load_strict(net: nn.Module, state: dict, arch: str) -> None:
+    expected, given = set(net.state_dict()), set(state)
+    missing, unexpected = sorted(expected - given), sorted(given - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint does not match the {arch} architecture inferred from it: missing {missing[:5]}"
+            f"{' …' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}{' …' if len(unexpected) > 5 else ''}"
+        )
+    for k, v in net.state_dict().items():
+        if v.shape != state[k].shape:
+            raise ValueError(f"{k}: checkpoint shape {tuple(state[k].shape)} != model shape {tuple(v.shape)}")
+    net.load_state_dict(state, strict=True)
+
+
+def _check_finite(net: nn.Module, where) -> None:
+    for name, t in net.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(f"{where}: {name} holds {bad} NaN/inf values; the run that wrote it diverged "
+                             "(use an earlier checkpoint or retrain with a lower learning rate)")
+
+
+def _ncsnpp_config(state: dict, config) -> NCSNppConfig:
+    """The NCSN++ configuration: given (a name of OFFICIAL_CONFIGS, an NCSNppConfig or a dict), or
+    inferred by matching the state dict's keys and shapes against the official configurations
+    (built on the 'meta' device, so nothing is allocated)."""
+    base = {"nf": int(state["all_modules.0.W"].shape[0]), "channels": int(state["all_modules.3.weight"].shape[1]),
+            "num_scales": int(state["sigmas"].shape[0]), "sigma_max": float(state["sigmas"][0]),
+            "sigma_min": float(state["sigmas"][-1])}
+    if isinstance(config, NCSNppConfig):
+        return config
+    if isinstance(config, dict):
+        return NCSNppConfig(**{**base, **config})
+    if isinstance(config, str):
+        if config not in OFFICIAL_CONFIGS:
+            raise ValueError(f"unknown NCSN++ configuration {config!r}; known: {sorted(OFFICIAL_CONFIGS)}")
+        return NCSNppConfig(**{**OFFICIAL_CONFIGS[config].__dict__, **base})
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    for name, cfg in OFFICIAL_CONFIGS.items():
+        candidate = NCSNppConfig(**{**cfg.__dict__, **base})
+        try:
+            with torch.device("meta"):
+                net = NCSNpp(candidate)
+        except (ValueError, RuntimeError):  # e.g. channel counts that GroupNorm cannot split
+            continue
+        if {k: tuple(v.shape) for k, v in net.state_dict().items()} == shapes:
+            candidate.extra = {"matched": name}
+            return candidate
+    raise ValueError(
+        "this NCSN++ state dict matches none of the official configurations "
+        f"{sorted(OFFICIAL_CONFIGS)}; pass config= (an NCSNppConfig or a dict of its fields)"
+    )
+
+
+def _apply_ncsnpp_ema(net: nn.Module, ema) -> None:
+    shadow = ema.get("shadow_params") if isinstance(ema, dict) else None
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    if shadow is None or len(shadow) != len(trainable):
+        raise ValueError(
+            f"EMA state must hold 'shadow_params' with one tensor per trainable parameter ({len(trainable)}), "
+            f"got {None if shadow is None else len(shadow)}"
+        )
+    with torch.no_grad():
+        for i, (p, s) in enumerate(zip(trainable, shadow, strict=True)):
+            if p.shape != s.shape:
+                raise ValueError(f"EMA shadow {i}: shape {tuple(s.shape)} != parameter shape {tuple(p.shape)}")
+            p.copy_(s)
+
+
+def _apply_named_ema(net: nn.Module, ema: dict) -> None:
+    params = dict(net.named_parameters())
+    unknown = sorted(set(ema) - set(params))
+    if unknown:
+        raise ValueError(f"EMA shadow holds names the model does not have: {unknown[:5]}")
+    with torch.no_grad():
+        for name, value in ema.items():
+            if params[name].shape != value.shape:
+                raise ValueError(f"EMA {name}: shape {tuple(value.shape)} != {tuple(params[name].shape)}")
+            params[name].copy_(value)
+
+
+def _load_ncsnpp(obj: dict, config, use_ema: bool):
+    state = strip_module_prefix(obj["model"])
+    cfg = _ncsnpp_config(state, config)
+    net = NCSNpp(cfg)
+    _load_strict(net, state, "ncsnpp")
+    if use_ema:
+        _apply_ncsnpp_ema(net, obj["ema"])
+    net.eval()
+    config_out = {"arch": "ncsnpp", "ema": use_ema, **{k: v for k, v in cfg.__dict__.items() if k != "extra"},
+                  **cfg.extra}
+    return net, config_out
+
+
+def _load_diffusers(path: Path):
+    try:
+        from diffusers import UNet2DModel
+    except ImportError as exc:
+        raise ImportError(f"{path} is a diffusers model directory; loading it needs `pip install diffusers`") from exc
+    unet = UNet2DModel.from_pretrained(str(path))
+    cfg = dict(unet.config)
+    if cfg.get("time_embedding_type") != "fourier":
+        raise ValueError(
+            f"{path}: a diffusers UNet2DModel with time_embedding_type={cfg.get('time_embedding_type')!r}; "
+            "only NCSN++ models (Fourier embedding of σ, as google/ncsnpp-*) are score models"
+        )
+    return DiffusersScore(unet).eval(), {"arch": "ncsnpp-diffusers", "ema": None,
+                                         "image_size": cfg.get("sample_size"), "channels": cfg.get("in_channels")}
+
+
+def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = True, config=None,
+                  image_size: int | None = None):
+    """Load an official checkpoint; return ``(score_model, config)``.
+
+    ``arch`` ("ncsn", "ncsnv2", "ncsnv2deeper", "ncsnpp") is inferred from the file when None and
+    checked when given. The 'module.' prefix of DataParallel is stripped; the EMA weights are applied
+    where the official samplers apply them (NCSNv2: the shadow dict; NCSN++: ``shadow_params`` in
+    parameter order), unless ``use_ema=False``. NCSN v1 checkpoints do not store their noise
+    levels: ``sigmas`` defaults to the official MNIST ladder (geometric 1 → 0.01, as many levels as
+    the embedding has rows). For NCSN++, ``config`` (a name of ``OFFICIAL_CONFIGS``, an
+    ``NCSNppConfig`` or a dict) is inferred from the state dict when it matches an official one.
+    The score model takes σ per sample: NCSN++ uses it directly, NCSN / NCSNv2 map it to a level.
+    ``image_size`` (NCSN v1 default 28, NCSNv2 32) matters only at 28², where one block pads differently.
+    Weights holding NaN or inf are refused.
+    """
+    if arch is not None and arch not in ARCHITECTURES:
+        raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
+    if Path(path).is_dir() and (Path(path) / "config.json").is_file():
+        if arch not in (None, "ncsnpp"):
+            raise ValueError(f"{path} is a diffusers NCSN++ directory, not {arch}")
+        return _load_diffusers(Path(path))
+    obj = read_checkpoint(path)
+    found = detect_layout(obj)
+    if arch is not None and arch != found:
+        raise ValueError(f"{path} holds a {found} checkpoint, not {arch}")
+    if found == "ncsnpp":
+        net, info = _load_ncsnpp(obj, config, use_ema)
+        _check_finite(net, path)
+        return net, info
+    if found == "ncsnv2deepest":
+        raise NotImplementedError(f"{path} is an NCSNv2Deepest (FFHQ) checkpoint, which pds does not implement")
+    state = strip_module_prefix(obj[0])
+    w = state["begin_conv.weight"]
+    ngf, channels = int(w.shape[0]), int(w.shape[1])
+    if found == "ncsn":
+        num_classes = int(state["normalizer.embed.weight"].shape[0])
+        net = CondRefineNetDilated(ngf=ngf, channels=channels, num_classes=num_classes,
+                                   image_size=image_size or 28)
+        _load_strict(net, state, found)
+        levels = torch.as_tensor(geometric_sigmas(1.0, 0.01, num_classes) if sigmas is None else sigmas,
+                                 dtype=torch.float64)
+        if len(levels) != num_classes:
+            raise ValueError(f"{len(levels)} sigmas given for a network with {num_classes} levels")
+        info = {"arch": found, "ngf": ngf, "channels": channels, "num_classes": num_classes, "ema": False}
+    else:
+        cls = NCSNv2Deeper if found == "ncsnv2deeper" else NCSNv2
+        size = {} if image_size is None or cls is NCSNv2Deeper else {"image_size": image_size}
+        net = cls(ngf=ngf, channels=channels, sigmas=state["sigmas"], **size)
+        _load_strict(net, state, found)
+        ema = obj[-1] if len(obj) >= 5 and isinstance(obj[-1], dict) else None
+        applied = bool(use_ema and ema)
+        if applied:
+            _apply_named_ema(net, ema)
+        levels = state["sigmas"].double()
+        info = {"arch": found, "ngf": ngf, "channels": channels, "num_classes": len(levels), "ema": applied}
+    _check_finite(net, path)
+    info["sigmas"] = levels.tolist()
+    net.eval()
+    return LevelScore(net, levels), info
+
+
+# -- network specs (what a sidecar records) --------------------------------------------------
+def network_spec(kind: str, width: int, channels: int, image_size: int, levels: int, sigma_min: float,
+                 sigma_max: float, ch_mult=(1, 2, 2), blocks: int = 1) -> tuple[dict, list | None]:
+    """The network spec of a training run and its noise levels (None for the continuous NCSN++).
+
+    NCSN / NCSNv2: ``levels`` geometric σ from sigma_max to sigma_min; NCSN++: ``levels`` is num_scales of
+    the VE SDE, attention at image_size / 4, residual progressive input (the CIFAR-10 layout).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    for name, value in (("width", width), ("channels", channels), ("image_size", image_size), ("levels", levels),
+                        ("blocks", blocks)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+    if kind in ("ncsn", "ncsnv2") and levels < 2:
+        raise ValueError(f"{kind} needs at least 2 noise levels, got {levels}")
+    check_sigma_range(sigma_min, sigma_max)
+    ch_mult = [int(m) for m in ch_mult]
+    if not ch_mult or min(ch_mult) < 1:
+        raise ValueError(f"ch_mult must be positive integers, got {ch_mult}")
+    if kind == "ncsnpp" and image_size % (2 ** (len(ch_mult) - 1)):
+        raise ValueError(f"image size {image_size} is not divisible by 2^{len(ch_mult) - 1} "
+                         f"(ch_mult {ch_mult} has {len(ch_mult)} resolutions)")
+    sigmas = [float(s) for s in geometric_sigmas(sigma_max, sigma_min, levels)]
+    if kind == "ncsn":
+        return {"arch": "ncsn", "ngf": width, "channels": channels, "num_classes": levels,
+                "image_size": image_size}, sigmas
+    if kind == "ncsnv2":
+        return {"arch": "ncsnv2", "ngf": width, "channels": channels, "sigmas": sigmas,
+                "image_size": image_size}, sigmas
+    return {"arch": "ncsnpp", "nf": width, "ch_mult": ch_mult, "num_res_blocks": blocks,
+            "attn_resolutions": [image_size // 4], "image_size": image_size, "channels": channels,
+            "progressive": "none", "progressive_input": "residual", "num_scales": levels, "sigma_min": sigma_min,
+            "sigma_max": sigma_max}, None
+
+
+def network_kwargs(spec: dict) -> dict:
+    """The constructor keyword arguments of a network spec (JSON lists back to tuples, ``arch`` dropped)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k != "arch"}
+
+
+def build_network(spec: dict) -> nn.Module:
+    """The network of a spec (the ``"net"`` entry of a sidecar): ``{"arch": kind, **constructor arguments}``."""
+    kw = network_kwargs(spec)
+    arch = spec.get("arch")
+    if arch == "ncsn":
+        return CondRefineNetDilated(**kw)
+    if arch == "ncsnv2":
+        return NCSNv2(**kw)
+    if arch == "ncsnpp":
+        return NCSNpp(NCSNppConfig(**kw))
+    raise ValueError(f"unknown network spec arch {arch!r}; expected one of {KINDS}")
+
+
+# -- training checkpoints (official layouts + what resuming needs) -----------------------------
+def training_layout(net: nn.Module, kind: str, optimizer_state: dict, ema, step: int, resumable: bool = True):
+    """The official file layout of ``kind`` for ``net`` and an EMA (``names``, ``shadow``, ``decay``,
+    ``num_updates``). ``resumable=False`` gives the plain official NCSN v1 list (no step, no EMA)."""
+    state = {f"module.{k}": v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    if kind == "ncsnpp":
+        return {"model": state, "ema": {"decay": ema.decay, "num_updates": ema.num_updates,
+                                        "shadow_params": [s.detach().cpu().clone() for s in ema.shadow]},
+                "optimizer": optimizer_state, "step": step}
+    shadow = {n: s.detach().cpu().clone() for n, s in zip(ema.names, ema.shadow, strict=True)}
+    if kind == "ncsnv2":
+        return [state, optimizer_state, 0, step, shadow]
+    if kind == "ncsn":  # ncsn v1 has no EMA in its layout; for resuming, step and shadow ride after the official two
+        return [state, optimizer_state, step, shadow] if resumable else [state, optimizer_state]
+    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def save_training_checkpoint(path, net: nn.Module, kind: str, optimizer, ema, step: int) -> Path:
+    """Write the official layout of ``kind`` atomically (temporary file, then rename)."""
+    return atomic_save(training_layout(net, kind, optimizer.state_dict(), ema, step), path)
+
+
+def read_training_state(path, kind: str) -> dict:
+    """What a run needs to resume from ``path``: ``model`` (state dict without prefix), ``optimizer``,
+    ``shadow`` (dict name → tensor for NCSN / NCSNv2, list in parameter order for NCSN++), ``num_updates``
+    and ``step``. A truncated or foreign file fails with a message naming it."""
+    obj = read_checkpoint(path)
+    found = detect_layout(obj)
+    if found != kind:
+        raise ValueError(f"{path} holds a {found} checkpoint, but this run trains {kind}; choose another --out")
+    try:
+        if kind == "ncsnpp":
+            return {"model": strip_module_prefix(obj["model"]), "optimizer": obj["optimizer"],
+                    "shadow": obj["ema"]["shadow_params"], "num_updates": int(obj["ema"]["num_updates"]),
+                    "step": int(obj["step"])}
+        step = int(obj[3] if kind == "ncsnv2" else obj[2])
+        shadow = obj[4] if kind == "ncsnv2" else obj[3]
+    except (IndexError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is a {kind} file without the step and EMA a training run needs "
+                         f"(an exported or official file cannot be resumed): {exc!r}") from exc
+    # these layouts do not store the EMA count: one update per step
+    return {"model": strip_module_prefix(obj[0]), "optimizer": obj[1], "shadow": shadow, "num_updates": step,
+            "step": step}
+
+
+# -- sidecars ----------------------------------------------------------------------------------
+def sidecar_path(path) -> Path:
+    """``run.pth`` → ``run.json``: the settings of a checkpoint (network spec, schedule, data, provenance)."""
+    return Path(path).with_suffix(".json")
+
+
+def write_sidecar(path, meta: dict) -> Path:
+    """Write the settings of the checkpoint ``path`` as JSON beside it, atomically, with the SHA-256 of the
+    weights file when it exists (``weights_sha256``)."""
+    meta = dict(meta)
+    if Path(path).is_file():
+        meta["weights_sha256"] = file_sha256(path)
+    else:
+        meta.pop("weights_sha256", None)
+    side = sidecar_path(path)
+    side.parent.mkdir(parents=True, exist_ok=True)
+    tmp = side.with_name(side.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp, side)
+    return side
+
+
+def read_sidecar(path) -> dict:
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise FileNotFoundError(f"{side} is missing: a checkpoint trained here needs its settings file beside it")
+    try:
+        return json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{side} is not valid JSON ({exc})") from exc
+
+
+def load_trained(path, use_ema: bool = True):
+    """Load a checkpoint trained here (``pds train`` / ``pds export``): the official-layout file plus its
+    sidecar ``.json`` (network spec and noise levels). A bare name such as ``"ncsn_fashion28"`` means
+    the shipped ``data/checkpoints/<name>.pth``. Returns ``(score_model, config)`` like
+    :func:`load_official`, with the sidecar's entries and the file's SHA-256 (``file_sha256``) in ``config``;
+    a file whose SHA-256 differs from the one its sidecar records is refused.
+    """
+    path = Path(path)
+    if path.suffix == "" and not path.exists():
+        path = SHIPPED_DIR / f"{path.name}.pth"
+    meta = read_sidecar(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (its settings {sidecar_path(path)} do)")
+    sha = file_sha256(path)
+    if meta.get("weights_sha256") not in (None, sha):
+        raise ValueError(f"{path} has SHA-256 {sha[:12]}… but its sidecar {sidecar_path(path).name} records "
+                         f"{meta['weights_sha256'][:12]}…: the weights were changed or replaced; restore the file "
+                         "or export it again (pds export)")
+    kind = meta.get("kind")
+    if kind == "ncsnpp":
+        score, config = load_official(path, arch="ncsnpp", use_ema=use_ema, config=network_kwargs(meta["net"]))
+    elif kind in ("ncsn", "ncsnv2"):
+        score, config = load_official(path, arch=kind, sigmas=meta["sigmas"], use_ema=use_ema,
+                                      image_size=int(meta["net"].get("image_size", 28)))
+    else:
+        raise ValueError(f"{sidecar_path(path)}: unknown kind {kind!r}; expected one of {KINDS}")
+    config.update({k: v for k, v in meta.items() if k not in config})
+    config["file_sha256"] = sha
+    return score, config
+
+
+def export_checkpoint(src, dst, **provenance) -> Path:
+    """Write the EMA weights of the training checkpoint ``src`` as a small file in its official layout.
+
+    NCSN v1: ``[state_dict, {}]`` with the EMA weights as the state dict (the official v1 sampler has
+    no EMA); NCSNv2: ``[state_dict, {}, 0, step, ema_shadow]``; NCSN++: ``{'model', 'ema', 'optimizer':
+    {}, 'step'}``. Optimizer states are dropped (a third of the size; the run's own checkpoint keeps
+    them for resuming). The sidecar of ``src`` is copied next to ``dst`` with ``step``, the
+    ``provenance`` entries and the new file's SHA-256. :func:`load_trained` reads the pair.
+    """
+    src, dst = Path(src), Path(dst)
+    meta = read_sidecar(src)
+    kind = meta.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"{sidecar_path(src)}: unknown kind {kind!r}; expected one of {KINDS}")
+    state = read_training_state(src, kind)
+    net = build_network(meta["net"])
+    try:
+        net.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ValueError(f"{src} does not match the network its sidecar describes: {exc}") from exc
+
+    names = [n for n, p in net.named_parameters() if p.requires_grad]
+    shadow = list(state["shadow"]) if kind == "ncsnpp" else [state["shadow"][n] for n in names]
+    ema = SimpleNamespace(names=names, shadow=shadow, decay=float(meta.get("train", {}).get("ema", 0.999)),
+                          num_updates=state["num_updates"])
+    with torch.no_grad():
+        for p, s in zip([p for p in net.parameters() if p.requires_grad], ema.shadow, strict=True):
+            p.copy_(s)
+    _check_finite(net, src)
+    atomic_save(training_layout(net, kind, {}, ema, state["step"], resumable=False), dst)
+    meta.update(step=state["step"], **provenance)
+    write_sidecar(dst, meta)
+    return dst

@@ -1,0 +1,67 @@
+"""The Fourier conventions shared by every module: the released code's corner-origin layout.
+
+The 2-D DFT is ``torch.fft.fft2`` over the last two axes (unnormalised), DC at index [0, 0], no
+fftshift. Bin ``j`` of an axis of length ``n`` holds the signed integer frequency
+``k = j`` for ``j < ⌈n/2⌉`` and ``k = j − n`` otherwise (``torch.fft.fftfreq(n, 1/n)``); the real
+half plane of ``rfft2`` keeps the columns ``0 … ⌊W/2⌋``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["signed_frequencies", "frequency_grid", "radius_squared", "mirror_frequencies", "half_plane_weights",
+           "radial_profile", "centred"]
+
+
+def signed_frequencies(n: int, half: bool = False, dtype=torch.float64) -> torch.Tensor:
+    """Integer frequencies of the ``n`` bins of one axis (``half``: the ``n//2 + 1`` bins of an rfft axis)."""
+    if n < 1:
+        raise ValueError(f"an axis needs at least one bin, got {n}")
+    if half:
+        return torch.fft.rfftfreq(n, 1.0 / n, dtype=dtype)
+    return torch.fft.fftfreq(n, 1.0 / n, dtype=dtype)
+
+
+def frequency_grid(h: int, w: int, half: bool = False, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    """(k_h [H, 1], k_w [1, W or W//2+1]): the signed integer frequencies of every bin, broadcastable."""
+    return signed_frequencies(h, dtype=dtype)[:, None], signed_frequencies(w, half=half, dtype=dtype)[None, :]
+
+
+def radius_squared(h: int, w: int, half: bool = False, dtype=torch.float64) -> torch.Tensor:
+    """k_h² + k_w² on the [H, W] grid (or its rfft half plane)."""
+    kh, kw = frequency_grid(h, w, half=half, dtype=dtype)
+    return kh**2 + kw**2
+
+
+def mirror_frequencies(t: torch.Tensor) -> torch.Tensor:
+    """t[..., −h mod H, −w mod W]: the value at the opposite frequency, in the corner-origin layout."""
+    return torch.roll(torch.flip(t, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+
+
+def half_plane_weights(h: int, w: int, dtype=torch.float64) -> torch.Tensor:
+    """Multiplicity of each rfft2 column in a sum over the full H×W grid (1 or 2)."""
+    wh = w // 2 + 1
+    weights = torch.full((h, wh), 2.0, dtype=dtype)
+    weights[:, 0] = 1.0
+    if w % 2 == 0:
+        weights[:, -1] = 1.0
+    return weights
+
+
+def radial_profile(values: torch.Tensor, h: int, w: int, bins: int = 32):
+    """Mean of a half-plane array [C, H, W//2+1] over rings of |k| (channels averaged); (radius, mean)."""
+    rad = radius_squared(h, w, half=True).sqrt().ravel().numpy()
+    vals = values.mean(0).ravel().numpy() if values.ndim == 3 else values.ravel().numpy()
+    edges = np.linspace(0, rad.max() + 1e-9, bins + 1)
+    idx = np.digitize(rad, edges) - 1
+    sums = np.bincount(idx, weights=vals, minlength=bins)[:bins]
+    counts = np.bincount(idx, minlength=bins)[:bins]
+    ok = counts > 0
+    return 0.5 * (edges[1:] + edges[:-1])[ok], sums[ok] / counts[ok]
+
+
+def centred(filt) -> torch.Tensor:
+    """fftshift over the last two axes, for viewing a corner-origin frequency array with DC in the middle."""
+    return torch.fft.fftshift(torch.as_tensor(filt), dim=(-2, -1))

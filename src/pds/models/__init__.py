@@ -1,0 +1,94 @@
+"""Score networks of the official checkpoints, and the adapters that give them the library's interface.
+
+Implemented here (state-dict compatible, checked against outputs of the original code on
+random-weight checkpoints, see ``tests/test_models.py``):
+
+* NCSN v1 ``CondRefineNetDilated`` (ermongroup/ncsn);
+* NCSNv2 / NCSNv2Deeper (ermongroup/ncsnv2);
+* NCSN++ continuous VE (score_sde).
+
+Adapters to ``score(x, sigma)`` (σ per sample): :class:`LevelScore` for the level-indexed NCSN / NCSNv2
+networks, :class:`DiffusersScore` for a diffusers ``UNet2DModel`` (the hub's google/ncsnpp-* layout).
+Reading and writing checkpoint files is :mod:`pds.checkpoints`' job; this package imports nothing from the
+rest of ``pds`` except the leaf :mod:`pds.schedules` (the σ ladder of NCSN++'s buffer).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pds.models.ncsnpp import OFFICIAL_CONFIGS, NCSNpp, NCSNppConfig
+from pds.models.refinenet import CondRefineNetDilated, NCSNv2, NCSNv2Deeper
+
+__all__ = [
+    "LevelScore",
+    "DiffusersScore",
+    "CondRefineNetDilated",
+    "NCSNv2",
+    "NCSNv2Deeper",
+    "NCSNpp",
+    "NCSNppConfig",
+    "OFFICIAL_CONFIGS",
+]
+
+class LevelScore(nn.Module):
+    """``score(x, sigma)`` for a network trained on discrete levels: σ → the index of its level.
+
+    Each σ must match one of ``sigmas`` to a relative 1e-4 (these networks know only their levels). σ may be
+    a number (one level for the whole batch: looked up on the host, no device synchronisation) or a tensor
+    of one σ per sample.
+    """
+
+    def __init__(self, net: nn.Module, sigmas):
+        super().__init__()
+        self.net = net
+        self.register_buffer("levels", torch.as_tensor(sigmas, dtype=torch.float64))
+        self._host_levels = [float(s) for s in self.levels]
+
+    def _mismatch(self, s: list[float], worst: float) -> ValueError:
+        lv = self._host_levels
+        return ValueError(f"sigma {s[:4]}{' …' if len(s) > 4 else ''} is not one of the network's {len(lv)} noise "
+                          f"levels [{max(lv):.4g} … {min(lv):.4g}] (relative mismatch {worst:.3g})")
+
+    def level_index(self, sigma) -> torch.Tensor:
+        if isinstance(sigma, int | float):
+            rel = [abs(float(sigma) - v) / v for v in self._host_levels]
+            best = min(range(len(rel)), key=rel.__getitem__)
+            if rel[best] > 1e-4:
+                raise self._mismatch([float(sigma)], rel[best])
+            return torch.tensor([best])
+        s = torch.as_tensor(sigma, dtype=torch.float64, device=self.levels.device).reshape(-1)
+        rel = (s[:, None] - self.levels[None, :]).abs() / self.levels[None, :]
+        best = rel.argmin(dim=1)
+        worst = float(rel.gather(1, best[:, None]).max())
+        if worst > 1e-4:
+            raise self._mismatch(s.tolist(), worst)
+        return best
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        labels = self.level_index(sigma)
+        if labels.numel() == 1:
+            labels = torch.full((x.shape[0],), int(labels[0]), dtype=torch.long, device=x.device)
+        return self.net(x, labels.to(x.device))
+
+
+class DiffusersScore(nn.Module):
+    """``score(x, sigma)`` for a diffusers ``UNet2DModel`` with Fourier embedding (google/ncsnpp-*).
+
+    Called as diffusers' ScoreSdeVePipeline calls it: ``unet(x, sigma).sample``, σ as a float tensor
+    (a Python number would be cast to an integer time step); the model divides by σ itself.
+    """
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        if isinstance(sigma, int | float):
+            s = torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
+        else:
+            s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+            if s.numel() == 1 and x.shape[0] > 1:
+                s = s.expand(x.shape[0])
+        return self.unet(x, s).sample

@@ -1,0 +1,240 @@
+"""Samplers with and without PDS: the VE predictor-corrector sampler (NCSN++, as in the released PDS
+code) and annealed Langevin dynamics (NCSN / NCSNv2), with the preconditioning of Eq. 11 / Alg. 1.
+
+Every sampler is a plain function of (score model, shape or initial state, schedule, options) and
+returns ``(samples, nfe)``, the number of score-network evaluations. Randomness comes only from the
+``generator`` argument, drawn with ``torch.randn(shape, generator=..., dtype=..., device=...)`` in a
+fixed order (documented per sampler), so the same seed gives identical samples, and a sampler
+without a preconditioner (or with all-ones filters) is bit-for-bit the vanilla one.
+
+Names follow the paper: ``step_size`` is the Langevin step (ε of Eq. 1 and 11, ε_t of the corrector), ``eta`` the
+preconditioned noise η = M⁻¹ξ of Alg. 1. The score is called as ``score(x, sigma)`` with σ a Python float (one
+level for the whole batch; every schedule lives on the host), so nothing is read back from the device per
+iteration; values are checked for NaN/inf every ``check_every`` iterations and at the end.
+
+The solenoidal term ω·S∇log p (Eq. 7, Sec. 5) shares the drift's step factor: the corrector adds
+ε·ω·S[s] next to ε·M⁻¹M⁻ᵀs, the predictor adds ω·G²·S[s] next to M⁻¹M⁻ᵀ(G²s).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pds.precondition import Preconditioner
+from pds.schedules import ve_schedule
+
+__all__ = ["pc_sampler", "annealed_langevin"]
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _initial(shape, dtype, device):
+    if isinstance(shape, torch.Tensor):
+        if shape.ndim != 4:
+            raise ValueError(f"an initial state must have shape [N, C, H, W], got {tuple(shape.shape)}")
+        if not bool(torch.isfinite(shape).all()):
+            raise ValueError("the initial state holds NaN or inf")
+        return None, shape.to(dtype=dtype, device=device if device is not None else shape.device).clone()
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be [N, C, H, W] (or an initial state tensor), got {shape!r}") from None
+    if len(shape) != 4 or min(shape) < 1:
+        raise ValueError(f"shape must be [N, C, H, W] with positive sizes, got {shape}")
+    return shape, None
+
+
+def _randn(shape, generator, dtype, device):
+    return torch.randn(shape, generator=generator, dtype=dtype, device=device)
+
+
+class _FiniteCheck:
+    """Checks a state for NaN/inf every ``every`` iterations (and at the end) instead of every iteration,
+    so a GPU run is not synchronised with the host at each step. ``every=None``: every iteration on the
+    CPU, every 50 elsewhere."""
+
+    def __init__(self, every: int | None, device, what: str):
+        if every is None:
+            every = 1 if torch.device(device).type == "cpu" else 50
+        if int(every) != every or every < 1:
+            raise ValueError(f"check_every must be a positive integer, got {every}")
+        self.every, self.what, self.last_ok = int(every), what, -1
+
+    def __call__(self, x: torch.Tensor, i: int, sigma: float, final: bool = False) -> None:
+        if not final and (i + 1) % self.every:
+            return
+        if not bool(torch.isfinite(x).all()):
+            span = f"iteration {i}" if i - self.last_ok <= 1 else f"iterations {self.last_ok + 1}…{i}"
+            raise FloatingPointError(
+                f"non-finite values in {self.what} at {span} (sigma = {sigma:.6g}); the step sizes are "
+                "probably too large for this schedule or the score model returned NaN/inf"
+            )
+        self.last_ok = i
+
+
+def _ops(preconditioner: Preconditioner | None, shape):
+    if preconditioner is None:
+        return (lambda v: v), (lambda v: v)
+    if not isinstance(preconditioner, Preconditioner):
+        raise TypeError(f"preconditioner must be a pds.Preconditioner or None, got {type(preconditioner).__name__}")
+    preconditioner.check_shape(shape[1:])
+    return preconditioner.drift, preconditioner.noise
+
+
+def _solenoidal(solenoidal, omega):
+    if not math.isfinite(omega):
+        raise ValueError(f"omega must be finite, got {omega}")
+    if solenoidal is None or omega == 0:
+        return None
+    if not callable(solenoidal):
+        raise TypeError("solenoidal must be a callable S(x) on [N, C, H, W] batches")
+    return lambda v: omega * solenoidal(v)
+
+
+def _batch_norm_mean(v: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(v.reshape(v.shape[0], -1), dim=-1).mean()
+
+
+# -- the VE predictor-corrector sampler -------------------------------------------------------
+@torch.no_grad()
+def pc_sampler(score: Callable, shape, sigma_min: float, sigma_max: float, num_scales: int, snr: float, *,
+               iterations: int | None = None, speed_up: float | None = None,
+               preconditioner: Preconditioner | None = None, solenoidal=None, omega: float = 0.0,
+               denoise: bool = True, generator: torch.Generator | None = None, device=None, dtype=torch.float32,
+               progress: bool = False, callback: Callable | None = None,
+               corrector_steps: Sequence[float] | None = None, check_every: int | None = None):
+    """VE SDE predictor-corrector sampler as the released PDS code runs it (NCSN++, score_sde).
+
+    Length: ``iterations=T`` runs exactly T iterations; the released path ``speed_up`` runs
+    int(num_scales / speed_up) (see :func:`pds.schedules.ve_schedule`); neither: num_scales. Per iteration i
+    one Langevin corrector step at σ(t_i), then one reverse-diffusion predictor step. With
+    g = M⁻¹M⁻ᵀ s(x, σ) and η = M⁻¹ξ:
+
+    * corrector: ε = 2·(snr·mean_b‖η‖ / mean_b‖g‖)² (``step_size``); x̄ = x + ε g; x = x̄ + √(2ε) η;
+    * predictor: G² = σ_j² − σ_{j−1}²; x̄ = x + M⁻¹M⁻ᵀ(G² s(x, σ(t_i))); x = x̄ + G·M⁻¹ξ.
+
+    The prior is x_T = σ_max·M⁻¹ξ (preconditioned too). Returns (x̄ of the last step if ``denoise``
+    else x, nfe = 2N). Random draws, in order: the prior ξ, then per iteration the corrector ξ and
+    the predictor ξ. ``shape`` may be an initial state x_T instead (then nothing is drawn for it).
+    ``corrector_steps`` (N numbers) replaces the adaptive ε (used by :mod:`pds.exact` checks).
+    ``callback(info)`` receives a dict with i, sigma, x, x_mean after each iteration.
+    """
+    if not (math.isfinite(snr) and snr >= 0):
+        raise ValueError(f"snr must be a finite number >= 0 (the corrector's signal-to-noise ratio), got {snr}")
+    sched = ve_schedule(sigma_min, sigma_max, num_scales, speed_up, iterations=iterations, dtype=dtype)
+    if corrector_steps is not None:
+        if len(corrector_steps) != sched.n:
+            raise ValueError(f"corrector_steps must have {sched.n} entries, got {len(corrector_steps)}")
+        if not all(math.isfinite(float(s)) and float(s) >= 0 for s in corrector_steps):
+            raise ValueError("corrector_steps must be finite numbers >= 0")
+    sol = _solenoidal(solenoidal, omega)
+    shp, x = _initial(shape, dtype, device)
+    drift, noise = _ops(preconditioner, shp or tuple(x.shape))
+    if x is None:
+        x = noise(_randn(shp, generator, dtype, device)) * sched.sigma_max
+    shp, dev = tuple(x.shape), x.device
+    sigmas, gs, g2s = sched.host()
+    finite = _FiniteCheck(check_every, dev, "the PC sampler's state")
+    x_mean = x
+    for i in tqdm(range(sched.n), disable=not progress, desc="PC sampler", leave=False):
+        sig = sigmas[i]
+        # corrector (Langevin)
+        grad = score(x, sig)
+        g = drift(grad)
+        eta = noise(_randn(shp, generator, dtype, dev))
+        if corrector_steps is None:
+            step_size = 2.0 * (snr * _batch_norm_mean(eta) / _batch_norm_mean(g)) ** 2
+        else:
+            step_size = torch.as_tensor(float(corrector_steps[i]), dtype=dtype, device=dev)
+        if sol is not None:
+            g = g + sol(grad)
+        x_mean = x + step_size * g
+        x = x_mean + torch.sqrt(step_size * 2.0) * eta
+        # predictor (reverse diffusion)
+        s = score(x, sig)
+        step = drift(g2s[i] * s)
+        if sol is not None:
+            step = step + g2s[i] * sol(s)
+        eta = noise(_randn(shp, generator, dtype, dev))
+        x_mean = x + step
+        x = x_mean + gs[i] * eta
+        finite(x, i, sig, final=i == sched.n - 1)
+        if callback is not None:
+            callback({"i": i, "sigma": sig, "x": x, "x_mean": x_mean})
+    return (x_mean if denoise else x), 2 * sched.n
+
+
+# -- annealed Langevin dynamics (NCSN / NCSNv2) ------------------------------------------------
+def _langevin_schedule(sigmas, n_steps_each, step_lr):
+    sig = np.asarray(sigmas, dtype=np.float64)
+    if sig.ndim != 1 or len(sig) == 0 or not np.all(np.isfinite(sig)) or np.any(sig <= 0):
+        raise ValueError("sigmas must be a non-empty 1-D sequence of finite positive numbers")
+    if len(sig) > 1 and not np.all(np.diff(sig) < 0):
+        raise ValueError(f"sigmas must decrease strictly (largest first, as NCSN anneals), got {sig[:4].tolist()}…")
+    steps = [n_steps_each] * len(sig) if np.isscalar(n_steps_each) else list(n_steps_each)
+    if len(steps) != len(sig) or any(int(n) != n or n < 0 for n in steps):
+        raise ValueError(f"n_steps_each must be a non-negative int or {len(sig)} of them, got {n_steps_each!r}")
+    steps = [int(n) for n in steps]
+    if sum(steps) == 0:
+        raise ValueError("n_steps_each is zero at every level: the sampler would take no step")
+    if not (math.isfinite(step_lr) and step_lr > 0):
+        raise ValueError(f"step_lr must be a finite number > 0, got {step_lr}")
+    return sig, steps
+
+
+@torch.no_grad()
+def annealed_langevin(score: Callable, shape, sigmas, n_steps_each, step_lr: float, *,
+                      preconditioner: Preconditioner | None = None, solenoidal=None, omega: float = 0.0,
+                      denoise: bool = False, init: str = "uniform", generator: torch.Generator | None = None,
+                      device=None, dtype=torch.float32, progress: bool = False,
+                      callback: Callable | None = None, check_every: int | None = None):
+    """Annealed Langevin dynamics of NCSN (v1) and NCSNv2 with PDS (Alg. 1).
+
+    For each level c (σ_1 > … > σ_L) and each of its steps: step size α_c = step_lr·(σ_c/σ_L)²,
+    x ← x + α_c·M⁻¹M⁻ᵀ s(x, σ_c) + √(2α_c)·η with η = M⁻¹ξ. ``n_steps_each`` is an int or one int per level
+    (see :func:`pds.schedules.shorten_schedule`). ``denoise`` (NCSNv2) ends with x ← x + σ_L²·s(x, σ_L), not
+    preconditioned (it is Tweedie's formula). ``init``: "uniform" (U[0, 1], NCSN/NCSNv2) or
+    "gaussian" (σ_1·M⁻¹ξ); ``shape`` may be an initial state instead. Random draws, in order: the
+    initial sample, then one ξ per step. Returns (x, nfe = total steps (+1 with ``denoise``)).
+    """
+    sig, steps = _langevin_schedule(sigmas, n_steps_each, step_lr)
+    if init not in ("uniform", "gaussian"):
+        raise ValueError(f"init must be 'uniform' or 'gaussian', got {init!r}")
+    sol = _solenoidal(solenoidal, omega)
+    shp, x = _initial(shape, dtype, device)
+    drift, noise = _ops(preconditioner, shp or tuple(x.shape))
+    if x is None:
+        if init == "uniform":
+            x = torch.rand(shp, generator=generator, dtype=dtype, device=device)
+        else:
+            x = noise(_randn(shp, generator, dtype, device)) * float(sig[0])
+    shp, dev = tuple(x.shape), x.device
+    finite = _FiniteCheck(check_every, dev, "a Langevin step")
+    nfe, total = 0, sum(steps)
+    bar = tqdm(total=total, disable=not progress, desc="annealed Langevin", leave=False)
+    for c, (sigma, n_c) in enumerate(zip(sig.tolist(), steps, strict=True)):
+        step_size = step_lr * (sigma / sig[-1]) ** 2
+        noise_scale = math.sqrt(2.0 * step_size)
+        for _ in range(n_c):
+            eta = noise(_randn(shp, generator, dtype, dev))
+            grad = score(x, sigma)
+            step = drift(grad)
+            if sol is not None:
+                step = step + sol(grad)
+            x = x + step_size * step + noise_scale * eta
+            finite(x, nfe, sigma, final=nfe == total - 1)
+            nfe += 1
+            bar.update(1)
+        if callback is not None:
+            callback({"i": c, "sigma": sigma, "x": x})
+    bar.close()
+    if denoise:
+        last = float(sig[-1])
+        x = x + last**2 * score(x, last)
+        nfe += 1
+        finite(x, nfe - 1, last, final=True)
+    return x, nfe

@@ -1,0 +1,155 @@
+"""Noise schedules: the one place where σ ladders and iteration grids are built.
+
+* :func:`geometric_sigmas` — the geometric ladder σ_1 = sigma_max > … > σ_L = sigma_min of NCSN / NCSNv2
+  (and the discrete levels of NCSN++'s VE SDE);
+* :func:`ve_sigma` — the continuous VE noise level σ(t) = σ_min (σ_max/σ_min)^t, t ∈ [0, 1];
+* :func:`ve_schedule` — the released predictor-corrector sampler's grids, either the released way
+  (``num_scales`` and ``speed_up``) or with the number of iterations given directly;
+* :func:`shorten_schedule` — an annealed-Langevin schedule cut to T steps, with the paper's
+  "expand the step size proportionally" factor.
+
+Nothing here depends on the rest of the package, so the networks can use it for their σ buffers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["geometric_sigmas", "ve_sigma", "VESchedule", "ve_schedule", "ShortSchedule", "shorten_schedule",
+           "check_sigma_range"]
+
+
+def check_sigma_range(sigma_min: float, sigma_max: float) -> None:
+    """Refuse a noise range that is not 0 < sigma_min < sigma_max < ∞ (naming both values)."""
+    if not (math.isfinite(sigma_min) and math.isfinite(sigma_max) and 0 < sigma_min < sigma_max):
+        raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+
+
+def geometric_sigmas(sigma_max: float, sigma_min: float, n: int, *, like: str = "numpy", dtype=None,
+                     ascending: bool = False):
+    """The geometric ladder exp(linspace(log σ_max, log σ_min, n)): largest first (``ascending`` flips it).
+
+    ``like="numpy"`` returns a float64 array; ``like="torch"`` a tensor of ``dtype`` (default float64) computed
+    in that dtype, as score_sde computes its discrete σ in float32.
+    """
+    if int(n) != n or n < 1:
+        raise ValueError(f"a ladder needs n >= 1 levels, got {n}")
+    check_sigma_range(sigma_min, sigma_max)
+    lo, hi = (sigma_min, sigma_max) if ascending else (sigma_max, sigma_min)
+    if like == "numpy":
+        return np.exp(np.linspace(np.log(lo), np.log(hi), int(n)))
+    if like == "torch":
+        dtype = dtype or torch.float64
+        return torch.exp(torch.linspace(math.log(lo), math.log(hi), int(n), dtype=dtype))
+    raise ValueError(f"like must be 'numpy' or 'torch', got {like!r}")
+
+
+def ve_sigma(t, sigma_min: float, sigma_max: float):
+    """σ(t) = σ_min (σ_max/σ_min)^t of the VE SDE (score_sde's VESDE), for a number or a tensor t."""
+    return sigma_min * (sigma_max / sigma_min) ** t
+
+
+@dataclass
+class VESchedule:
+    """The released PC sampler's grids (one entry per iteration i = 0 … N−1), on the CPU.
+
+    ``t``: time linspace(1, eps, N); ``sigma``: the continuous σ(t_i) at which the score is evaluated;
+    ``sigma_disc``/``sigma_prev``: the discrete levels σ_j and σ_{j−1} (0 for j = 0) of the reverse-diffusion
+    predictor, with j = int(t·(N−1)) as score_sde computes it. :meth:`host` gives the per-iteration numbers
+    as Python floats, so a sampler on a GPU never reads them back from the device.
+    """
+
+    t: torch.Tensor
+    sigma: torch.Tensor
+    sigma_disc: torch.Tensor
+    sigma_prev: torch.Tensor
+    sigma_max: float
+    eps: float
+
+    @property
+    def n(self) -> int:
+        return int(self.t.numel())
+
+    def host(self) -> tuple[list[float], list[float], list[float]]:
+        """(σ(t_i), G_i, G_i²) as Python floats, with G_i = √(σ_j² − σ_{j−1}²) computed in the schedule's dtype."""
+        g = torch.sqrt(self.sigma_disc**2 - self.sigma_prev**2)
+        return self.sigma.tolist(), g.tolist(), (g**2).tolist()
+
+
+def ve_schedule(sigma_min: float, sigma_max: float, num_scales: int, speed_up: float | None = None, *,
+                iterations: int | None = None, dtype=torch.float32) -> VESchedule:
+    """Grids of the released sampler.
+
+    Released path: N = int(num_scales / speed_up) iterations and eps = 1e-5·speed_up. With ``iterations=T``
+    given instead, N = T exactly and speed_up = num_scales / T (the released float division can give T − 1,
+    e.g. int(1000 / (1000 / 58)) = 57). Computed on the CPU in ``dtype`` (float32 reproduces the released
+    arithmetic, index truncation included).
+    """
+    check_sigma_range(sigma_min, sigma_max)
+    if int(num_scales) != num_scales or num_scales < 1:
+        raise ValueError(f"num_scales must be a positive integer, got {num_scales}")
+    if iterations is not None:
+        if speed_up not in (None, 1.0):
+            raise ValueError("give either speed_up (the released rule) or iterations, not both")
+        if int(iterations) != iterations or iterations < 1:
+            raise ValueError(f"iterations must be a positive integer, got {iterations}")
+        n = int(iterations)
+        speed_up = num_scales / n
+    else:
+        speed_up = 1.0 if speed_up is None else float(speed_up)
+        if not (math.isfinite(speed_up) and speed_up > 0):
+            raise ValueError(f"speed_up must be a finite number > 0, got {speed_up}")
+        n = int(num_scales / speed_up)
+        if n < 1:
+            raise ValueError(f"int(num_scales / speed_up) = {n}: need at least one iteration")
+    eps = 1e-5 * speed_up
+    t = torch.linspace(1.0, eps, n, dtype=dtype)
+    sigma = ve_sigma(t, sigma_min, sigma_max)
+    discrete = geometric_sigmas(sigma_max, sigma_min, n, like="torch", dtype=dtype, ascending=True)
+    idx = (t * (n - 1) / 1.0).long()
+    prev = torch.where(idx == 0, torch.zeros_like(t), discrete[(idx - 1).clamp(min=0)])
+    return VESchedule(t=t, sigma=sigma, sigma_disc=discrete[idx], sigma_prev=prev, sigma_max=float(sigma_max),
+                      eps=eps)
+
+
+@dataclass
+class ShortSchedule:
+    sigmas: np.ndarray
+    n_steps: list[int]
+    step_lr_scale: float
+
+    @property
+    def total_steps(self) -> int:
+        return int(sum(self.n_steps))
+
+
+def shorten_schedule(sigmas, n_steps_each: int, T: int) -> ShortSchedule:
+    """Shorten an annealed-Langevin schedule (L levels × n_steps_each) to T steps in total.
+
+    Rule: if T ≥ L, keep every level and give each ⌊T/L⌋ steps, the first T mod L levels (the
+    largest σ) one more; if T < L, keep T levels evenly spaced in index (first and last included)
+    with one step each. ``step_lr_scale`` is the factor that keeps the total update Σ_c n_c·α_c of
+    the full schedule (α_c = step_lr·(σ_c/σ_L)²), the paper's "expand the step size proportionally";
+    multiply ``step_lr`` by it or not, as the experiment requires.
+    """
+    sig = np.asarray(sigmas, dtype=np.float64)
+    L = len(sig)
+    if int(T) != T or T < 1:
+        raise ValueError(f"T must be a positive integer, got {T}")
+    if int(n_steps_each) != n_steps_each or n_steps_each < 1:
+        raise ValueError(f"n_steps_each must be a positive integer, got {n_steps_each}")
+    if T >= L:
+        base, extra = divmod(int(T), L)
+        keep = np.arange(L)
+        steps = [base + (1 if c < extra else 0) for c in range(L)]
+    else:
+        keep = np.unique(np.round(np.linspace(0, L - 1, int(T))).astype(int))
+        steps = [1] * len(keep)
+    kept = sig[keep]
+    full = n_steps_each * np.sum((sig / sig[-1]) ** 2)
+    short = np.sum(np.asarray(steps) * (kept / kept[-1]) ** 2)
+    return ShortSchedule(sigmas=kept, n_steps=steps, step_lr_scale=float(full / short))
