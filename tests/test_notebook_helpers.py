@@ -40,3 +40,26 @@ def test_figures_go_to_env_dir(tmp_path, monkeypatch):
 def test_list_notebooks_unknown_name():
     with pytest.raises(FileNotFoundError):
         list_notebooks(["99_nothing"])
+
+
+def test_smoke_never_writes_the_shipped_figures(monkeypatch):
+    from pds.paths import BUILD_DIR, FIGURES_DIR
+
+    monkeypatch.delenv("PDS_FIGURE_DIR", raising=False)
+    assert figure_dir("smoke") == BUILD_DIR / "notebooks" / "smoke" / "figures"
+    assert figure_dir("default") == FIGURES_DIR
+    monkeypatch.setenv("PDS_FIGURE_DIR", str(FIGURES_DIR))
+    assert figure_dir("smoke") != FIGURES_DIR
+    with pytest.raises(ValueError, match="unknown profile"):
+        figure_dir("fast")
+
+
+def test_check_choices_lists_the_valid_names():
+    from pds.notebooks import check_choices
+
+    assert check_choices("models_to_run", ["ncsn"], ["ncsn", "ncsnpp"]) == ["ncsn"]
+    assert check_choices("models_to_run", "ncsnpp", ["ncsn", "ncsnpp"]) == ["ncsnpp"]
+    with pytest.raises(ValueError, match=r"unknown \['ncsn\+\+'\]; valid names: \['ncsn', 'ncsnpp'\]"):
+        check_choices("models_to_run", ["ncsn++"], ["ncsn", "ncsnpp"])
+    with pytest.raises(ValueError, match="empty"):
+        check_choices("models_to_run", [], ["ncsn"])

@@ -1,4 +1,5 @@
-"""Every notebook runs end-to-end under papermill in the smoke profile (one test per notebook).
+"""Every notebook runs end-to-end under plain papermill in the smoke profile (one test per notebook), without
+touching the shipped figures/ (the notebook itself sends smoke figures to build/).
 
 A failing cell fails the test; the executed copy, traceback included, is kept under
 build/notebooks/smoke/ for reading.
@@ -6,15 +7,16 @@ build/notebooks/smoke/ for reading.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
-from pds.notebooks import list_notebooks, run_notebook
-from pds.paths import REPO_ROOT
+from pds.notebooks import kernel_name, list_notebooks
+from pds.paths import BUILD_DIR, FIGURES_DIR
 
 NOTEBOOKS = list_notebooks()
-OUT = REPO_ROOT / "build" / "notebooks" / "smoke"
+OUT = BUILD_DIR / "notebooks" / "smoke"
 
 
 def test_there_are_notebooks():
@@ -31,10 +33,22 @@ def test_notebook_source_is_clean(path):
     assert cells[0]["cell_type"] == "markdown"
 
 
+def snapshot(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*")) if p.is_file()}
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_in_smoke_profile(path):
-    out = run_notebook(path, "smoke", OUT, timeout=600)
+def test_notebook_runs_in_smoke_profile_with_plain_papermill(path, monkeypatch):
+    import papermill
+
+    monkeypatch.delenv("PDS_FIGURE_DIR", raising=False)
+    before = snapshot(FIGURES_DIR)
+    OUT.mkdir(parents=True, exist_ok=True)
+    out = OUT / path.name
+    papermill.execute_notebook(str(path), str(out), parameters={"profile": "smoke"}, kernel_name=kernel_name(),
+                               cwd=str(path.parent), progress_bar=False, execution_timeout=600)
     executed = json.loads(out.read_text())
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    assert snapshot(FIGURES_DIR) == before, "a smoke run changed the shipped figures/"

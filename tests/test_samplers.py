@@ -225,3 +225,35 @@ def test_fewest_iterations():
     assert fewest_iterations(f, 1e-6, 2000) is None
     assert fewest_iterations(f, 2.0, 2000) == 1
     assert len(set(calls)) < 60
+
+
+def test_iterations_are_exact_where_the_released_division_loses_one():
+    """The released N = int(num_scales / (num_scales / T)) is T − 1 for some pairs (e.g. 1000, 58);
+    ``iterations=T`` always runs T."""
+    short = [(n, t) for n in (1000, 2000) for t in range(1, n + 1) if int(n / (n / t)) != t]
+    assert (1000, 58) in short and ve_schedule(0.01, 50, 1000, speed_up=1000 / 58).n == 57
+    for n, t in short[:50] + [(1000, 58), (2000, 166), (2000, 66)]:
+        sched = ve_schedule(0.01, 50, n, iterations=t)
+        assert sched.n == t and sched.eps == pytest.approx(1e-5 * n / t)
+    x, nfe = pc_sampler(_target(), (1, 1, 8, 8), **PC, iterations=7, generator=torch.Generator().manual_seed(0))
+    assert nfe == 14
+
+
+def test_released_speed_up_path_is_unchanged():
+    a, _ = pc_sampler(_target(), (2, 1, 8, 8), **PC, speed_up=4.0, generator=torch.Generator().manual_seed(0))
+    b, _ = pc_sampler(_target(), (2, 1, 8, 8), **PC, iterations=15, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)  # 60 / 4 = 15 exactly: the same grids
+
+
+def test_finite_checks_every_k_iterations_name_the_span():
+    calls = []
+
+    def bad_after_three(x, sigma):
+        calls.append(sigma)
+        return torch.full_like(x, float("nan")) if len(calls) > 6 else -x
+
+    with pytest.raises(FloatingPointError, match=r"iterations 0…4"):
+        pc_sampler(bad_after_three, (1, 1, 4, 4), **PC, check_every=5, generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 10  # it ran on to the next check, no further
+    with pytest.raises(ValueError, match="check_every"):
+        pc_sampler(bad_after_three, (1, 1, 4, 4), **PC, check_every=0)

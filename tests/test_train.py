@@ -170,3 +170,83 @@ def test_ema_warm_up_forgets_the_initial_weights():
     assert share < 0.01 < 0.999**1000
     for s, a, p in zip(ema.shadow, s0, net.parameters(), strict=True):
         torch.testing.assert_close(s, p.detach() + (a - p.detach()) * share, rtol=0, atol=1e-5)
+
+
+# -- reproducibility, interruption, resumption (issue 10, item 4) ---------------------------------
+RUN = ["train", "--kind", "ncsnpp", "--data", "natural-crops", "--size", "8", "--n", "16", "--width", "8",
+       "--ch-mult", "1", "2", "--levels", "10", "--batch-size", "4", "--quiet"]
+
+
+def test_two_fresh_runs_with_the_same_seed_are_bit_identical(tmp_path):
+    from pds.cli import main
+
+    for d in ("a", "b"):
+        assert main([*RUN, "--steps", "3", "--seed", "7", "--out", str(tmp_path / d / "m.pth")]) == 0
+    a, b = (tmp_path / d / "m.pth" for d in ("a", "b"))
+    assert a.read_bytes() == b.read_bytes()
+    assert (tmp_path / "a" / "m.log.jsonl").read_text() == (tmp_path / "b" / "m.log.jsonl").read_text()
+    assert main([*RUN, "--steps", "3", "--seed", "8", "--out", str(tmp_path / "c" / "m.pth")]) == 0
+    assert (tmp_path / "c" / "m.pth").read_bytes() != a.read_bytes()
+
+
+def _log_steps(path):
+    import json
+
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()]
+
+
+def test_a_resumed_run_never_logs_a_step_twice(tmp_path):
+    from pds.cli import main
+
+    out = tmp_path / "m.pth"
+    assert main([*RUN, "--steps", "3", "--save-every", "3", "--out", str(out)]) == 0
+    log = out.with_suffix(".log.jsonl")
+    # a kill between the log append and the checkpoint rename leaves lines past the checkpoint's step
+    log.write_text(log.read_text() + '{"step": 3, "loss": 1.0}\n{"step": 4, "loss": 1.0}\n{"step": 5, "lo')
+    assert main([*RUN, "--steps", "6", "--save-every", "3", "--out", str(out)]) == 0
+    assert _log_steps(log) == list(range(6))
+
+
+def test_a_failed_first_attempt_leaves_nothing_that_refuses_the_corrected_command(tmp_path, monkeypatch):
+    import pds.train
+    from pds.cli import main
+
+    out = tmp_path / "m.pth"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(pds.train, "dsm_loss", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        main([*RUN, "--steps", "2", "--out", str(out)])
+    assert not out.exists() and not out.with_suffix(".json").exists()
+    monkeypatch.undo()
+    assert main([*RUN, "--steps", "2", "--width", "4", "--out", str(out)]) == 0  # corrected: another width
+
+
+def test_sigterm_saves_says_how_to_resume_and_exits_without_a_traceback(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "m.pth"
+    cmd = [sys.executable, "-m", "pds", *RUN, "--steps", "100000", "--save-every", "1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not out.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert out.exists(), proc.communicate()
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and "Resume with the same command" in err and "--steps 100000" in err
+    from pds.checkpoints import read_sidecar
+
+    step = read_sidecar(out)["step"]
+    assert 1 <= step < 100000 and _log_steps(out.with_suffix(".log.jsonl")) == list(range(step))
+    from pds.cli import main
+
+    assert main([*RUN, "--steps", str(step + 2), "--save-every", "1", "--out", str(out)]) == 0
+    assert _log_steps(out.with_suffix(".log.jsonl")) == list(range(step + 2))

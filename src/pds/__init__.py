@@ -5,8 +5,13 @@ Modules follow the paper:
 * :mod:`pds.precondition` — the operator M of Eq. 10 and the maps M⁻¹ξ, M⁻¹M⁻ᵀd of Eq. 11 / Alg. 1;
 * :mod:`pds.filters` — statistics filters R (Eq. 14) and A (Eq. 13 / released), parametric (r, λ);
 * :mod:`pds.solenoidal` — skew-symmetric operators S for the solenoidal term;
-* :mod:`pds.theory` — numerical checks of Theorems 1 and 2 on toy targets;
-* :mod:`pds.notebooks` — running the notebooks in the smoke / default / full profiles.
+* :mod:`pds.samplers` — the VE predictor-corrector sampler and annealed Langevin dynamics with PDS (Alg. 1);
+* :mod:`pds.theory`, :mod:`pds.exact` — Theorems 1-2 checked numerically; exact sampler outputs on Gaussians;
+* :mod:`pds.schedules`, :mod:`pds.fourier` — noise schedules and the FFT layout, each defined once;
+* :mod:`pds.models`, :mod:`pds.checkpoints` — the official networks, and every fact about their files;
+* :mod:`pds.configs` — the paper's experiment settings, one table;
+* :mod:`pds.train`, :mod:`pds.data`, :mod:`pds.metrics`, :mod:`pds.experiments` — models trained here and their
+  evaluation; :mod:`pds.notebooks` — running the notebooks in the smoke / default / full profiles.
 """
 
 from pds.filters import (

@@ -19,7 +19,7 @@ from pds.checkpoints import export_checkpoint, network_spec
 from pds.data import dataset_batches, load_idx_images, load_idx_labels
 from pds.filters import estimate_filters, save_filters
 from pds.metrics import classifier_accuracy, train_classifier
-from pds.train import TrainConfig, TrainingInterrupted, train_run
+from pds.train import TrainConfig, TrainingInterrupted, check_same_run, train_run
 
 
 def _estimate(args) -> int:
@@ -86,6 +86,10 @@ def _train(args) -> int:
                       "seed": args.seed, "save_every": args.save_every},
             "device": args.device, "hardware": _hardware(args.device),
             "command": "pds " + shlex.join(args.argv)}
+    done = (check_same_run(args.out, net, sigmas) or {}).get("step")
+    if done is not None and done >= cfg.steps:
+        print(f"nothing to do: {args.out} is already at step {done} (--steps {cfg.steps}); nothing written")
+        return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     log_path = args.out.with_suffix(".log.jsonl")
     train_run(net, sigmas, images, cfg, args.out, progress=not args.quiet, log_path=log_path, meta=spec)
@@ -187,7 +191,7 @@ def main(argv=None) -> int:
         print(f"\npds: stopped by signal {stop.signum} after step {stop.step}; the checkpoint {stop.path} is saved. "
               f"Resume with the same command:\n  pds {shlex.join(argv)}", file=sys.stderr)
         return 128 + stop.signum
-    except (FileNotFoundError, ValueError, NotImplementedError) as exc:
+    except (FileNotFoundError, ValueError, NotImplementedError, FloatingPointError) as exc:
         print(f"pds: error: {exc}", file=sys.stderr)
         return 2
 

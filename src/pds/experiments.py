@@ -71,7 +71,7 @@ def statistics_filter(images: torch.Tensor, n: int, seed: int = 0) -> torch.Tens
 
 
 class SmallModel:
-    """A score model trained here, with its sampler: :func:`pds.models.load_trained` plus the data
+    """A score model trained here, with its sampler: :func:`pds.checkpoints.load_trained` plus the data
     the statistics filter is estimated from (the training images, padded like the model's input)."""
 
     def __init__(self, name: str, score=None, config=None, train_images: torch.Tensor | None = None):

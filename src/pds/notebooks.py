@@ -12,7 +12,7 @@ Executed copies go to ``--out`` (git-ignored); the runner shows, per notebook, a
 the elapsed time. Where figures go is decided by the notebook itself from its ``profile`` (:func:`save_figure`),
 so a notebook run directly with papermill behaves the same: ``smoke`` writes to
 ``build/notebooks/smoke/figures/`` and never over the shipped ``figures/``; ``default`` and ``full`` write
-``figures/``. ``$PDS_FIGURE_DIR`` overrides the folder (for tests), except that smoke never writes into ``figures/``.
+``figures/``. ``$PDS_FIGURE_DIR`` overrides the folder, except that smoke never writes into ``figures/``.
 """
 
 from __future__ import annotations
@@ -138,20 +138,10 @@ def run_notebook(path: Path, profile: str, out_dir: Path, timeout: int | None = 
     out = out_dir / path.name
     params = {"profile": profile, **(extra_parameters or {})}
     bar = {"desc": f"[{profile}] {path.stem}", "mininterval": 2.0} if progress else False
-    env_before = os.environ.get(FIGURE_ENV)
-    if profile == "smoke":  # keep the smoke figures next to the executed copies
-        os.environ[FIGURE_ENV] = str((out_dir / "figures").resolve())
-    try:
-        papermill.execute_notebook(
-            str(path), str(out), parameters=params, kernel_name=kernel_name(),
-            cwd=str(path.parent), progress_bar=bar, execution_timeout=timeout,
-        )
-    finally:
-        if profile == "smoke":
-            if env_before is None:
-                os.environ.pop(FIGURE_ENV, None)
-            else:
-                os.environ[FIGURE_ENV] = env_before
+    papermill.execute_notebook(
+        str(path), str(out), parameters=params, kernel_name=kernel_name(),
+        cwd=str(path.parent), progress_bar=bar, execution_timeout=timeout,
+    )
     return out
 
 

@@ -163,8 +163,10 @@ class Preconditioner:
         if fft not in ("auto", "real", "complex"):
             raise ValueError(f"fft must be 'auto', 'real' or 'complex', got {fft!r}")
         self.alpha = alpha
-        self.freq = self._prepare(freq, "frequency", alpha)
-        self.space = self._prepare(space, "space", alpha)
+        self.freq, freq_shape = self._prepare(freq, "frequency", alpha)
+        self.space, space_shape = self._prepare(space, "space", alpha)
+        # shapes of the filters as given (an all-ones filter is dropped below but must still fit)
+        self._given = {"frequency": freq_shape, "space": space_shape}
         self.hermitian = True if self.freq is None else is_hermitian_symmetric(self.freq)
         if fft == "real" and not self.hermitian:
             raise ValueError(
@@ -190,25 +192,26 @@ class Preconditioner:
             self.shape = tuple(int(s) for s in shape)
 
     @staticmethod
-    def _prepare(value, name: str, alpha: float | None) -> torch.Tensor | None:
+    def _prepare(value, name: str, alpha: float | None) -> tuple[torch.Tensor | None, tuple | None]:
         if value is None:
-            return None
+            return None, None
         filt = as_filter_tensor(value, name)
         _validate_positive(filt, name, alpha)
         filt = normalise_filter(filt, alpha)  # entries in [(α−1)/α, 1] for α > 1: M stays invertible
         if bool((filt == 1).all()):
-            return None  # the identity: skip it, so that samplers stay bit-for-bit vanilla
-        return filt
+            return None, tuple(filt.shape)  # the identity: skip it, so that samplers stay bit-for-bit vanilla
+        return filt, tuple(filt.shape)
 
     # -- helpers -----------------------------------------------------------------------------
     def _check_filters_agree(self) -> None:
-        if self.freq is None or self.space is None:
+        fs, ss = self._given["frequency"], self._given["space"]
+        if fs is None or ss is None:
             return
-        for axis, (f, a) in enumerate(zip(self.freq.shape, self.space.shape, strict=True)):
+        for axis, (f, a) in enumerate(zip(fs, ss, strict=True)):
             if f != 1 and a != 1 and f != a:
                 raise ValueError(
-                    f"frequency filter {tuple(self.freq.shape)} and space filter {tuple(self.space.shape)} disagree "
-                    f"on axis {'CHW'[axis]}: both must fit the same images [C, H, W]"
+                    f"frequency filter {fs} and space filter {ss} disagree on axis {'CHW'[axis]}: both must fit "
+                    "the same images [C, H, W]"
                 )
 
     def check_shape(self, shape) -> None:
@@ -216,13 +219,13 @@ class Preconditioner:
         shape = tuple(int(s) for s in shape)
         if len(shape) != 3 or min(shape) < 1:
             raise ValueError(f"image shape must be [C, H, W] with positive sizes, got {shape}")
-        for filt, name in ((self.freq, "frequency"), (self.space, "space")):
-            if filt is None:
+        for name, given in self._given.items():
+            if given is None:
                 continue
-            for fs, xs in zip(filt.shape, shape, strict=True):
+            for fs, xs in zip(given, shape, strict=True):
                 if fs not in (1, xs):
                     raise ValueError(
-                        f"{name} filter of shape {tuple(filt.shape)} does not fit images of "
+                        f"{name} filter of shape {given} does not fit images of "
                         f"shape [C, H, W] = {shape}: estimate it at this size (pds filters estimate --size) or "
                         "build the parametric filter for it"
                     )

@@ -36,7 +36,7 @@ from pds.checkpoints import (
 )
 from pds.schedules import check_sigma_range, ve_sigma
 
-__all__ = ["TrainConfig", "EMA", "dsm_loss", "train", "train_run", "TrainingInterrupted"]
+__all__ = ["TrainConfig", "EMA", "dsm_loss", "train", "train_run", "check_same_run", "TrainingInterrupted"]
 
 
 @dataclass
@@ -245,20 +245,29 @@ def train(net: nn.Module, images: torch.Tensor, config: TrainConfig, out, sigmas
     return net
 
 
+def check_same_run(out, spec: dict, sigmas) -> dict | None:
+    """The sidecar of the run at ``out`` if it has a checkpoint, after checking that it trains the same network
+    and noise levels (else ValueError); None for a fresh run."""
+    out = Path(out)
+    side = sidecar_path(out)
+    if not (out.exists() and side.is_file()):
+        return None
+    old = json.loads(side.read_text())
+    if old.get("net") != spec or old.get("sigmas") != (None if sigmas is None else list(sigmas)):
+        raise ValueError(f"{out} was trained with another network or noise levels (see {side}); "
+                         "choose another --out")
+    return old
+
+
 def train_run(spec: dict, sigmas, images: torch.Tensor, config: TrainConfig, out, progress: bool = False,
               log_path=None, meta: dict | None = None) -> nn.Module:
     """Build the network of ``spec`` with its weights drawn from ``config.seed`` and train it (see
     :func:`train`). A run that already has a checkpoint at ``out`` must have been started with the same
     network and noise levels (its sidecar says so); otherwise it is refused before anything is written."""
     out = Path(out)
-    side = sidecar_path(out)
-    if out.exists() and side.is_file():
-        old = json.loads(side.read_text())
-        if old.get("net") != spec or old.get("sigmas") != (None if sigmas is None else list(sigmas)):
-            raise ValueError(f"{out} was trained with another network or noise levels (see {side}); "
-                             "choose another --out")
-        if meta is not None:
-            meta = {**meta, "wall_time_s": old.get("wall_time_s")}
+    old = check_same_run(out, spec, sigmas)
+    if old is not None and meta is not None:
+        meta = {**meta, "wall_time_s": old.get("wall_time_s")}
     fork = torch.random.fork_rng(devices=[])
     with fork:
         torch.manual_seed(config.seed)

@@ -1,0 +1,113 @@
+"""The package's shape: no import circles, networks independent of the rest, a layout the clone's folder cannot
+shadow, set-up files that agree with each other."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pds.paths import REPO_ROOT
+
+SRC = REPO_ROOT / "src" / "pds"
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def pds_imports(path: Path) -> dict[str, bool]:
+    """Every pds module imported by the file (module level or inside a function) → whether at module level."""
+    tree = ast.parse(path.read_text())
+    found: dict[str, bool] = {}
+    top = set(map(id, tree.body))
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for n in names:
+            if n.split(".")[0] == "pds":
+                found[n] = found.get(n, False) or id(node) in top
+    return found
+
+
+MODULES = {module_name(p): p for p in SRC.rglob("*.py")}
+
+
+def graph() -> dict[str, set[str]]:
+    g = {}
+    for name, path in MODULES.items():
+        deps = set()
+        for imported in pds_imports(path):
+            # "pds.x.y" may be a module or a name in module "pds.x"
+            while imported and imported not in MODULES:
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name and imported != "pds":
+                deps.add(imported)
+        g[name] = deps
+    return g
+
+
+def test_no_import_circles():
+    g = graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for d in g[m]:
+            if state.get(d) == 1:
+                cycle = stack[stack.index(d):] + [d]
+                pytest.fail("import circle: " + " -> ".join(cycle))
+            if d not in state:
+                visit(d)
+        stack.pop()
+        state[m] = 2
+
+    for m in g:
+        if m not in state:
+            visit(m)
+
+
+def test_models_import_nothing_else_from_pds():
+    for name, deps in graph().items():
+        if name.startswith("pds.models"):
+            outside = {d for d in deps if not d.startswith("pds.models") and d != "pds.schedules"}
+            assert not outside, f"{name} imports {outside}"
+    code = "import sys, pds.models; assert 'pds.train' not in sys.modules and 'pds.checkpoints' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_no_function_local_imports_of_pds_hide_a_circle():
+    """Inside the package, pds modules are imported at module level only (the CLI included)."""
+    local = {name: [m for m, top in pds_imports(path).items() if not top] for name, path in MODULES.items()}
+    assert not {k: v for k, v in local.items() if v}
+
+
+def test_import_from_the_folder_that_holds_a_clone_named_pds(tmp_path):
+    """A clone named `pds` in the working directory must not shadow the package (src layout)."""
+    (tmp_path / "pds").symlink_to(REPO_ROOT, target_is_directory=True)
+    code = "import pds.data, pds.checkpoints; assert callable(pds.data.load_idx_images), pds.data.__file__"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, env=env)
+
+
+def test_setup_files_agree():
+    req = (REPO_ROOT / "requirements.txt").read_text()
+    assert "torch==" in req and "torchvision==" in req
+    env = (REPO_ROOT / "environment.yml").read_text()
+    assert "-r requirements.txt" in env and "-e ." in env  # the conda file installs exactly the pinned set
+    assert "python=3.11" in env
+    toml = (REPO_ROOT / "pyproject.toml").read_text()
+    assert 'requires-python = ">=3.11"' in toml

@@ -1,0 +1,215 @@
+"""Bad input is refused with a message naming the value and the fix, and nothing is written (issue 10, item 6)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pds.checkpoints import load_official, load_trained, sidecar_path, write_sidecar
+from pds.cli import main
+from pds.filters import parametric_filter
+from pds.models import NCSNv2
+from pds.precondition import Preconditioner
+from pds.samplers import annealed_langevin, pc_sampler
+from pds.schedules import geometric_sigmas
+
+PC = dict(sigma_min=0.01, sigma_max=5.0, num_scales=20)
+
+
+class Counting:
+    """A score that counts its calls (a check must fail before the first network evaluation)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x, sigma):
+        self.calls += 1
+        return -x
+
+
+def listing(folder):
+    return sorted(p.relative_to(folder) for p in folder.rglob("*"))
+
+
+# -- samplers and the preconditioner -------------------------------------------------------------
+def test_negative_snr_is_refused():
+    score = Counting()
+    with pytest.raises(ValueError, match="snr must be a finite number >= 0"):
+        pc_sampler(score, (1, 1, 4, 4), **PC, snr=-0.16)
+    assert score.calls == 0
+
+
+@pytest.mark.parametrize("alpha", [1, 1.0, 0.5, 0])
+def test_alpha_at_most_one_is_refused(alpha):
+    with pytest.raises(ValueError, match="alpha must be a number > 1"):
+        Preconditioner(freq=parametric_filter(8, 2.0, 1.6), alpha=alpha)
+
+
+@pytest.mark.parametrize(
+    "sigmas, steps, step_lr, match",
+    [
+        ([0.1, 1.0, 0.01], 2, 1e-3, "decrease strictly"),
+        ([1.0, 1.0, 0.01], 2, 1e-3, "decrease strictly"),
+        ([1.0, 0.1, 0.01], 2, -1e-3, "step_lr must be a finite number > 0"),
+        ([1.0, 0.1, 0.01], 2, 0.0, "step_lr must be a finite number > 0"),
+        ([1.0, 0.1, 0.01], [0, 0, 0], 1e-3, "zero at every level"),
+        ([1.0, 0.1, 0.01], 0, 1e-3, "zero at every level"),
+        ([1.0, 0.1, 0.01], [1, -1, 1], 1e-3, "non-negative"),
+    ],
+)
+def test_annealed_langevin_refuses_bad_schedules(sigmas, steps, step_lr, match):
+    score = Counting()
+    with pytest.raises(ValueError, match=match):
+        annealed_langevin(score, (1, 1, 4, 4), sigmas, steps, step_lr)
+    assert score.calls == 0
+
+
+def test_filter_of_the_wrong_shape_fails_at_construction_and_before_sampling():
+    with pytest.raises(ValueError, match=r"does not fit images of shape \[C, H, W\] = \(1, 4, 4\)"):
+        Preconditioner(freq=parametric_filter(8, 2.0, 1.6), shape=(1, 4, 4))
+    with pytest.raises(ValueError, match="disagree on axis H"):
+        Preconditioner(freq=parametric_filter(8, 2.0, 1.6), space=torch.ones(1, 6, 6))
+    pre = Preconditioner(freq=parametric_filter(8, 2.0, 1.6))
+    score = Counting()
+    with pytest.raises(ValueError, match="does not fit"):
+        pc_sampler(score, (2, 1, 4, 4), **PC, snr=0.16, preconditioner=pre)
+    with pytest.raises(ValueError, match="does not fit"):
+        annealed_langevin(score, (2, 1, 4, 4), geometric_sigmas(1, 0.01, 3), 1, 1e-3, preconditioner=pre)
+    assert score.calls == 0
+
+
+def test_iterations_and_speed_up_together_are_refused():
+    with pytest.raises(ValueError, match="either speed_up"):
+        pc_sampler(Counting(), (1, 1, 4, 4), **PC, snr=0.1, iterations=5, speed_up=2.0)
+
+
+# -- pds train -----------------------------------------------------------------------------------
+TRAIN = ["train", "--kind", "ncsn", "--data", "natural-crops", "--size", "8", "--n", "8", "--width", "4",
+         "--levels", "3", "--batch-size", "2", "--steps", "2", "--quiet"]
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--sigma-min", "1", "--sigma-max", "0.5"], "sigma_min < sigma_max"),
+        (["--sigma-min", "0.5", "--sigma-max", "0.5"], "sigma_min < sigma_max"),
+        (["--ema", "1.0"], r"EMA rate must lie in \[0, 1\)"),
+        (["--ema", "-0.1"], r"EMA rate must lie in \[0, 1\)"),
+        (["--width", "0"], "--width must be >= 1"),
+        (["--levels", "0"], "--levels must be >= 1"),
+        (["--batch-size", "0"], "batch_size must be a positive integer"),
+        (["--batch-size", "-4"], "batch_size must be a positive integer"),
+        (["--steps", "0"], "steps must be a positive integer"),
+        (["--lr", "0"], "lr must be a finite number > 0"),
+        (["--save-every", "0"], "save_every must be a positive integer"),
+        (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"], "device"),
+    ],
+)
+def test_train_refuses_bad_settings_and_writes_nothing(extra, match, tmp_path, capsys):
+    out = tmp_path / "runs" / "m.pth"
+    assert main([*TRAIN, "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pds: error:") and "Traceback" not in err
+    assert __import__("re").search(match, err), err
+    assert listing(tmp_path) == []
+
+
+def test_steps_zero_never_claims_a_file(tmp_path, capsys):
+    out = tmp_path / "m.pth"
+    assert main([*TRAIN, "--out", str(out), "--steps", "0"]) == 2
+    assert "wrote" not in capsys.readouterr().out and not out.exists()
+    assert main([*TRAIN, "--out", str(out)]) == 0  # two steps
+    capsys.readouterr()
+    before = out.read_bytes()
+    assert main([*TRAIN, "--out", str(out)]) == 0  # already done: says so, rewrites nothing
+    assert "nothing to do" in capsys.readouterr().out and out.read_bytes() == before
+
+
+def test_n_larger_than_the_folder_says_how_many_were_used(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "f.npz"
+    assert main(["filters", "estimate", "--data", str(folder), "--size", "8", "--n", "50", "--out", str(out),
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "--n 50 asked" in err and "using all 5" in err
+    assert out.exists()
+
+
+def test_paper_variant_with_infinite_entries_writes_nothing(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        img = rng.integers(0, 255, (8, 8), dtype=np.uint8)
+        img[:2, :2] = 0  # a corner that is black in every image: mean 0, log 0 = -inf
+        Image.fromarray(img).save(folder / f"{i}.png")
+    out = tmp_path / "a.npz"
+    assert main(["filters", "estimate", "--data", str(folder), "--size", "8", "--variant", "paper", "--out",
+                 str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "-inf at" in err and "--variant released" in err and not out.exists()
+
+
+# -- checkpoint files ----------------------------------------------------------------------------
+def _tiny_ncsnv2(tmp_path, poison=False):
+    torch.manual_seed(0)
+    net = NCSNv2(ngf=4, channels=1, sigmas=torch.tensor([1.0, 0.1, 0.01]), image_size=8)
+    state = {f"module.{k}": v.clone() for k, v in net.state_dict().items()}
+    if poison:
+        state["module.end_conv.weight"][0, 0, 0, 0] = float("nan")
+    path = tmp_path / "v2.pth"
+    torch.save([state, {}, 0, 1, {}], path)
+    return path
+
+
+def test_nan_weights_are_refused(tmp_path):
+    load_official(_tiny_ncsnv2(tmp_path))
+    with pytest.raises(ValueError, match=r"end_conv.weight holds 1 NaN/inf"):
+        load_official(_tiny_ncsnv2(tmp_path, poison=True))
+
+
+def test_sidecar_sha256_must_match_the_weights(tmp_path):
+    path = _tiny_ncsnv2(tmp_path)
+    meta = {"kind": "ncsnv2", "net": {"arch": "ncsnv2", "ngf": 4, "channels": 1, "image_size": 8},
+            "sigmas": [1.0, 0.1, 0.01]}
+    write_sidecar(path, meta)
+    load_trained(path)
+    raw = bytearray(path.read_bytes())
+    torch.save([torch.load(path, weights_only=True)[0], {}, 0, 2, {}], path)  # another file, same name
+    assert path.read_bytes() != bytes(raw)
+    with pytest.raises(ValueError, match="SHA-256 .* but its sidecar"):
+        load_trained(path)
+    assert json.loads(sidecar_path(path).read_text())["weights_sha256"]
+
+
+def test_truncated_checkpoints_fail_clearly_in_export_and_resume(tmp_path, capsys):
+    out = tmp_path / "m.pth"
+    assert main([*TRAIN, "--out", str(out)]) == 0
+    data = out.read_bytes()
+    out.write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    assert main(["export", "--checkpoint", str(out), "--out", str(tmp_path / "small.pth")]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable PyTorch checkpoint" in err and "Traceback" not in err
+    assert not (tmp_path / "small.pth").exists()
+    assert main([*TRAIN, "--out", str(out), "--steps", "4"]) == 2
+    assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
+
+
+def test_exporting_an_exported_file_says_why(tmp_path, capsys):
+    out, small = tmp_path / "m.pth", tmp_path / "small.pth"
+    assert main([*TRAIN, "--out", str(out)]) == 0
+    assert main(["export", "--checkpoint", str(out), "--out", str(small)]) == 0
+    assert main(["export", "--checkpoint", str(small), "--out", str(tmp_path / "again.pth")]) == 2
+    assert "cannot be resumed" in capsys.readouterr().err
