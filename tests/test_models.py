@@ -208,3 +208,80 @@ def test_diffusers_directory(tmp_path):
     plain.save_pretrained(tmp_path / "ddpm")
     with pytest.raises(ValueError, match="Fourier"):
         load_official(tmp_path / "ddpm")
+
+
+# -- the fast NCSN++ formulations against score_sde's (issue 11) --------------------------------
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 5, 16, 12), (3, 1, 4, 4)])
+def test_polyphase_fir_equals_zero_insertion_in_float64(shape):
+    from pds.models.ncsnpp import (
+        _fir_kernel,
+        fir_downsample,
+        fir_downsample_reference,
+        fir_filter,
+        fir_upsample,
+        fir_upsample_reference,
+        upfirdn2d,
+    )
+
+    x = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    k = (1, 3, 3, 1)
+    up, up_ref = fir_upsample(x, k), fir_upsample_reference(x, k)
+    assert up.shape == up_ref.shape == (*shape[:2], 2 * shape[2], 2 * shape[3])
+    torch.testing.assert_close(up, up_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(fir_downsample(x, k), fir_downsample_reference(x, k), rtol=0, atol=1e-12)
+    torch.testing.assert_close(fir_filter(x, k, 2), upfirdn2d(x, _fir_kernel(k), pad=(2, 2)), rtol=0, atol=1e-12)
+    with pytest.raises(NotImplementedError, match="even taps"):
+        fir_upsample(x, (1, 2, 1))
+
+
+SMALL_PP = [
+    dict(nf=8, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(4,), image_size=16, channels=3,
+         progressive="none", progressive_input="residual"),
+    dict(nf=8, ch_mult=(1, 1, 2, 2), num_res_blocks=2, attn_resolutions=(4,), image_size=32, channels=3,
+         progressive="output_skip", progressive_input="input_skip"),
+]
+
+
+@pytest.mark.parametrize("cfg", SMALL_PP, ids=["cifar-like", "highres-like"])
+def test_fast_ncsnpp_equals_the_reference_formulation_in_float64(cfg):
+    torch.manual_seed(0)
+    net = NCSNpp(**cfg, num_scales=10, sigma_min=0.01, sigma_max=50.0).double().eval()
+    for p in net.parameters():  # zero-initialised layers would hide differences
+        p.data.normal_(0, 0.2, generator=torch.Generator().manual_seed(p.numel()))
+    x = torch.rand(2, 3, cfg["image_size"], cfg["image_size"], dtype=torch.float64)
+    with torch.no_grad():
+        fast = net(x, torch.tensor([0.3, 7.0], dtype=torch.float64))
+        ref = net.use_reference_ops()(x, torch.tensor([0.3, 7.0], dtype=torch.float64))
+        net.use_reference_ops(False)
+    assert any(m.reference is False for m in net.modules() if hasattr(m, "reference"))
+    assert float((fast - ref).abs().max() / ref.abs().max()) < 1e-12
+
+
+def test_channels_last_and_float_sigma_give_the_same_scores():
+    torch.manual_seed(0)
+    net = NCSNpp(**SMALL_PP[1], num_scales=10, sigma_min=0.01, sigma_max=50.0).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        a = net(x, torch.tensor([2.0, 2.0]))
+        b = net(x, 2.0)
+        c = net.to(memory_format=torch.channels_last)(x, 2.0)
+    assert torch.equal(a, b)
+    torch.testing.assert_close(c, a, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_ncsnpp_matches_eager_and_compiles_once_for_many_sigmas():
+    import torch._dynamo.utils
+
+    torch.manual_seed(0)
+    net = NCSNpp(**SMALL_PP[0], num_scales=10, sigma_min=0.01, sigma_max=50.0).eval()
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        eager = [net(x, s) for s in (0.5, 3.0, 20.0)]
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        net.compile()
+        compiled = [net(x, s) for s in (0.5, 3.0, 20.0)]
+    for a, b in zip(eager, compiled, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1

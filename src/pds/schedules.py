@@ -6,7 +6,9 @@
 * :func:`ve_schedule` — the released predictor-corrector sampler's grids, either the released way
   (``num_scales`` and ``speed_up``) or with the number of iterations given directly;
 * :func:`shorten_schedule` — an annealed-Langevin schedule cut to T steps, with the paper's
-  "expand the step size proportionally" factor.
+  "expand the step size proportionally" factor;
+* :func:`ncsnv2_ladder`, :func:`ncsnv2_step_lr` — NCSNv2's techniques 2 and 4 (Song & Ermon 2020) for the ladder
+  and the step size of a model trained here.
 
 Nothing here depends on the rest of the package, so the networks can use it for their σ buffers.
 """
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 __all__ = ["geometric_sigmas", "ve_sigma", "VESchedule", "ve_schedule", "ShortSchedule", "shorten_schedule",
-           "check_sigma_range"]
+           "check_sigma_range", "ncsnv2_ratio", "ncsnv2_ladder", "langevin_variance_ratio", "ncsnv2_step_lr"]
 
 
 def check_sigma_range(sigma_min: float, sigma_max: float) -> None:
@@ -153,3 +155,53 @@ def shorten_schedule(sigmas, n_steps_each: int, T: int) -> ShortSchedule:
     full = n_steps_each * np.sum((sig / sig[-1]) ** 2)
     short = np.sum(np.asarray(steps) * (kept / kept[-1]) ** 2)
     return ShortSchedule(sigmas=kept, n_steps=steps, step_lr_scale=float(full / short))
+
+
+# -- NCSNv2's techniques (Song & Ermon 2020) for choosing a ladder and a step size ------------------
+def ncsnv2_ratio(dim: int) -> float:
+    """Technique 2: the common ratio γ = σ_{i−1}/σ_i > 1 of the geometric ladder for data of dimension ``dim``,
+    the root of Φ(√(2D)(γ − 1) + 3γ) − Φ(√(2D)(γ − 1) − 3γ) = 1/2 (consecutive noise shells overlap)."""
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
+    if int(dim) != dim or dim < 1:
+        raise ValueError(f"dim must be a positive integer, got {dim}")
+    root = math.sqrt(2.0 * dim)
+
+    def overlap(g):
+        return norm.cdf(root * (g - 1) + 3 * g) - norm.cdf(root * (g - 1) - 3 * g) - 0.5
+
+    return float(brentq(overlap, 1.0 + 1e-12, 10.0))
+
+
+def ncsnv2_ladder(sigma_max: float, sigma_min: float, dim: int) -> np.ndarray:
+    """Technique 2's ladder: geometric from ``sigma_max`` (technique 1: about the largest distance between
+    training images) to ``sigma_min`` with ratio :func:`ncsnv2_ratio`; L = 1 + ⌈log(σ_max/σ_min)/log γ⌉ levels."""
+    check_sigma_range(sigma_min, sigma_max)
+    gamma = ncsnv2_ratio(dim)
+    levels = 1 + math.ceil(math.log(sigma_max / sigma_min) / math.log(gamma))
+    return geometric_sigmas(sigma_max, sigma_min, levels)
+
+
+def langevin_variance_ratio(step_lr: float, gamma: float, sigma_min: float, steps: int) -> float:
+    """Technique 4's criterion: for data at a single point, the variance of annealed Langevin's sample after
+    ``steps`` steps at level σ_i (step α = step_lr·σ_i²/σ_L², started at variance σ_{i−1}² = γ²σ_i²) over σ_i²:
+    c^{2T}(γ² − s) + s with c = 1 − step_lr/σ_L² and s = 2·step_lr / (σ_L²(1 − c²)). The same at every level."""
+    q = step_lr / sigma_min**2
+    if not 0 < q < 1:
+        raise ValueError(f"need 0 < step_lr < sigma_min² = {sigma_min ** 2:g}, got {step_lr}")
+    c2 = (1.0 - q) ** 2
+    s = 2.0 * q / (1.0 - c2)
+    return c2**steps * (gamma**2 - s) + s
+
+
+def ncsnv2_step_lr(gamma: float, sigma_min: float, steps: int) -> float:
+    """Technique 4: the step_lr that brings :func:`langevin_variance_ratio` closest to 1 for ``steps`` steps per
+    level (the ratio exceeds 1 for every step size when γ > 1, so this is its minimum)."""
+    from scipy.optimize import minimize_scalar
+
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps}")
+    best = minimize_scalar(lambda q: abs(langevin_variance_ratio(q * sigma_min**2, gamma, sigma_min, steps) - 1),
+                           bounds=(1e-9, 1 - 1e-9), method="bounded", options={"xatol": 1e-12})
+    return float(best.x * sigma_min**2)

@@ -220,24 +220,37 @@ def train(net: nn.Module, images: torch.Tensor, config: TrainConfig, out, sigmas
             write_sidecar(out, {**meta, "step": step, "wall_time_s": round(wall0 + time.perf_counter() - t0, 1)})
 
     net.train()
+    images = images.to(dev)
+    losses: list[tuple[int, torch.Tensor]] = []  # read back in chunks: no device synchronisation per step
+
+    def collect():
+        if not losses:
+            return
+        values = torch.stack([v for _, v in losses]).cpu().tolist()
+        for (step, _), value in zip(losses, values, strict=True):
+            if not math.isfinite(value):
+                raise FloatingPointError(f"non-finite loss at step {step}; lower the learning rate (--lr)")
+            pending.append(json.dumps({"step": step, "loss": value}) + "\n")
+        bar.set_postfix(loss=f"{values[-1]:.4g}")
+        losses.clear()
+
     bar = tqdm(range(start, cfg.steps), disable=not progress, desc=f"DSM {cfg.kind}", initial=start, total=cfg.steps)
     with _Signals() as signals:
         for step in bar:
             g = _step_generator(cfg.seed, step)
             idx = torch.randint(0, len(images), (cfg.batch_size,), generator=g)
-            loss = dsm_loss(net, cfg.kind, images[idx].to(dev), g, sig, cfg.sigma_min, cfg.sigma_max)
+            loss = dsm_loss(net, cfg.kind, images[idx.to(dev)], g, sig, cfg.sigma_min, cfg.sigma_max)
             optimizer.zero_grad()
             loss.backward()
             if cfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             optimizer.step()
             ema.update(net)
-            value = float(loss.detach())  # one read per step: the loss log and the progress bar need it
-            if not math.isfinite(value):
-                raise FloatingPointError(f"non-finite loss at step {step}; lower the learning rate (--lr)")
-            bar.set_postfix(loss=f"{value:.4g}")
-            pending.append(json.dumps({"step": step, "loss": value}) + "\n")
-            if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps or signals.received is not None:
+            losses.append((step, loss.detach()))
+            done = (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps or signals.received is not None
+            if done or len(losses) >= 50:
+                collect()
+            if done:
                 save(step + 1)
             if signals.received is not None and step + 1 < cfg.steps:
                 bar.close()

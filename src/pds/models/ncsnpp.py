@@ -12,8 +12,13 @@ without output skip) must load and match as well. This module keeps score_sde's 
 ``all_modules`` list, so official state dicts load strictly, and follows its operation order
 (in particular the Fourier phase log σ · W · 2 · π in float32).
 
-``forward(x, sigma)``: x in [0, 1] (mapped to 2x − 1 inside), σ one per sample; the output is
+``forward(x, sigma)``: x in [0, 1] (mapped to 2x − 1 inside), σ a number or one per sample; the output is
 divided by σ (the score).
+
+Speed, without custom CUDA ops: FIR resampling in polyphase form (depthwise strided convolutions instead of
+zero insertion), attention through ``F.scaled_dot_product_attention``, 1×1 layers as convolutions; score_sde's
+formulations stay available (:meth:`NCSNpp.use_reference_ops`) and the tests check that both agree. Opt-ins:
+``net.to(memory_format=torch.channels_last)`` (faster convolutions on CPUs) and :meth:`NCSNpp.compile`.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from torch import nn
 
 from pds.schedules import geometric_sigmas
 
-__all__ = ["NCSNppConfig", "NCSNpp", "upfirdn2d", "OFFICIAL_CONFIGS"]
+__all__ = ["NCSNppConfig", "NCSNpp", "upfirdn2d", "fir_upsample", "fir_downsample", "fir_filter", "OFFICIAL_CONFIGS"]
 
 
 @dataclass
@@ -65,7 +70,11 @@ OFFICIAL_CONFIGS = {
 }
 
 
-# -- FIR resampling (StyleGAN2's upfirdn2d, written here on top of a depthwise convolution) ------
+# -- FIR resampling ----------------------------------------------------------------------------
+# StyleGAN2's upfirdn2d (zero insertion, pad, convolve, subsample) is kept as the reference; the network uses
+# polyphase forms that compute the same outputs without the zeros: up-sampling as a depthwise transposed
+# convolution of stride 2, down-sampling as a depthwise convolution of stride 2 (``tests/test_models.py`` checks
+# them against the reference in float64).
 @functools.cache
 def _fir_kernel(k: tuple) -> torch.Tensor:
     """The normalised 2-D FIR kernel of a 1-D tap tuple (built once per tuple; do not modify in place)."""
@@ -75,8 +84,16 @@ def _fir_kernel(k: tuple) -> torch.Tensor:
     return torch.from_numpy(k / k.sum())
 
 
+@functools.cache
+def _fir_weight(k: tuple, gain: float, flip: bool, dtype, device) -> torch.Tensor:
+    """The kernel as a [1, 1, K, K] weight on ``device`` (cached: no host-to-device copy per call)."""
+    kernel = _fir_kernel(k) * gain
+    kernel = torch.flip(kernel, [0, 1]) if flip else kernel
+    return kernel.to(dtype=dtype, device=device)[None, None]
+
+
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad=(0, 0)) -> torch.Tensor:
-    """Upsample by zero insertion, pad (pad0, pad1) on both axes, convolve with ``kernel``, subsample."""
+    """Upsample by zero insertion, pad (pad0, pad1) on both axes, convolve with ``kernel``, subsample (reference)."""
     n, c, h, w = x.shape
     p0, p1 = pad
     y = x.reshape(n * c, 1, h, w)
@@ -92,16 +109,57 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     return y.reshape(n, c, y.shape[2], y.shape[3])
 
 
-def fir_upsample(x, k, factor: int = 2):
+def fir_upsample_reference(x, k, factor: int = 2):
     kernel = _fir_kernel(tuple(k)) * (factor**2)
     p = kernel.shape[0] - factor
     return upfirdn2d(x, kernel, up=factor, pad=((p + 1) // 2 + factor - 1, p // 2))
 
 
-def fir_downsample(x, k, factor: int = 2):
+def fir_downsample_reference(x, k, factor: int = 2):
     kernel = _fir_kernel(tuple(k))
     p = kernel.shape[0] - factor
     return upfirdn2d(x, kernel, down=factor, pad=((p + 1) // 2, p // 2))
+
+
+def _check_taps(k, factor: int) -> int:
+    taps = len(k)
+    if (taps - factor) % 2:
+        raise NotImplementedError(f"FIR kernel of {taps} taps with factor {factor}: the polyphase forms need "
+                                  "an even taps − factor (the official kernel is [1, 3, 3, 1])")
+    return taps
+
+
+def fir_upsample(x, k, factor: int = 2):
+    """score_sde's ``upsample_2d`` (FIR, gain factor²) as a depthwise transposed convolution of stride ``factor``."""
+    taps = _check_taps(k, factor)
+    c = x.shape[1]
+    weight = _fir_weight(tuple(k), float(factor**2), False, x.dtype, x.device).expand(c, 1, taps, taps)
+    pad0 = (taps - factor + 1) // 2 + factor - 1
+    return F.conv_transpose2d(x, weight, stride=factor, padding=taps - 1 - pad0, groups=c)
+
+
+def fir_downsample(x, k, factor: int = 2):
+    """score_sde's ``downsample_2d`` (FIR) as a depthwise convolution of stride ``factor``."""
+    taps = _check_taps(k, factor)
+    c = x.shape[1]
+    weight = _fir_weight(tuple(k), 1.0, True, x.dtype, x.device).expand(c, 1, taps, taps)
+    return F.conv2d(x, weight, stride=factor, padding=(taps - factor) // 2, groups=c)
+
+
+def fir_filter(x, k, pad: int):
+    """The FIR kernel applied at full resolution with ``pad`` zeros on every side (depthwise convolution)."""
+    c = x.shape[1]
+    taps = len(k)
+    weight = _fir_weight(tuple(k), 1.0, True, x.dtype, x.device).expand(c, 1, taps, taps)
+    return F.conv2d(x, weight, padding=pad, groups=c)
+
+
+def _up(x, k, reference: bool):
+    return fir_upsample_reference(x, k) if reference else fir_upsample(x, k)
+
+
+def _down(x, k, reference: bool):
+    return fir_downsample_reference(x, k) if reference else fir_downsample(x, k)
 
 
 class FIRDownConv(nn.Module):
@@ -112,11 +170,14 @@ class FIRDownConv(nn.Module):
         self.weight = nn.Parameter(torch.zeros(cout, cin, 3, 3))
         self.bias = nn.Parameter(torch.zeros(cout))
         self.fir_kernel = tuple(fir_kernel)
+        self.reference = False
 
     def forward(self, x):
-        kernel = _fir_kernel(self.fir_kernel)
-        p = (kernel.shape[0] - 2) + (self.weight.shape[-1] - 1)
-        x = upfirdn2d(x, kernel, pad=((p + 1) // 2, p // 2))
+        p = (len(self.fir_kernel) - 2) + (self.weight.shape[-1] - 1)  # 4: symmetric padding (2, 2)
+        if self.reference:
+            x = upfirdn2d(x, _fir_kernel(self.fir_kernel), pad=((p + 1) // 2, p // 2))
+        else:
+            x = fir_filter(x, self.fir_kernel, p // 2)
         return F.conv2d(x, self.weight, stride=2, padding=0) + self.bias.reshape(1, -1, 1, 1)
 
 
@@ -157,9 +218,12 @@ class NIN(nn.Module):
         super().__init__()
         self.W = nn.Parameter(torch.zeros(cin, cout))
         self.b = nn.Parameter(torch.zeros(cout))
+        self.reference = False
 
     def forward(self, x):
-        return torch.einsum("bchw,co->bohw", x, self.W) + self.b[None, :, None, None]
+        if self.reference:
+            return torch.einsum("bchw,co->bohw", x, self.W) + self.b[None, :, None, None]
+        return F.conv2d(x, self.W.t()[:, :, None, None], self.b)
 
 
 class AttnBlockpp(nn.Module):
@@ -168,14 +232,20 @@ class AttnBlockpp(nn.Module):
         self.GroupNorm_0 = group_norm(ch)
         self.NIN_0, self.NIN_1, self.NIN_2, self.NIN_3 = NIN(ch, ch), NIN(ch, ch), NIN(ch, ch), NIN(ch, ch)
         self.skip_rescale = skip_rescale
+        self.reference = False  # True: score_sde's einsum attention (tests compare the two)
 
     def forward(self, x):
         b, c, h, w = x.shape
         hn = self.GroupNorm_0(x)
         q, k, v = self.NIN_0(hn), self.NIN_1(hn), self.NIN_2(hn)
-        att = torch.einsum("bchw,bcij->bhwij", q, k) * (int(c) ** (-0.5))
-        att = F.softmax(att.reshape(b, h, w, h * w), dim=-1).reshape(b, h, w, h, w)
-        out = self.NIN_3(torch.einsum("bhwij,bcij->bchw", att, v))
+        if self.reference:
+            att = torch.einsum("bchw,bcij->bhwij", q, k) * (int(c) ** (-0.5))
+            att = F.softmax(att.reshape(b, h, w, h * w), dim=-1).reshape(b, h, w, h, w)
+            out = torch.einsum("bhwij,bcij->bchw", att, v)
+        else:  # the same softmax(q kᵀ / √c) v through the fused kernel, one head of width c
+            q, k, v = (t.flatten(2).transpose(1, 2)[:, None] for t in (q, k, v))
+            out = F.scaled_dot_product_attention(q, k, v)[:, 0].transpose(1, 2).reshape(b, c, h, w)
+        out = self.NIN_3(out)
         return (x + out) / np.sqrt(2.0) if self.skip_rescale else x + out
 
 
@@ -193,13 +263,14 @@ class ResnetBlockBigGANpp(nn.Module):
         if cin != cout or up or down:
             self.Conv_2 = nn.Conv2d(cin, cout, 1)
         self.skip_rescale, self.act, self.cin, self.cout = skip_rescale, act, cin, cout
+        self.reference = False
 
     def forward(self, x, temb):
         h = self.act(self.GroupNorm_0(x))
         if self.up:
-            h, x = fir_upsample(h, self.fir_kernel), fir_upsample(x, self.fir_kernel)
+            h, x = _up(h, self.fir_kernel, self.reference), _up(x, self.fir_kernel, self.reference)
         elif self.down:
-            h, x = fir_downsample(h, self.fir_kernel), fir_downsample(x, self.fir_kernel)
+            h, x = _down(h, self.fir_kernel, self.reference), _down(x, self.fir_kernel, self.reference)
         h = self.Conv_0(h)
         h = h + self.Dense_0(self.act(temb))[:, :, None, None]
         h = self.Conv_1(self.act(self.GroupNorm_1(h)))  # dropout is inactive at sampling time
@@ -290,15 +361,37 @@ class NCSNpp(nn.Module):
             modules += [group_norm(in_ch), conv3x3(in_ch, channels)]
         self.all_modules = nn.ModuleList(modules)
         self.fir_kernel = tuple(cfg.fir_kernel)
+        self._compiled = None
+        self.reference = False
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        cfg, mods = self.config, self.all_modules
+    def use_reference_ops(self, flag: bool = True) -> NCSNpp:
+        """Run score_sde's formulations (zero-insertion FIR, einsum attention and 1×1 layers) instead of the fast
+        ones: the same function, for tests and the speed benchmarks' "before" column."""
+        for m in self.modules():
+            if hasattr(m, "reference"):
+                m.reference = bool(flag)
+        return self
+
+    def compile(self, **kwargs) -> NCSNpp:
+        """Opt in to ``torch.compile`` of the network (``kwargs`` go to it, e.g. ``mode="max-autotune"``).
+
+        The first forward at each input shape compiles (about two minutes for the 256² configuration on a GPU;
+        see ``benchmarks/README.md``); σ enters as a tensor, so the many noise levels of a sampler reuse one
+        compiled graph. Returns the network; ``forward`` is unchanged otherwise."""
+        self._compiled = torch.compile(self._forward_tensor, **kwargs)
+        return self
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         if isinstance(sigma, int | float):  # one σ for the batch, from the host: no device round trip
             sigma = torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
         else:
             sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
             if sigma.numel() == 1 and x.shape[0] > 1:
                 sigma = sigma.expand(x.shape[0])
+        return (self._compiled or self._forward_tensor)(x, sigma)
+
+    def _forward_tensor(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        cfg, mods = self.config, self.all_modules
         it = iter(mods)
         temb = next(it)(torch.log(sigma))
         temb = next(it)(temb)
@@ -317,7 +410,7 @@ class NCSNpp(nn.Module):
             if i_level != self.num_resolutions - 1:
                 h = next(it)(hs[-1], temb)
                 if cfg.progressive_input == "input_skip":
-                    input_pyramid = fir_downsample(input_pyramid, self.fir_kernel)
+                    input_pyramid = _down(input_pyramid, self.fir_kernel, self.reference)
                     h = next(it)(input_pyramid, h)
                 elif cfg.progressive_input == "residual":
                     input_pyramid = next(it)(input_pyramid)
@@ -337,7 +430,7 @@ class NCSNpp(nn.Module):
             if cfg.progressive == "output_skip":
                 pyramid_h = next(it)(h)  # GroupNorm
                 pyramid_h = next(it)(self.act(pyramid_h))  # conv3x3
-                pyramid = pyramid_h if pyramid is None else fir_upsample(pyramid, self.fir_kernel) + pyramid_h
+                pyramid = pyramid_h if pyramid is None else _up(pyramid, self.fir_kernel, self.reference) + pyramid_h
             if i_level != 0:
                 h = next(it)(h, temb)
         if cfg.progressive == "output_skip":
