@@ -19,20 +19,44 @@ from pds.filters import (
 from pds.precondition import Preconditioner, is_hermitian_symmetric
 
 
-@given(st.integers(1, 33), st.integers(1, 33), st.floats(0, 20), st.floats(0.1, 5))
-@settings(max_examples=60, deadline=None)
-def test_parametric_filter_is_hermitian_and_two_valued(h, w, r, lam):
-    f = parametric_filter((h, w), r, lam)
+@given(st.integers(1, 33), st.integers(1, 33), st.floats(0, 20), st.floats(0.1, 5), st.sampled_from(["paper", "dc"]))
+@settings(max_examples=80, deadline=None)
+def test_parametric_filter_is_hermitian_and_two_valued(h, w, r, lam, centre):
+    """Both readings are Hermitian-symmetric for every size, odd sizes included."""
+    f = parametric_filter((h, w), r, lam, centre=centre)
     assert f.shape == (1, h, w) and f.dtype == torch.float64
     assert is_hermitian_symmetric(f)
     assert set(np.unique(f.numpy())) <= {1.0, lam}
-    assert f[0, 0, 0] == 1.0  # DC is the centre of the circle: always inside
+    if centre == "dc":
+        assert f[0, 0, 0] == 1.0  # DC is the centre of the circle: always inside
 
 
-def test_parametric_filter_matches_paper_on_even_sizes():
-    """For even H, W the circle (h − H/2)² + (w − W/2)² ≤ 2r² on the fftshifted spectrum."""
+def test_parametric_filter_hand_computed_4x4():
+    # paper reading: offsets h − 2 ∈ {−2, −1, 0, 1}; inside where (h−2)² + (w−2)² ≤ 2 (r = 1)
+    paper = torch.tensor([[2, 2, 2, 2], [2, 1, 1, 1], [2, 1, 1, 1], [2, 1, 1, 1]], dtype=torch.float64)
+    # DC reading: signed frequencies {0, 1, −2, −1}; inside where k_h² + k_w² ≤ 2
+    dc = torch.tensor([[1, 1, 2, 1], [1, 1, 2, 1], [2, 2, 2, 2], [1, 1, 2, 1]], dtype=torch.float64)
+    assert torch.equal(parametric_filter(4, 1.0, 2.0)[0], paper)
+    assert torch.equal(parametric_filter(4, 1.0, 2.0, centre="dc")[0], dc)
+
+
+def test_parametric_filter_hand_computed_28x28_paper_setting():
+    """(r, λ) = (0.2H, 1.6): 2r² = 62.72. Paper reading: λ at DC, 1 at the Nyquist corner [14, 14]."""
+    f = parametric_filter(28, 0.2 * 28, 1.6)[0]
+    assert f[0, 0] == 1.6 and f[14, 14] == 1.0
+    assert f[14, 7] == 1.0 and f[14, 6] == 1.6  # (0)² + (−7)² = 49 ≤ 62.72; 64 > 62.72
+    assert f[9, 9] == 1.0 and f[8, 8] == 1.6  # offsets −5: 50 ≤ 62.72; offsets −6: 72 > 62.72
+    g = parametric_filter(28, 0.2 * 28, 1.6, centre="dc")[0]
+    assert g[0, 0] == 1.0 and g[14, 14] == 1.6 and g[0, 7] == 1.0 and g[0, 8] == 1.6
+    # for even sizes the literal reading is the DC reading's picture on the centred (fftshifted) spectrum: the
+    # formula describes the usual centred plot, but applied to the uncentred array it moves the circle to Nyquist
+    assert torch.equal(f, centred(g))
+
+
+def test_parametric_filter_dc_reading_on_the_centred_spectrum():
+    """For even H, W the DC reading is the printed circle on the fftshifted spectrum."""
     H, W, r, lam = 28, 28, 0.2 * 28, 1.6
-    f = centred(parametric_filter((H, W), r, lam))[0].numpy()
+    f = centred(parametric_filter((H, W), r, lam, centre="dc"))[0].numpy()
     h, w = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
     expected = np.where((h - H / 2) ** 2 + (w - W / 2) ** 2 <= 2 * r**2, 1.0, lam)
     np.testing.assert_array_equal(f, expected)

@@ -165,29 +165,46 @@ def pc_exact(target: StationaryGaussianScore, sigma_min: float, sigma_max: float
     given as there (``iterations`` or the released ``speed_up``)."""
     st = _Setup.cached(target, preconditioner, solenoidal, omega)
     sched = ve_schedule(sigma_min, sigma_max, num_scales, speed_up, iterations=iterations, dtype=torch.float64)
-    delta = (-st.m_hat).to(torch.complex128)
-    var = sched.sigma_max**2 * st.p
+    sigmas, _, g2s = sched.host()
     steps = []
     noise_sq = st.sum(st.p)
-    sigmas, _, g2s = sched.host()
+    delta0 = (-st.m_hat).to(torch.complex128)
+    var = sched.sigma_max**2 * st.p
+    if torch.is_complex(st.drift_symbol):  # a solenoidal term: complex gains, δ carried as is
+        delta = delta0
+        for i in range(sched.n):
+            lam = 1.0 / (st.s + sigmas[i] ** 2)
+            grad_sq = st.sum(st.p**2 * lam**2 * (var + delta.abs() ** 2))
+            eps = 2.0 * snr**2 * noise_sq / grad_sq
+            steps.append(eps)
+            a = 1.0 - eps * lam * st.drift_symbol
+            delta = a * delta
+            var = a.abs() ** 2 * var + 2.0 * eps * st.p
+            a = 1.0 - g2s[i] * lam * st.drift_symbol
+            delta = a * delta
+            var = a.abs() ** 2 * var
+            if not (denoise and i == sched.n - 1):
+                var = var + g2s[i] * st.p
+        return st.result(delta, var, 2 * sched.n, steps)
+    # real gains (no solenoidal term): δ = amp · δ₀ with a real amplitude, all in place
+    amp = torch.ones_like(st.s)
+    d0sq = delta0.abs() ** 2
+    p, w = st.p, st.weights
+    q, a, t = torch.empty_like(p), torch.empty_like(p), torch.empty_like(p)
     for i in range(sched.n):
-        sig2 = sigmas[i] ** 2
-        lam = 1.0 / (st.s + sig2)
-        # corrector
-        grad_sq = st.sum(st.p**2 * lam**2 * (var + delta.abs() ** 2))
-        eps = 2.0 * snr**2 * noise_sq / grad_sq
+        torch.add(st.s, sigmas[i] ** 2, out=q).reciprocal_().mul_(p)  # q = p / (s + σ²): the drift gain
+        torch.mul(amp, amp, out=t).mul_(d0sq).add_(var).mul_(q).mul_(q)  # q²(var + |δ|²)
+        eps = 2.0 * snr**2 * noise_sq / float(torch.dot(t, w))
         steps.append(eps)
-        a = 1.0 - eps * lam * st.drift_symbol
-        delta = a * delta
-        var = a.abs() ** 2 * var + 2.0 * eps * st.p
-        # predictor
-        G2 = g2s[i]
-        a = 1.0 - G2 * lam * st.drift_symbol
-        delta = a * delta
-        var = a.abs() ** 2 * var
+        torch.mul(q, -eps, out=a).add_(1.0)  # corrector gain 1 − ε q
+        amp.mul_(a)
+        var.mul_(a).mul_(a).add_(p, alpha=2.0 * eps)
+        torch.mul(q, -g2s[i], out=a).add_(1.0)  # predictor gain 1 − G² q
+        amp.mul_(a)
+        var.mul_(a).mul_(a)
         if not (denoise and i == sched.n - 1):
-            var = var + G2 * st.p
-    return st.result(delta, var, 2 * sched.n, steps)
+            var.add_(p, alpha=g2s[i])
+    return st.result(amp * delta0, var, 2 * sched.n, steps)
 
 
 def annealed_langevin_exact(target: StationaryGaussianScore, sigmas, n_steps_each, step_lr: float, *,

@@ -44,36 +44,48 @@ def _size_pair(size) -> tuple[int, int]:
     return h, w
 
 
-def parametric_filter(size, r: float, lam: float, channels: int = 1) -> torch.Tensor:
-    """The parametric frequency filter R of Sec. 4.3.
+CENTRES = ("paper", "dc")
 
-    Value 1 at the frequencies inside the circle ``(h − H/2)² + (w − W/2)² ≤ 2r²`` of the centred
-    spectrum and ``lam`` outside, returned in the corner-origin layout (DC at [0, 0]).
 
-    Convention (the paper leaves it open): the offsets from the centre are the signed integer
-    frequencies ``k_h ∈ {−⌊H/2⌋, …, ⌈H/2⌉ − 1}`` (``torch.fft.fftfreq(H, 1/H)``), so the centre
-    is the DC bin itself. For even H this is exactly the paper's ``h − H/2`` on the fftshifted
-    spectrum; for odd H the paper's half-pixel offset would break the symmetry, so we measure from
-    DC and the filter is Hermitian-symmetric (R[k] = R[−k]) for every H and W. ``r`` is in
-    frequency bins (the paper's MNIST setting is r = 0.2·H).
+def parametric_filter(size, r: float, lam: float, channels: int = 1, centre: str = "paper") -> torch.Tensor:
+    """The parametric frequency filter R of Sec. 4.3: 1 inside a circle of radius √2·r, ``lam`` outside.
+
+    ``centre="paper"`` (the default: the literal reading) applies the printed condition
+    ``(h − 0.5H)² + (w − 0.5W)² ≤ 2r²`` to the spectrum ``F[x]`` as the released code and this library lay it
+    out: torch's FFT, DC at index [0, 0], no fftshift, h and w the 0-based array indices. The circle is then
+    centred on the Nyquist corner: it holds the *highest* frequencies, and ``lam`` applies to the low and
+    middle ones. The filter is Hermitian-symmetric (R[k] = R[−k mod size]) for every size, because
+    |(H − h) − H/2| = |h − H/2|: for even H the centre is the Nyquist bin itself; for odd H it falls half-way
+    between the two highest frequencies ±(H − 1)/2 and the circle is still symmetric. (A 1-based reading of
+    h would break this symmetry, so it is not offered.)
+
+    ``centre="dc"`` is the other reading (this library's before wave 2): the same circle around DC on the
+    centred spectrum, i.e. on the signed integer frequencies (``pds.fourier.radius_squared``), so ``lam``
+    applies to the *high* frequencies.
 
     This is R in M = A ⊙ F⁻¹[R ⊙ F[·]] (Eq. 10). The sampler applies the *inverse* (Eq. 11): the
     noise and drift are multiplied by 1/R̃ (after the optional normalisation), so ``lam > 1``
-    damps the frequencies outside the circle and ``lam < 1`` amplifies them.
-
-    Returns a float64 tensor of shape [channels, H, W].
+    damps the frequencies where it applies and ``lam < 1`` amplifies them. ``r`` is in frequency bins
+    (the paper's MNIST setting is r = 0.2·H). Returns a float64 tensor of shape [channels, H, W].
     """
     h, w = _size_pair(size)
     if not (math.isfinite(r) and r >= 0):
         raise ValueError(f"r must be a finite number >= 0, got {r}")
     if not (math.isfinite(lam) and lam > 0):
         raise ValueError(f"lam must be a finite number > 0 (M must be invertible), got {lam}")
-    if channels < 1:
-        raise ValueError(f"channels must be >= 1, got {channels}")
-    dist2 = radius_squared(h, w)
+    if int(channels) != channels or channels < 1:
+        raise ValueError(f"channels must be a positive integer, got {channels}")
+    if centre == "paper":
+        hh = torch.arange(h, dtype=torch.float64)[:, None] - 0.5 * h
+        ww = torch.arange(w, dtype=torch.float64)[None, :] - 0.5 * w
+        dist2 = hh**2 + ww**2
+    elif centre == "dc":
+        dist2 = radius_squared(h, w)
+    else:
+        raise ValueError(f"centre must be one of {CENTRES}, got {centre!r}")
     filt = torch.full_like(dist2, float(lam))
     filt[dist2 <= 2.0 * r * r] = 1.0
-    return filt.expand(channels, h, w).clone()
+    return filt.expand(int(channels), h, w).clone()
 
 
 def _batches(images, batch_size: int) -> Iterable[torch.Tensor]:
