@@ -90,7 +90,7 @@ def test_cache_reads_finished_runs_and_survives_a_cut_line(tmp_path):
     with open(cache.path, "a") as f:
         f.write('{"key": "cut')  # a write killed half-way
     assert [r["key"] for r in ResultCache(tmp_path).rows()] == [a["key"], c["key"]]
-    (tmp_path / f"{c['key']}.npy").unlink()  # samples lost: the run is redone
+    (tmp_path / f"{c['key']}.npz").unlink()  # samples lost: the run is redone
     cache.run(model, Method(), 4, 3, 1, score_fn)
     assert calls == [0, 1, 1]
     cache.run(model, Method(), 4, 3, 1, score_fn)  # the redone row was written on a line of its own
@@ -108,3 +108,60 @@ def test_cache_key_changes_with_the_weights(tmp_path):
     model.config["file_sha256"] = "b" * 64  # retrained: the cached row must not be reused
     second = cache.run(model, Method(), 3, 2, 0, score_fn)
     assert calls == [0, 0] and first["key"] != second["key"]
+
+
+def test_verdicts_matches_and_beats():
+    from pds.experiments import beats, matches, spread
+    from pds.notebooks import check_verdict
+
+    assert spread([1.0, 3.0]) == (2.0, pytest.approx(2**0.5), 2) and spread([5.0]) == (5.0, 0.0, 1)
+    full = [100.0, 110.0, 90.0]  # mean 100, std 10: bound 120
+    assert matches([119.0, 121.0, 119.0], full, "x").holds
+    assert not matches([125.0, 121.0, 124.0], full, "x").holds
+    v = beats([50.0, 52.0, 48.0], [100.0, 104.0, 96.0], "PDS beats vanilla", floor=[40.0, 41.0])
+    assert v.holds and "floor" in v.detail and "over 3" in v.detail
+    # a difference within two standard errors is not a win
+    assert not beats([95.0, 105.0, 100.0], [101.0, 111.0, 106.0], "x").holds
+    assert beats([1.0], [2.0], "exact").holds and not beats([2.0], [2.0], "exact").holds
+    with pytest.raises(ValueError, match="finite"):
+        spread([float("nan")])
+    check_verdict(v, True)
+    with pytest.raises(AssertionError, match="finding changed"):
+        check_verdict(v, False)
+
+
+def test_shipped_cache_is_read_and_the_code_fingerprint_is_in_the_key(tmp_path, monkeypatch):
+    import pds.experiments as E
+
+    model = toy("ncsnpp")
+    score_fn, calls = counting_score()
+    shipped = ResultCache(tmp_path / "shipped")
+    row = shipped.run(model, Method(), 3, 2, 0, score_fn)
+    assert row["code"] == E.code_fingerprint() and len(row["code"]) == 16
+    local = ResultCache(tmp_path / "local", shipped=tmp_path / "shipped")
+    assert local.run(model, Method(), 3, 2, 0, score_fn) == row and calls == [0]  # read from the shipped cache
+    assert torch.equal(local.samples(row["key"]), shipped.samples(row["key"]))
+    assert not (tmp_path / "local" / "results.jsonl").exists()
+    monkeypatch.setattr(E, "code_fingerprint", lambda: "0" * 16)  # the sampling code changed
+    again = ResultCache(tmp_path / "local", shipped=tmp_path / "shipped").run(model, Method(), 3, 2, 0, score_fn)
+    assert calls == [0, 0] and again["key"] != row["key"]
+
+
+def test_flat_control_has_the_filters_mean_drift_gain_and_the_step_option():
+    from pds.experiments import flat_equivalent
+    from pds.filters import parametric_filter
+    from pds.precondition import Preconditioner
+
+    f = parametric_filter(28, 0.2 * 28, 1.6)
+    c = flat_equivalent(f, None)
+    gain = Preconditioner(freq=f, alpha=None).freq_gain
+    assert c**-2 == pytest.approx(float((gain**2).mean()), rel=1e-12)
+    model = toy("ncsn")
+    flat = model.preconditioner(Method("flat", r=0.2, lam=1.6))
+    assert torch.allclose(flat.freq_gain, torch.full_like(flat.freq_gain, 1 / c))
+    a, _ = sample(model, Method(), 20, n=2, seed=0)
+    b, _ = sample(model, Method(step="keep"), 20, n=2, seed=0)
+    assert not torch.equal(a, b)
+    with pytest.raises(ValueError, match="step must be"):
+        Method(step="shrink")
+    assert "scalar control" in Method("flat", r=0.2, lam=1.6).label

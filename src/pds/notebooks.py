@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pds.paths import BUILD_DIR, FIGURES_DIR, NOTEBOOK_DIR, REPO_ROOT
 
-__all__ = ["PROFILES", "choose", "check", "check_choices", "figure_dir", "save_figure", "list_notebooks",
+__all__ = ["PROFILES", "choose", "check", "check_choices", "check_verdict", "figure_dir", "save_figure", "list_notebooks",
            "run_notebook", "REPO_ROOT"]
 
 PROFILES = ("smoke", "default", "full")
@@ -94,6 +94,16 @@ def check(name: str, value: float, bound: float, kind: str = "<=") -> float:
     if not ok:
         raise AssertionError(f"{name} = {value:.6g} violates {kind} {bound:.6g}")
     return value
+
+
+def check_verdict(verdict, expected: bool = True):
+    """Print a :class:`pds.experiments.Verdict` and raise if it is not the finding the notebook states
+    (``expected``): a notebook fails when a finding it prints no longer holds."""
+    ok = verdict.holds == expected
+    print(f"{'PASS' if ok else 'FAIL'}  {verdict}")
+    if not ok:
+        raise AssertionError(f"finding changed: expected the claim to {'hold' if expected else 'fail'}: {verdict}")
+    return verdict
 
 
 def list_notebooks(names=None) -> list[Path]:
