@@ -19,6 +19,7 @@ from pds.checkpoints import export_checkpoint, network_spec
 from pds.data import dataset_batches, load_idx_images, load_idx_labels
 from pds.filters import estimate_filters, save_filters
 from pds.metrics import classifier_accuracy, train_classifier
+from pds.schedules import ncsnv2_ladder, ncsnv2_step_lr
 from pds.train import TrainConfig, TrainingInterrupted, check_same_run, train_run
 
 
@@ -64,8 +65,10 @@ def _train(args) -> int:
     cfg = TrainConfig(kind=args.kind, steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_rate=args.ema,
                       seed=args.seed, save_every=args.save_every, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
                       device=args.device)
+    if args.ladder == "ncsnv2" and args.kind == "ncsnpp":
+        raise ValueError("--ladder ncsnv2 is for the level-indexed NCSN / NCSNv2 networks, not the continuous NCSN++")
     for flag, value in (("--width", args.width), ("--levels", args.levels), ("--blocks", args.blocks),
-                        ("--ch-mult", min(args.ch_mult))):
+                        ("--ch-mult", min(args.ch_mult)), ("--steps-each", args.steps_each)):
         if value < 1:
             raise ValueError(f"{flag} must be >= 1, got {value}")
     if args.pad < 0:
@@ -77,10 +80,17 @@ def _train(args) -> int:
     images = torch.cat(list(batches))
     if args.pad:
         images = torch.nn.functional.pad(images, (args.pad,) * 4)
-    net, sigmas = network_spec(args.kind, args.width, images.shape[1], images.shape[-1], args.levels, args.sigma_min,
+    levels, sampler = args.levels, None
+    if args.ladder == "ncsnv2":  # techniques 2 and 4 of NCSNv2 for the ladder and the sampler's step size
+        levels = len(ncsnv2_ladder(args.sigma_max, args.sigma_min, images[0].numel()))
+        gamma = (args.sigma_max / args.sigma_min) ** (1.0 / (levels - 1))
+        sampler = {"n_steps_each": args.steps_each, "step_lr": ncsnv2_step_lr(gamma, args.sigma_min, args.steps_each),
+                   "rule": f"NCSNv2 techniques 2 and 4 (Song & Ermon 2020): D = {images[0].numel()}, "
+                           f"ratio {gamma:.5f}, {levels} levels, {args.steps_each} steps each"}
+    net, sigmas = network_spec(args.kind, args.width, images.shape[1], images.shape[-1], levels, args.sigma_min,
                                args.sigma_max, ch_mult=args.ch_mult, blocks=args.blocks)
     spec = {"kind": args.kind, "net": net, "sigmas": sigmas, "sigma_min": args.sigma_min,
-            "sigma_max": args.sigma_max, "levels": args.levels,
+            "sigma_max": args.sigma_max, "levels": levels, **({"sampler": sampler} if sampler else {}),
             "data": {"name": args.data, "size": args.size, "n": args.n, "pad": args.pad, "source": meta["source"]},
             "train": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "ema": args.ema,
                       "seed": args.seed, "save_every": args.save_every},
@@ -148,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--ch-mult", type=int, nargs="+", default=[1, 2, 2])
     tr.add_argument("--blocks", type=int, default=1)
     tr.add_argument("--levels", type=int, default=10, help="noise levels (NCSN/NCSNv2) or num_scales (NCSN++)")
+    tr.add_argument("--ladder", choices=("geometric", "ncsnv2"), default="geometric",
+                    help="geometric: --levels levels; ncsnv2: as many as NCSNv2's technique 2 prescribes, and the "
+                         "sampler's step size from its technique 4 recorded in the sidecar")
+    tr.add_argument("--steps-each", type=int, default=5, help="with --ladder ncsnv2: Langevin steps per level")
     tr.add_argument("--sigma-min", type=float, default=0.01)
     tr.add_argument("--sigma-max", type=float, default=1.0)
     tr.add_argument("--steps", type=int, default=10000)

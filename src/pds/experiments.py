@@ -34,7 +34,7 @@ from pds.samplers import annealed_langevin, pc_sampler
 from pds.schedules import shorten_schedule
 
 __all__ = ["Method", "SmallModel", "ResultCache", "sample", "to_28", "statistics_filter", "flat_equivalent",
-           "Verdict", "spread", "matches", "beats", "code_fingerprint"]
+           "Verdict", "spread", "matches", "beats", "code_fingerprint", "run_seeds", "values", "floor_values"]
 
 
 FILTERS = (None, "parametric", "flat", "statistics")
@@ -302,6 +302,26 @@ class ResultCache:
         with open(self.path, "a") as f:
             f.write(("\n" if cut else "") + json.dumps(row) + "\n")
         return row
+
+
+def run_seeds(cache: ResultCache, model: SmallModel, method: Method, T: int, n: int, seeds, score_fn,
+              batch_size: int = 500, device=None) -> list[dict]:
+    """The rows of one setting over several seeds (each read from the cache or computed)."""
+    return [cache.run(model, method, T, n, s, score_fn, batch_size=batch_size, device=device) for s in seeds]
+
+
+def values(rows) -> list[float]:
+    return [float(r["value"]) for r in rows]
+
+
+def floor_values(score_fn, images: torch.Tensor, n: int, seeds) -> list[float]:
+    """The metric of ``n`` real images chosen with each seed: the floor no sampler can be expected to beat at
+    this n (the classifier-feature FD is biased upward at small n)."""
+    out = []
+    for s in seeds:
+        idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(int(s)))[:n]
+        out.append(float(score_fn(images[idx], nfe=0, seed=s).value))
+    return out
 
 
 # -- verdicts: the claims the notebooks state, as tested functions ---------------------------------

@@ -36,6 +36,7 @@ __all__ = [
     "classifier_accuracy",
     "classifier_fd",
     "load_classifier",
+    "image_statistics",
     "exact_gaussian_metrics",
 ]
 
@@ -218,6 +219,13 @@ class ClassifierFD:
             value = frechet_distance(*gaussian_statistics(f), self.mu, self.sigma)
         return MetricResult(self.name, value, len(samples), self.reference_name, seed, nfe,
                             extra={"n_below_dim": len(samples) <= f.shape[1]})
+
+
+def image_statistics(images: torch.Tensor) -> dict:
+    """Brightness and contrast of images in [0, 1]: the mean pixel value and the mean over images of the pixel
+    standard deviation (a "pale" sample set has a lower contrast than the data)."""
+    x = _check_images(images).flatten(1).double()
+    return {"mean": float(x.mean()), "contrast": float(x.std(dim=1).mean())}
 
 
 def classifier_fd(samples: torch.Tensor, reference: torch.Tensor, model: FashionClassifier, *, reference_name: str,

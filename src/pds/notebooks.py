@@ -25,8 +25,8 @@ from pathlib import Path
 
 from pds.paths import BUILD_DIR, FIGURES_DIR, NOTEBOOK_DIR, REPO_ROOT
 
-__all__ = ["PROFILES", "choose", "check", "check_choices", "check_verdict", "figure_dir", "save_figure", "list_notebooks",
-           "run_notebook", "REPO_ROOT"]
+__all__ = ["PROFILES", "choose", "check", "check_choices", "check_verdict", "figure_dir", "save_figure",
+           "list_notebooks", "run_notebook", "REPO_ROOT"]
 
 PROFILES = ("smoke", "default", "full")
 KERNEL_NAME = "pds"
