@@ -257,3 +257,23 @@ def test_finite_checks_every_k_iterations_name_the_span():
     assert len(calls) == 10  # it ran on to the next check, no further
     with pytest.raises(ValueError, match="check_every"):
         pc_sampler(bad_after_three, (1, 1, 4, 4), **PC, check_every=0)
+
+
+def test_per_sample_generators_and_steps_make_a_sample_independent_of_its_batch():
+    """One generator per sample and the per-sample corrector step (the released sampler at batch size 1): a
+    sample is the same, to float rounding, whether drawn alone or with others."""
+    target = _target()
+    gens = lambda idx: [torch.Generator().manual_seed(1000 + i) for i in idx]  # noqa: E731
+    together, _ = pc_sampler(target, (4, 1, 8, 8), **PC, generator=gens(range(4)), corrector_norm="sample")
+    halves = [pc_sampler(target, (2, 1, 8, 8), **PC, generator=gens(idx), corrector_norm="sample")[0]
+              for idx in ((0, 1), (2, 3))]
+    torch.testing.assert_close(torch.cat(halves), together, rtol=1e-5, atol=1e-5)
+    batch_step, _ = pc_sampler(target, (4, 1, 8, 8), **PC, generator=gens(range(4)))  # released: batch-mean step
+    assert not torch.allclose(batch_step, together, atol=1e-4)
+    a, _ = annealed_langevin(target, (3, 1, 8, 8), geometric_sigmas(1, 0.01, 4), 2, 1e-4, generator=gens(range(3)))
+    b, _ = annealed_langevin(target, (1, 1, 8, 8), geometric_sigmas(1, 0.01, 4), 2, 1e-4, generator=gens([2]))
+    torch.testing.assert_close(a[2:], b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="2 generators given for a batch of 4"):
+        pc_sampler(target, (4, 1, 8, 8), **PC, generator=gens(range(2)))
+    with pytest.raises(ValueError, match="corrector_norm"):
+        pc_sampler(target, (4, 1, 8, 8), **PC, corrector_norm="median")

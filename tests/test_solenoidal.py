@@ -69,3 +69,12 @@ def test_float32_and_device():
     for op in (PaperSolenoidal(), central_difference(6, "W"), MatrixSkew(np.eye(36))):
         y = op(x)
         assert y.dtype == torch.float32 and y.shape == x.shape and not y.is_complex()
+
+
+def test_paper_operator_computes_the_dft_literally():
+    """F[x] of the dense construction equals the FFT (so the zero is not a trivially vanishing expression)."""
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    h, w = 5, 6
+    fx = torch.einsum("kh,nchw,wl->nckl", dft_matrix(h), x.to(torch.complex128), dft_matrix(w).transpose(0, 1))
+    torch.testing.assert_close(fx, torch.fft.fft2(x.to(torch.complex128)), rtol=1e-12, atol=1e-10)
+    assert torch.equal(PaperSolenoidal()(x), torch.zeros_like(x))

@@ -25,20 +25,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pds.checkpoints import load_trained
-from pds.configs import Experiment, stand_in_for
+from pds.checkpoints import file_sha256, load_official, load_trained
+from pds.configs import EXPERIMENTS, Experiment, stand_in_for
+from pds.configs import experiment as experiment_named
 from pds.data import load_idx_images
-from pds.filters import frequency_filter, parametric_filter
+from pds.filters import frequency_filter, load_filters, parametric_filter
 from pds.precondition import Preconditioner
 from pds.samplers import annealed_langevin, pc_sampler
 from pds.schedules import shorten_schedule
+from pds.solenoidal import FourierSkew, PaperSolenoidal, central_difference
 
-__all__ = ["Method", "SmallModel", "ResultCache", "sample", "to_28", "statistics_filter", "flat_equivalent",
+__all__ = ["Method", "SmallModel", "ResultCache", "sample", "draw", "crop_and_clip", "statistics_filter",
+           "flat_equivalent", "EXTRA_SAMPLERS",
            "Verdict", "spread", "matches", "beats", "code_fingerprint", "run_seeds", "values", "floor_values"]
 
 
-FILTERS = (None, "parametric", "flat", "statistics")
+FILTERS = (None, "parametric", "flat", "statistics", "file")
 STEPS = ("expand", "keep")
+SKEW_OPERATORS = (None, "paper", "central_h", "central_w", "central_hw")
+# samplers other than the released ones (VE PC for NCSN++, annealed Langevin for NCSN / NCSNv2), registered by the
+# modules that define them: name -> draw(model, preconditioner, method, T, shape, generator, device, progress)
+EXTRA_SAMPLERS: dict = {}
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,12 @@ class Method:
     the literal reading — or "dc", see :func:`pds.filters.parametric_filter`); "flat" (the **scalar control** of that
     parametric filter: a constant R = c with the same overall step change, 1/c² = the mean over frequencies of the
     drift gain 1/R², so that only the frequency *shape* differs); "statistics" (R of Eq. 14 from ``stats_n``
-    training images). ``alpha`` is the released normalisation strength (None: the filter as it is).
+    training images); "file" (R and, with ``space``, A from a :func:`pds.filters.save_filters` file at ``path``, as
+    ``pds filters estimate`` writes them). ``alpha`` is the released normalisation strength (None: the filter as it
+    is). ``sampler``: "released" (the VE PC sampler for NCSN++, annealed Langevin for NCSN / NCSNv2) or a name in
+    :data:`EXTRA_SAMPLERS`. ``solenoidal`` and ``omega``: the term ω·S∇log p of Eq. 7 / Sec. 5 with S "paper" (the
+    printed Re[F − Fᵀ], identically zero), "central_h" / "central_w" (circular central differences) or
+    "central_hw" (their sum), all skew-symmetric (:mod:`pds.solenoidal`).
     ``step`` (annealed Langevin with fewer steps than the full schedule): "expand" — the paper's "reduce T and
     proportionally expand the step size" (all levels, fewer steps each, step_lr scaled so that Σ n_c α_c is kept) —
     or "keep" (all levels, fewer steps each, the official step_lr).
@@ -62,10 +74,21 @@ class Method:
     stats_n: int = 200
     centre: str = "paper"
     step: str = "expand"
+    path: str | None = None
+    space: bool = False
+    sampler: str = "released"
+    solenoidal: str | None = None
+    omega: float = 0.0
 
     def __post_init__(self):
         if self.filter not in FILTERS:
             raise ValueError(f"filter must be one of {FILTERS}, got {self.filter!r}")
+        if (self.filter == "file") != (self.path is not None):
+            raise ValueError("a filter file needs filter='file' and path= (and only then)")
+        if self.solenoidal not in SKEW_OPERATORS:
+            raise ValueError(f"solenoidal must be one of {SKEW_OPERATORS}, got {self.solenoidal!r}")
+        if not math.isfinite(self.omega):
+            raise ValueError(f"omega must be finite, got {self.omega}")
         if self.filter in ("parametric", "flat") and (self.r is None or self.lam is None):
             raise ValueError(f"a {self.filter} filter needs r (in units of H) and lam")
         if self.step not in STEPS:
@@ -75,12 +98,18 @@ class Method:
     def label(self) -> str:
         a = "" if self.alpha is None else f", α={self.alpha:g}"
         step = "" if self.step == "expand" else ", step kept"
+        if self.solenoidal is not None and self.omega != 0:
+            step += f", ω={self.omega:g}·S[{self.solenoidal}]"
+        if self.sampler != "released":
+            step += f", sampler {self.sampler}"
         if self.filter is None:
             return "vanilla" + step
         if self.filter == "parametric":
             return f"PDS parametric ({self.centre}, r={self.r:g}H, λ={self.lam:g}{a}){step}"
         if self.filter == "flat":
             return f"scalar control of ({self.centre}, r={self.r:g}H, λ={self.lam:g}{a}){step}"
+        if self.filter == "file":
+            return f"PDS R{' + A' if self.space else ''} from {Path(self.path).name}{a}{step}"
         return f"PDS statistics R{a}{step}"
 
 
@@ -98,14 +127,30 @@ def statistics_filter(images: torch.Tensor, n: int, seed: int = 0) -> torch.Tens
     return frequency_filter(images[idx].double())
 
 
+def _experiment_of(arch: str, info: dict) -> Experiment:
+    """The paper experiment an official checkpoint belongs to (see :meth:`SmallModel.official`)."""
+    if arch == "ncsnpp":
+        hits = [e for e in EXPERIMENTS.values() if e.ncsnpp_config == info.get("matched")]
+    elif arch == "ncsn":
+        hits = [EXPERIMENTS["mnist_ncsn"]]
+    else:
+        hits = [e for e in EXPERIMENTS.values() if e.model == "ncsnv2deeper" and e.levels == len(info["sigmas"])]
+    if not hits:
+        raise ValueError(f"no paper experiment matches this {arch} checkpoint ({info.get('matched') or ''}"
+                         f"{len(info.get('sigmas') or [])} levels); name one of {sorted(EXPERIMENTS)}")
+    return hits[0]
+
+
 class SmallModel:
     """A score model trained here, with its sampler: :func:`pds.checkpoints.load_trained` plus the data
     the statistics filter is estimated from (the training images, padded like the model's input)."""
 
-    def __init__(self, name: str, score=None, config=None, train_images: torch.Tensor | None = None):
+    def __init__(self, name: str, score=None, config=None, train_images: torch.Tensor | None = None,
+                 experiment: Experiment | None = None):
         """``score`` and ``config`` default to :func:`pds.checkpoints.load_trained` of ``name``; a config needs
         ``kind``, ``net`` (``image_size``, ``channels``), the noise levels and optionally ``data.pad``. The
-        sampler settings are those of the paper experiment the model stands in for (:mod:`pds.configs`)."""
+        sampler settings are those of ``experiment``, by default the paper experiment the model stands in for
+        (:mod:`pds.configs`); a sidecar's ``sampler`` entry overrides the Langevin step."""
         if score is None:
             score, config = load_trained(name)
         self.name, self.score, self.config = name, score, config
@@ -115,8 +160,28 @@ class SmallModel:
         size = config["net"]["image_size"]
         self.shape = (config["net"]["channels"], size, size)
         self.pad = int(config.get("data", {}).get("pad") or 0)
-        self.experiment: Experiment = stand_in_for(self.kind)
+        self.experiment: Experiment = experiment or stand_in_for(self.kind)
         self._train = train_images
+
+    @classmethod
+    def official(cls, path, experiment: Experiment | str | None = None, config=None) -> SmallModel:
+        """An official checkpoint (:func:`pds.checkpoints.load_official`) with the sampler settings of its paper
+        experiment: given (a :class:`pds.configs.Experiment` or its name), or found from the file (the NCSN++
+        configuration it matches; NCSN v1: MNIST; NCSNv2: the experiment with as many noise levels)."""
+        score, info = load_official(path, config=config)
+        arch = info["arch"]
+        if arch == "ncsnpp-diffusers":
+            raise NotImplementedError("sampling a diffusers directory needs its σ range: load it with load_official "
+                                      "and call pds.samplers.pc_sampler directly")
+        if isinstance(experiment, str):
+            experiment = experiment_named(experiment)
+        if experiment is None:
+            experiment = _experiment_of(arch, info)
+        size = info.get("image_size") or experiment.size
+        config = {"kind": "ncsnpp" if arch == "ncsnpp" else ("ncsn" if arch == "ncsn" else "ncsnv2"),
+                  "net": {"image_size": int(size), "channels": int(info["channels"])}, **info,
+                  "file_sha256": file_sha256(path)}
+        return cls(Path(path).stem, score, config, experiment=experiment)
 
     @property
     def full_T(self) -> int:
@@ -140,6 +205,18 @@ class SmallModel:
             self._train = torch.nn.functional.pad(x, (self.pad,) * 4) if self.pad else x
         return self._train
 
+    def solenoidal(self, method: Method):
+        """The skew-symmetric operator S of ``method`` for this model's images (None without one)."""
+        if method.solenoidal is None or method.omega == 0:
+            return None
+        h, w = self.shape[1:]
+        if method.solenoidal == "paper":
+            return PaperSolenoidal()
+        if method.solenoidal in ("central_h", "central_w"):
+            return central_difference((h, w), method.solenoidal[-1].upper())
+        both = central_difference((h, w), "H").imag + central_difference((h, w), "W").imag
+        return FourierSkew(both)
+
     def preconditioner(self, method: Method) -> Preconditioner | None:
         if method.filter is None:
             return None
@@ -149,27 +226,61 @@ class SmallModel:
             if method.filter == "flat":
                 return Preconditioner(freq=torch.full((c, h, w), flat_equivalent(filt, method.alpha)), alpha=None,
                                       shape=self.shape)
+        elif method.filter == "file":
+            filters = load_filters(method.path)
+            space = filters.space if method.space else None
+            if filters.freq is None and space is None:
+                raise ValueError(f"{method.path} holds no {'filter' if method.space else 'frequency filter'}")
+            return Preconditioner(freq=filters.freq, space=space, alpha=method.alpha, shape=self.shape)
         else:
             filt = statistics_filter(self.train_images(), method.stats_n)
         return Preconditioner(freq=filt, alpha=method.alpha, shape=self.shape)
 
 
-def to_28(x: torch.Tensor, pad: int) -> torch.Tensor:
-    """Samples in [0, 1] at the data set's 28², with the training padding cropped off."""
+def crop_and_clip(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Samples in [0, 1] at the data's size: the training padding cropped off, values clipped."""
     if pad:
         x = x[..., pad:-pad, pad:-pad]
     return x.clamp(0, 1)
 
 
 @torch.no_grad()
+def draw(model: SmallModel, pre: Preconditioner | None, method: Method, T: int, shape, generator, device,
+         corrector_norm: str = "batch", progress: bool = False) -> tuple[torch.Tensor, int]:
+    """One batch of ``shape`` = [B, C, H, W] with ``method`` in T iterations, on ``device``; returns (raw samples,
+    NFE per sample). ``generator``: one for the batch, or one per sample. NCSN++: T predictor-corrector
+    iterations of the VE sampler (NFE = 2T); NCSN / NCSNv2: T Langevin steps, the full schedule when T equals its
+    length, else :func:`pds.schedules.shorten_schedule` with the step expanded (``method.step``)."""
+    if method.sampler != "released":
+        if method.sampler not in EXTRA_SAMPLERS:
+            raise ValueError(f"unknown sampler {method.sampler!r}; known: ['released', *{sorted(EXTRA_SAMPLERS)}]")
+        return EXTRA_SAMPLERS[method.sampler](model, pre, method, T, shape, generator, device, progress)
+    exp = model.experiment
+    sol = {"solenoidal": model.solenoidal(method), "omega": method.omega}
+    if model.kind == "ncsnpp":
+        cfg = model.config
+        return pc_sampler(model.score, shape, cfg["sigma_min"], cfg["sigma_max"], int(cfg["num_scales"]), exp.snr,
+                          iterations=T, preconditioner=pre, denoise=exp.denoise, generator=generator,
+                          progress=progress, device=device, corrector_norm=corrector_norm, **sol)
+    sigmas = model.config["sigmas"]
+    if T == model.full_T:
+        steps, lr, sig = model.n_steps_each, model.step_lr, sigmas
+    else:
+        short = shorten_schedule(sigmas, model.n_steps_each, T)
+        scale = short.step_lr_scale if method.step == "expand" else 1.0
+        steps, lr, sig = short.n_steps, model.step_lr * scale, short.sigmas
+    return annealed_langevin(model.score, shape, sig, steps, lr, preconditioner=pre, init=exp.init,
+                             denoise=exp.denoise, generator=generator, progress=progress, device=device, **sol)
+
+
+@torch.no_grad()
 def sample(model: SmallModel, method: Method, T: int, n: int, seed: int, batch_size: int = 500,
            progress: bool = False, device=None) -> tuple[torch.Tensor, int]:
-    """``n`` samples of ``model`` with ``method`` in T iterations (see the module docstring); returns
-    (samples cropped to 28² and clipped to [0, 1], on the CPU; NFE per sample). Batches draw from one generator
-    seeded with ``seed`` on ``device`` (default: the CPU), so a result depends on (n, batch_size, seed, device)."""
+    """``n`` samples of ``model`` with ``method`` in T iterations (see :func:`draw`); returns (samples cropped to
+    the data's size and clipped to [0, 1], on the CPU; NFE per sample). Batches draw from one generator seeded with
+    ``seed`` on ``device`` (default: the CPU), so a result depends on (n, batch_size, seed, device)."""
     if int(T) != T or T < 1 or int(n) != n or n < 1 or batch_size < 1:
         raise ValueError(f"T, n and batch_size must be positive integers, got T={T}, n={n}, batch_size={batch_size}")
-    exp = model.experiment
     pre = model.preconditioner(method)
     dev = torch.device(device or "cpu")
     if isinstance(model.score, torch.nn.Module):
@@ -177,41 +288,35 @@ def sample(model: SmallModel, method: Method, T: int, n: int, seed: int, batch_s
     g = torch.Generator(device=dev).manual_seed(seed)
     out, nfe = [], 0
     for start in range(0, n, batch_size):
-        shape = (min(batch_size, n - start), *model.shape)
-        if model.kind == "ncsnpp":
-            cfg = model.config
-            x, nfe = pc_sampler(model.score, shape, cfg["sigma_min"], cfg["sigma_max"], int(cfg["num_scales"]),
-                                exp.snr, iterations=T, preconditioner=pre, denoise=exp.denoise, generator=g,
-                                progress=progress, device=dev)
-        else:
-            sigmas = model.config["sigmas"]
-            if T == model.full_T:
-                steps, lr, sig = model.n_steps_each, model.step_lr, sigmas
-            else:
-                short = shorten_schedule(sigmas, model.n_steps_each, T)
-                scale = short.step_lr_scale if method.step == "expand" else 1.0
-                steps, lr, sig = short.n_steps, model.step_lr * scale, short.sigmas
-            x, nfe = annealed_langevin(model.score, shape, sig, steps, lr, preconditioner=pre, init=exp.init,
-                                       denoise=exp.denoise, generator=g, progress=progress, device=dev)
-        out.append(to_28(x, model.pad).cpu())
+        x, nfe = draw(model, pre, method, T, (min(batch_size, n - start), *model.shape), g, dev, progress=progress)
+        out.append(crop_and_clip(x, model.pad).cpu())
     return torch.cat(out), nfe
 
 
-def code_fingerprint() -> str:
+def code_fingerprint(method: Method | None = None) -> str:
     """SHA-256 (first 16 hex digits) of the source of everything a cached run's samples and score depend on:
-    the samplers and schedules, the preconditioner and filters, the networks, :func:`sample` and the metric.
-    Part of every :class:`ResultCache` key, so an edit there makes the cache recompute instead of serving
-    samples the current code would not draw (unrelated edits, e.g. to the verdicts, keep it)."""
+    the samplers and the schedule functions they use, the preconditioner and filters, the networks and their
+    adapters, :func:`draw` and :func:`sample`, the metric (and ``method``'s extra sampler, if any). Part of every
+    :class:`ResultCache` key, so an edit there makes the cache recompute instead of serving samples the current
+    code would not draw; edits elsewhere (e.g. the verdicts, new samplers) keep it."""
     import inspect
 
-    from pds import filters, metrics, precondition, samplers, schedules
+    from pds import filters, metrics, models, precondition, samplers, schedules, solenoidal
     from pds.models import ncsnpp, refinenet
 
     parts = [samplers.pc_sampler, samplers.annealed_langevin, samplers._langevin_schedule, samplers._initial,
-             samplers._ops, schedules, precondition.Preconditioner, precondition.normalise_filter,
-             filters.parametric_filter, filters.frequency_filter, ncsnpp, refinenet, metrics.ClassifierFD,
-             metrics.FashionClassifier, metrics.frechet_distance, metrics.gaussian_statistics, Method,
-             flat_equivalent, statistics_filter, SmallModel, to_28, sample]
+             samplers._ops, samplers._draw, samplers._randn, samplers._rand, samplers._norms, schedules.ve_schedule,
+             schedules.VESchedule, schedules.geometric_sigmas, schedules.ve_sigma, schedules.shorten_schedule,
+             precondition.Preconditioner, precondition.normalise_filter, precondition.as_filter_tensor,
+             filters.parametric_filter, filters.frequency_filter, ncsnpp, refinenet, models.LevelScore,
+             metrics.ClassifierFD, metrics.FashionClassifier, metrics.frechet_distance, metrics.gaussian_statistics,
+             solenoidal.PaperSolenoidal, solenoidal.FourierSkew, solenoidal.central_difference,
+             Method, flat_equivalent, statistics_filter, SmallModel.__init__, SmallModel.preconditioner,
+             SmallModel.solenoidal,
+             SmallModel.full_T.fget, SmallModel.n_steps_each.fget, SmallModel.step_lr.fget, SmallModel.train_images,
+             crop_and_clip, draw, sample]
+    if method is not None and method.sampler != "released":
+        parts.append(EXTRA_SAMPLERS[method.sampler])
     h = hashlib.sha256()
     for part in parts:
         h.update(inspect.getsource(part).encode())
@@ -233,7 +338,7 @@ class ResultCache:
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / "results.jsonl"
         self.shipped = None if shipped is None else Path(shipped)
-        self.fingerprint = code_fingerprint()
+        self._fingerprints: dict = {}
 
     @staticmethod
     def key(**desc) -> str:
@@ -276,8 +381,10 @@ class ResultCache:
             return torch.from_numpy(data["samples"]).float() / 255.0
 
     def describe(self, model: SmallModel, method: Method, T: int, n: int, seed: int, batch_size: int) -> dict:
+        if method.sampler not in self._fingerprints:
+            self._fingerprints[method.sampler] = code_fingerprint(method)
         return {"model": model.name, "weights": model.config.get("file_sha256"), "method": asdict(method), "T": T,
-                "n": n, "seed": seed, "batch_size": batch_size, "code": self.fingerprint}
+                "n": n, "seed": seed, "batch_size": batch_size, "code": self._fingerprints[method.sampler]}
 
     def run(self, model: SmallModel, method: Method, T: int, n: int, seed: int, score_fn, batch_size: int = 500,
             progress: bool = False, device=None) -> dict:

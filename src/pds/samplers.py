@@ -48,8 +48,22 @@ def _initial(shape, dtype, device):
     return shape, None
 
 
+def _draw(fn, shape, generator, dtype, device):
+    """``fn(shape)`` from one generator, or sample by sample from a sequence of generators (one per sample: the
+    draws of sample i then depend only on its own generator, not on the batch it is drawn in)."""
+    if isinstance(generator, list | tuple):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators given for a batch of {shape[0]} samples")
+        return torch.stack([fn(shape[1:], generator=g, dtype=dtype, device=device) for g in generator])
+    return fn(shape, generator=generator, dtype=dtype, device=device)
+
+
 def _randn(shape, generator, dtype, device):
-    return torch.randn(shape, generator=generator, dtype=dtype, device=device)
+    return _draw(torch.randn, shape, generator, dtype, device)
+
+
+def _rand(shape, generator, dtype, device):
+    return _draw(torch.rand, shape, generator, dtype, device)
 
 
 class _FiniteCheck:
@@ -95,8 +109,8 @@ def _solenoidal(solenoidal, omega):
     return lambda v: omega * solenoidal(v)
 
 
-def _batch_norm_mean(v: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(v.reshape(v.shape[0], -1), dim=-1).mean()
+def _norms(v: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(v.reshape(v.shape[0], -1), dim=-1)
 
 
 # -- the VE predictor-corrector sampler -------------------------------------------------------
@@ -106,7 +120,8 @@ def pc_sampler(score: Callable, shape, sigma_min: float, sigma_max: float, num_s
                preconditioner: Preconditioner | None = None, solenoidal=None, omega: float = 0.0,
                denoise: bool = True, generator: torch.Generator | None = None, device=None, dtype=torch.float32,
                progress: bool = False, callback: Callable | None = None,
-               corrector_steps: Sequence[float] | None = None, check_every: int | None = None):
+               corrector_steps: Sequence[float] | None = None, check_every: int | None = None,
+               corrector_norm: str = "batch"):
     """VE SDE predictor-corrector sampler as the released PDS code runs it (NCSN++, score_sde).
 
     Length: ``iterations=T`` runs exactly T iterations; the released path ``speed_up`` runs
@@ -114,15 +129,21 @@ def pc_sampler(score: Callable, shape, sigma_min: float, sigma_max: float, num_s
     one Langevin corrector step at σ(t_i), then one reverse-diffusion predictor step. With
     g = M⁻¹M⁻ᵀ s(x, σ) and η = M⁻¹ξ:
 
-    * corrector: ε = 2·(snr·mean_b‖η‖ / mean_b‖g‖)² (``step_size``); x̄ = x + ε g; x = x̄ + √(2ε) η;
+    * corrector: ε = 2·(snr·mean_b‖η‖ / mean_b‖g‖)² (``step_size``); x̄ = x + ε g; x = x̄ + √(2ε) η, the norms
+      averaged over the batch as released (``corrector_norm="batch"``) or taken per sample (``"sample"``: each
+      sample's own step, what the released code does at batch size 1, so that a sample does not depend on the
+      batch it is drawn in);
     * predictor: G² = σ_j² − σ_{j−1}²; x̄ = x + M⁻¹M⁻ᵀ(G² s(x, σ(t_i))); x = x̄ + G·M⁻¹ξ.
 
     The prior is x_T = σ_max·M⁻¹ξ (preconditioned too). Returns (x̄ of the last step if ``denoise``
     else x, nfe = 2N). Random draws, in order: the prior ξ, then per iteration the corrector ξ and
-    the predictor ξ. ``shape`` may be an initial state x_T instead (then nothing is drawn for it).
+    the predictor ξ; ``generator`` may be one generator or one per sample. ``shape`` may be an initial state x_T
+    instead (then nothing is drawn for it).
     ``corrector_steps`` (N numbers) replaces the adaptive ε (used by :mod:`pds.exact` checks).
     ``callback(info)`` receives a dict with i, sigma, x, x_mean after each iteration.
     """
+    if corrector_norm not in ("batch", "sample"):
+        raise ValueError(f"corrector_norm must be 'batch' or 'sample', got {corrector_norm!r}")
     if not (math.isfinite(snr) and snr >= 0):
         raise ValueError(f"snr must be a finite number >= 0 (the corrector's signal-to-noise ratio), got {snr}")
     sched = ve_schedule(sigma_min, sigma_max, num_scales, speed_up, iterations=iterations, dtype=dtype)
@@ -147,7 +168,10 @@ def pc_sampler(score: Callable, shape, sigma_min: float, sigma_max: float, num_s
         g = drift(grad)
         eta = noise(_randn(shp, generator, dtype, dev))
         if corrector_steps is None:
-            step_size = 2.0 * (snr * _batch_norm_mean(eta) / _batch_norm_mean(g)) ** 2
+            if corrector_norm == "batch":
+                step_size = 2.0 * (snr * _norms(eta).mean() / _norms(g).mean()) ** 2
+            else:
+                step_size = (2.0 * (snr * _norms(eta) / _norms(g)) ** 2).view(-1, 1, 1, 1)
         else:
             step_size = torch.as_tensor(float(corrector_steps[i]), dtype=dtype, device=dev)
         if sol is not None:
@@ -199,7 +223,8 @@ def annealed_langevin(score: Callable, shape, sigmas, n_steps_each, step_lr: flo
     (see :func:`pds.schedules.shorten_schedule`). ``denoise`` (NCSNv2) ends with x ← x + σ_L²·s(x, σ_L), not
     preconditioned (it is Tweedie's formula). ``init``: "uniform" (U[0, 1], NCSN/NCSNv2) or
     "gaussian" (σ_1·M⁻¹ξ); ``shape`` may be an initial state instead. Random draws, in order: the
-    initial sample, then one ξ per step. Returns (x, nfe = total steps (+1 with ``denoise``)).
+    initial sample, then one ξ per step (``generator``: one, or one per sample). Returns (x, nfe = total steps
+    (+1 with ``denoise``)).
     """
     sig, steps = _langevin_schedule(sigmas, n_steps_each, step_lr)
     if init not in ("uniform", "gaussian"):
@@ -209,7 +234,7 @@ def annealed_langevin(score: Callable, shape, sigmas, n_steps_each, step_lr: flo
     drift, noise = _ops(preconditioner, shp or tuple(x.shape))
     if x is None:
         if init == "uniform":
-            x = torch.rand(shp, generator=generator, dtype=dtype, device=device)
+            x = _rand(shp, generator, dtype, device)
         else:
             x = noise(_randn(shp, generator, dtype, device)) * float(sig[0])
     shp, dev = tuple(x.shape), x.device

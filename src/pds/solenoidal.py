@@ -55,9 +55,12 @@ class PaperSolenoidal:
         fh = dft_matrix(h, cdtype, x.device)
         fw = dft_matrix(w, cdtype, x.device)
         xc = x.to(cdtype)
-        fx = torch.fft.fft2(xc)
-        # (F_H ⊗ F_W)ᵀ vec(X) = vec(F_Hᵀ X F_W)
-        ftx = torch.einsum("kh,nchw,wl->nckl", fh.transpose(0, 1), xc, fw)
+        # F[x] and Fᵀ[x] by the same dense arithmetic, with (F_H ⊗ F_W)ᵀ vec(X) = vec(F_Hᵀ X F_W) and the transposed
+        # matrices built explicitly: they equal F_H, F_W to the bit (dft_matrix), so S[x] is exactly zero, not
+        # merely FFT-rounding small, and a sampler with ω·S is bit-for-bit the one without (any ω)
+        fh_t, fw_t = fh.transpose(0, 1).contiguous(), fw.transpose(0, 1).contiguous()
+        fx = torch.einsum("kh,nchw,wl->nckl", fh, xc, fw_t)  # vec(F_H X F_Wᵀ) = (F_H ⊗ F_W) vec(X)
+        ftx = torch.einsum("kh,nchw,wl->nckl", fh_t, xc, fw)  # vec(F_Hᵀ X F_W) = (F_H ⊗ F_W)ᵀ vec(X)
         return (fx - ftx).real.to(x.dtype)
 
 
