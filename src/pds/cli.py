@@ -1,4 +1,5 @@
-"""Command line: ``pds filters estimate``, ``pds train``, ``pds export``, ``pds metrics`` (also ``python -m pds``).
+"""Command line: ``pds filters estimate``, ``pds train``, ``pds export``, ``pds sample``, ``pds fid``, ``pds metrics``
+(also ``python -m pds``).
 
 Every command checks its arguments before it reads data or writes a file; a bad value ends with
 ``pds: error: ...`` naming the value and the fix, and exit status 2.
@@ -7,6 +8,7 @@ Every command checks its arguments before it reads data or writes a file; a bad 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import shlex
 import sys
@@ -17,10 +19,17 @@ from tqdm import tqdm
 
 from pds.checkpoints import export_checkpoint, network_spec
 from pds.data import dataset_batches, load_idx_images, load_idx_labels
+from pds.experiments import Method
 from pds.filters import estimate_filters, save_filters
+from pds.generate import load_samples, resolve_model, run_sharded, save_grid, score_run
 from pds.metrics import classifier_accuracy, train_classifier
 from pds.schedules import ncsnv2_ladder, ncsnv2_step_lr
 from pds.train import TrainConfig, TrainingInterrupted, check_same_run, train_run
+
+__doc_sample__ = """Draw --count samples of a checkpoint with --method vanilla or pds in --T iterations into --out as
+shards (per-sample seeds: the images do not depend on --batch or on the number of processes; a rerun skips finished
+shards). Scale out with `torchrun --nproc_per_node=K -m pds sample ...` (and torchrun's rendezvous across nodes).
+Flags are named so that torchrun cannot mistake them for its own (hence --count and --radius, not --n and --r)."""
 
 
 def _estimate(args) -> int:
@@ -128,6 +137,54 @@ def _export(args) -> int:
     return 0
 
 
+def _method(args) -> Method:
+    """The sampling method of ``pds sample`` from its flags, refusing combinations that do not make sense."""
+    given = {"--filters": args.filters, "--radius": args.radius, "--lam": args.lam}
+    if args.method == "vanilla":
+        extra = [k for k, v in given.items() if v is not None]
+        if extra:
+            raise ValueError(f"--method vanilla takes no filter, but {', '.join(extra)} given; use --method pds")
+        return Method()
+    if args.filters is not None:
+        if args.radius is not None or args.lam is not None:
+            raise ValueError("give either --filters F.npz or --radius and --lam, not both")
+        if not Path(args.filters).is_file():
+            raise FileNotFoundError(f"--filters {args.filters} does not exist; make one with `pds filters estimate`")
+        return Method("file", path=str(args.filters), alpha=5.0 if args.alpha is None else args.alpha,
+                      space=args.space)
+    if args.radius is None or args.lam is None:
+        raise ValueError("--method pds needs --filters F.npz (statistics R, Eq. 14) or both --radius and --lam "
+                         "(the parametric filter, r in units of H)")
+    return Method("parametric", r=args.radius, lam=args.lam, centre=args.centre, alpha=args.alpha)
+
+
+def _sample(args) -> int:
+    method = _method(args)
+    for flag, value in (("--T", args.T), ("--count", args.count), ("--batch", args.batch),
+                        ("--shard-size", args.shard_size)):
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu)")
+    model = resolve_model(args.checkpoint, args.config)
+    summary = run_sharded(model, method, args.T, args.count, args.seed, args.out, batch=args.batch,
+                          shard_size=args.shard_size, device=args.device, progress=not args.quiet)
+    if summary["rank"] == 0:
+        if args.grid is not None:
+            images, _ = load_samples(args.out)
+            save_grid(images, args.grid)
+        print(f"{args.out}: {summary['n']} samples of {model.name} ({method.label}, T={args.T}, NFE {summary['nfe']} "
+              f"each); this process drew {summary['shards_drawn']} of the {summary['shards_total']} shards"
+              + (f" ({summary['world']} processes)" if summary["world"] > 1 else ""))
+    return 0
+
+
+def _fid(args) -> int:
+    result = score_run(args.samples, metric=args.metric, ref=args.ref, ref_data=args.ref_data, device=args.device)
+    print(json.dumps(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pds", description="Preconditioned diffusion sampling tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +238,39 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--hardware", default=None, help="where it was trained, for the record")
     ex.add_argument("--command", default=None, help="the training command, for the record")
     ex.set_defaults(func=_export)
+    sa = sub.add_parser("sample", help="draw samples from a checkpoint into shards (resumable; torchrun scales it out)",
+                        description=__doc_sample__)
+    sa.add_argument("--checkpoint", required=True,
+                    help="a .pth path, a model shipped here (e.g. ncsnpp_fashion32) or an official folder name "
+                         "under $PDS_CHECKPOINTS (e.g. ncsnpp_cifar10)")
+    sa.add_argument("--config", default=None, help="the paper experiment whose sampler settings to use (pds.configs)")
+    sa.add_argument("--method", choices=("vanilla", "pds"), required=True)
+    sa.add_argument("--filters", default=None, help="statistics filters (.npz from `pds filters estimate`)")
+    sa.add_argument("--space", action="store_true", help="with --filters: also the space filter A (Fig. 1)")
+    sa.add_argument("--radius", type=float, default=None, help="parametric filter radius r, in units of H")
+    sa.add_argument("--lam", type=float, default=None, help="parametric filter value λ")
+    sa.add_argument("--centre", choices=("paper", "dc"), default="paper", help="reading of the parametric filter")
+    sa.add_argument("--alpha", type=float, default=None,
+                    help="released normalisation α > 1 (default: 5 with --filters, none for the parametric filter)")
+    sa.add_argument("--T", type=int, required=True, help="iterations (PC iterations for NCSN++, Langevin steps else)")
+    sa.add_argument("--count", type=int, required=True, help="number of samples (not --n: torchrun would take it)")
+    sa.add_argument("--batch", type=int, default=64)
+    sa.add_argument("--shard-size", type=int, default=64, help="samples per shard file (the unit of resumption)")
+    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
+    sa.add_argument("--out", type=Path, required=True)
+    sa.add_argument("--grid", type=Path, default=None, help="also save the first 64 samples as this PNG")
+    sa.add_argument("--quiet", action="store_true")
+    sa.set_defaults(func=_sample)
+    fi = sub.add_parser("fid", help="the FD of a `pds sample` run: FID (pytorch-fid) or the classifier-feature FD")
+    fi.add_argument("--samples", type=Path, required=True, help="a `pds sample` output folder")
+    ref = fi.add_mutually_exclusive_group(required=True)
+    ref.add_argument("--ref", default=None, help="reference statistics .npz (mu, sigma; pytorch-fid's format)")
+    ref.add_argument("--ref-data", default=None,
+                     help="fashion-mnist (its test set), an IDX file or an image folder; statistics cached")
+    fi.add_argument("--metric", choices=("classifier", "fid"), default="classifier")
+    fi.add_argument("--device", default="cpu")
+    fi.set_defaults(func=_fid)
     metrics = sub.add_parser("metrics", help="sample-quality metrics")
     msub = metrics.add_subparsers(dest="action", required=True)
     tc = msub.add_parser("train-classifier", help="train the Fashion-MNIST feature classifier of classifier_fd")
@@ -205,8 +295,9 @@ def main(argv=None) -> int:
         print(f"\npds: stopped by signal {stop.signum} after step {stop.step}; the checkpoint {stop.path} is saved. "
               f"Resume with the same command:\n  pds {shlex.join(argv)}", file=sys.stderr)
         return 128 + stop.signum
-    except (FileNotFoundError, ValueError, NotImplementedError, FloatingPointError) as exc:
-        print(f"pds: error: {exc}", file=sys.stderr)
+    except (FileNotFoundError, ValueError, NotImplementedError, FloatingPointError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"pds: error: {message}", file=sys.stderr)
         return 2
 
 
