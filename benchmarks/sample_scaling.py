@@ -56,8 +56,8 @@ def main(argv=None):
         print(f"in memory, per-sample generators: {bare:.2f} s; sharded (files, manifest): {sharded:.2f} s; "
               f"sharding overhead {100 * (sharded / bare - 1):+.1f} %")
         cmd = ["--checkpoint", args.checkpoint, "--method", "pds", "--radius", "0.2", "--lam", "1.6",
-               "--T", str(args.T), "--count", str(args.count), "--batch", str(args.batch), "--shard-size", str(args.batch), "--quiet",
-               "--device", args.device]
+               "--T", str(args.T), "--count", str(args.count), "--batch", str(args.batch),
+               "--shard-size", str(args.batch), "--quiet", "--device", args.device]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         times = {}
         for procs in (1, args.procs):
