@@ -164,10 +164,13 @@ class SmallModel:
         self._train = train_images
 
     @classmethod
-    def official(cls, path, experiment: Experiment | str | None = None, config=None) -> SmallModel:
+    def official(cls, path, experiment: Experiment | str | None = None, config=None,
+                 image_size: int | None = None) -> SmallModel:
         """An official checkpoint (:func:`pds.checkpoints.load_official`) with the sampler settings of its paper
         experiment: given (a :class:`pds.configs.Experiment` or its name), or found from the file (the NCSN++
-        configuration it matches; NCSN v1: MNIST; NCSNv2: the experiment with as many noise levels)."""
+        configuration it matches; NCSN v1: MNIST; NCSNv2: the experiment with as many noise levels). ``config``:
+        an NCSN++ network configuration that is not an official one; ``image_size``: the size to sample at (default:
+        NCSN++'s own, else the experiment's)."""
         score, info = load_official(path, config=config)
         arch = info["arch"]
         if arch == "ncsnpp-diffusers":
@@ -177,11 +180,11 @@ class SmallModel:
             experiment = experiment_named(experiment)
         if experiment is None:
             experiment = _experiment_of(arch, info)
-        size = info.get("image_size") or experiment.size
+        size = image_size or info.get("image_size") or experiment.size
         config = {"kind": "ncsnpp" if arch == "ncsnpp" else ("ncsn" if arch == "ncsn" else "ncsnv2"),
                   "net": {"image_size": int(size), "channels": int(info["channels"])}, **info,
                   "file_sha256": file_sha256(path)}
-        return cls(Path(path).stem, score, config, experiment=experiment)
+        return cls(f"{Path(path).parent.name}/{Path(path).stem}", score, config, experiment=experiment)
 
     @property
     def full_T(self) -> int:
