@@ -176,3 +176,14 @@ def test_solenoidal_methods_reach_the_sampler():
     assert not torch.equal(base, central)
     with pytest.raises(ValueError, match="solenoidal must be one of"):
         Method(solenoidal="curl")
+
+
+def test_a_diverging_run_is_cached_as_such(tmp_path):
+    model = toy("ncsnpp")
+    score_fn, calls = counting_score()
+    cache = ResultCache(tmp_path)
+    method = Method(solenoidal="central_hw", omega=1e9)
+    row = cache.run(model, method, 5, 2, 0, score_fn)
+    assert row["value"] == float("inf") and "non-finite" in row["diverged"] and calls == []
+    assert cache.run(model, method, 5, 2, 0, score_fn)["key"] == row["key"] and calls == []
+    assert cache.samples(row["key"]).shape[0] == 0

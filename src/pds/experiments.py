@@ -393,21 +393,31 @@ class ResultCache:
             progress: bool = False, device=None) -> dict:
         """The row of (model, method, T, n, seed): read from the cache, or sampled, scored with
         ``score_fn(samples, nfe=..., seed=...) -> MetricResult`` (e.g. a :class:`pds.metrics.ClassifierFD`)
-        and written (samples first, then the row)."""
+        and written (samples first, then the row). A run that diverges (NaN/inf) is stored with value ``inf``, no
+        samples and the sampler's message in ``diverged``."""
         desc = self.describe(model, method, T, n, seed, batch_size)
         key = self.key(**desc)
         row = self.get(key)
         if row is not None:
             return row
         t0 = time.perf_counter()
-        x, nfe = sample(model, method, T, n, seed, batch_size=batch_size, progress=progress, device=device)
+        try:
+            x, nfe = sample(model, method, T, n, seed, batch_size=batch_size, progress=progress, device=device)
+        except FloatingPointError as exc:  # a diverging setting is a result too: cached as such, not redone
+            x, nfe, diverged = torch.zeros(0, *model.shape), None, str(exc)
+        else:
+            diverged = None
         wall = time.perf_counter() - t0
-        metric = score_fn(x, nfe=nfe, seed=seed)
+        if diverged is None:
+            metric = score_fn(x, nfe=nfe, seed=seed)
+            name, value, reference = metric.name, metric.value, metric.reference
+        else:
+            name, value, reference = "diverged", math.inf, None
         tmp = self.root / f"{key}.tmp.npz"
         np.savez_compressed(tmp, samples=(x.numpy() * 255).round().astype(np.uint8))
         tmp.replace(self.root / f"{key}.npz")
-        row = {"key": key, **desc, "label": method.label, "nfe": nfe, "metric": metric.name, "value": metric.value,
-               "reference": metric.reference, "wall_s": wall}
+        row = {"key": key, **desc, "label": method.label, "nfe": nfe, "metric": name, "value": value,
+               "reference": reference, "wall_s": wall, "diverged": diverged}
         cut = self.path.is_file() and not self.path.read_bytes().endswith(b"\n") and self.path.stat().st_size > 0
         with open(self.path, "a") as f:
             f.write(("\n" if cut else "") + json.dumps(row) + "\n")
