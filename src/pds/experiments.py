@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pds import modern
 from pds.checkpoints import file_sha256, load_official, load_trained
 from pds.configs import EXPERIMENTS, Experiment, stand_in_for
 from pds.configs import experiment as experiment_named
@@ -308,7 +309,8 @@ def code_fingerprint(method: Method | None = None) -> str:
     from pds.models import ncsnpp, refinenet
 
     parts = [samplers.pc_sampler, samplers.annealed_langevin, samplers._langevin_schedule, samplers._initial,
-             samplers._ops, samplers._draw, samplers._randn, samplers._rand, samplers._norms, schedules.ve_schedule,
+             samplers._ops, samplers._identity, samplers._draw, samplers._randn, samplers._rand, samplers._norms,
+             schedules.ve_schedule,
              schedules.VESchedule, schedules.geometric_sigmas, schedules.ve_sigma, schedules.shorten_schedule,
              precondition.Preconditioner, precondition.normalise_filter, precondition.as_filter_tensor,
              filters.parametric_filter, filters.frequency_filter, ncsnpp, refinenet, models.LevelScore,
@@ -319,7 +321,7 @@ def code_fingerprint(method: Method | None = None) -> str:
              SmallModel.full_T.fget, SmallModel.n_steps_each.fget, SmallModel.step_lr.fget, SmallModel.train_images,
              crop_and_clip, draw, sample]
     if method is not None and method.sampler != "released":
-        parts.append(EXTRA_SAMPLERS[method.sampler])
+        parts.append(inspect.getmodule(EXTRA_SAMPLERS[method.sampler]))
     h = hashlib.sha256()
     for part in parts:
         h.update(inspect.getsource(part).encode())
@@ -492,3 +494,6 @@ def beats(values, other, claim: str, floor=None) -> Verdict:
     se = math.sqrt(sa**2 / na + sb**2 / nb)
     return Verdict(claim, ma + 2.0 * se < mb, f"{_fmt(values, 'mean')} vs {_fmt(other, 'other')}, "
                                              f"difference {mb - ma:.4g}, 2 se {2 * se:.3g}{_floor(floor)}")
+
+
+EXTRA_SAMPLERS.update(modern.DRAWERS)  # euler, heun, dpmpp_2m, edm_churn, pc_kept (pds.modern)

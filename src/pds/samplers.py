@@ -99,6 +99,15 @@ def _ops(preconditioner: Preconditioner | None, shape):
     return preconditioner.drift, preconditioner.noise
 
 
+def _identity(op):
+    """``"identity"`` → no preconditioning (None for :func:`_ops`); a Preconditioner is passed through."""
+    if isinstance(op, str):
+        if op != "identity":
+            raise ValueError(f"a predictor operator is a Preconditioner or 'identity', got {op!r}")
+        return None
+    return op
+
+
 def _solenoidal(solenoidal, omega):
     if not math.isfinite(omega):
         raise ValueError(f"omega must be finite, got {omega}")
@@ -121,7 +130,7 @@ def pc_sampler(score: Callable, shape, sigma_min: float, sigma_max: float, num_s
                denoise: bool = True, generator: torch.Generator | None = None, device=None, dtype=torch.float32,
                progress: bool = False, callback: Callable | None = None,
                corrector_steps: Sequence[float] | None = None, check_every: int | None = None,
-               corrector_norm: str = "batch"):
+               corrector_norm: str = "batch", predictor_drift=None, predictor_noise=None):
     """VE SDE predictor-corrector sampler as the released PDS code runs it (NCSN++, score_sde).
 
     Length: ``iterations=T`` runs exactly T iterations; the released path ``speed_up`` runs
@@ -140,6 +149,8 @@ def pc_sampler(score: Callable, shape, sigma_min: float, sigma_max: float, num_s
     the predictor ξ; ``generator`` may be one generator or one per sample. ``shape`` may be an initial state x_T
     instead (then nothing is drawn for it).
     ``corrector_steps`` (N numbers) replaces the adaptive ε (used by :mod:`pds.exact` checks).
+    ``predictor_drift`` / ``predictor_noise``: other preconditioners (or ``"identity"``) for the predictor's drift /
+    noise than the corrector's (the released sampler uses the same; :func:`pds.modern.pc_kept` does not).
     ``callback(info)`` receives a dict with i, sigma, x, x_mean after each iteration.
     """
     if corrector_norm not in ("batch", "sample"):
@@ -155,6 +166,8 @@ def pc_sampler(score: Callable, shape, sigma_min: float, sigma_max: float, num_s
     sol = _solenoidal(solenoidal, omega)
     shp, x = _initial(shape, dtype, device)
     drift, noise = _ops(preconditioner, shp or tuple(x.shape))
+    p_drift = drift if predictor_drift is None else _ops(_identity(predictor_drift), shp or tuple(x.shape))[0]
+    p_noise = noise if predictor_noise is None else _ops(_identity(predictor_noise), shp or tuple(x.shape))[1]
     if x is None:
         x = noise(_randn(shp, generator, dtype, device)) * sched.sigma_max
     shp, dev = tuple(x.shape), x.device
@@ -180,10 +193,10 @@ def pc_sampler(score: Callable, shape, sigma_min: float, sigma_max: float, num_s
         x = x_mean + torch.sqrt(step_size * 2.0) * eta
         # predictor (reverse diffusion)
         s = score(x, sig)
-        step = drift(g2s[i] * s)
+        step = p_drift(g2s[i] * s)
         if sol is not None:
             step = step + g2s[i] * sol(s)
-        eta = noise(_randn(shp, generator, dtype, dev))
+        eta = p_noise(_randn(shp, generator, dtype, dev))
         x_mean = x + step
         x = x_mean + gs[i] * eta
         finite(x, i, sig, final=i == sched.n - 1)

@@ -1,0 +1,229 @@
+"""Modern samplers on the same VE score models, through the denoiser view, and preconditioned variants.
+
+A VE score model s(x, σ) ≈ ∇log p_σ(x) is a denoiser D(x, σ) = x + σ² s(x, σ) (Tweedie's formula), the view of
+Karras et al. (2022, "EDM") and Lu et al. (2022, DPM-Solver++). On it, with EDM's noise levels
+
+    σ_i = (σ_max^{1/ρ} + i/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ,  i = 0 … N−1,  σ_N = 0,  ρ = 7,
+
+* :func:`euler` — the probability-flow ODE dx/dσ = (x − D(x, σ))/σ by Euler steps (N evaluations);
+* :func:`heun` — EDM's Algorithm 1, Heun's 2nd-order method, the last step Euler (2N − 1 evaluations);
+* :func:`dpmpp_2m` — DPM-Solver++(2M), the multistep 2nd-order data-prediction solver (N evaluations);
+* :func:`edm_stochastic` — EDM's Algorithm 2: "churn" noise raising σ_i to σ̂ = (1 + γ)σ_i, then a Heun step;
+  with a preconditioner the churn noise is M⁻¹ξ and the drift's score goes through M⁻¹M⁻ᵀ (PDS applied to the
+  Langevin-like part);
+* :func:`pc_kept` — the released predictor-corrector sampler with PDS in a form that keeps the marginals p_σ of a
+  Gaussian target: the vanilla prior N(0, σ_max²I), the preconditioned Langevin corrector (invariant by Thm 1), and
+  a predictor whose noise is corrected. Per frequency with drift gain p (the symbol of M⁻¹M⁻ᵀ), the reverse
+  diffusion's variance C obeys dC/dτ = −2p·g²·C/(s + σ²) + q·g² for noise gain q; C = s + σ² needs dC/dτ = −g²,
+  i.e. q = 2p − 1 (the released code uses q = p, which keeps C only where p = 1). Needs p ≥ 1/2 — true for the
+  released normalisation, whose gains are ≥ 1 — and a frequency filter only.
+
+Written here rather than taken from k-diffusion: its installation would pull packages the CPU budget of
+`make test` does not need (and it does not run our preconditioner inside its steps); these few update rules are
+checked against closed forms (``tests/test_modern.py``: exact per-frequency recursions in :mod:`pds.exact` and
+Monte Carlo). Each sampler returns ``(samples, nfe)`` like :mod:`pds.samplers`; ``generator`` may be one generator
+or one per sample.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from pds.precondition import Preconditioner
+from pds.samplers import _FiniteCheck, _initial, _ops, _randn, pc_sampler
+
+__all__ = ["edm_sigmas", "denoiser", "euler", "heun", "dpmpp_2m", "edm_stochastic", "pc_kept", "kept_noise_gain",
+           "DRAWERS", "SAMPLERS"]
+
+SAMPLERS = ("euler", "heun", "dpmpp_2m", "edm_churn", "pc_kept")
+
+
+def edm_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> list[float]:
+    """EDM's N noise levels from sigma_max to sigma_min (ρ-spaced), then 0: a list of N + 1 floats."""
+    if int(n) != n or n < 1:
+        raise ValueError(f"the number of steps must be a positive integer, got {n}")
+    if not (0 < sigma_min < sigma_max and math.isfinite(sigma_max)):
+        raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got {sigma_min}, {sigma_max}")
+    if n == 1:
+        return [float(sigma_max), 0.0]
+    a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    return [float((a + i / (n - 1) * (b - a)) ** rho) for i in range(n)] + [0.0]
+
+
+def denoiser(score: Callable) -> Callable:
+    """D(x, σ) = x + σ² s(x, σ) (Tweedie) for a score model ``score(x, σ)``, σ a float."""
+    return lambda x, sigma: x + sigma**2 * score(x, sigma)
+
+
+def _start(shape, sigmas, generator, dtype, device, noise=None):
+    shp, x = _initial(shape, dtype, device)
+    if x is None:
+        z = _randn(shp, generator, dtype, device)
+        x = (z if noise is None else noise(z)) * sigmas[0]
+    return x
+
+
+def _check_sigmas(sigmas) -> list[float]:
+    s = [float(v) for v in sigmas]
+    if len(s) < 2 or s[-1] != 0.0 or any(a <= b for a, b in zip(s[:-1], s[1:], strict=False)) or s[-2] <= 0:
+        raise ValueError("sigmas must decrease strictly to a final 0 (use edm_sigmas)")
+    return s
+
+
+@torch.no_grad()
+def euler(score: Callable, shape, sigmas, *, generator=None, device=None, dtype=torch.float32,
+          check_every: int | None = None):
+    """Euler steps of the probability-flow ODE from σ_0 to 0 (the prior x ~ N(0, σ_0²I)); NFE = N."""
+    s = _check_sigmas(sigmas)
+    den = denoiser(score)
+    x = _start(shape, s, generator, dtype, device)
+    finite = _FiniteCheck(check_every, x.device, "Euler's state")
+    for i in range(len(s) - 1):
+        d = (x - den(x, s[i])) / s[i]
+        x = x + (s[i + 1] - s[i]) * d
+        finite(x, i, s[i], final=i == len(s) - 2)
+    return x, len(s) - 1
+
+
+def _heun_step(den, x, sigma, sigma_next, drift=None):
+    """One step of EDM's Algorithm 1 from σ to σ_next (Euler when σ_next = 0). ``drift`` maps the score part."""
+    def slope(y, sig):
+        v = (y - den(y, sig)) / sig  # = −σ s(y, σ)
+        return v if drift is None else drift(v)
+
+    d = slope(x, sigma)
+    x_next = x + (sigma_next - sigma) * d
+    if sigma_next == 0:
+        return x_next, 1
+    d2 = slope(x_next, sigma_next)
+    return x + (sigma_next - sigma) * 0.5 * (d + d2), 2
+
+
+@torch.no_grad()
+def heun(score: Callable, shape, sigmas, *, generator=None, device=None, dtype=torch.float32,
+         check_every: int | None = None):
+    """EDM's deterministic sampler (Algorithm 1); NFE = 2N − 1."""
+    s = _check_sigmas(sigmas)
+    den = denoiser(score)
+    x = _start(shape, s, generator, dtype, device)
+    finite = _FiniteCheck(check_every, x.device, "Heun's state")
+    nfe = 0
+    for i in range(len(s) - 1):
+        x, k = _heun_step(den, x, s[i], s[i + 1])
+        nfe += k
+        finite(x, i, s[i], final=i == len(s) - 2)
+    return x, nfe
+
+
+@torch.no_grad()
+def dpmpp_2m(score: Callable, shape, sigmas, *, generator=None, device=None, dtype=torch.float32,
+             check_every: int | None = None):
+    """DPM-Solver++(2M) for the VE denoiser (λ = −log σ): x_{i+1} = (σ_{i+1}/σ_i)·x_i + (1 − σ_{i+1}/σ_i)·D̃_i with
+    D̃_i = (1 + 1/(2r))·D_i − 1/(2r)·D_{i−1}, r = h_{i−1}/h_i (first order at the first and the last step); NFE = N."""
+    s = _check_sigmas(sigmas)
+    den = denoiser(score)
+    x = _start(shape, s, generator, dtype, device)
+    finite = _FiniteCheck(check_every, x.device, "DPM-Solver++'s state")
+    old = None
+    for i in range(len(s) - 1):
+        d = den(x, s[i])
+        if old is None or s[i + 1] == 0:
+            target = d
+        else:
+            h = math.log(s[i] / s[i + 1])
+            r = math.log(s[i - 1] / s[i]) / h
+            target = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * old
+        x = (s[i + 1] / s[i]) * x + (1 - s[i + 1] / s[i]) * target
+        old = d
+        finite(x, i, s[i], final=i == len(s) - 2)
+    return x, len(s) - 1
+
+
+@torch.no_grad()
+def edm_stochastic(score: Callable, shape, sigmas, *, s_churn: float = 40.0, s_tmin: float = 0.05,
+                   s_tmax: float = 50.0, s_noise: float = 1.003, preconditioner: Preconditioner | None = None,
+                   generator=None, device=None, dtype=torch.float32, check_every: int | None = None):
+    """EDM's stochastic sampler (Algorithm 2): γ_i = min(S_churn/N, √2 − 1) for σ_i ∈ [S_tmin, S_tmax], x̂ = x +
+    √(σ̂² − σ_i²)·S_noise·ξ with σ̂ = (1 + γ_i)σ_i, then a Heun step from σ̂ to σ_{i+1}; NFE = 2N − 1. With a
+    ``preconditioner`` ξ becomes M⁻¹ξ and the ODE's score part goes through M⁻¹M⁻ᵀ (the prior stays vanilla)."""
+    s = _check_sigmas(sigmas)
+    for name, v in (("s_churn", s_churn), ("s_noise", s_noise)):
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+    den = denoiser(score)
+    x = _start(shape, s, generator, dtype, device)
+    drift, noise = _ops(preconditioner, tuple(x.shape))
+    finite = _FiniteCheck(check_every, x.device, "the stochastic sampler's state")
+    n, nfe = len(s) - 1, 0
+    for i in range(n):
+        gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= s[i] <= s_tmax else 0.0
+        sigma_hat = s[i] * (1 + gamma)
+        if gamma > 0:
+            x = x + math.sqrt(sigma_hat**2 - s[i] ** 2) * s_noise * noise(_randn(tuple(x.shape), generator, dtype,
+                                                                                 x.device))
+        x, k = _heun_step(den, x, sigma_hat, s[i + 1], None if preconditioner is None else drift)
+        nfe += k
+        finite(x, i, s[i], final=i == n - 1)
+    return x, nfe
+
+
+def kept_noise_gain(preconditioner: Preconditioner) -> Preconditioner:
+    """The noise transform of the p_σ-keeping predictor: gain √(2p − 1) per frequency (p = D_f², the drift gain)."""
+    if preconditioner.space is not None:
+        raise NotImplementedError("the p_σ-keeping predictor is derived for frequency filters (a space filter couples "
+                                  "frequencies)")
+    if not preconditioner.hermitian:
+        raise NotImplementedError("the p_σ-keeping predictor needs a Hermitian-symmetric frequency filter")
+    if preconditioner.freq_gain is None:
+        return preconditioner
+    p = preconditioner.freq_gain**2
+    if (p < 0.5).any():
+        raise ValueError(f"drift gains below 1/2 (min {float(p.min()):.3g}): 2p − 1 < 0, the predictor's noise cannot "
+                         "be corrected; use a normalised filter (alpha > 1) or gains >= 1/sqrt(2)")
+    return Preconditioner(freq=torch.sqrt(2 * p - 1).reciprocal(), alpha=None)
+
+
+@torch.no_grad()
+def pc_kept(score: Callable, shape, sigma_min: float, sigma_max: float, num_scales: int, snr: float, *,
+            iterations: int, preconditioner: Preconditioner | None = None, denoise: bool = True, generator=None,
+            device=None, dtype=torch.float32, corrector_norm: str = "batch", check_every: int | None = None):
+    """The VE predictor-corrector sampler with PDS in the p_σ-keeping form (see the module docstring): vanilla prior,
+    preconditioned corrector, predictor with drift gain p and noise gain √(2p − 1); NFE = 2T."""
+    if preconditioner is None:
+        return pc_sampler(score, shape, sigma_min, sigma_max, num_scales, snr, iterations=iterations, denoise=denoise,
+                          generator=generator, device=device, dtype=dtype, corrector_norm=corrector_norm,
+                          check_every=check_every)
+    shp, x = _initial(shape, dtype, device)
+    if x is None:
+        x = _randn(shp, generator, dtype, device) * sigma_max  # the vanilla prior: p_σmax ≈ N(0, σ_max²I)
+    return pc_sampler(score, x, sigma_min, sigma_max, num_scales, snr, iterations=iterations,
+                      preconditioner=preconditioner, predictor_noise=kept_noise_gain(preconditioner), denoise=denoise,
+                      generator=generator, device=device, dtype=dtype, corrector_norm=corrector_norm,
+                      check_every=check_every)
+
+
+# -- the same samplers as pds.experiments draws them (registered as EXTRA_SAMPLERS) ---------------
+def _ode_draw(fn):
+    def drawer(model, pre, method, T, shape, generator, device, progress=False):
+        cfg = model.config
+        sig = edm_sigmas(cfg["sigma_min"], cfg["sigma_max"], T)
+        if fn is edm_stochastic:
+            return fn(model.score, shape, sig, preconditioner=pre, generator=generator, device=device)
+        if pre is not None:
+            raise ValueError(f"{fn.__name__} is deterministic: it takes no preconditioner (use edm_churn or pc_kept)")
+        return fn(model.score, shape, sig, generator=generator, device=device)
+
+    return drawer
+
+
+def _pc_kept_draw(model, pre, method, T, shape, generator, device, progress=False):
+    cfg, exp = model.config, model.experiment
+    return pc_kept(model.score, shape, cfg["sigma_min"], cfg["sigma_max"], int(cfg["num_scales"]), exp.snr,
+                   iterations=T, preconditioner=pre, denoise=exp.denoise, generator=generator, device=device)
+
+
+DRAWERS = {"euler": _ode_draw(euler), "heun": _ode_draw(heun), "dpmpp_2m": _ode_draw(dpmpp_2m),
+           "edm_churn": _ode_draw(edm_stochastic), "pc_kept": _pc_kept_draw}
