@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from pds.fourier import half_plane_weights
+from pds.modern import SAMPLERS
 from pds.precondition import Preconditioner
 from pds.schedules import ve_schedule
 from pds.scores import StationaryGaussianScore
@@ -54,6 +55,7 @@ __all__ = [
     "pc_exact_dense",
     "langevin_stationary_dense",
     "best_step_contraction",
+    "ode_exact",
 ]
 
 
@@ -162,19 +164,34 @@ class _Setup:
                            corrector_steps=list(steps), index=self.index, shape=self.shape)
 
 
+PREDICTORS = ("released", "kept", "vanilla")
+
+
 def pc_exact(target: StationaryGaussianScore, sigma_min: float, sigma_max: float, num_scales: int,
              snr: float, *, iterations: int | None = None, speed_up: float | None = None,
              preconditioner: Preconditioner | None = None, solenoidal=None, omega: float = 0.0,
-             denoise: bool = True) -> ExactResult:
+             denoise: bool = True, prior: str = "released", predictor: str = "released") -> ExactResult:
     """Exact output moments of :func:`pds.samplers.pc_sampler` (expected-norm corrector step); the length is
-    given as there (``iterations`` or the released ``speed_up``)."""
+    given as there (``iterations`` or the released ``speed_up``).
+
+    ``prior``: "released" (σ_max·M⁻¹ξ) or "vanilla" (σ_max·ξ). ``predictor``: "released" (drift gain p, noise
+    gain p: the same preconditioner as the corrector), "kept" (drift gain p, noise gain 2p − 1: the p_σ-keeping
+    predictor of :func:`pds.modern.pc_kept`) or "vanilla" (no preconditioning in the predictor)."""
+    if prior not in ("released", "vanilla"):
+        raise ValueError(f"prior must be 'released' or 'vanilla', got {prior!r}")
+    if predictor not in PREDICTORS:
+        raise ValueError(f"predictor must be one of {PREDICTORS}, got {predictor!r}")
     st = _Setup.cached(target, preconditioner, solenoidal, omega)
     sched = ve_schedule(sigma_min, sigma_max, num_scales, speed_up, iterations=iterations, dtype=torch.float64)
     sigmas, _, g2s = sched.host()
     steps = []
     noise_sq = st.sum(st.p)
     delta0 = (-st.m_hat).to(torch.complex128)
-    var = sched.sigma_max**2 * st.p
+    var = sched.sigma_max**2 * (st.p if prior == "released" else torch.ones_like(st.p))
+    if predictor != "released":
+        if torch.is_complex(st.drift_symbol):
+            raise NotImplementedError("the kept / vanilla predictors are analysed without a solenoidal term")
+        return _pc_exact_variant(st, sched, sigmas, g2s, snr, noise_sq, delta0, var, denoise, predictor)
     if torch.is_complex(st.drift_symbol):  # a solenoidal term: complex gains, δ carried as is
         delta = delta0
         for i in range(sched.n):
@@ -210,6 +227,85 @@ def pc_exact(target: StationaryGaussianScore, sigma_min: float, sigma_max: float
         if not (denoise and i == sched.n - 1):
             var.add_(p, alpha=g2s[i])
     return st.result(amp * delta0, var, 2 * sched.n, steps)
+
+
+def _pc_exact_variant(st, sched, sigmas, g2s, snr, noise_sq, delta0, var, denoise, predictor) -> ExactResult:
+    """pc_exact with the predictor's own gains: drift p_pred, noise variance q (see :func:`pc_exact`)."""
+    p = st.p
+    if predictor == "kept":
+        if bool((p < 0.5).any()):
+            raise ValueError(f"drift gains below 1/2 (min {float(p.min()):.3g}): the kept predictor needs 2p − 1 >= 0")
+        p_pred, q = p, 2.0 * p - 1.0
+    else:
+        p_pred, q = torch.ones_like(p), torch.ones_like(p)
+    amp, steps = torch.ones_like(st.s), []
+    d0sq = delta0.abs() ** 2
+    for i in range(sched.n):
+        lam = 1.0 / (st.s + sigmas[i] ** 2)
+        grad_sq = st.sum(p**2 * lam**2 * (var + amp**2 * d0sq))
+        eps = 2.0 * snr**2 * noise_sq / grad_sq
+        steps.append(eps)
+        a = 1.0 - eps * lam * p
+        amp, var = amp * a, a**2 * var + 2.0 * eps * p
+        a = 1.0 - g2s[i] * lam * p_pred
+        amp, var = amp * a, a**2 * var
+        if not (denoise and i == sched.n - 1):
+            var = var + g2s[i] * q
+    return st.result(amp * delta0, var, 2 * sched.n, steps)
+
+
+def ode_exact(target: StationaryGaussianScore, sampler: str, sigmas, *, preconditioner: Preconditioner | None = None,
+              s_churn: float = 40.0, s_tmin: float = 0.05, s_tmax: float = 50.0, s_noise: float = 1.003,
+              expected_norm: bool = True) -> ExactResult:
+    """Exact output moments of the samplers of :mod:`pds.modern` on the noise levels ``sigmas``
+    (:func:`pds.modern.edm_sigmas`): "euler", "heun", "dpmpp_2m" and "edm_churn" (with an optional preconditioner:
+    churn noise M⁻¹ξ, drift gain p). Per frequency the denoiser is linear, D − m = s/(s + σ²)·(x − m), so every step
+    maps the deviation y = x − m to a·y (plus independent churn noise), and DPM-Solver++'s two-step rule is a
+    two-term recursion of the amplitude. The prior is N(0, σ_0²I)."""
+    if sampler not in SAMPLERS or sampler == "pc_kept":
+        raise ValueError(f"sampler must be one of euler, heun, dpmpp_2m, edm_churn; got {sampler!r}")
+    st = _Setup.cached(target, preconditioner if sampler == "edm_churn" else None, None, 0.0)
+    sig = [float(v) for v in sigmas]
+    p = st.p
+    delta0 = (-st.m_hat).to(torch.complex128)
+    amp, var = torch.ones_like(st.s), torch.full_like(st.s, sig[0] ** 2)
+    n, nfe = len(sig) - 1, 0
+
+    def heun_gain(sigma, sigma_next, gain):
+        slope = gain * sigma / (st.s + sigma**2)  # (y − D)/σ = slope · y, times the drift gain
+        a1 = 1.0 + (sigma_next - sigma) * slope
+        if sigma_next == 0:
+            return a1, 1
+        slope2 = gain * sigma_next / (st.s + sigma_next**2)
+        return 1.0 + (sigma_next - sigma) * 0.5 * (slope + slope2 * a1), 2
+
+    if sampler == "dpmpp_2m":
+        prev_amp, prev_kappa = None, None
+        for i in range(n):
+            kappa = st.s / (st.s + sig[i] ** 2)
+            r = sig[i + 1] / sig[i]
+            if prev_amp is None or sig[i + 1] == 0:
+                new = r * amp + (1 - r) * kappa * amp
+            else:
+                q = math.log(sig[i - 1] / sig[i]) / math.log(sig[i] / sig[i + 1])
+                new = r * amp + (1 - r) * ((1 + 1 / (2 * q)) * kappa * amp - (1 / (2 * q)) * prev_kappa * prev_amp)
+            prev_amp, prev_kappa, amp = amp, kappa, new
+            nfe += 1
+        return st.result(amp * delta0, amp**2 * var, nfe)
+    for i in range(n):
+        sigma = sig[i]
+        if sampler == "edm_churn":
+            gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
+            sigma_hat = sigma * (1 + gamma)
+            var = var + (sigma_hat**2 - sigma**2) * s_noise**2 * p
+            sigma = sigma_hat
+        if sampler == "euler":
+            a, k = 1.0 + (sig[i + 1] - sigma) * sigma / (st.s + sigma**2), 1
+        else:
+            a, k = heun_gain(sigma, sig[i + 1], p if sampler == "edm_churn" else 1.0)
+        amp, var = amp * a, a**2 * var
+        nfe += k
+    return st.result(amp * delta0, var, nfe)
 
 
 def annealed_langevin_exact(target: StationaryGaussianScore, sigmas, n_steps_each, step_lr: float, *,
