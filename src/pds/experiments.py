@@ -16,6 +16,7 @@ proportionally); for NCSN++, T is the number of predictor-corrector iterations (
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import time
@@ -25,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pds import modern
+from pds import filters, metrics, models, modern, precondition, samplers, schedules, solenoidal
 from pds.checkpoints import file_sha256, load_official, load_trained
 from pds.configs import EXPERIMENTS, Experiment, stand_in_for
 from pds.configs import experiment as experiment_named
 from pds.data import load_idx_images
 from pds.filters import frequency_filter, load_filters, parametric_filter
+from pds.models import ncsnpp, refinenet
 from pds.precondition import Preconditioner
 from pds.samplers import annealed_langevin, pc_sampler
 from pds.schedules import shorten_schedule
@@ -303,11 +305,6 @@ def code_fingerprint(method: Method | None = None) -> str:
     adapters, :func:`draw` and :func:`sample`, the metric (and ``method``'s extra sampler, if any). Part of every
     :class:`ResultCache` key, so an edit there makes the cache recompute instead of serving samples the current
     code would not draw; edits elsewhere (e.g. the verdicts, new samplers) keep it."""
-    import inspect
-
-    from pds import filters, metrics, models, precondition, samplers, schedules, solenoidal
-    from pds.models import ncsnpp, refinenet
-
     parts = [samplers.pc_sampler, samplers.annealed_langevin, samplers._langevin_schedule, samplers._initial,
              samplers._ops, samplers._identity, samplers._draw, samplers._randn, samplers._rand, samplers._norms,
              schedules.ve_schedule,

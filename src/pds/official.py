@@ -20,7 +20,7 @@ import torch
 from pds.checkpoints import CHECKPOINT_DIR, atomic_save, find_checkpoint
 from pds.configs import EXPERIMENTS, Experiment
 from pds.filters import save_filters
-from pds.models import CondRefineNetDilated, NCSNpp, NCSNppConfig, NCSNv2Deeper
+from pds.models import OFFICIAL_CONFIGS, CondRefineNetDilated, NCSNpp, NCSNppConfig, NCSNv2Deeper
 from pds.paths import DATA_DIR
 from pds.schedules import geometric_sigmas
 from pds.timing import synthetic_filters
@@ -62,8 +62,6 @@ def inventory(checkpoints=None, filters_dir=None) -> list[dict]:
 
 def tiny_ncsnpp_config(exp: Experiment, size: int = 16) -> NCSNppConfig:
     """A tiny NCSN++ with the experiment's progressive layout and noise range (random-weight stand-ins only)."""
-    from pds.models import OFFICIAL_CONFIGS
-
     official = OFFICIAL_CONFIGS[exp.ncsnpp_config]
     return NCSNppConfig(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(size // 2,), image_size=size,
                         channels=3, progressive=official.progressive, progressive_input=official.progressive_input,
