@@ -66,6 +66,13 @@ def _start(shape, sigmas, generator, dtype, device, noise=None):
     return x
 
 
+def _setup(score, shape, sigmas, generator, dtype, device, check_every, what):
+    """What every sampler here starts with: the checked σ list, the denoiser, the prior draw, the NaN check."""
+    s = _check_sigmas(sigmas)
+    x = _start(shape, s, generator, dtype, device)
+    return s, denoiser(score), x, _FiniteCheck(check_every, x.device, what)
+
+
 def _check_sigmas(sigmas) -> list[float]:
     s = [float(v) for v in sigmas]
     if len(s) < 2 or s[-1] != 0.0 or any(a <= b for a, b in zip(s[:-1], s[1:], strict=False)) or s[-2] <= 0:
@@ -77,10 +84,7 @@ def _check_sigmas(sigmas) -> list[float]:
 def euler(score: Callable, shape, sigmas, *, generator=None, device=None, dtype=torch.float32,
           check_every: int | None = None):
     """Euler steps of the probability-flow ODE from σ_0 to 0 (the prior x ~ N(0, σ_0²I)); NFE = N."""
-    s = _check_sigmas(sigmas)
-    den = denoiser(score)
-    x = _start(shape, s, generator, dtype, device)
-    finite = _FiniteCheck(check_every, x.device, "Euler's state")
+    s, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every, "Euler's state")
     for i in range(len(s) - 1):
         d = (x - den(x, s[i])) / s[i]
         x = x + (s[i + 1] - s[i]) * d
@@ -106,10 +110,7 @@ def _heun_step(den, x, sigma, sigma_next, drift=None):
 def heun(score: Callable, shape, sigmas, *, generator=None, device=None, dtype=torch.float32,
          check_every: int | None = None):
     """EDM's deterministic sampler (Algorithm 1); NFE = 2N − 1."""
-    s = _check_sigmas(sigmas)
-    den = denoiser(score)
-    x = _start(shape, s, generator, dtype, device)
-    finite = _FiniteCheck(check_every, x.device, "Heun's state")
+    s, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every, "Heun's state")
     nfe = 0
     for i in range(len(s) - 1):
         x, k = _heun_step(den, x, s[i], s[i + 1])
@@ -123,10 +124,7 @@ def dpmpp_2m(score: Callable, shape, sigmas, *, generator=None, device=None, dty
              check_every: int | None = None):
     """DPM-Solver++(2M) for the VE denoiser (λ = −log σ): x_{i+1} = (σ_{i+1}/σ_i)·x_i + (1 − σ_{i+1}/σ_i)·D̃_i with
     D̃_i = (1 + 1/(2r))·D_i − 1/(2r)·D_{i−1}, r = h_{i−1}/h_i (first order at the first and the last step); NFE = N."""
-    s = _check_sigmas(sigmas)
-    den = denoiser(score)
-    x = _start(shape, s, generator, dtype, device)
-    finite = _FiniteCheck(check_every, x.device, "DPM-Solver++'s state")
+    s, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every, "DPM-Solver++'s state")
     old = None
     for i in range(len(s) - 1):
         d = den(x, s[i])
@@ -149,14 +147,12 @@ def edm_stochastic(score: Callable, shape, sigmas, *, s_churn: float = 40.0, s_t
     """EDM's stochastic sampler (Algorithm 2): γ_i = min(S_churn/N, √2 − 1) for σ_i ∈ [S_tmin, S_tmax], x̂ = x +
     √(σ̂² − σ_i²)·S_noise·ξ with σ̂ = (1 + γ_i)σ_i, then a Heun step from σ̂ to σ_{i+1}; NFE = 2N − 1. With a
     ``preconditioner`` ξ becomes M⁻¹ξ and the ODE's score part goes through M⁻¹M⁻ᵀ (the prior stays vanilla)."""
-    s = _check_sigmas(sigmas)
     for name, v in (("s_churn", s_churn), ("s_noise", s_noise)):
         if not (math.isfinite(v) and v >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {v}")
-    den = denoiser(score)
-    x = _start(shape, s, generator, dtype, device)
+    s, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every,
+                               "the stochastic sampler's state")
     drift, noise = _ops(preconditioner, tuple(x.shape))
-    finite = _FiniteCheck(check_every, x.device, "the stochastic sampler's state")
     n, nfe = len(s) - 1, 0
     for i in range(n):
         gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= s[i] <= s_tmax else 0.0
