@@ -187,3 +187,21 @@ def test_a_diverging_run_is_cached_as_such(tmp_path):
     assert row["value"] == float("inf") and "non-finite" in row["diverged"] and calls == []
     assert cache.run(model, method, 5, 2, 0, score_fn)["key"] == row["key"] and calls == []
     assert cache.samples(row["key"]).shape[0] == 0
+
+
+def test_ship_cache_keeps_rows_statistics_and_the_first_samples(tmp_path):
+    from pds.experiments import ship_cache
+    from pds.metrics import image_statistics
+
+    model = toy("ncsnpp")
+    score_fn, calls = counting_score()
+    local = ResultCache(tmp_path / "local")
+    row = local.run(model, Method(), 3, 6, 0, score_fn)
+    stored = image_statistics(local.samples(row["key"]))  # from the uint8 samples: equal to rounding
+    assert row["image_stats"] == pytest.approx(stored, abs=1e-4)
+    assert ship_cache(tmp_path / "local", tmp_path / "shipped", keep=4) == {"runs": 1}
+    reader = ResultCache(tmp_path / "fresh", shipped=tmp_path / "shipped")
+    again = reader.run(model, Method(), 3, 6, 0, score_fn)
+    assert calls == [0] and again["value"] == row["value"] and again["samples_kept"] == 4
+    assert reader.samples(row["key"]).shape[0] == 4
+    assert reader.image_stats(again) == row["image_stats"]  # from all 6 samples, not the 4 kept

@@ -32,6 +32,7 @@ from pds.configs import EXPERIMENTS, Experiment, stand_in_for
 from pds.configs import experiment as experiment_named
 from pds.data import load_idx_images
 from pds.filters import frequency_filter, load_filters, parametric_filter
+from pds.metrics import image_statistics
 from pds.models import ncsnpp, refinenet
 from pds.precondition import Preconditioner
 from pds.samplers import annealed_langevin, pc_sampler
@@ -40,7 +41,8 @@ from pds.solenoidal import FourierSkew, PaperSolenoidal, central_difference
 
 __all__ = ["Method", "SmallModel", "ResultCache", "sample", "draw", "crop_and_clip", "statistics_filter",
            "flat_equivalent", "EXTRA_SAMPLERS",
-           "Verdict", "spread", "matches", "beats", "code_fingerprint", "run_seeds", "values", "floor_values"]
+           "Verdict", "spread", "matches", "beats", "code_fingerprint", "run_seeds", "values", "floor_values",
+           "ship_cache"]
 
 
 FILTERS = (None, "parametric", "flat", "statistics", "file")
@@ -382,6 +384,13 @@ class ResultCache:
         with np.load(found[1] / f"{key}.npz") as data:
             return torch.from_numpy(data["samples"]).float() / 255.0
 
+    def image_stats(self, row: dict) -> dict | None:
+        """Brightness and contrast of all of a run's samples (:func:`pds.metrics.image_statistics`): stored in the
+        row when it was computed (a shipped cache keeps only the first samples), else computed from the samples."""
+        if row.get("image_stats") is not None or row.get("diverged"):
+            return row.get("image_stats")
+        return image_statistics(self.samples(row["key"]))
+
     def describe(self, model: SmallModel, method: Method, T: int, n: int, seed: int, batch_size: int) -> dict:
         if method.sampler not in self._fingerprints:
             self._fingerprints[method.sampler] = code_fingerprint(method)
@@ -410,17 +419,42 @@ class ResultCache:
         if diverged is None:
             metric = score_fn(x, nfe=nfe, seed=seed)
             name, value, reference = metric.name, metric.value, metric.reference
+            stats = image_statistics(x)
         else:
-            name, value, reference = "diverged", math.inf, None
+            name, value, reference, stats = "diverged", math.inf, None, None
         tmp = self.root / f"{key}.tmp.npz"
         np.savez_compressed(tmp, samples=(x.numpy() * 255).round().astype(np.uint8))
         tmp.replace(self.root / f"{key}.npz")
         row = {"key": key, **desc, "label": method.label, "nfe": nfe, "metric": name, "value": value,
-               "reference": reference, "wall_s": wall, "diverged": diverged}
+               "reference": reference, "wall_s": wall, "diverged": diverged, "image_stats": stats}
         cut = self.path.is_file() and not self.path.read_bytes().endswith(b"\n") and self.path.stat().st_size > 0
         with open(self.path, "a") as f:
             f.write(("\n" if cut else "") + json.dumps(row) + "\n")
         return row
+
+
+def ship_cache(src, dst, keep: int = 32) -> dict:
+    """Copy the result cache ``src`` to ``dst`` compactly, for shipping: every row, with the image statistics of
+    all its samples, and only the first ``keep`` samples of each run (what the notebooks show). A run whose samples
+    are missing is skipped. Returns counts."""
+    src, dst = Path(src), Path(dst)
+    reader = ResultCache(src)
+    dst.mkdir(parents=True, exist_ok=True)
+    rows, kept = [], 0
+    for row in ResultCache._rows(src):
+        path = src / f"{row['key']}.npz"
+        if not path.is_file():
+            continue
+        with np.load(path) as data:
+            x = data["samples"]
+        row = {**row, "image_stats": reader.image_stats(row), "samples_kept": int(min(keep, len(x)))}
+        tmp = dst / f"{row['key']}.tmp.npz"
+        np.savez_compressed(tmp, samples=x[:keep])
+        tmp.replace(dst / f"{row['key']}.npz")
+        rows.append(json.dumps(row))
+        kept += 1
+    (dst / "results.jsonl").write_text("".join(r + "\n" for r in rows))
+    return {"runs": kept}
 
 
 def run_seeds(cache: ResultCache, model: SmallModel, method: Method, T: int, n: int, seeds, score_fn,
