@@ -7,12 +7,12 @@ import math
 
 import pytest
 import torch
+from test_samplers import PC, _compare, _target
 
 from pds.exact import ode_exact, pc_exact
 from pds.filters import parametric_filter
 from pds.modern import dpmpp_2m, edm_sigmas, edm_stochastic, euler, heun, kept_noise_gain, pc_kept
 from pds.precondition import Preconditioner
-from test_samplers import PC, _compare, _target
 
 FNS = {"euler": euler, "heun": heun, "dpmpp_2m": dpmpp_2m, "edm_churn": edm_stochastic}
 
