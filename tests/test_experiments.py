@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -129,6 +130,31 @@ def test_verdicts_matches_and_beats():
     with pytest.raises(AssertionError, match="finding changed"):
         check_verdict(v, False)
 
+
+
+def test_grid_verdicts_read_fig6_sentences_off_the_grid():
+    from pds.experiments import grid_verdicts
+
+    r, lam = (0.05, 0.2, 0.5), (0.5, 1.0, 2.0)
+    vanilla = [100.0, 102.0, 98.0]  # mean 100, std 2: good below 96, like vanilla within 96 … 104
+    # the paper's picture: good in the middle, vanilla at high λ and low r, pale at low λ and high r
+    fd = np.array([[101.0, 99.0, 100.0], [50.0, 60.0, 103.0], [70.0, 80.0, 97.0]])
+    contrast = np.array([[0.5, 1.0, 1.0], [0.6, 1.0, 1.0], [0.4, 0.7, 0.9]])
+    v = grid_verdicts(fd, contrast, r, lam, vanilla, data_contrast=1.0, T=20)
+    assert {k: x.holds for k, x in v.items()} == {"grid good side": False, "grid high λ is vanilla": True,
+                                                   "grid low r is vanilla": True, "grid low λ is pale": True,
+                                                   "grid high r is pale": True}
+    assert "4 of 9 good" in v["grid good side"].detail and "(0.2H, 1)" in v["grid good side"].detail
+    # the opposite picture: good only at λ < 1, worse than vanilla at high λ, nothing pale
+    fd2 = np.array([[60.0, 100.0, 300.0], [70.0, 100.0, 400.0], [100.0, 100.0, 100.0]])
+    v2 = grid_verdicts(fd2, np.ones((3, 3)) * 1.2, r, lam, vanilla, data_contrast=1.0, T=20)
+    assert {k: x.holds for k, x in v2.items()} == {"grid good side": True, "grid high λ is vanilla": False,
+                                                    "grid low r is vanilla": False, "grid low λ is pale": False,
+                                                    "grid high r is pale": False}
+    # no good cell at all: the good side is not established
+    assert not grid_verdicts(np.full((3, 3), 100.0), contrast, r, lam, vanilla, 1.0, 20)["grid good side"].holds
+    with pytest.raises(ValueError, match="shape"):
+        grid_verdicts(fd[:2], contrast, r, lam, vanilla, 1.0, 20)
 
 def test_shipped_cache_is_read_and_the_code_fingerprint_is_in_the_key(tmp_path, monkeypatch):
     import pds.experiments as E

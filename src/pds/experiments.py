@@ -42,7 +42,7 @@ from pds.solenoidal import FourierSkew, PaperSolenoidal, central_difference
 __all__ = ["Method", "SmallModel", "ResultCache", "sample", "draw", "crop_and_clip", "statistics_filter",
            "flat_equivalent", "EXTRA_SAMPLERS",
            "Verdict", "spread", "matches", "beats", "code_fingerprint", "run_seeds", "values", "floor_values",
-           "ship_cache"]
+           "ship_cache", "grid_verdicts"]
 
 
 FILTERS = (None, "parametric", "flat", "statistics", "file")
@@ -526,5 +526,50 @@ def beats(values, other, claim: str, floor=None) -> Verdict:
     return Verdict(claim, ma + 2.0 * se < mb, f"{_fmt(values, 'mean')} vs {_fmt(other, 'other')}, "
                                              f"difference {mb - ma:.4g}, 2 se {2 * se:.3g}{_floor(floor)}")
 
+
+
+def grid_verdicts(fd, contrast, r_values, lam_values, vanilla, data_contrast: float, T: int) -> dict[str, Verdict]:
+    """Fig. 6's sentences about the parametric filter's (r, λ) grid, as verdicts on one seed's grid at T iterations.
+
+    ``fd``, ``contrast``: arrays of shape (len(r_values), len(lam_values)), the FD and the samples' contrast (mean
+    per-image pixel standard deviation) of each cell; ``vanilla``: vanilla's FD over seeds at the same T;
+    ``data_contrast``: the data's contrast. A cell is *good* when its FD is below vanilla's mean by more than two of
+    vanilla's standard deviations, *like vanilla* when within two, *pale* when its contrast is below the data's.
+    The paper: "λ too high or r too low → PDS degrades to the vanilla sampling"; "λ too low or r too high →
+    over-suppressing high-frequency signals, pale images"; and where the good cells lie.
+    """
+    fd, contrast = np.asarray(fd, dtype=np.float64), np.asarray(contrast, dtype=np.float64)
+    r = np.repeat(np.asarray(r_values, dtype=np.float64)[:, None], len(lam_values), axis=1)
+    lam = np.repeat(np.asarray(lam_values, dtype=np.float64)[None, :], len(r_values), axis=0)
+    if fd.shape != r.shape or contrast.shape != r.shape:
+        raise ValueError(f"fd {fd.shape} and contrast {contrast.shape} must both have shape {r.shape} "
+                         "(len(r_values), len(lam_values))")
+    m, s, _ = spread(vanilla)
+    good, near, pale = fd < m - 2 * s, np.abs(fd - m) <= 2 * s, contrast < data_contrast
+
+    def cells(mask):
+        return ", ".join(f"({a:g}H, {b:g})" for a, b in zip(r[mask], lam[mask], strict=True)) or "none"
+
+    def row(values):
+        return [float(f"{v:.3g}") for v in values]
+
+    van = f"vanilla {m:.4g} ± {s:.2g}"
+    rel = contrast / data_contrast
+    return {
+        "grid good side": Verdict(f"T={T}: every grid cell that beats vanilla has λ < 1", bool(good.any() and
+                                  (lam[good] < 1).all()), f"{int(good.sum())} of {good.size} good: {cells(good)}"),
+        "grid high λ is vanilla": Verdict(f"T={T}: λ too high degrades to vanilla (at the largest λ every r is within "
+                                          "vanilla ± 2 std)", bool(near[:, -1].all()),
+                                          f"FD at λ = {lam_values[-1]:g}: {row(fd[:, -1])}, {van}"),
+        "grid low r is vanilla": Verdict(f"T={T}: r too low degrades to vanilla (at the smallest r every λ is within "
+                                         "vanilla ± 2 std)", bool(near[0].all()),
+                                         f"FD at r = {r_values[0]:g}H: {row(fd[0])}, {van}"),
+        "grid low λ is pale": Verdict(f"T={T}: λ too low gives pale images (at the smallest λ every r has less "
+                                      "contrast than the data)", bool(pale[:, 0].all()),
+                                      f"contrast / data at λ = {lam_values[0]:g}: {row(rel[:, 0])}"),
+        "grid high r is pale": Verdict(f"T={T}: r too high gives pale images (at the largest r every λ has less "
+                                       "contrast than the data)", bool(pale[-1].all()),
+                                       f"contrast / data at r = {r_values[-1]:g}H: {row(rel[-1])}"),
+    }
 
 EXTRA_SAMPLERS.update(modern.DRAWERS)  # euler, heun, dpmpp_2m, edm_churn, pc_kept (pds.modern)
