@@ -21,6 +21,8 @@ def test_check_passes_and_fails(capsys):
     with pytest.raises(AssertionError):
         check("y", 1.0, 2.0, ">=")
     assert "PASS  x" in capsys.readouterr().out
+    assert check("z", 3.0, 2.0, enforce=False) == 3.0  # printed as failing, not raised
+    assert "FAIL  z: 3  (required <= 2) (not asserted)" in capsys.readouterr().out
 
 
 def test_figures_go_to_env_dir(tmp_path, monkeypatch):

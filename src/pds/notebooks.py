@@ -82,16 +82,19 @@ def save_figure(fig, name: str, profile: str, dpi: int = 120) -> Path:
     return path
 
 
-def check(name: str, value: float, bound: float, kind: str = "<=") -> float:
+def check(name: str, value: float, bound: float, kind: str = "<=", enforce: bool = True) -> float:
     """Print a measured number next to its tolerance and raise if it is outside.
 
-    ``kind`` is "<=" (value must not exceed bound) or ">=" (value must reach bound).
+    ``kind`` is "<=" (value must not exceed bound) or ">=" (value must reach bound). ``enforce=False`` prints the
+    same line without raising: for wall-clock timings in the smoke profile, which runs inside the test suite on a
+    shared machine (speed is asserted nowhere in the tests; see ``benchmarks/``).
     """
     if kind not in ("<=", ">="):
         raise ValueError(f"kind must be '<=' or '>=', got {kind!r}")
     ok = value <= bound if kind == "<=" else value >= bound
-    print(f"{'PASS' if ok else 'FAIL'}  {name}: {value:.4g}  (required {kind} {bound:.4g})")
-    if not ok:
+    print(f"{'PASS' if ok else 'FAIL'}  {name}: {value:.4g}  (required {kind} {bound:.4g})"
+          + ("" if enforce else " (not asserted)"))
+    if not ok and enforce:
         raise AssertionError(f"{name} = {value:.6g} violates {kind} {bound:.6g}")
     return value
 
