@@ -95,7 +95,7 @@ def test_sample_refuses_bad_arguments(args, match, tmp_path, capsys):
         os.chdir(cwd)
     err = capsys.readouterr().err
     assert code == 2 and match in err and "Traceback" not in err, err
-    assert not (tmp_path / "o" / "shard_00000.npz").exists()
+    assert not (tmp_path / "o").exists()  # nothing written, not even the run's settings
 
 
 def test_a_folder_refuses_another_run_and_fid_errors_are_clear(tmp_path, capsys, monkeypatch):

@@ -143,12 +143,12 @@ def run_sharded(model: SmallModel, method: Method, T: int, n: int, seed: int, ou
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
         settings = _settings(model, method, T, n, seed, shard_size)
+        pre = model.preconditioner(method)  # a bad filter is refused before anything is written
         if ctx.rank == 0:
             out.mkdir(parents=True, exist_ok=True)
             _write_manifest(out, settings)
         ctx.barrier()
         _write_manifest(out, settings)  # every rank checks it extends the same run
-        pre = model.preconditioner(method)
         if isinstance(model.score, torch.nn.Module):
             model.score.to(dev)
         shards = shard_indices(n, shard_size)
