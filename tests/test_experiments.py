@@ -131,7 +131,6 @@ def test_verdicts_matches_and_beats():
         check_verdict(v, False)
 
 
-
 def test_grid_verdicts_read_fig6_sentences_off_the_grid():
     from pds.experiments import grid_verdicts
 
@@ -155,6 +154,7 @@ def test_grid_verdicts_read_fig6_sentences_off_the_grid():
     assert not grid_verdicts(np.full((3, 3), 100.0), contrast, r, lam, vanilla, 1.0, 20)["grid good side"].holds
     with pytest.raises(ValueError, match="shape"):
         grid_verdicts(fd[:2], contrast, r, lam, vanilla, 1.0, 20)
+
 
 def test_shipped_cache_is_read_and_the_code_fingerprint_is_in_the_key(tmp_path, monkeypatch):
     import pds.experiments as E

@@ -438,7 +438,6 @@ def ship_cache(src, dst, keep: int = 32) -> dict:
     all its samples, and only the first ``keep`` samples of each run (what the notebooks show). A run whose samples
     are missing is skipped. Returns counts."""
     src, dst = Path(src), Path(dst)
-    reader = ResultCache(src)
     dst.mkdir(parents=True, exist_ok=True)
     rows, kept = [], 0
     for row in ResultCache._rows(src):
@@ -447,7 +446,10 @@ def ship_cache(src, dst, keep: int = 32) -> dict:
             continue
         with np.load(path) as data:
             x = data["samples"]
-        row = {**row, "image_stats": reader.image_stats(row), "samples_kept": int(min(keep, len(x)))}
+        stats = row.get("image_stats")
+        if stats is None and not row.get("diverged"):  # rows cached before image statistics were stored
+            stats = image_statistics(torch.from_numpy(x).float() / 255.0)
+        row = {**row, "image_stats": stats, "samples_kept": int(min(keep, len(x)))}
         tmp = dst / f"{row['key']}.tmp.npz"
         np.savez_compressed(tmp, samples=x[:keep])
         tmp.replace(dst / f"{row['key']}.npz")
@@ -527,7 +529,6 @@ def beats(values, other, claim: str, floor=None) -> Verdict:
                                              f"difference {mb - ma:.4g}, 2 se {2 * se:.3g}{_floor(floor)}")
 
 
-
 def grid_verdicts(fd, contrast, r_values, lam_values, vanilla, data_contrast: float, T: int) -> dict[str, Verdict]:
     """Fig. 6's sentences about the parametric filter's (r, λ) grid, as verdicts on one seed's grid at T iterations.
 
@@ -571,5 +572,6 @@ def grid_verdicts(fd, contrast, r_values, lam_values, vanilla, data_contrast: fl
                                        "contrast than the data)", bool(pale[-1].all()),
                                        f"contrast / data at r = {r_values[-1]:g}H: {row(rel[-1])}"),
     }
+
 
 EXTRA_SAMPLERS.update(modern.DRAWERS)  # euler, heun, dpmpp_2m, edm_churn, pc_kept (pds.modern)
