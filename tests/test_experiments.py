@@ -231,3 +231,64 @@ def test_ship_cache_keeps_rows_statistics_and_the_first_samples(tmp_path):
     assert calls == [0] and again["value"] == row["value"] and again["samples_kept"] == 4
     assert reader.samples(row["key"]).shape[0] == 4
     assert reader.image_stats(again) == row["image_stats"]  # from all 6 samples, not the 4 kept
+
+
+def test_table1_stand_in_picks_alpha_on_the_first_seed_and_states_the_three_claims(tmp_path):
+    from pds.experiments import matches, spread, table1_stand_in
+
+    model = toy("ncsnpp")
+    score_fn, calls = counting_score()
+    cache = ResultCache(tmp_path)
+    full = [0.5, 0.52, 0.49]
+    table = table1_stand_in(cache, model, score_fn, n=3, seeds=(0, 1), table_T=(2, 3), alphas=(2.0, 5.0),
+                            full=full, full_T=1000)
+    # per T: 2 α on seed 0, then vanilla on 2 seeds and the chosen α on seed 1 (its seed-0 run is the search's)
+    assert calls == [0, 0, 0, 1, 1] * 2
+    for T in (2, 3):
+        search = {a: cache.run(model, Method("statistics", alpha=a), T, 3, 0, score_fn)["value"] for a in (2.0, 5.0)}
+        assert table.search[T] == search and table.alpha[T] == min(search, key=search.get)
+        pds = Method("statistics", alpha=table.alpha[T])
+        assert table.values[(T, pds.label)][0] == search[table.alpha[T]]
+        assert table.verdicts[f"matches {T}"].holds == matches(table.values[(T, pds.label)], full, "x").holds
+        assert set(table.verdicts) >= {f"beats {T}", f"matches {T}", f"vanilla matches {T}"}
+    assert calls == [0, 0, 0, 1, 1] * 2  # the checks above read the cache
+    assert [r["T"] for r in table.rows] == [2, 2, 3, 3, 1000] and table.rows[-1]["NFE"] == 2000
+    assert table.rows[0]["FD mean"] == spread(table.values[(2, "vanilla")])[0]
+    again = table1_stand_in(cache, model, score_fn, 3, (0, 1), (2, 3), (2.0, 5.0), full, full_T=1000)
+    assert calls == [0, 0, 0, 1, 1] * 2 and again.rows == table.rows
+    with pytest.raises(ValueError, match="at least one seed"):
+        table1_stand_in(cache, model, score_fn, 3, (), (2,), (2.0,), full)
+
+
+def test_parametric_grid_runs_every_cell_and_r_half_is_vanilla(tmp_path):
+    from pds.experiments import parametric_grid
+    from pds.metrics import image_statistics
+
+    model = toy("ncsnpp")
+    score_fn, calls = counting_score()
+    cache = ResultCache(tmp_path)
+    fd, contrast = parametric_grid(cache, model, 3, 4, 0, (0.2, 0.5), (0.7, 1.6, 2.2), score_fn)
+    assert fd.shape == contrast.shape == (2, 3) and len(calls) == 6
+    van = cache.run(model, Method(), 3, 4, 0, score_fn)
+    # r = 0.5H: the literal circle (h − H/2)² + (w − W/2)² ≤ 2r² covers the whole spectrum, so the filter is 1
+    np.testing.assert_array_equal(fd[1], van["value"])
+    assert not np.any(fd[0] == van["value"])
+    x, _ = sample(model, Method("parametric", r=0.2, lam=1.6), 3, 4, 0)
+    assert contrast[0, 1] == pytest.approx(image_statistics(x)["contrast"], abs=2e-3)  # samples stored as uint8
+
+
+def test_plot_fig6_grid_draws_both_heatmaps():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pds.notebooks import plot_fig6_grid
+
+    fd = np.array([[80.0, 300.0], [120.0, 100.0]])
+    fig = plot_fig6_grid(fd, np.ones_like(fd), (0.1, 0.5), (0.7, 1.6), [100.0, 104.0], 2.0, "FD at T=50")
+    left, right = fig.axes[:2]  # the colour bars come after the two heatmaps
+    assert "vanilla 102 ± 3" in left.get_title() and [t.get_text() for t in left.get_yticklabels()] == ["0.1H", "0.5H"]
+    assert sorted(t.get_text() for t in left.texts) == ["100", "120", "300", "80"]
+    assert {t.get_text() for t in right.texts} == {"0.50"}
+    plt.close(fig)

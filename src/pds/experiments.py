@@ -529,6 +529,72 @@ def beats(values, other, claim: str, floor=None) -> Verdict:
                                              f"difference {mb - ma:.4g}, 2 se {2 * se:.3g}{_floor(floor)}")
 
 
+@dataclass
+class Table1:
+    """The Table 1 stand-in on one model (:func:`table1_stand_in`): the rows (T, NFE, method, FD mean and std over
+    seeds), the first seed's FD of each α and the α chosen at each T, the values of every run by (T, label) and the
+    verdicts by name."""
+
+    rows: list[dict]
+    search: dict[int, dict[float, float]]
+    alpha: dict[int, float]
+    values: dict[tuple[int, str], list[float]]
+    verdicts: dict[str, Verdict]
+
+
+def table1_stand_in(cache: ResultCache, model: SmallModel, score_fn, n: int, seeds, table_T, alphas, full,
+                    floor=None, full_T: int | None = None, device=None) -> Table1:
+    """Table 1 of the paper on ``model`` (an NCSN++: T predictor-corrector iterations, 2T evaluations): at each T in
+    ``table_T``, vanilla and PDS with the statistics filter R (Eq. 14) over ``seeds``, α chosen among ``alphas`` by
+    the FD of the first seed alone (a small search in PDS's favour, as a user tuning it would do), against the
+    values ``full`` of vanilla at full length (``full_T`` iterations, default the model's). Verdicts, keyed
+    ``"beats T"`` (PDS at T beats vanilla at T), ``"matches T"`` (PDS at T matches full length) and ``"vanilla
+    matches T"``; ``floor``: the FD of real images at the same n, printed with the first. Every run goes through
+    ``cache`` (read when finished, else drawn and stored)."""
+    seeds = list(seeds)
+    if not seeds or not list(alphas):
+        raise ValueError(f"need at least one seed and one α, got seeds={seeds}, alphas={list(alphas)}")
+    full_T = model.full_T if full_T is None else full_T
+
+    def fd(method, T, which):
+        return values(run_seeds(cache, model, method, T, n, which, score_fn, device=device))
+
+    rows, searched, alpha, vals, verdicts = [], {}, {}, {}, {}
+    for T in table_T:
+        searched[T] = search = {float(a): fd(Method("statistics", alpha=float(a)), T, seeds[:1])[0] for a in alphas}
+        alpha[T] = min(search, key=search.get)
+        pds = Method("statistics", alpha=alpha[T])
+        for method in (Method(), pds):
+            vals[(T, method.label)] = v = fd(method, T, seeds)
+            m, s, _ = spread(v)
+            rows.append({"T": T, "NFE": 2 * T, "method": method.label, "FD mean": m, "FD std": s})
+        van, ours = vals[(T, "vanilla")], vals[(T, pds.label)]
+        verdicts[f"beats {T}"] = beats(ours, van, f"PDS (statistics R, α={alpha[T]:g}) at T={T} beats vanilla at "
+                                       f"T={T}", floor=floor)
+        verdicts[f"matches {T}"] = matches(ours, full, f"PDS (statistics R) at T={T} matches vanilla at T={full_T}")
+        verdicts[f"vanilla matches {T}"] = matches(van, full, f"vanilla at T={T} matches vanilla at T={full_T}")
+    m, s, _ = spread(full)
+    rows.append({"T": full_T, "NFE": 2 * full_T, "method": "vanilla (full length)", "FD mean": m, "FD std": s})
+    return Table1(rows, searched, alpha, vals, verdicts)
+
+
+def parametric_grid(cache: ResultCache, model: SmallModel, T: int, n: int, seed: int, r_values, lam_values, score_fn,
+                    device=None) -> tuple[np.ndarray, np.ndarray]:
+    """Fig. 6's grid: the parametric filter (literal reading) at every (r, λ), one run of n samples with ``seed`` at
+    T iterations each (through ``cache``). Returns two arrays of shape (len(r_values), len(lam_values)): the FD and
+    the samples' contrast (mean per-image pixel standard deviation, :func:`pds.metrics.image_statistics`), the
+    inputs of :func:`grid_verdicts`."""
+    fd = np.zeros((len(r_values), len(lam_values)))
+    contrast = np.zeros_like(fd)
+    for i, r in enumerate(r_values):
+        for j, lam in enumerate(lam_values):
+            row = cache.run(model, Method("parametric", r=r, lam=lam), T, n, seed, score_fn, device=device)
+            fd[i, j] = row["value"]
+            stats = cache.image_stats(row)
+            contrast[i, j] = math.nan if stats is None else stats["contrast"]
+    return fd, contrast
+
+
 def grid_verdicts(fd, contrast, r_values, lam_values, vanilla, data_contrast: float, T: int) -> dict[str, Verdict]:
     """Fig. 6's sentences about the parametric filter's (r, λ) grid, as verdicts on one seed's grid at T iterations.
 

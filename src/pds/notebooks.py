@@ -119,6 +119,28 @@ def state_findings(verdicts: dict, expected: dict, profile: str) -> None:
             print(("" if profile == "smoke" else "(not asserted) ") + str(verdict))
 
 
+def plot_fig6_grid(fd, contrast, r_values, lam_values, vanilla, data_contrast: float, title: str):
+    """Fig. 6's grid as two heatmaps (seaborn): left the FD of each (r, λ) on a log scale centred on vanilla's mean
+    FD at the same T (``vanilla``: its values over seeds), right the samples' contrast relative to the data's.
+    Returns the figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import seaborn as sns
+
+    fd = np.asarray(fd, dtype=np.float64)
+    van = np.asarray(vanilla, dtype=np.float64)
+    van_mean, van_std = float(van.mean()), float(van.std(ddof=1)) if van.size > 1 else 0.0
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    labels = dict(xticklabels=[f"{v:g}" for v in lam_values], yticklabels=[f"{v:g}H" for v in r_values])
+    sns.heatmap(np.log10(fd), ax=axes[0], annot=np.round(fd).astype(int), fmt="d", cmap="RdYlGn_r",
+                center=np.log10(van_mean), **labels, cbar_kws={"label": "log10 FD"})
+    axes[0].set(title=f"{title} (vanilla {van_mean:.0f} ± {van_std:.0f})", xlabel="λ", ylabel="r")
+    sns.heatmap(np.asarray(contrast) / data_contrast, ax=axes[1], annot=True, fmt=".2f", cmap="viridis", **labels,
+                cbar_kws={"label": "contrast / data contrast"})
+    axes[1].set(title="sample contrast relative to the data", xlabel="λ", ylabel="r")
+    return fig
+
+
 def list_notebooks(names=None) -> list[Path]:
     """The notebooks in order (``notebooks/NN_*.ipynb``), optionally only those matching ``names``."""
     books = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
