@@ -250,3 +250,28 @@ def test_sigterm_saves_says_how_to_resume_and_exits_without_a_traceback(tmp_path
 
     assert main([*RUN, "--steps", str(step + 2), "--save-every", "1", "--out", str(out)]) == 0
     assert _log_steps(out.with_suffix(".log.jsonl")) == list(range(step + 2))
+
+
+def test_shipped_checkpoints_load_match_their_sidecars_and_fit_the_size_budget():
+    """Every model in data/checkpoints loads through load_trained (which refuses a file whose SHA-256 differs from
+    its sidecar's), has the step, kind and width its sidecar's command states, and the shipped weights stay within
+    the 20 MB budget issue 12 set for all of them together."""
+    import shlex
+
+    from pds.checkpoints import SHIPPED_DIR, load_trained, read_sidecar
+
+    sidecars = sorted(p for p in SHIPPED_DIR.glob("*.json"))
+    assert len(sidecars) >= 4, f"expected the shipped models in {SHIPPED_DIR}, found {[p.name for p in sidecars]}"
+    total = 0
+    for side in sidecars:
+        pth = side.with_suffix(".pth")
+        meta = read_sidecar(pth)
+        score, config = load_trained(pth)
+        args = shlex.split(meta["command"])
+        assert args[args.index("--kind") + 1] == config["kind"], side.name
+        assert int(args[args.index("--steps") + 1]) == meta["step"] == meta["train"]["steps"], side.name
+        width = meta["net"].get("nf") or meta["net"].get("ngf")
+        assert width is None or int(args[args.index("--width") + 1]) == width, side.name
+        assert side.with_suffix(".log.jsonl").is_file(), side.name
+        total += pth.stat().st_size
+    assert total <= 20e6, f"shipped checkpoints take {total / 1e6:.1f} MB"
