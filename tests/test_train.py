@@ -260,13 +260,13 @@ def test_shipped_checkpoints_load_match_their_sidecars_and_fit_the_size_budget()
 
     from pds.checkpoints import SHIPPED_DIR, load_trained, read_sidecar
 
-    sidecars = sorted(p for p in SHIPPED_DIR.glob("*.json"))
+    sidecars = sorted(SHIPPED_DIR.glob("*.json"))
     assert len(sidecars) >= 4, f"expected the shipped models in {SHIPPED_DIR}, found {[p.name for p in sidecars]}"
     total = 0
     for side in sidecars:
         pth = side.with_suffix(".pth")
         meta = read_sidecar(pth)
-        score, config = load_trained(pth)
+        _, config = load_trained(pth)
         args = shlex.split(meta["command"])
         assert args[args.index("--kind") + 1] == config["kind"], side.name
         assert int(args[args.index("--steps") + 1]) == meta["step"] == meta["train"]["steps"], side.name

@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from pds.experiments import spread
 from pds.paths import BUILD_DIR, FIGURES_DIR, NOTEBOOK_DIR, REPO_ROOT
 
 __all__ = ["PROFILES", "choose", "check", "check_choices", "check_verdict", "state_findings", "figure_dir",
@@ -128,8 +129,7 @@ def plot_fig6_grid(fd, contrast, r_values, lam_values, vanilla, data_contrast: f
     import seaborn as sns
 
     fd = np.asarray(fd, dtype=np.float64)
-    van = np.asarray(vanilla, dtype=np.float64)
-    van_mean, van_std = float(van.mean()), float(van.std(ddof=1)) if van.size > 1 else 0.0
+    van_mean, van_std, _ = spread(vanilla)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     labels = dict(xticklabels=[f"{v:g}" for v in lam_values], yticklabels=[f"{v:g}H" for v in r_values])
     sns.heatmap(np.log10(fd), ax=axes[0], annot=np.round(fd).astype(int), fmt="d", cmap="RdYlGn_r",
