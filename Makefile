@@ -63,7 +63,7 @@ RESULTS := data/results/quality/default
 results: $(STAMP) data
 	rm -rf $(RESULTS) runs/quality/default
 	OMP_NUM_THREADS=1 $(PY) -m pds.notebooks --profile default 05 06 09 10
-	$(PY) -c "from pds.experiments import ship_cache; print(ship_cache('runs/quality/default', '$(RESULTS)'))"
+	$(PY) -c "from pds.cache import ship_cache; print(ship_cache('runs/quality/default', '$(RESULTS)'))"
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

@@ -3,10 +3,10 @@ NCSN on MNIST, Fig. 3, and NCSN++ on CIFAR-10, Table 1): vanilla versus PDS at g
 counts, scored by the classifier-feature FD of :mod:`pds.metrics`.
 
 A run is described by a :class:`Method` (vanilla, or PDS with a parametric or statistics filter), an
-iteration count T, a number of samples and a seed. :class:`ResultCache` keeps every finished run
-(metrics as JSON lines, samples as ``.npy``) keyed by its full description (the model's weights
-included, by their SHA-256), so an interrupted sweep loses nothing it finished, and a rerun with the
-same settings reads instead of recomputing.
+iteration count T, a number of samples and a seed. :class:`pds.cache.ResultCache` keeps every finished run (numbers
+as JSON lines, samples as ``.npz``) keyed by its normalised description and behaviour fingerprints of the code it
+runs, so an interrupted sweep loses nothing it finished, and a rerun with the same settings reads instead of
+recomputing.
 
 Iteration counts follow the paper: for NCSN, T is the number of Langevin steps (full: 10 levels ×
 100 steps; shorter schedules by :func:`pds.samplers.shorten_schedule`, with the step size expanded
@@ -15,41 +15,39 @@ proportionally); for NCSN++, T is the number of predictor-corrector iterations (
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from pds import filters, metrics, models, modern, precondition, samplers, schedules, solenoidal
+from pds import modern
 from pds.checkpoints import file_sha256, load_official, load_trained
 from pds.configs import EXPERIMENTS, Experiment, stand_in_for
 from pds.configs import experiment as experiment_named
 from pds.data import load_idx_images
 from pds.filters import frequency_filter, load_filters, parametric_filter
-from pds.metrics import image_statistics
-from pds.models import ncsnpp, refinenet
 from pds.precondition import Preconditioner
 from pds.samplers import annealed_langevin, pc_sampler
 from pds.schedules import shorten_schedule
 from pds.solenoidal import FourierSkew, PaperSolenoidal, central_difference
 
-__all__ = ["Method", "SmallModel", "ResultCache", "sample", "draw", "crop_and_clip", "statistics_filter",
-           "flat_equivalent", "EXTRA_SAMPLERS",
-           "Verdict", "spread", "matches", "beats", "code_fingerprint", "run_seeds", "values", "floor_values",
-           "ship_cache", "grid_verdicts"]
+if TYPE_CHECKING:  # the cache (pds.cache) builds on this module
+    from pds.cache import ResultCache
+
+__all__ = ["Method", "SmallModel", "sample", "draw", "crop_and_clip", "statistics_filter", "flat_equivalent",
+           "EXTRA_SAMPLERS", "Verdict", "spread", "matches", "beats", "run_seeds", "values", "floor_values",
+           "grid_verdicts", "table1_stand_in", "parametric_grid"]
 
 
 FILTERS = (None, "parametric", "flat", "statistics", "file")
 STEPS = ("expand", "keep")
 SKEW_OPERATORS = (None, "paper", "central_h", "central_w", "central_hw")
 # samplers other than the released ones (VE PC for NCSN++, annealed Langevin for NCSN / NCSNv2), registered by the
-# modules that define them: name -> draw(model, preconditioner, method, T, shape, generator, device, progress)
+# modules that define them: name -> draw(model, preconditioner, method, T, shape, generator, device, progress,
+# dtype=...)
 EXTRA_SAMPLERS: dict = {}
 
 
@@ -86,6 +84,20 @@ class Method:
     omega: float = 0.0
 
     def __post_init__(self):
+        # normalised: numbers as floats (``alpha=5`` and ``alpha=5.0`` are one method, with one cache key)
+        for name in ("r", "lam", "alpha", "omega"):
+            value = getattr(self, name)
+            if value is None and name != "omega":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+                raise TypeError(f"{name} must be a number{'' if name == 'omega' else ' or None'}, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if isinstance(self.stats_n, bool) or int(self.stats_n) != self.stats_n or self.stats_n < 1:
+            raise ValueError(f"stats_n must be a positive integer, got {self.stats_n!r}")
+        object.__setattr__(self, "stats_n", int(self.stats_n))
+        object.__setattr__(self, "space", bool(self.space))
+        if self.path is not None:
+            object.__setattr__(self, "path", str(self.path))
         if self.filter not in FILTERS:
             raise ValueError(f"filter must be one of {FILTERS}, got {self.filter!r}")
         if (self.filter == "file") != (self.path is not None):
@@ -198,10 +210,17 @@ class SmallModel:
         return len(self.config["sigmas"]) * self.n_steps_each
 
     @property
-    def n_steps_each(self) -> int:
-        """Langevin steps per level at full length: the sidecar's ``sampler`` entry (a model trained here with
-        its own ladder, e.g. by NCSNv2's techniques) or the paper experiment's."""
-        return int(self.config.get("sampler", {}).get("n_steps_each") or self.experiment.n_steps_each)
+    def n_steps_each(self) -> int | None:
+        """Langevin steps per level at full length (NCSN / NCSNv2): the sidecar's ``sampler`` entry (a model trained
+        here with its own ladder, e.g. by NCSNv2's techniques) or the paper experiment's. None for NCSN++, whose PC
+        sampler takes one corrector step per iteration (its length is ``num_scales``)."""
+        if self.kind == "ncsnpp":
+            return None
+        steps = self.config.get("sampler", {}).get("n_steps_each") or self.experiment.n_steps_each
+        if steps is None:
+            raise ValueError(f"{self.name}: no Langevin steps per level, neither in its sidecar's 'sampler' entry nor "
+                             f"in the paper experiment {self.experiment.name!r}")
+        return int(steps)
 
     @property
     def step_lr(self) -> float:
@@ -254,7 +273,7 @@ def crop_and_clip(x: torch.Tensor, pad: int) -> torch.Tensor:
 
 @torch.no_grad()
 def draw(model: SmallModel, pre: Preconditioner | None, method: Method, T: int, shape, generator, device,
-         corrector_norm: str = "batch", progress: bool = False) -> tuple[torch.Tensor, int]:
+         corrector_norm: str = "batch", progress: bool = False, dtype=torch.float32) -> tuple[torch.Tensor, int]:
     """One batch of ``shape`` = [B, C, H, W] with ``method`` in T iterations, on ``device``; returns (raw samples,
     NFE per sample). ``generator``: one for the batch, or one per sample. NCSN++: T predictor-corrector
     iterations of the VE sampler (NFE = 2T); NCSN / NCSNv2: T Langevin steps, the full schedule when T equals its
@@ -262,14 +281,14 @@ def draw(model: SmallModel, pre: Preconditioner | None, method: Method, T: int, 
     if method.sampler != "released":
         if method.sampler not in EXTRA_SAMPLERS:
             raise ValueError(f"unknown sampler {method.sampler!r}; known: ['released', *{sorted(EXTRA_SAMPLERS)}]")
-        return EXTRA_SAMPLERS[method.sampler](model, pre, method, T, shape, generator, device, progress)
+        return EXTRA_SAMPLERS[method.sampler](model, pre, method, T, shape, generator, device, progress, dtype=dtype)
     exp = model.experiment
     sol = {"solenoidal": model.solenoidal(method), "omega": method.omega}
     if model.kind == "ncsnpp":
         cfg = model.config
         return pc_sampler(model.score, shape, cfg["sigma_min"], cfg["sigma_max"], int(cfg["num_scales"]), exp.snr,
                           iterations=T, preconditioner=pre, denoise=exp.denoise, generator=generator,
-                          progress=progress, device=device, corrector_norm=corrector_norm, **sol)
+                          progress=progress, device=device, corrector_norm=corrector_norm, dtype=dtype, **sol)
     sigmas = model.config["sigmas"]
     if T == model.full_T:
         steps, lr, sig = model.n_steps_each, model.step_lr, sigmas
@@ -278,12 +297,13 @@ def draw(model: SmallModel, pre: Preconditioner | None, method: Method, T: int, 
         scale = short.step_lr_scale if method.step == "expand" else 1.0
         steps, lr, sig = short.n_steps, model.step_lr * scale, short.sigmas
     return annealed_langevin(model.score, shape, sig, steps, lr, preconditioner=pre, init=exp.init,
-                             denoise=exp.denoise, generator=generator, progress=progress, device=device, **sol)
+                             denoise=exp.denoise, generator=generator, progress=progress, device=device, dtype=dtype,
+                             **sol)
 
 
 @torch.no_grad()
 def sample(model: SmallModel, method: Method, T: int, n: int, seed: int, batch_size: int = 500,
-           progress: bool = False, device=None) -> tuple[torch.Tensor, int]:
+           progress: bool = False, device=None, dtype=torch.float32) -> tuple[torch.Tensor, int]:
     """``n`` samples of ``model`` with ``method`` in T iterations (see :func:`draw`); returns (samples cropped to
     the data's size and clipped to [0, 1], on the CPU; NFE per sample). Batches draw from one generator seeded with
     ``seed`` on ``device`` (default: the CPU), so a result depends on (n, batch_size, seed, device)."""
@@ -296,167 +316,10 @@ def sample(model: SmallModel, method: Method, T: int, n: int, seed: int, batch_s
     g = torch.Generator(device=dev).manual_seed(seed)
     out, nfe = [], 0
     for start in range(0, n, batch_size):
-        x, nfe = draw(model, pre, method, T, (min(batch_size, n - start), *model.shape), g, dev, progress=progress)
+        x, nfe = draw(model, pre, method, T, (min(batch_size, n - start), *model.shape), g, dev, progress=progress,
+                      dtype=dtype)
         out.append(crop_and_clip(x, model.pad).cpu())
     return torch.cat(out), nfe
-
-
-def code_fingerprint(method: Method | None = None) -> str:
-    """SHA-256 (first 16 hex digits) of the source of everything a cached run's samples and score depend on:
-    the samplers and the schedule functions they use, the preconditioner and filters, the networks and their
-    adapters, :func:`draw` and :func:`sample`, the metric (and ``method``'s extra sampler, if any). Part of every
-    :class:`ResultCache` key, so an edit there makes the cache recompute instead of serving samples the current
-    code would not draw; edits elsewhere (e.g. the verdicts, new samplers) keep it."""
-    parts = [samplers.pc_sampler, samplers.annealed_langevin, samplers._langevin_schedule, samplers._initial,
-             samplers._ops, samplers._identity, samplers._draw, samplers._randn, samplers._rand, samplers._norms,
-             schedules.ve_schedule,
-             schedules.VESchedule, schedules.geometric_sigmas, schedules.ve_sigma, schedules.shorten_schedule,
-             precondition.Preconditioner, precondition.normalise_filter, precondition.as_filter_tensor,
-             filters.parametric_filter, filters.frequency_filter, ncsnpp, refinenet, models.LevelScore,
-             metrics.ClassifierFD, metrics.FashionClassifier, metrics.frechet_distance, metrics.gaussian_statistics,
-             solenoidal.PaperSolenoidal, solenoidal.FourierSkew, solenoidal.central_difference,
-             Method, flat_equivalent, statistics_filter, SmallModel.__init__, SmallModel.preconditioner,
-             SmallModel.solenoidal,
-             SmallModel.full_T.fget, SmallModel.n_steps_each.fget, SmallModel.step_lr.fget, SmallModel.train_images,
-             crop_and_clip, draw, sample]
-    if method is not None and method.sampler != "released":
-        parts.append(inspect.getmodule(EXTRA_SAMPLERS[method.sampler]))
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(inspect.getsource(part).encode())
-    return h.hexdigest()[:16]
-
-
-class ResultCache:
-    """Finished runs as JSON lines in ``root/results.jsonl`` plus their samples (uint8, compressed ``.npz``).
-
-    ``shipped``: a read-only cache of the same layout consulted after ``root`` (the repository ships the
-    expensive default-profile runs in ``data/results/``, so a fresh clone reads them in seconds; they were drawn
-    by the same code, which the key's :func:`code_fingerprint` guarantees — after an edit to that code they no
-    longer match and are recomputed). Keys hold the model's weights (SHA-256), the method, T, n, seed, batch
-    size and the code fingerprint.
-    """
-
-    def __init__(self, root, shipped=None):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.path = self.root / "results.jsonl"
-        self.shipped = None if shipped is None else Path(shipped)
-        self._fingerprints: dict = {}
-
-    @staticmethod
-    def key(**desc) -> str:
-        return hashlib.sha1(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-    @staticmethod
-    def _rows(folder: Path) -> list[dict]:
-        path = folder / "results.jsonl"
-        if not path.is_file():
-            return []
-        rows = []
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a kill: that run is simply redone
-                continue
-        return rows
-
-    def rows(self) -> list[dict]:
-        return self._rows(self.root) + ([] if self.shipped is None else self._rows(self.shipped))
-
-    def _find(self, key: str) -> tuple[dict, Path] | None:
-        for folder in (self.root, self.shipped):
-            if folder is None:
-                continue
-            for row in self._rows(folder):
-                if row.get("key") == key and (folder / f"{key}.npz").is_file():
-                    return row, folder
-        return None
-
-    def get(self, key: str) -> dict | None:
-        found = self._find(key)
-        return None if found is None else found[0]
-
-    def samples(self, key: str) -> torch.Tensor:
-        found = self._find(key)
-        if found is None:
-            raise KeyError(f"no cached run {key}")
-        with np.load(found[1] / f"{key}.npz") as data:
-            return torch.from_numpy(data["samples"]).float() / 255.0
-
-    def image_stats(self, row: dict) -> dict | None:
-        """Brightness and contrast of all of a run's samples (:func:`pds.metrics.image_statistics`): stored in the
-        row when it was computed (a shipped cache keeps only the first samples), else computed from the samples."""
-        if row.get("image_stats") is not None or row.get("diverged"):
-            return row.get("image_stats")
-        return image_statistics(self.samples(row["key"]))
-
-    def describe(self, model: SmallModel, method: Method, T: int, n: int, seed: int, batch_size: int) -> dict:
-        if method.sampler not in self._fingerprints:
-            self._fingerprints[method.sampler] = code_fingerprint(method)
-        return {"model": model.name, "weights": model.config.get("file_sha256"), "method": asdict(method), "T": T,
-                "n": n, "seed": seed, "batch_size": batch_size, "code": self._fingerprints[method.sampler]}
-
-    def run(self, model: SmallModel, method: Method, T: int, n: int, seed: int, score_fn, batch_size: int = 500,
-            progress: bool = False, device=None) -> dict:
-        """The row of (model, method, T, n, seed): read from the cache, or sampled, scored with
-        ``score_fn(samples, nfe=..., seed=...) -> MetricResult`` (e.g. a :class:`pds.metrics.ClassifierFD`)
-        and written (samples first, then the row). A run that diverges (NaN/inf) is stored with value ``inf``, no
-        samples and the sampler's message in ``diverged``."""
-        desc = self.describe(model, method, T, n, seed, batch_size)
-        key = self.key(**desc)
-        row = self.get(key)
-        if row is not None:
-            return row
-        t0 = time.perf_counter()
-        try:
-            x, nfe = sample(model, method, T, n, seed, batch_size=batch_size, progress=progress, device=device)
-        except FloatingPointError as exc:  # a diverging setting is a result too: cached as such, not redone
-            x, nfe, diverged = torch.zeros(0, *model.shape), None, str(exc)
-        else:
-            diverged = None
-        wall = time.perf_counter() - t0
-        if diverged is None:
-            metric = score_fn(x, nfe=nfe, seed=seed)
-            name, value, reference = metric.name, metric.value, metric.reference
-            stats = image_statistics(x)
-        else:
-            name, value, reference, stats = "diverged", math.inf, None, None
-        tmp = self.root / f"{key}.tmp.npz"
-        np.savez_compressed(tmp, samples=(x.numpy() * 255).round().astype(np.uint8))
-        tmp.replace(self.root / f"{key}.npz")
-        row = {"key": key, **desc, "label": method.label, "nfe": nfe, "metric": name, "value": value,
-               "reference": reference, "wall_s": wall, "diverged": diverged, "image_stats": stats}
-        cut = self.path.is_file() and not self.path.read_bytes().endswith(b"\n") and self.path.stat().st_size > 0
-        with open(self.path, "a") as f:
-            f.write(("\n" if cut else "") + json.dumps(row) + "\n")
-        return row
-
-
-def ship_cache(src, dst, keep: int = 32) -> dict:
-    """Copy the result cache ``src`` to ``dst`` compactly, for shipping: every row, with the image statistics of
-    all its samples, and only the first ``keep`` samples of each run (what the notebooks show). A run whose samples
-    are missing is skipped. Returns counts."""
-    src, dst = Path(src), Path(dst)
-    dst.mkdir(parents=True, exist_ok=True)
-    rows, kept = [], 0
-    for row in ResultCache._rows(src):
-        path = src / f"{row['key']}.npz"
-        if not path.is_file():
-            continue
-        with np.load(path) as data:
-            x = data["samples"]
-        stats = row.get("image_stats")
-        if stats is None and not row.get("diverged"):  # rows cached before image statistics were stored
-            stats = image_statistics(torch.from_numpy(x).float() / 255.0)
-        row = {**row, "image_stats": stats, "samples_kept": int(min(keep, len(x)))}
-        tmp = dst / f"{row['key']}.tmp.npz"
-        np.savez_compressed(tmp, samples=x[:keep])
-        tmp.replace(dst / f"{row['key']}.npz")
-        rows.append(json.dumps(row))
-        kept += 1
-    (dst / "results.jsonl").write_text("".join(r + "\n" for r in rows))
-    return {"runs": kept}
 
 
 def run_seeds(cache: ResultCache, model: SmallModel, method: Method, T: int, n: int, seeds, score_fn,

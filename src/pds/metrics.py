@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pds.fingerprint import digest
 from pds.paths import DATA_DIR
 
 __all__ = [
@@ -206,11 +209,31 @@ class ClassifierFD:
         self.model = model.eval()
         self.reference_name = reference_name
         self.mu, self.sigma = gaussian_statistics(self.features(reference))
+        ref = reference.detach().cpu().contiguous()
+        self._reference_id = [list(ref.shape), str(ref.dtype), hashlib.sha256(ref.numpy().tobytes()).hexdigest()]
+        self._fingerprint = None
 
     @torch.no_grad()
-    def features(self, images: torch.Tensor) -> np.ndarray:
-        return torch.cat([self.model.features(_check_images(images[i : i + 1000]))
+    def features(self, images: torch.Tensor, model: FashionClassifier | None = None) -> np.ndarray:
+        model = self.model if model is None else model
+        return torch.cat([model.features(_check_images(images[i : i + 1000]))
                           for i in range(0, len(images), 1000)]).numpy()
+
+    def fingerprint(self) -> str:
+        """What this metric computes, as a behaviour digest (:mod:`pds.fingerprint`): the classifier with its own
+        weights in float64 on 256 fixed random images, the Fréchet distance of those features to the features of
+        256 others, and the SHA-256 of the reference images. A result cache keys its runs with it."""
+        if self._fingerprint is None:
+            shape = self._reference_id[0][1:]
+            model64 = copy.deepcopy(self.model).double().eval()
+            sets = [torch.rand(256, *shape, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+                    for s in (0, 1)]
+            feats = [self.features(x, model64) for x in sets]
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*singular.*")
+                fd = frechet_distance(*gaussian_statistics(feats[0]), *gaussian_statistics(feats[1]))
+            self._fingerprint = digest(self.name, feats[0], float(fd), self._reference_id)
+        return self._fingerprint
 
     def __call__(self, samples: torch.Tensor, nfe=None, seed=None) -> MetricResult:
         f = self.features(samples)

@@ -203,22 +203,23 @@ def pc_kept(score: Callable, shape, sigma_min: float, sigma_max: float, num_scal
 
 # -- the same samplers as pds.experiments draws them (registered as EXTRA_SAMPLERS) ---------------
 def _ode_draw(fn):
-    def drawer(model, pre, method, T, shape, generator, device, progress=False):
+    def drawer(model, pre, method, T, shape, generator, device, progress=False, dtype=torch.float32):
         cfg = model.config
         sig = edm_sigmas(cfg["sigma_min"], cfg["sigma_max"], T)
         if fn is edm_stochastic:
-            return fn(model.score, shape, sig, preconditioner=pre, generator=generator, device=device)
+            return fn(model.score, shape, sig, preconditioner=pre, generator=generator, device=device, dtype=dtype)
         if pre is not None:
             raise ValueError(f"{fn.__name__} is deterministic: it takes no preconditioner (use edm_churn or pc_kept)")
-        return fn(model.score, shape, sig, generator=generator, device=device)
+        return fn(model.score, shape, sig, generator=generator, device=device, dtype=dtype)
 
     return drawer
 
 
-def _pc_kept_draw(model, pre, method, T, shape, generator, device, progress=False):
+def _pc_kept_draw(model, pre, method, T, shape, generator, device, progress=False, dtype=torch.float32):
     cfg, exp = model.config, model.experiment
     return pc_kept(model.score, shape, cfg["sigma_min"], cfg["sigma_max"], int(cfg["num_scales"]), exp.snr,
-                   iterations=T, preconditioner=pre, denoise=exp.denoise, generator=generator, device=device)
+                   iterations=T, preconditioner=pre, denoise=exp.denoise, generator=generator, device=device,
+                   dtype=dtype)
 
 
 DRAWERS = {"euler": _ode_draw(euler), "heun": _ode_draw(heun), "dpmpp_2m": _ode_draw(dpmpp_2m),
