@@ -7,11 +7,13 @@ PROFILE ?= default
 STAMP := $(VENV)/.pds-installed
 NB_OUT ?= build/notebooks
 
-.PHONY: setup data lint unit test notebooks results clean help
+.PHONY: setup data lint unit test notebooks findings book results clean help
 
 help:
 	@echo "make notebooks   run every notebook in the '$(PROFILE)' profile (PROFILE=smoke|default|full)"
-	@echo "make test        lint + unit tests + every notebook in the smoke profile"
+	@echo "make test        lint + unit tests + every notebook in the smoke profile + the smoke book"
+	@echo "make findings    render the '$(PROFILE)' profile's findings (default: FINDINGS.md) after make notebooks"
+	@echo "make book        build/book/: the executed notebooks of '$(PROFILE)' as HTML pages, with the findings"
 	@echo "make setup       create .venv and register the 'pds' Jupyter kernel"
 	@echo "make data        install Debian's dataset-fashion-mnist when missing (needs root and apt)"
 	@echo "make results     recompute the sample-quality runs shipped in data/results/ (hours on a CPU)"
@@ -54,11 +56,20 @@ test: $(STAMP) data
 
 notebooks: $(STAMP) data
 	$(PY) -m pds.notebooks --profile $(PROFILE) --out $(NB_OUT)/$(PROFILE)
+	@echo "findings written to $(NB_OUT)/$(PROFILE)/*.findings.json: 'make findings' renders them, 'make book' builds the book"
+
+# The notebooks write their findings next to their executed copies; the default profile's rendering is FINDINGS.md,
+# committed together with the JSON it was rendered from (data/findings/default/).
+findings: $(STAMP)
+	$(PY) -m pds.findings render --profile $(PROFILE) $(if $(filter default,$(PROFILE)),--commit,)
+
+book: $(STAMP)
+	$(PY) -m pds.book --profile $(PROFILE) --src $(NB_OUT)/$(PROFILE) --out build/book
 
 # The default profile's sample-quality runs (notebooks 05, 06, 09, 10) are shipped in data/results/quality/default
 # compactly (every run's numbers and image statistics, its first 32 samples) so that a fresh clone reads them; their
-# cache keys hold a fingerprint of the sampling code, so after an edit there the notebooks recompute them (hours on a
-# 2-core CPU) and this target refreshes the shipped copy.
+# cache keys hold behaviour fingerprints of the code (pds.cache), so after a numerical change there the notebooks
+# recompute them (hours on a 2-core CPU; tests/test_cache.py says so first) and this target refreshes the shipped copy.
 RESULTS := data/results/quality/default
 results: $(STAMP) data
 	rm -rf $(RESULTS) runs/quality/default

@@ -52,3 +52,25 @@ def test_notebook_runs_in_smoke_profile_with_plain_papermill(path, monkeypatch):
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     assert snapshot(FIGURES_DIR) == before, "a smoke run changed the shipped figures/"
+
+
+@pytest.mark.notebook
+def test_smoke_findings_and_the_smoke_book(tmp_path):
+    """After the smoke runs above (pytest keeps this file's order): every notebook wrote its findings, their rendering
+    holds no number that is not theirs, and the book built from the executed copies has a page per notebook, every
+    image of every page exists and no relative link is broken (what `PROFILE=smoke make book` builds)."""
+    from pds.book import build, check_site
+    from pds.findings import load, render, untraced_numbers
+
+    missing = [p.name for p in NOTEBOOKS if not (OUT / p.name).is_file()]
+    assert not missing, f"not executed: {missing} (run the whole file: pytest tests/test_notebooks.py)"
+    docs = load(OUT)
+    assert [d["notebook"] for d in docs] == [p.stem for p in NOTEBOOKS]
+    text = render(docs, "smoke")
+    assert untraced_numbers(text, docs) == []
+    result = build("smoke", src=OUT, out=tmp_path / "book")
+    assert result["pages"] == [p.stem for p in NOTEBOOKS] and result["missing"] == []
+    assert check_site(tmp_path / "book") == []
+    page = (tmp_path / "book" / f"{NOTEBOOKS[0].stem}.html").read_text()
+    assert page.count("data:image/png;base64,") >= 3  # the figures are in the page
+    assert "Theorem 1" in (tmp_path / "book" / "findings.html").read_text()

@@ -48,11 +48,12 @@ import numpy as np
 import torch
 
 from pds.checkpoints import file_sha256
+from pds.data import load_idx_images
 from pds.experiments import Method, SmallModel, draw, sample
 from pds.filters import save_filters
 from pds.fingerprint import digest
 from pds.fourier import radius_squared
-from pds.metrics import image_statistics
+from pds.metrics import ClassifierFD, image_statistics, load_classifier
 from pds.schedules import geometric_sigmas
 from pds.scores import StationaryGaussianScore
 
@@ -372,9 +373,6 @@ def _verify_main(keys, folder, device=None) -> int:
     OpenBLAS took its AVX-512 ("SkylakeX") kernels, which the metric's covariance products use; on another CPU set
     ``OPENBLAS_CORETYPE=SkylakeX`` where the CPU has AVX-512, else expect the value to differ at ~1e-13 relative
     (``value_rel_diff``) while the samples stay identical."""
-    from pds.data import load_idx_images
-    from pds.metrics import ClassifierFD, load_classifier
-
     cache = ResultCache(tempfile.mkdtemp(), shipped=folder)
     score_fn = ClassifierFD(load_classifier(), load_idx_images("fashion-mnist", "test"), "Fashion-MNIST test set")
     models: dict = {}

@@ -16,9 +16,8 @@ proportionally); for NCSN++, T is the number of predictor-corrector iterations (
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,9 +32,6 @@ from pds.precondition import Preconditioner
 from pds.samplers import annealed_langevin, pc_sampler
 from pds.schedules import shorten_schedule
 from pds.solenoidal import FourierSkew, PaperSolenoidal, central_difference
-
-if TYPE_CHECKING:  # the cache (pds.cache) builds on this module
-    from pds.cache import ResultCache
 
 __all__ = ["Method", "SmallModel", "sample", "draw", "crop_and_clip", "statistics_filter", "flat_equivalent",
            "EXTRA_SAMPLERS", "Verdict", "spread", "matches", "beats", "run_seeds", "values", "floor_values",
@@ -322,9 +318,10 @@ def sample(model: SmallModel, method: Method, T: int, n: int, seed: int, batch_s
     return torch.cat(out), nfe
 
 
-def run_seeds(cache: ResultCache, model: SmallModel, method: Method, T: int, n: int, seeds, score_fn,
+def run_seeds(cache, model: SmallModel, method: Method, T: int, n: int, seeds, score_fn,
               batch_size: int = 500, device=None) -> list[dict]:
-    """The rows of one setting over several seeds (each read from the cache or computed)."""
+    """The rows of one setting over several seeds (each read from ``cache``, a :class:`pds.cache.ResultCache`, or
+    computed and stored there)."""
     return [cache.run(model, method, T, n, s, score_fn, batch_size=batch_size, device=device) for s in seeds]
 
 
@@ -350,6 +347,7 @@ class Verdict:
     claim: str
     holds: bool
     detail: str
+    numbers: dict = field(default_factory=dict, compare=False, repr=False)  # the numbers of ``detail``, as numbers
 
     def __str__(self) -> str:
         return f"{'HOLDS' if self.holds else 'DOES NOT HOLD'}: {self.claim} — {self.detail}"
@@ -372,6 +370,18 @@ def _floor(floor) -> str:
     return "" if floor is None else f"; floor {_fmt(floor, 'at the same n')}"
 
 
+def _summary(values) -> dict:
+    m, s, k = spread(values)
+    return {"mean": m, "std": s, "count": k, "values": [float(v) for v in values]}
+
+
+def _numbers(floor=None, **parts) -> dict:
+    out = {k: (_summary(v) if isinstance(v, list | tuple | np.ndarray) else float(v)) for k, v in parts.items()}
+    if floor is not None:
+        out["floor"] = _summary(floor)
+    return out
+
+
 def matches(values, reference, claim: str, floor=None) -> Verdict:
     """"``values`` match ``reference``" (lower is better, e.g. FD or W2): mean(values) ≤ mean(reference) +
     2·std(reference), the std over the reference's seeds (0 with a single, exact value)."""
@@ -379,7 +389,8 @@ def matches(values, reference, claim: str, floor=None) -> Verdict:
     mr, sr, _ = spread(reference)
     bound = mr + 2.0 * sr
     return Verdict(claim, m <= bound, f"{_fmt(values, 'mean')} vs bound {bound:.4g} = "
-                                      f"{_fmt(reference, 'reference')} + 2 std{_floor(floor)}")
+                                      f"{_fmt(reference, 'reference')} + 2 std{_floor(floor)}",
+                   _numbers(floor, values=list(values), reference=list(reference), bound=bound))
 
 
 def beats(values, other, claim: str, floor=None) -> Verdict:
@@ -389,7 +400,8 @@ def beats(values, other, claim: str, floor=None) -> Verdict:
     mb, sb, nb = spread(other)
     se = math.sqrt(sa**2 / na + sb**2 / nb)
     return Verdict(claim, ma + 2.0 * se < mb, f"{_fmt(values, 'mean')} vs {_fmt(other, 'other')}, "
-                                             f"difference {mb - ma:.4g}, 2 se {2 * se:.3g}{_floor(floor)}")
+                                             f"difference {mb - ma:.4g}, 2 se {2 * se:.3g}{_floor(floor)}",
+                   _numbers(floor, values=list(values), other=list(other), difference=mb - ma, two_se=2 * se))
 
 
 @dataclass
@@ -405,7 +417,7 @@ class Table1:
     verdicts: dict[str, Verdict]
 
 
-def table1_stand_in(cache: ResultCache, model: SmallModel, score_fn, n: int, seeds, table_T, alphas, full,
+def table1_stand_in(cache, model: SmallModel, score_fn, n: int, seeds, table_T, alphas, full,
                     floor=None, full_T: int | None = None, device=None) -> Table1:
     """Table 1 of the paper on ``model`` (an NCSN++: T predictor-corrector iterations, 2T evaluations): at each T in
     ``table_T``, vanilla and PDS with the statistics filter R (Eq. 14) over ``seeds``, α chosen among ``alphas`` by
@@ -441,7 +453,7 @@ def table1_stand_in(cache: ResultCache, model: SmallModel, score_fn, n: int, see
     return Table1(rows, searched, alpha, vals, verdicts)
 
 
-def parametric_grid(cache: ResultCache, model: SmallModel, T: int, n: int, seed: int, r_values, lam_values, score_fn,
+def parametric_grid(cache, model: SmallModel, T: int, n: int, seed: int, r_values, lam_values, score_fn,
                     device=None) -> tuple[np.ndarray, np.ndarray]:
     """Fig. 6's grid: the parametric filter (literal reading) at every (r, λ), one run of n samples with ``seed`` at
     T iterations each (through ``cache``). Returns two arrays of shape (len(r_values), len(lam_values)): the FD and
@@ -485,7 +497,9 @@ def grid_verdicts(fd, contrast, r_values, lam_values, vanilla, data_contrast: fl
 
     van = f"vanilla {m:.4g} ± {s:.2g}"
     rel = contrast / data_contrast
-    return {
+    nums = {"r": [float(v) for v in r_values], "lam": [float(v) for v in lam_values], "fd": fd.tolist(),
+            "contrast_relative": rel.tolist(), "vanilla": _summary(vanilla), "data_contrast": float(data_contrast)}
+    found = {
         "grid good side": Verdict(f"T={T}: every grid cell that beats vanilla has λ < 1", bool(good.any() and
                                   (lam[good] < 1).all()), f"{int(good.sum())} of {good.size} good: {cells(good)}"),
         "grid high λ is vanilla": Verdict(f"T={T}: λ too high degrades to vanilla (at the largest λ every r is within "
@@ -501,6 +515,7 @@ def grid_verdicts(fd, contrast, r_values, lam_values, vanilla, data_contrast: fl
                                        "contrast than the data)", bool(pale[-1].all()),
                                        f"contrast / data at r = {r_values[-1]:g}H: {row(rel[-1])}"),
     }
+    return {k: Verdict(v.claim, v.holds, v.detail, nums) for k, v in found.items()}
 
 
 EXTRA_SAMPLERS.update(modern.DRAWERS)  # euler, heun, dpmpp_2m, edm_churn, pc_kept (pds.modern)

@@ -26,8 +26,8 @@ from pathlib import Path
 from pds.experiments import spread
 from pds.paths import BUILD_DIR, FIGURES_DIR, NOTEBOOK_DIR, REPO_ROOT
 
-__all__ = ["PROFILES", "choose", "check", "check_choices", "check_verdict", "state_findings", "figure_dir",
-           "save_figure", "list_notebooks", "run_notebook", "REPO_ROOT"]
+__all__ = ["PROFILES", "choose", "check", "check_choices", "check_verdict", "figure_dir", "save_figure",
+           "list_notebooks", "run_notebook", "REPO_ROOT"]
 
 PROFILES = ("smoke", "default", "full")
 KERNEL_NAME = "pds"
@@ -108,16 +108,6 @@ def check_verdict(verdict, expected: bool = True):
     if not ok:
         raise AssertionError(f"finding changed: expected the claim to {'hold' if expected else 'fail'}: {verdict}")
     return verdict
-
-
-def state_findings(verdicts: dict, expected: dict, profile: str) -> None:
-    """Print every verdict of a notebook; in the default and full profiles assert those it states as findings
-    (``expected``: key → whether the claim holds, as the README reports it). Smoke runs tiny sizes: print only."""
-    for key, verdict in verdicts.items():
-        if profile != "smoke" and key in expected:
-            check_verdict(verdict, expected[key])
-        else:
-            print(("" if profile == "smoke" else "(not asserted) ") + str(verdict))
 
 
 def plot_fig6_grid(fd, contrast, r_values, lam_values, vanilla, data_contrast: float, title: str):

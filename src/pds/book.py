@@ -1,0 +1,207 @@
+"""The book: the executed notebooks of a profile as a static HTML site, with the findings.
+
+``python -m pds.book --profile default`` (``make book``) converts every executed notebook in
+``build/notebooks/<profile>/`` with nbconvert's HTML exporter (the JupyterLab template: markdown, code, outputs; every
+figure is embedded in its page as a data URI) into ``build/book/<name>.html``, renders the findings the notebooks
+wrote (:mod:`pds.findings`) into ``build/book/findings.html``, and writes ``build/book/index.html`` linking them all.
+Notebooks that were not executed are listed on the index as missing, with the command that runs them.
+
+Why nbconvert: it is Jupyter's own converter and already in the pinned set (papermill and JupyterLab bring it), it
+builds offline and the pages are self-contained. Jupyter Book 2 is a distribution of mystmd, a Node.js program that
+fetches its site template when it first builds; Jupyter Book 1 would add Sphinx, myst-nb and their dependencies for
+what is here a flat list of pages. Math is typeset by MathJax from its CDN when the page is opened online (offline the
+TeX source shows).
+
+:func:`check_site` is what ``make test`` asserts on the smoke book: every notebook has a page, every image of every
+page exists (a decodable data URI or a file in the site), every relative link resolves (anchors included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import html
+import json
+import shutil
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import mistune
+import nbformat
+from nbconvert import HTMLExporter
+
+from pds.findings import findings_dir, load, render
+from pds.notebooks import PROFILES, list_notebooks
+from pds.paths import BUILD_DIR
+
+__all__ = ["build", "check_site", "BOOK_DIR"]
+
+BOOK_DIR = BUILD_DIR / "book"
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 62rem; margin: 2rem auto;
+       padding: 0 1rem; line-height: 1.5; color: #222; }
+table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; vertical-align: top; }
+th { background: #f3f3f3; }
+code { background: #f6f6f6; padding: 0 0.2rem; }
+nav { margin-bottom: 1.5rem; }
+li { margin: 0.3rem 0; }
+.missing { color: #a00; }
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+
+
+def _nav(current: str | None = None) -> str:
+    links = [("index.html", "Contents"), ("findings.html", "Findings")]
+    return "<nav>" + " · ".join(f"<a href=\"{h}\">{t}</a>" if h != current else t for h, t in links) + "</nav>"
+
+
+def _title(nb) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("# ").strip()
+    return "notebook"
+
+
+def build(profile: str = "default", src=None, out=None) -> dict:
+    """Write the book of ``profile`` (executed notebooks from ``src``, default ``build/notebooks/<profile>/``) into
+    ``out`` (default ``build/book/``, replaced). Returns what was written: pages, missing notebooks, the out folder."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    src = Path(src) if src else BUILD_DIR / "notebooks" / profile
+    out = Path(out) if out else BOOK_DIR
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    exporter = HTMLExporter(template_name="lab")
+    pages, missing, items = [], [], []
+    for source in list_notebooks():
+        executed = src / source.name
+        if not executed.is_file():
+            missing.append(source.stem)
+            items.append(f"<li class=\"missing\">{html.escape(source.stem)}: not executed — run "
+                         f"<code>PROFILE={profile} make notebooks</code></li>")
+            continue
+        nb = nbformat.read(executed, as_version=4)
+        title = _title(nb)
+        body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+        banner = (f"<div style=\"font-family: sans-serif; padding: 0.4rem 1rem; background: #eef;\">"
+                  f"<a href=\"index.html\">Contents</a> · <a href=\"findings.html#{_anchor(source.stem)}\">Findings of "
+                  f"this notebook</a> · profile <code>{profile}</code> · source <code>notebooks/{source.name}</code>"
+                  "</div>")
+        body = body.replace("<body", "<body data-pds-book=\"1\"", 1)
+        at = body.index(">", body.index("<body")) + 1
+        (out / f"{source.stem}.html").write_text(body[:at] + banner + body[at:])
+        pages.append(source.stem)
+        items.append(f"<li><a href=\"{source.stem}.html\">{html.escape(title)}</a></li>")
+    docs = load(findings_dir(profile) if src == BUILD_DIR / "notebooks" / profile else src)
+    findings_md = render(docs, profile)
+    to_html = mistune.create_markdown(plugins=["table"], escape=True)
+    findings_html = to_html(findings_md)
+    parts = findings_html.split("<h2>")  # one h2 per notebook, in the order of docs: give each an anchor
+    if len(parts) != len(docs) + 1:
+        raise RuntimeError(f"the findings page has {len(parts) - 1} notebook sections for {len(docs)} notebooks")
+    findings_html = parts[0] + "".join(f"<h2 id=\"{_anchor(doc['notebook'])}\">" + part
+                                       for doc, part in zip(docs, parts[1:], strict=True))
+    (out / "findings.html").write_text(_page(f"Findings ({profile})", _nav("findings.html") + findings_html))
+    index = (f"{_nav('index.html')}<h1>pds: the notebooks ({html.escape(profile)} profile)</h1>"
+             "<p>Preconditioned Diffusion Sampling (Ma, Zhang, Zhu, Feng, ECCV 2022), checked: each page is an "
+             "executed notebook (markdown, code, outputs, figures); <a href=\"findings.html\">the findings</a> "
+             "collect every verdict the notebooks state, with the numbers behind it.</p>"
+             f"<ul>{''.join(items)}</ul>")
+    (out / "index.html").write_text(_page(f"pds notebooks ({profile})", index))
+    return {"out": str(out), "pages": pages, "missing": missing}
+
+
+def _anchor(name: str) -> str:
+    return "nb-" + name
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.links, self.ids = [], [], set()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.add(a["id"])
+        if tag == "img" and "src" in a:
+            self.images.append(a["src"])
+        if tag == "a" and a.get("href"):
+            self.links.append(a["href"])
+
+
+def _parse(path: Path) -> _Links:
+    p = _Links()
+    p.feed(path.read_text())
+    return p
+
+
+def check_site(folder, notebooks=None) -> list[str]:
+    """Problems of the site in ``folder``: a notebook without a page (``notebooks``: names, default all), an image that
+    does not exist (a data URI that does not decode, a missing file), a relative link to a missing page or anchor.
+    External links (http, https, mailto) are not followed. Returns the problems, empty when there are none."""
+    folder = Path(folder)
+    problems = []
+    names = [p.stem for p in list_notebooks()] if notebooks is None else list(notebooks)
+    for required in ["index.html", "findings.html", *[f"{n}.html" for n in names]]:
+        if not (folder / required).is_file():
+            problems.append(f"missing page {required}")
+    parsed = {p.name: _parse(p) for p in folder.glob("*.html")}
+    for name, page in parsed.items():
+        for src in page.images:
+            if src.startswith("data:"):
+                head, _, payload = src.partition(",")
+                try:
+                    if ";base64" in head:
+                        base64.b64decode(payload, validate=True)
+                except (binascii.Error, ValueError):
+                    problems.append(f"{name}: an image's data URI does not decode")
+                if not payload:
+                    problems.append(f"{name}: an empty image")
+            elif not urlparse(src).scheme and not (folder / unquote(src)).is_file():
+                problems.append(f"{name}: image {src} does not exist")
+        for href in page.links:
+            url = urlparse(href)
+            if url.scheme in ("http", "https", "mailto"):
+                continue
+            target = name if not url.path else unquote(url.path)
+            if target not in parsed:
+                problems.append(f"{name}: link {href} leads to no page")
+            elif url.fragment and url.fragment not in parsed[target].ids:
+                problems.append(f"{name}: link {href}: no anchor #{url.fragment} in {target}")
+    return problems
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pds.book", description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="default", choices=PROFILES)
+    parser.add_argument("--src", default=None, help="folder of executed notebooks (default build/notebooks/<profile>)")
+    parser.add_argument("--out", default=None, help="site folder (default build/book)")
+    args = parser.parse_args(argv)
+    result = build(args.profile, args.src, args.out)
+    if not result["pages"]:
+        print(f"no executed notebooks of the {args.profile} profile: run `PROFILE={args.profile} make notebooks` first",
+              file=sys.stderr)
+        return 2
+    problems = check_site(result["out"], result["pages"])
+    for p in problems:
+        print(p, file=sys.stderr)
+    print(json.dumps({"index": str(Path(result["out"]) / "index.html"), "pages": len(result["pages"]),
+                      "missing": result["missing"], "problems": len(problems)}))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""pds.findings: notebooks write their findings as data; FINDINGS.md is rendered from it, never typed; the README and
+the notebooks' markdown carry no number that a notebook computes."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from pds.experiments import Verdict, beats, matches
+from pds.findings import COMMITTED_DIR, Findings, fmt, load, render, untraced_numbers
+from pds.notebooks import list_notebooks
+from pds.paths import REPO_ROOT
+
+NAME = "06_ncsnpp_table1_fig6"
+
+
+def test_the_recorder_writes_claims_checks_and_verdicts_with_their_numbers(tmp_path, capsys):
+    f = Findings(NAME, "default", stand_in="a toy", folder=tmp_path)
+    path = tmp_path / f"{NAME}.findings.json"
+    assert json.loads(path.read_text())["claims"] == []  # written at once: a notebook that fails early leaves a file
+    f.claim("Table 1", "PDS matches full length", n=8, seeds=(0, 1), floor=[1.0, 3.0])
+    f.check("an error", 1e-12, 1e-9)
+    with pytest.raises(AssertionError, match="violates"):
+        f.check("a broken bound", 2.0, 1.0)
+    f.state({"a": matches([1.0, 1.2], [1.1, 1.0], "a matches"), "b": beats([5.0], [1.0], "b beats")},
+            {"a": True, "b": False})
+    with pytest.raises(AssertionError, match="finding changed"):
+        f.state({"c": beats([5.0], [1.0], "c beats")}, {"c": True})
+    f.claim("Fig. 6", "the grid")
+    f.verdict(Verdict("exact", True, "0 vs 0"), True)
+    doc = json.loads(path.read_text())
+    assert doc["title"].startswith("06 · ") and doc["stand_in"] == "a toy"
+    table1, fig6 = doc["claims"]
+    assert table1["floor"]["mean"] == 2.0 and table1["seeds"] == [0, 1] and table1["n"] == 8
+    kinds = [(r["kind"], r.get("key") or r.get("name"), r["holds"], r["asserted"]) for r in table1["findings"]]
+    assert kinds == [("check", "an error", True, True), ("check", "a broken bound", False, True),
+                     ("verdict", "a", True, True), ("verdict", "b", False, True), ("verdict", "c", False, True)]
+    a = table1["findings"][2]
+    assert a["numbers"]["values"]["values"] == [1.0, 1.2] and a["numbers"]["bound"] == pytest.approx(1.05 + 2 * 0.0707,
+                                                                                                       abs=1e-3)
+    assert fig6["findings"][0]["claim"] == "exact"
+    smoke = Findings(NAME, "smoke", folder=tmp_path / "smoke")
+    smoke.state({"c": beats([5.0], [1.0], "c beats")}, {"c": True})  # smoke sizes: printed, recorded, not asserted
+    rec = json.loads((tmp_path / "smoke" / f"{NAME}.findings.json").read_text())["claims"][0]["findings"][0]
+    assert rec["asserted"] is False and rec["expected"] is True
+    with pytest.raises(ValueError, match="no notebook '99_nothing'"):
+        Findings("99_nothing", "default", folder=tmp_path)
+    with pytest.raises(KeyError, match="was not started"):
+        f.state({"d": beats([1.0], [2.0], "d")}, {}, claim_of={"d": "Fig. 99"})
+
+
+def test_rendered_numbers_all_come_from_the_findings_and_a_typed_one_is_caught(tmp_path):
+    f = Findings(NAME, "default", folder=tmp_path)
+    f.claim("Table 1", "at T = 100", n=256, seeds=(0, 1, 2), floor=[11.0, 14.5, 8.1])
+    f.state({"x": beats([36.61, 36.2, 37.0], [39.1, 40.5, 37.7], "PDS at T=100 beats vanilla")}, {"x": True})
+    f.check("a share", 0.0024123, 0.05)
+    docs = load(tmp_path)
+    text = render(docs, "default")
+    assert "| PDS at T=100 beats vanilla | holds | yes |" in text and fmt(0.0024123) in text
+    assert untraced_numbers(text, docs) == []
+    assert untraced_numbers(text + "\nPDS reaches 3.26 at T = 100.\n", docs) == ["3.26"]
+    assert untraced_numbers("the mean was 36.61", docs) == []  # a value as stored
+
+
+def committed_docs():
+    docs = load(COMMITTED_DIR / "default")
+    if not docs:
+        pytest.fail(f"no committed findings in {COMMITTED_DIR / 'default'}: run make notebooks, then make findings")
+    return docs
+
+
+def test_the_committed_findings_md_is_the_rendering_of_the_committed_findings():
+    docs = committed_docs()
+    assert [d["notebook"] for d in docs] == [p.stem for p in list_notebooks()]  # every notebook wrote its findings
+    assert all(d["profile"] == "default" for d in docs)
+    text = (REPO_ROOT / "FINDINGS.md").read_text()
+    assert text == render(docs, "default"), "FINDINGS.md was edited by hand or not regenerated: run make findings"
+    assert untraced_numbers(text, docs) == []
+    stated = [f for d in docs for c in d["claims"] for f in c["findings"] if f["kind"] == "verdict" and f["asserted"]]
+    assert len(stated) > 50 and all(f["holds"] == f["expected"] for f in stated)
+
+
+def computed_numbers(docs) -> set[str]:
+    """The numbers the notebooks computed (values of checks, the numbers behind verdicts), as fmt shows them, with at
+    least three significant digits (settings such as 0.2 or 1.6 are not computed results)."""
+    out: set[str] = set()
+
+    def walk(x):
+        if isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+        elif isinstance(x, float) and not x.is_integer():
+            s = fmt(x).lstrip("-")
+            if len(re.sub(r"[^0-9]", "", s.split("e")[0]).lstrip("0")) >= 3:
+                out.add(s)
+
+    for d in docs:
+        for c in d["claims"]:
+            for f in c["findings"]:
+                walk(f.get("numbers"))
+                if f["kind"] == "check":
+                    walk(f["value"])
+            walk(c.get("floor"))
+    return out
+
+
+def prose(markdown: str) -> str:
+    return re.sub(r"```.*?```", "", markdown, flags=re.S)
+
+
+def test_the_readme_and_the_notebooks_markdown_type_no_computed_number():
+    computed = computed_numbers(committed_docs())
+    assert len(computed) > 100
+    readme = prose((REPO_ROOT / "README.md").read_text())
+    typed = [t for t in re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", readme) if t in computed]
+    assert not typed, f"README.md types numbers that notebooks compute: {typed} (they belong in FINDINGS.md)"
+    assert "±" not in readme, "README.md states a measured spread: findings belong in FINDINGS.md"
+    for path in list_notebooks():
+        cells = json.loads(path.read_text())["cells"]
+        text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        typed = [t for t in re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", text) if t in computed]
+        assert not typed, f"{path.name}'s markdown types numbers that notebooks compute: {typed}"
