@@ -72,3 +72,104 @@ def test_float32_output():
     target = _stationary()
     y = target(torch.randn(2, *target.shape), torch.ones(2))
     assert y.dtype == torch.float32
+
+
+# -- the exact score of a real image set ---------------------------------------------------------------------------
+def _images(n=20, shape=(3, 4, 4), seed=0):
+    return torch.rand(n, *shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _dense_log_p(x, X, s):
+    d = ((x[:, None] - X[None]) ** 2).flatten(2).sum(-1)
+    D = X[0].numel()
+    return torch.logsumexp(-d / (2 * s[:, None] ** 2), dim=1) - np.log(len(X)) - 0.5 * D * torch.log(2 * np.pi * s**2)
+
+
+@pytest.mark.parametrize("sigma", [0.05, 0.3, 1.0, 5.0])
+def test_empirical_score_is_the_autograd_gradient_of_the_dense_log_density(sigma):
+    from pds.scores import EmpiricalScore
+
+    X = _images()
+    g = torch.Generator().manual_seed(1)
+    x = torch.cat([X[:3] + sigma * torch.randn(3, *X.shape[1:], generator=g, dtype=torch.float64),
+                   torch.rand(3, *X.shape[1:], generator=g, dtype=torch.float64)])
+    s = torch.full((len(x),), sigma, dtype=torch.float64)
+    score = EmpiricalScore(X, dtype=torch.float64, chunk=7)  # several chunks: the streamed log-sum-exp
+    xg = x.clone().requires_grad_(True)
+    grad, = torch.autograd.grad(_dense_log_p(xg, X, s).sum(), xg)
+    got = score(x, sigma)
+    assert got.dtype == torch.float64 and got.shape == x.shape
+    torch.testing.assert_close(got, grad, rtol=1e-10, atol=1e-10 * float(grad.abs().max()))
+    torch.testing.assert_close(score.log_density(x, s), _dense_log_p(x, X, s), rtol=1e-12, atol=1e-10)
+    # the denoiser is Tweedie's posterior mean x + σ² ∇log p_σ
+    torch.testing.assert_close(score.posterior_mean(x, sigma), x + sigma**2 * grad, rtol=1e-10, atol=1e-10)
+
+
+def test_empirical_score_limits_small_and_large_sigma():
+    from pds.scores import EmpiricalScore
+
+    X = _images(n=30)
+    score = EmpiricalScore(X, dtype=torch.float64, chunk=8)
+    g = torch.Generator().manual_seed(0)
+    x = X[[4, 17]] + 1e-4 * torch.randn(2, *X.shape[1:], generator=g, dtype=torch.float64)
+    # σ → 0: all weight on the nearest image, the score points at it
+    torch.testing.assert_close(score.posterior_mean(x, 1e-3), X[[4, 17]], rtol=0, atol=1e-12)
+    torch.testing.assert_close(score(x, 1e-3), (X[[4, 17]] - x) / 1e-6, rtol=1e-9, atol=1e-6)
+    # σ → ∞: uniform weights, the posterior mean is the set's mean image
+    far = torch.rand(2, *X.shape[1:], generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    torch.testing.assert_close(score.posterior_mean(far, 1e4), X.mean(0).expand(2, -1, -1, -1), rtol=0, atol=1e-7)
+    idx, dist = score.nearest(x)
+    assert idx.tolist() == [4, 17] and float(dist.max()) < 1e-2
+
+
+@pytest.mark.parametrize("sigma", [0.003, 0.02, 0.1, 1.0, 25.0])
+def test_float32_with_refinement_agrees_with_float64(sigma):
+    """Fashion-MNIST-like values: at small σ the float32 distances alone would lose the weights (the refinement
+    measures the nearest candidates again in float64); at large σ float32 is enough."""
+    from pds.scores import EmpiricalScore
+
+    X = _images(n=300, shape=(1, 28, 28), seed=2)
+    X[7] = X[3] + 1e-3  # a near duplicate: two images with comparable weights at small σ
+    X = X.float().double()  # the set the float32 score stores
+    g = torch.Generator().manual_seed(4)
+    x = torch.cat([X[[3, 7, 100]] + sigma * torch.randn(3, 1, 28, 28, generator=g, dtype=torch.float64),
+                   0.5 * (X[[10]] + X[[11]])])
+    x = x.float().double()  # the same inputs for both (a midpoint's weights depend on the last bits of x at small σ)
+    exact = EmpiricalScore(X, dtype=torch.float64).posterior_mean(x, sigma)
+    fast = EmpiricalScore(X, dtype=torch.float32, chunk=64, k=8)
+    got = fast.posterior_mean(x.float(), sigma)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), exact, rtol=0, atol=2e-4)
+    if sigma <= 0.02:  # without the refinement float32 loses the weights here
+        plain = EmpiricalScore(X, dtype=torch.float32, chunk=64, k=8, tol=float("inf")).posterior_mean(x.float(), sigma)
+        assert float((plain.double() - exact).abs().max()) > 5e-3
+
+
+def test_rows_the_candidates_cannot_cover_are_computed_exactly():
+    """Many exact duplicates of one image: its k candidates all weigh the same, so the refinement falls back to a
+    float64 pass over the whole set for that row."""
+    from pds.scores import EmpiricalScore
+
+    X = _images(n=50, shape=(1, 8, 8), seed=5).float().double()
+    X[10:30] = X[5]
+    x = X[[5, 40]] + 0.001
+    x = x.float().double()
+    exact = EmpiricalScore(X, dtype=torch.float64).posterior_mean(x, 0.002)
+    got = EmpiricalScore(X, dtype=torch.float32, chunk=16, k=4).posterior_mean(x.float(), 0.002)
+    torch.testing.assert_close(got.double(), exact, rtol=0, atol=1e-6)
+
+
+def test_empirical_score_refuses_bad_input():
+    from pds.scores import EmpiricalScore
+
+    X = _images(n=5)
+    with pytest.raises(ValueError, match="non-empty tensor"):
+        EmpiricalScore(X[0])
+    with pytest.raises(ValueError, match="finite"):
+        EmpiricalScore(torch.full((2, 1, 2, 2), float("nan")))
+    score = EmpiricalScore(X)
+    with pytest.raises(ValueError, match="x must have shape"):
+        score(torch.zeros(2, 1, 4, 4), 1.0)
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        score(X[:2].float(), 0.0)
+    assert score.peak_bytes(256) > score.peak_bytes(1) > X.numel() * 4
