@@ -173,3 +173,16 @@ def test_empirical_score_refuses_bad_input():
     with pytest.raises(ValueError, match="sigma must be > 0"):
         score(X[:2].float(), 0.0)
     assert score.peak_bytes(256) > score.peak_bytes(1) > X.numel() * 4
+
+
+def test_a_small_set_is_refined_by_a_float64_pass():
+    """N ≤ 10k: the rows float32 would get wrong are passed again in float64 (no candidates)."""
+    from pds.scores import EmpiricalScore
+
+    X = _images(n=30, shape=(1, 28, 28), seed=7).float().double()
+    X[1] = X[0] + 1e-3
+    x = (0.5 * (X[[0]] + X[[1]]) + 0.001).float().double()
+    exact = EmpiricalScore(X, dtype=torch.float64).posterior_mean(x, 0.003)
+    fast = EmpiricalScore(X, dtype=torch.float32, k=8)
+    assert fast.n <= 10 * fast.k
+    torch.testing.assert_close(fast.posterior_mean(x.float(), 0.003).double(), exact, rtol=0, atol=1e-6)

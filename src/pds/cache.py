@@ -162,6 +162,8 @@ def network_fingerprint(model: SmallModel) -> str:
     random inputs of its shape at its largest and smallest noise level. A score that is not a torch module (an
     analytic one) is evaluated as it is, on float64 inputs."""
     score = model.score
+    if callable(getattr(score, "fingerprint", None)):  # e.g. pds.scores.EmpiricalScore: the set and its code
+        return digest(type(score).__name__, score.fingerprint())
     if isinstance(score, torch.nn.Module):
         score = copy.deepcopy(score).double().eval()
     cfg = model.config
@@ -284,6 +286,8 @@ class ResultCache:
         tmp.replace(self.root / f"{key}.npz")
         row = {"key": key, "name": model.name, **desc, "label": method.label, "nfe": nfe, "metric": name,
                "value": value, "reference": reference, "wall_s": wall, "diverged": diverged, "image_stats": stats}
+        if diverged is None and metric.extra:
+            row["extra"] = metric.extra  # the metric's other measures (pds.image_sets.LandingMetric)
         cut = self.path.is_file() and not self.path.read_bytes().endswith(b"\n") and self.path.stat().st_size > 0
         with open(self.path, "a") as f:
             f.write(("\n" if cut else "") + json.dumps(row) + "\n")

@@ -13,12 +13,14 @@ The oracles here are exact for Gaussian data, so samplers can be checked against
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
 import torch
 
 from pds.filters import streamed_mean
+from pds.fingerprint import digest
 from pds.fourier import mirror_frequencies, radius_squared
 from pds.theory import operator_matrix
 
@@ -223,8 +225,10 @@ class EmpiricalScore:
 
     Where float32 would lose the weights: the distances carry an absolute error of about ε·(‖x‖² + ‖x_i‖²) (the
     cancellation in ‖x‖² − 2G + ‖x_i‖², ε the dtype's precision), which becomes a logit error once divided by 2σ². For
-    the rows where that bound exceeds ``tol`` (small σ), the ``k`` nearest candidates found in the pass are measured
-    again in float64 as ‖x − x_i‖² (no cancellation) and the weights are the float64 softmax over them; candidates
+    the rows where that bound exceeds ``tol`` (small σ), a small set (N ≤ 10k) is simply passed again in float64 for
+    those rows; otherwise the ``k`` nearest candidates found in the pass are measured
+    again in float64 as ‖x − x_i‖² (sums of squares: no cancellation) and the weights are the float64 softmax over
+    them; candidates
     beyond the k-th weigh less than e^-40 relative to the nearest when its logit gap exceeds 40, and a row where it does
     not is computed again over the whole set in float64.
 
@@ -257,6 +261,7 @@ class EmpiricalScore:
             raise ValueError("images must be finite (NaN or inf found)")
         self.sq = torch.cat([(b.double() ** 2).sum(1) for b in blocks])  # ‖x_i‖² in float64, exact for stored values
         self._sq = self.sq.to(dtype)
+        self._X64 = None
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
@@ -290,7 +295,7 @@ class EmpiricalScore:
         acc = torch.zeros(B, flat.shape[1], dtype=torch.float64, device=self.device)
         best_d = best_i = None
         for start in range(0, self.n, self.chunk):
-            Xc = self.X[start : start + self.chunk].to(dtype)
+            Xc = self._exact_rows(start) if exact else self.X[start : start + self.chunk]
             logits = torch.addmm(sq[None, start : start + self.chunk], xc, Xc.T, beta=-1, alpha=2).mul_(inv)
             new_max = torch.maximum(run_max, logits.amax(dim=1).double())
             scale = torch.exp(run_max - new_max)  # 0 for the first chunk (exp(−inf))
@@ -307,20 +312,34 @@ class EmpiricalScore:
         lse = run_max + torch.log(run_sum) - xx * (0.5 / s**2)
         return acc / run_sum[:, None], lse, best_d, best_i
 
+    def _exact_rows(self, start: int) -> torch.Tensor:
+        """Rows ``start … start + chunk`` of the set in float64: from a float64 copy kept when it fits in 256 MB (small
+        sets, where the exact pass replaces the candidate refinement), else converted on the fly."""
+        if self.dtype == torch.float64:
+            return self.X[start : start + self.chunk]
+        if self._X64 is None and self.X.numel() * 8 <= 2**28:
+            self._X64 = self.X.double()
+        src = self._X64 if self._X64 is not None else self.X
+        return src[start : start + self.chunk].double()
+
     def _refine_rows(self, flat: torch.Tensor, s: torch.Tensor, cand: torch.Tensor):
-        """Exact float64 weights over each row's candidates: (posterior mean, log-sum-exp, whether the candidates
-        cover every non-negligible weight)."""
+        """Accurate weights over each row's candidates: (posterior mean, log-sum-exp, whether the candidates cover every
+        non-negligible weight). The distances are sums of squared differences in float64 (no cancellation: every
+        term is positive), so their relative error is float64's, whatever σ; so are the weights and the
+        log-sum-exp; the weighted sum of the candidates is a product in the stored dtype. Rows go in small groups (at
+        most 2^20 gathered values) whose buffers the allocator reuses."""
         x64 = flat.double()
         means, lses, covered = [], [], []
-        per = max(1, int(2**26 // max(1, cand.shape[1] * x64.shape[1] * 8)))  # rows per group: ≤ 64 MB of candidates
+        per = max(1, int(2**20 // max(1, cand.shape[1] * x64.shape[1])))  # rows per group: small, reused buffers
         for a in range(0, len(x64), per):
-            Xk = self.X[cand[a : a + per]].double()  # [b, k, D]: the stored values, in float64
-            d = ((x64[a : a + per, None, :] - Xk) ** 2).sum(-1)
+            Xk = self.X[cand[a : a + per]]  # [b, k, D]: the stored values
+            d = torch.sub(x64[a : a + per, None, :], Xk).square_().sum(-1)  # the differences in float64
             logits = -d / (2.0 * s[a : a + per, None] ** 2)
             top = logits.max(dim=1, keepdim=True).values
             w = torch.exp(logits - top)
-            means.append((w[:, :, None] * Xk).sum(1) / w.sum(1, keepdim=True))
-            lses.append(top[:, 0] + torch.log(w.sum(1)))
+            total = w.sum(1, keepdim=True)
+            means.append(torch.bmm((w / total).to(self.dtype)[:, None, :], Xk)[:, 0].double())
+            lses.append(top[:, 0] + torch.log(total[:, 0]))
             covered.append((top[:, 0] - logits.min(dim=1).values > 40.0) | (cand.shape[1] >= self.n))
         return torch.cat(means), torch.cat(lses), torch.cat(covered)
 
@@ -329,13 +348,17 @@ class EmpiricalScore:
         eps = torch.finfo(self.dtype).eps
         bound = 8 * eps * ((flat.double() ** 2).sum(1) + float(self.sq.max())) / (2 * s**2)
         rows = bound > self.tol
-        mean, lse, _, cand = self._stream(flat, s, topk=bool(rows.any()))
+        small = self.n <= 10 * self.k  # a small set: one float64 pass costs less than gathering candidates
+        mean, lse, _, cand = self._stream(flat, s, topk=bool(rows.any()) and not small)
         if rows.any():
             r = rows.nonzero()[:, 0]
-            m, l, ok = self._refine_rows(flat[r], s[r], cand[r])
-            if not ok.all():
-                bad = r[~ok]
-                m[~ok], l[~ok], _, _ = self._stream(flat[bad], s[bad], topk=False, exact=True)
+            if small:
+                m, l, _, _ = self._stream(flat[r], s[r], topk=False, exact=True)
+            else:
+                m, l, ok = self._refine_rows(flat[r], s[r], cand[r])
+                if not ok.all():
+                    bad = r[~ok]
+                    m[~ok], l[~ok], _, _ = self._stream(flat[bad], s[bad], topk=False, exact=True)
             mean[r], lse[r] = m, l
         return flat, s, mean, lse
 
@@ -376,10 +399,34 @@ class EmpiricalScore:
         j = exact.argmin(dim=1)
         return best_i.gather(1, j[:, None])[:, 0], exact.gather(1, j[:, None])[:, 0].sqrt()
 
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the stored set (its values in the stored dtype, row-major): what the score is a function of."""
+        if getattr(self, "_sha", None) is None:
+            h = hashlib.sha256(f"{tuple(self.X.shape)}|{self.dtype}|".encode())
+            for a in range(0, self.n, self.chunk):
+                h.update(self.X[a : a + self.chunk].cpu().numpy().tobytes())
+            self._sha = h.hexdigest()
+        return self._sha
+
+    def fingerprint(self) -> str:
+        """A behaviour digest (:mod:`pds.fingerprint`) of this score: the set's SHA-256 and settings, and what the code
+        computes on a fixed tiny set — the score at three noise levels in float64 (8 digits) and in float32 with its
+        refinement (4 digits: float32's rounding differs between machines at 1e-7). A result cache keys runs with it."""
+        g = torch.Generator().manual_seed(0)
+        X0 = torch.rand(24, 1, 6, 6, generator=g, dtype=torch.float64)
+        x0 = X0[:4] + 0.05 * torch.randn(4, 1, 6, 6, generator=g, dtype=torch.float64)
+        parts: list = ["EmpiricalScore", list(self.shape), self.n, self.sha256, self.k, self.tol, str(self.dtype)]
+        for dtype, digits in ((torch.float64, 8), (torch.float32, 4)):
+            canon = EmpiricalScore(X0, dtype=dtype, chunk=5, k=4)
+            for sigma in (0.01, 0.3, 3.0):
+                parts.append(digest(canon(x0.to(dtype), sigma) * sigma**2, digits=digits))
+        return digest(*parts)
+
     def peak_bytes(self, batch: int) -> int:
         """Memory this score holds or allocates at its peak for one call with ``batch`` samples (bytes): the stored
         set, the float64 norms, one chunk's distances, logits and weights, the float64 accumulators and the candidate
-        list (the refinement's float64 candidates are capped at 64 MB)."""
+        list (the refinement's float64 candidates go in groups of at most 2^20 values, 8 MB)."""
         D, item = int(np.prod(self.shape)), torch.finfo(self.dtype).bits // 8
         chunk = min(self.chunk, self.n)
         stored = self.n * D * item + self.n * 8 * 2

@@ -1,0 +1,190 @@
+"""Real image sets as exact targets: zero model error, so every departure is the sampler's.
+
+The noised empirical distribution of an image set, p_σ = (1/N) Σ_i N(x_i, σ²I), has an exact score at every σ
+(:class:`pds.scores.EmpiricalScore`). A sampler run on it with zero discretisation error ends on training images
+(it memorises, by design); how far its samples end from the set, and *which* images they reach, are measures of the
+sampler alone:
+
+* :func:`hit_statistics` — the hit distribution over the set against uniform: KL and χ² of the hit counts with the
+  floor that uniform draws of the same count give, distinct images hit (and their uniform expectation), per-class
+  balance (total variation between the hits' classes and the set's);
+* :class:`LandingMetric` — a result-cache metric (:class:`pds.cache.ResultCache`): per sample the distance to the
+  nearest image of the set relative to σ_min·√D (the distance the final noise level leaves), a sample *landed* when
+  within ``radius`` (1.5) of it; per run the landed fraction, the distribution of relative distances, the hit
+  statistics of the landed samples and, for Fashion-MNIST, the classifier-feature FD against the set (its value: one
+  of them, lower is better);
+* :func:`exact_model` — a :class:`pds.experiments.SmallModel` whose score is the exact score of a set, with the
+  sampler settings of a paper experiment (:mod:`pds.configs`), so that every sampler and filter of the notebooks runs
+  on it unchanged; :func:`exact_twin` — the exact score of a trained model's own training set with that model's
+  settings, for comparing the network's verdicts with the sampler's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from pds.configs import Experiment
+from pds.experiments import SmallModel
+from pds.fingerprint import digest
+from pds.metrics import MetricResult
+from pds.schedules import geometric_sigmas
+from pds.scores import EmpiricalScore
+
+__all__ = ["hit_statistics", "LandingMetric", "exact_model", "exact_twin", "LANDED_RADIUS", "PRIMARY"]
+
+LANDED_RADIUS = 1.5  # in units of σ_min·√D
+
+
+def _summary(values) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "count": int(v.size)}
+
+
+def hit_statistics(indices, n_images: int, labels=None, floor_draws: int = 20, seed: int = 0) -> dict:
+    """Which images of a set of ``n_images`` the samples reached (``indices``: the nearest image of each landed sample).
+
+    Returns: ``hits`` (how many), ``distinct`` (images hit at least once) and ``distinct_uniform`` (its expectation
+    for as many uniform draws, N(1 − (1 − 1/N)^m)); ``kl`` = KL(hit frequencies ‖ uniform) and ``chi2`` = Σ (c_i −
+    m/N)² / (m/N), each with its ``*_floor`` (mean, std over ``floor_draws`` sets of m uniform draws: what a perfect
+    sampler gives at this m); with ``labels`` (the class of each image of the set) ``class_tv``, the total variation
+    between the hits' class frequencies and the set's, and its floor. With no hit the statistics are None."""
+    idx = np.asarray(indices, dtype=np.int64).ravel()
+    if n_images < 1 or (idx.size and (idx.min() < 0 or idx.max() >= n_images)):
+        raise ValueError(f"indices must lie in [0, {n_images}), got {idx.min() if idx.size else None}…"
+                         f"{idx.max() if idx.size else None}")
+    m = int(idx.size)
+    out = {"hits": m, "n_images": int(n_images), "distinct": int(np.unique(idx).size),
+           "distinct_uniform": float(n_images * (1 - (1 - 1 / n_images) ** m))}
+    lab = None if labels is None else np.asarray(labels, dtype=np.int64).ravel()
+    if lab is not None and lab.size != n_images:
+        raise ValueError(f"labels must give one class per image ({n_images}), got {lab.size}")
+    if m == 0:
+        return {**out, "kl": None, "kl_floor": None, "chi2": None, "chi2_floor": None, "class_tv": None,
+                "class_tv_floor": None}
+
+    def kl(c):
+        p = c / c.sum()
+        nz = p > 0
+        return float(np.sum(p[nz] * np.log(p[nz] * n_images)))
+
+    def chi2(c):
+        e = c.sum() / n_images
+        return float(((c - e) ** 2).sum() / e)
+
+    def class_tv(chosen):
+        k = int(lab.max()) + 1
+        q = np.bincount(lab, minlength=k) / lab.size
+        p = np.bincount(lab[chosen], minlength=k) / chosen.size
+        return float(0.5 * np.abs(p - q).sum())
+
+    rng = np.random.default_rng(seed)
+    uniform = [rng.integers(0, n_images, m) for _ in range(floor_draws)]
+    counts = np.bincount(idx, minlength=n_images)
+    ucounts = [np.bincount(u, minlength=n_images) for u in uniform]
+    out.update(kl=kl(counts), kl_floor=_summary([kl(c) for c in ucounts]), chi2=chi2(counts),
+               chi2_floor=_summary([chi2(c) for c in ucounts]))
+    if lab is not None:
+        out.update(class_tv=class_tv(idx), class_tv_floor=_summary([class_tv(u) for u in uniform]))
+    return out
+
+
+PRIMARY = {"fd": "classifier-feature FD against the set (not FID)",
+           "distance": "median nearest-image distance / (σ_min·√D)",
+           "strayed": "fraction of samples that did not land"}
+
+
+class LandingMetric:
+    """Sampler-only measures of a run on an exact image-set target (see the module docstring); a result-cache metric:
+    ``metric(samples, nfe=..., seed=...)`` → :class:`pds.metrics.MetricResult` whose ``extra`` holds every measure and
+    whose value is the ``primary`` one, lower is better like every metric the verdicts of :mod:`pds.experiments` read:
+    "fd" (the classifier-feature FD against the set; needs ``classifier_fd``), "distance" (the median relative
+    nearest distance) or "strayed" (1 − the landed fraction); default "fd" with a classifier, else "distance".
+    ``images``: the set as the sampler outputs it (cropped, [N, C, H, W] in [0, 1]); ``sigma_min``: the target's
+    smallest noise level; ``classifier_fd``: a :class:`pds.metrics.ClassifierFD` against the set, or None."""
+
+    def __init__(self, images: torch.Tensor, sigma_min: float, labels=None, classifier_fd=None,
+                 radius: float = LANDED_RADIUS, reference: str = "the image set", primary: str | None = None):
+        if not (sigma_min > 0 and radius > 0):
+            raise ValueError(f"sigma_min and radius must be > 0, got {sigma_min}, {radius}")
+        primary = primary or ("fd" if classifier_fd is not None else "distance")
+        if primary not in PRIMARY or (primary == "fd" and classifier_fd is None):
+            raise ValueError(f"primary must be one of {list(PRIMARY)} ('fd' needs classifier_fd), got {primary!r}")
+        self.primary = primary
+        self.name = f"{PRIMARY[primary]} (exact image-set target)"
+        self.set = EmpiricalScore(images)
+        self.sigma_min, self.radius, self.reference = float(sigma_min), float(radius), reference
+        self.labels = None if labels is None else torch.as_tensor(labels).long().cpu()
+        if self.labels is not None and len(self.labels) != self.set.n:
+            raise ValueError(f"labels must give one class per image ({self.set.n}), got {len(self.labels)}")
+        self.classifier_fd = classifier_fd
+        self.unit = self.sigma_min * math.sqrt(float(np.prod(self.set.shape)))
+
+    def __call__(self, samples: torch.Tensor, nfe=None, seed=None) -> MetricResult:
+        idx, dist = self.set.nearest(samples.float())
+        rel = (dist / self.unit).cpu().numpy()
+        landed = rel <= self.radius
+        extra = {
+            "landed": float(landed.mean()),
+            "relative_distance": {"median": float(np.median(rel)), "mean": float(rel.mean()),
+                                  "q90": float(np.quantile(rel, 0.9)), "max": float(rel.max())},
+            "hits": hit_statistics(idx.cpu().numpy()[landed], self.set.n,
+                                   None if self.labels is None else self.labels.numpy()),
+            "radius": self.radius, "unit": self.unit,
+        }
+        if self.classifier_fd is not None:
+            extra["fd"] = float(self.classifier_fd(samples, nfe=nfe, seed=seed).value)
+        value = {"fd": extra.get("fd"), "distance": extra["relative_distance"]["median"],
+                 "strayed": 1.0 - extra["landed"]}[self.primary]
+        return MetricResult(self.name, value, len(samples), self.reference, seed, nfe, extra)
+
+    def fingerprint(self) -> str:
+        """Behaviour digest: the set's score fingerprint, σ_min, the radius, the labels and the classifier's."""
+        labels = None if self.labels is None else digest(self.labels.double())
+        fd = None if self.classifier_fd is None else self.classifier_fd.fingerprint()
+        hits = hit_statistics([0, 1, 1, 3], 5, [0, 0, 1, 1, 2])
+        return digest(self.name, self.primary, self.set.fingerprint(), self.sigma_min, self.radius, labels, fd,
+                      float(hits["kl"]), float(hits["chi2"]), float(hits["class_tv"]))
+
+
+def _config(kind: str, channels: int, size: int, pad: int, name: str, sha: str, sigma_min: float, sigma_max: float,
+            levels: int) -> dict:
+    cfg = {"kind": kind, "net": {"image_size": size, "channels": channels}, "data": {"pad": pad, "name": name},
+           "sigma_min": float(sigma_min), "sigma_max": float(sigma_max), "file_sha256": sha}
+    if kind == "ncsnpp":
+        cfg["num_scales"] = int(levels)
+    else:
+        cfg["sigmas"] = [float(s) for s in geometric_sigmas(sigma_max, sigma_min, levels)]
+    return cfg
+
+
+def exact_model(name: str, images: torch.Tensor, experiment: Experiment, pad: int = 0) -> SmallModel:
+    """A model whose score is the exact score of ``images`` ([N, C, S, S] in [0, 1]; zero-padded by ``pad`` on each
+    side, as the sampler sees them) with the sampler settings of ``experiment`` (σ range, levels, steps, snr,
+    denoising, initialisation; NCSN / NCSNv2 experiments: annealed Langevin on the geometric σ ladder, NCSN++: the VE
+    PC sampler). The statistics filter (Eq. 14) is estimated from the same images. Its weights' SHA-256 is the set's."""
+    if images.ndim != 4 or images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"images must be square [N, C, S, S], got {tuple(images.shape)}")
+    padded = torch.nn.functional.pad(images, (pad,) * 4) if pad else images
+    score = EmpiricalScore(padded)
+    kind = "ncsnpp" if experiment.model == "ncsnpp" else ("ncsn" if experiment.model == "ncsn" else "ncsnv2")
+    cfg = _config(kind, images.shape[1], padded.shape[-1], pad, name, score.sha256, experiment.sigma_min,
+                  experiment.sigma_max, experiment.levels)
+    return SmallModel(f"exact:{name}", score=score, config=cfg, train_images=padded, experiment=experiment)
+
+
+def exact_twin(model: SmallModel, images: torch.Tensor, name: str) -> SmallModel:
+    """The exact score of ``model``'s own training set ``images`` (unpadded; padded like the model's input) with the
+    model's own settings (its noise levels, sidecar sampler entry and paper experiment): the same sampler, zero model
+    error."""
+    padded = torch.nn.functional.pad(images, (model.pad,) * 4) if model.pad else images
+    if tuple(padded.shape[1:]) != tuple(model.shape):
+        raise ValueError(f"the set padded by {model.pad} has shape {tuple(padded.shape[1:])}, the model {model.shape}")
+    score = EmpiricalScore(padded)
+    keep = ("kind", "net", "sigmas", "sigma_min", "sigma_max", "num_scales", "sampler", "data")
+    cfg = {k: v for k, v in model.config.items() if k in keep}
+    cfg["file_sha256"] = score.sha256
+    cfg["data"] = {**cfg.get("data", {}), "name": name}
+    return SmallModel(f"exact:{name}", score=score, config=cfg, train_images=padded, experiment=model.experiment)
