@@ -213,3 +213,56 @@ def test_exporting_an_exported_file_says_why(tmp_path, capsys):
     assert main(["export", "--checkpoint", str(out), "--out", str(small)]) == 0
     assert main(["export", "--checkpoint", str(small), "--out", str(tmp_path / "again.pth")]) == 2
     assert "cannot be resumed" in capsys.readouterr().err
+
+
+# -- what a new user still hit (issue 22): one line naming the problem and the fix ----------------------------------
+def run_cli(args, capsys):
+    code = main(args)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def test_a_sidecar_given_as_the_checkpoint_names_the_weights_beside_it(tmp_path, capsys):
+    from pds.checkpoints import SHIPPED_DIR
+
+    code, err = run_cli(["sample", "--checkpoint", str(SHIPPED_DIR / "ncsn_fashion28.json"), "--method", "vanilla",
+                         "--T", "2", "--count", "2", "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "settings sidecar" in err and "ncsn_fashion28.pth" in err and "changed or replaced" not in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="settings sidecar of a checkpoint, not its weights"):
+        load_trained(tmp_path / "missing.json")
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "a_file"
+    target.write_text("not a folder")
+    code, err = run_cli(["sample", "--checkpoint", "ncsn_fashion28", "--method", "vanilla", "--T", "2", "--count",
+                         "2", "--out", str(target)], capsys)
+    assert code == 2 and "exists and is not a folder" in err and target.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("command", [["filters", "estimate", "--out", "x.npz"],
+                                     ["train", "--kind", "ncsn", "--out", "x.pth", "--steps", "1"]])
+def test_data_that_does_not_exist_is_named_first(command, tmp_path, capsys):
+    args = [a if not a.startswith("x.") else str(tmp_path / a) for a in command]
+    code, err = run_cli([*args, "--data", str(tmp_path / "nonexistent")], capsys)
+    assert code == 2 and "no such file or folder" in err and "needs a size" not in err
+    assert listing(tmp_path) == []
+
+
+def test_an_unknown_notebook_is_one_line_and_exit_2(capsys):
+    from pds.notebooks import main as notebooks_main
+
+    assert notebooks_main(["--profile", "smoke", "99"]) == 2
+    err = capsys.readouterr().err
+    assert "no notebook matches '99'" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_loaded_score_models_are_in_inference_mode():
+    score, _ = load_trained("ncsn_fashion28")
+    assert not score.training and not any(p.requires_grad for p in score.parameters())
+    x = torch.rand(2, 1, 28, 28)
+    assert not score(x, 1.0).requires_grad  # no autograd graph, even outside torch.no_grad()
+    pp, _ = load_trained("ncsnpp_fashion32")
+    assert not pp.training and not any(p.requires_grad for p in pp.parameters())

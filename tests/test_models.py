@@ -167,8 +167,9 @@ def test_ncsnpp_official_configuration_is_inferred(tmp_path):
                 "optimizer": {}, "step": 1}, tmp_path / "cifar.pth")
     score, config = load_official(tmp_path / "cifar.pth")
     assert config["matched"] == "cifar10" and config["sigma_max"] == pytest.approx(50.0)
-    first = next(p for p in score.parameters() if p.requires_grad)
-    torch.testing.assert_close(first, shadow[0])
+    i = next(k for k, p in enumerate(net.parameters()) if p.requires_grad)  # the first parameter the EMA covers
+    torch.testing.assert_close(list(score.parameters())[i], shadow[0])
+    assert not score.training and not any(p.requires_grad for p in score.parameters())  # inference mode
 
 
 @pytest.mark.slow

@@ -261,6 +261,15 @@ def _load_diffusers(path: Path):
                                          "image_size": cfg.get("sample_size"), "channels": cfg.get("in_channels")}
 
 
+def _inference(net: nn.Module) -> nn.Module:
+    """A loaded score model in inference mode: eval() and no parameter requiring a gradient, so that calling it
+    outside ``torch.no_grad()`` builds no autograd graph through the network (training builds its own networks)."""
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
 def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = True, config=None,
                   image_size: int | None = None):
     """Load an official checkpoint; return ``(score_model, config)``.
@@ -274,14 +283,16 @@ def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = Tr
     ``NCSNppConfig`` or a dict) is inferred from the state dict when it matches an official one.
     The score model takes σ per sample: NCSN++ uses it directly, NCSN / NCSNv2 map it to a level.
     ``image_size`` (NCSN v1 default 28, NCSNv2 32) matters only at 28², where one block pads differently.
-    Weights holding NaN or inf are refused.
+    Weights holding NaN or inf are refused. The model comes back in inference mode (eval, no parameter requiring a
+    gradient).
     """
     if arch is not None and arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
     if Path(path).is_dir() and (Path(path) / "config.json").is_file():
         if arch not in (None, "ncsnpp"):
             raise ValueError(f"{path} is a diffusers NCSN++ directory, not {arch}")
-        return _load_diffusers(Path(path))
+        score, info = _load_diffusers(Path(path))
+        return _inference(score), info
     obj = read_checkpoint(path)
     found = detect_layout(obj)
     if arch is not None and arch != found:
@@ -289,7 +300,7 @@ def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = Tr
     if found == "ncsnpp":
         net, info = _load_ncsnpp(obj, config, use_ema)
         _check_finite(net, path)
-        return net, info
+        return _inference(net), info
     if found == "ncsnv2deepest":
         raise NotImplementedError(f"{path} is an NCSNv2Deepest (FFHQ) checkpoint, which pds does not implement")
     state = strip_module_prefix(obj[0])
@@ -318,8 +329,7 @@ def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = Tr
         info = {"arch": found, "ngf": ngf, "channels": channels, "num_classes": len(levels), "ema": applied}
     _check_finite(net, path)
     info["sigmas"] = levels.tolist()
-    net.eval()
-    return LevelScore(net, levels), info
+    return _inference(LevelScore(net, levels)), info
 
 
 # -- network specs (what a sidecar records) --------------------------------------------------
@@ -463,6 +473,10 @@ def load_trained(path, use_ema: bool = True):
     path = Path(path)
     if path.suffix == "" and not path.exists():
         path = SHIPPED_DIR / f"{path.name}.pth"
+    if path.suffix == ".json":
+        weights = path.with_suffix(".pth")
+        raise ValueError(f"{path} is the settings sidecar of a checkpoint, not its weights: pass {weights}"
+                         + ("" if weights.is_file() else " (which does not exist here)"))
     meta = read_sidecar(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (its settings {sidecar_path(path)} do)")

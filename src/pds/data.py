@@ -281,8 +281,11 @@ def dataset_batches(spec: str, size: int | None = None, n: int | None = 200, see
             raise ValueError(f"faces are 25×25; --size {size} does not match")
         source = "scikit-image LFW subset, first 100 (faces; stand-in for an aligned face data set)"
     else:
+        if not Path(spec).exists():
+            raise FileNotFoundError(f"--data {spec}: no such file or folder; give fashion-mnist, mnist, natural-crops, "
+                                    "faces, an IDX file or a folder of images")
         if size is None:
-            raise ValueError("an image folder needs a size")
+            raise ValueError(f"{spec}: an image folder needs a size (--size)")
         files = list_image_files(spec)
         count = len(files) if n is None else min(n, len(files))
         meta = {"source": f"image folder {spec}", "n": count, "seed": seed, "size": [size, size]}

@@ -138,6 +138,8 @@ def run_sharded(model: SmallModel, method: Method, T: int, n: int, seed: int, ou
         if int(value) != value or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder: name a new or existing folder for the shards")
     with dist_context(device) as ctx:
         dev = torch.device(f"cuda:{ctx.local_rank}" if device == "cuda" and ctx.world > 1 else device)
         if dev.type == "cuda" and not torch.cuda.is_available():

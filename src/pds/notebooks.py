@@ -188,7 +188,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out or BUILD_DIR / "notebooks" / args.profile)
     failures = []
-    books = list_notebooks(args.names)
+    try:
+        books = list_notebooks(args.names)
+    except FileNotFoundError as exc:
+        print(f"python -m pds.notebooks: error: {exc}", file=sys.stderr)
+        return 2
     start_all = time.perf_counter()
     for k, book in enumerate(books, start=1):
         start = time.perf_counter()
