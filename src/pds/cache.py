@@ -56,6 +56,7 @@ from pds.fourier import radius_squared
 from pds.metrics import ClassifierFD, image_statistics, load_classifier
 from pds.schedules import geometric_sigmas
 from pds.scores import StationaryGaussianScore
+from pds.storage import append_line, atomic_write
 
 __all__ = ["ResultCache", "describe", "run_key", "model_settings", "sampling_fingerprint", "network_fingerprint",
            "metric_fingerprint", "ship_cache", "recompute"]
@@ -281,16 +282,15 @@ class ResultCache:
             stats = image_statistics(x)
         else:
             name, value, reference, stats = "diverged", math.inf, None, None
-        tmp = self.root / f"{key}.tmp.npz"
-        np.savez_compressed(tmp, samples=_as_uint8(x))
-        tmp.replace(self.root / f"{key}.npz")
+        samples = _as_uint8(x)
+        atomic_write(self.root / f"{key}.npz", lambda tmp: np.savez_compressed(tmp, samples=samples),
+                     f"the samples of run {key} ({method.label}, T={T})",
+                     done="the runs already in this cache")
         row = {"key": key, "name": model.name, **desc, "label": method.label, "nfe": nfe, "metric": name,
                "value": value, "reference": reference, "wall_s": wall, "diverged": diverged, "image_stats": stats}
         if diverged is None and metric.extra:
             row["extra"] = metric.extra  # the metric's other measures (pds.image_sets.LandingMetric)
-        cut = self.path.is_file() and not self.path.read_bytes().endswith(b"\n") and self.path.stat().st_size > 0
-        with open(self.path, "a") as f:
-            f.write(("\n" if cut else "") + json.dumps(row) + "\n")
+        append_line(self.path, row, f"the row of run {key}")  # samples first, then the row: a row always has them
         return row
 
 
@@ -307,13 +307,16 @@ def _draw_run(model, method, T, n, seed, batch_size, progress, device):
     return x, nfe, time.perf_counter() - t0, None
 
 
-def ship_cache(src, dst, keep: int = 32) -> dict:
-    """Copy the result cache ``src`` to ``dst`` compactly, for shipping: every row, with the image statistics of
-    all its samples, and only the first ``keep`` samples of each run (what the notebooks show). A run whose samples
-    are missing is skipped. Returns counts."""
+def ship_cache(src, dst, keep: int = 32, keep_bytes: int = 2**18) -> dict:
+    """Copy the result cache ``src`` into ``dst`` compactly, for shipping: every row, with the image statistics of all
+    its samples, and only the first samples of each run (what the notebooks show): ``keep`` at most, and no more than
+    ``keep_bytes`` of uint8 pixels (at least one sample), so that a run of 256² colour images ships one. Rows already
+    in ``dst`` (with their samples) are kept and a row of ``src`` with the same key replaces its copy. A run whose
+    samples are missing is skipped. Returns counts."""
     src, dst = Path(src), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
-    rows, kept = [], 0
+    merged = {row["key"]: row for row in ResultCache._rows(dst) if (dst / f"{row['key']}.npz").is_file()}
+    kept = 0
     for row in ResultCache._rows(src):
         path = src / f"{row['key']}.npz"
         if not path.is_file():
@@ -323,14 +326,15 @@ def ship_cache(src, dst, keep: int = 32) -> dict:
         stats = row.get("image_stats")
         if stats is None and not row.get("diverged"):  # rows cached before image statistics were stored
             stats = image_statistics(torch.from_numpy(x).float() / 255.0)
-        row = {**row, "image_stats": stats, "samples_kept": int(min(keep, len(x)))}
-        tmp = dst / f"{row['key']}.tmp.npz"
-        np.savez_compressed(tmp, samples=x[:keep])
-        tmp.replace(dst / f"{row['key']}.npz")
-        rows.append(json.dumps(row))
+        per = int(np.prod(x.shape[1:])) if x.ndim > 1 else 1
+        k = int(min(keep, len(x), max(1, keep_bytes // max(per, 1))))
+        merged[row["key"]] = {**row, "image_stats": stats, "samples_kept": k}
+        atomic_write(dst / f"{row['key']}.npz", lambda tmp, x=x, k=k: np.savez_compressed(tmp, samples=x[:k]),
+                     f"the shipped samples of run {row['key']}")
         kept += 1
-    (dst / "results.jsonl").write_text("".join(r + "\n" for r in rows))
-    return {"runs": kept}
+    text = "".join(json.dumps(r) + "\n" for r in merged.values())
+    atomic_write(dst / "results.jsonl", lambda tmp: tmp.write_text(text), "the shipped rows")
+    return {"runs": kept, "rows": len(merged)}
 
 
 # -- recomputing a stored run from scratch --------------------------------------------------------------------------

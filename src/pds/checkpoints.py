@@ -42,6 +42,7 @@ from pds.models import (
 )
 from pds.paths import DATA_DIR
 from pds.schedules import check_sigma_range, geometric_sigmas
+from pds.storage import atomic_write
 
 __all__ = [
     "ARCHITECTURES",
@@ -105,13 +106,12 @@ def file_sha256(path) -> str:
 
 
 def atomic_save(obj, path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename: a kill never leaves half a file."""
+    """``torch.save`` to a temporary file beside ``path``, then rename: a kill never leaves half a file, and a full
+    disk removes the temporary file and raises :class:`pds.storage.DiskFull` (the previous checkpoint is kept)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp), "a checkpoint",
+                        done="the previous checkpoint and the steps it holds" if path.exists() else "")
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -447,10 +447,7 @@ def write_sidecar(path, meta: dict) -> Path:
         meta.pop("weights_sha256", None)
     side = sidecar_path(path)
     side.parent.mkdir(parents=True, exist_ok=True)
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(tmp, side)
-    return side
+    return atomic_write(side, lambda tmp: tmp.write_text(json.dumps(meta, indent=1) + "\n"), "a checkpoint's sidecar")
 
 
 def read_sidecar(path) -> dict:

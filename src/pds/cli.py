@@ -24,6 +24,7 @@ from pds.filters import estimate_filters, save_filters
 from pds.generate import load_samples, resolve_model, run_sharded, save_grid, score_run
 from pds.metrics import classifier_accuracy, train_classifier
 from pds.schedules import ncsnv2_ladder, ncsnv2_step_lr
+from pds.storage import DiskFull, RunLocked
 from pds.train import TrainConfig, TrainingInterrupted, check_same_run, train_run
 
 __doc_sample__ = """Draw --count samples of a checkpoint with --method vanilla or pds in --T iterations into --out as
@@ -295,7 +296,8 @@ def main(argv=None) -> int:
         print(f"\npds: stopped by signal {stop.signum} after step {stop.step}; the checkpoint {stop.path} is saved. "
               f"Resume with the same command:\n  pds {shlex.join(argv)}", file=sys.stderr)
         return 128 + stop.signum
-    except (FileNotFoundError, ValueError, NotImplementedError, FloatingPointError, KeyError) as exc:
+    except (FileNotFoundError, ValueError, NotImplementedError, FloatingPointError, KeyError, DiskFull,
+            RunLocked) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"pds: error: {message}", file=sys.stderr)
         return 2

@@ -282,8 +282,8 @@ def dataset_batches(spec: str, size: int | None = None, n: int | None = 200, see
         source = "scikit-image LFW subset, first 100 (faces; stand-in for an aligned face data set)"
     else:
         if not Path(spec).exists():
-            raise FileNotFoundError(f"--data {spec}: no such file or folder; give fashion-mnist, mnist, natural-crops, "
-                                    "faces, an IDX file or a folder of images")
+            raise FileNotFoundError(f"--data {spec} does not exist (no such file or folder); give fashion-mnist, "
+                                    "mnist, natural-crops, faces, an IDX file or a folder of images")
         if size is None:
             raise ValueError(f"{spec}: an image folder needs a size (--size)")
         files = list_image_files(spec)

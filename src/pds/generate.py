@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from pds.data import load_idx_images, load_image_folder
 from pds.experiments import Method, SmallModel, crop_and_clip, draw
 from pds.metrics import fid_statistics, frechet_distance, gaussian_statistics, load_classifier
 from pds.paths import RUNS_DIR
+from pds.storage import RunLock, atomic_write
 
 __all__ = ["resolve_model", "sample_seed", "shard_indices", "run_sharded", "load_samples", "save_grid",
            "dist_context"]
@@ -125,15 +127,44 @@ def _write_manifest(out: Path, settings: dict) -> None:
             diff = sorted(k for k in settings if old.get(k) != settings[k])
             raise ValueError(f"{out} already holds another run (differs in {diff}); choose another --out or delete it")
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(settings, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(settings, indent=1) + "\n"), "the run's manifest")
+
+
+SHARD_ARRAYS = ("images", "indices", "seeds", "nfe")
+
+
+def shard_problem(path: Path) -> str | None:
+    """Why the shard at ``path`` cannot be read (truncated, not a zip, an array missing), or None when it can."""
+    try:
+        with np.load(path) as data:
+            missing = [k for k in SHARD_ARRAYS if k not in data.files]
+            if missing:
+                return f"arrays {missing} missing"
+            idx, images = data["indices"], data["images"]
+            if len(idx) != len(images):
+                return f"{len(idx)} indices for {len(images)} images"
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, ValueError, OSError…: the file is not what we wrote
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename an unreadable shard out of the way (``shard_00003.npz`` → ``shard_00003.unreadable-1.npz.bad``), never
+    deleting it; returns the new path."""
+    k = 1
+    while (dest := path.with_name(f"{path.stem}.unreadable-{k}{path.suffix}.bad")).exists():
+        k += 1
+    os.replace(path, dest)
+    return dest
 
 
 @torch.no_grad()
 def run_sharded(model: SmallModel, method: Method, T: int, n: int, seed: int, out, *, batch: int = 64,
                 shard_size: int = 64, device: str = "cpu", progress: bool = True) -> dict:
-    """Draw the shards of this process (see the module docstring) into ``out``; return a summary."""
+    """Draw the shards of this process (see the module docstring) into ``out``; return a summary. A process started
+    by hand holds the folder's lock (:class:`pds.storage.RunLock`) while it draws; unreadable shards are set aside
+    and drawn again; every file is written atomically, and a full disk stops with one line (the finished shards
+    stay)."""
     for name, value in (("T", T), ("n", n), ("batch", batch), ("shard_size", shard_size)):
         if int(value) != value or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value}")
@@ -146,40 +177,60 @@ def run_sharded(model: SmallModel, method: Method, T: int, n: int, seed: int, ou
             raise ValueError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
         settings = _settings(model, method, T, n, seed, shard_size)
         pre = model.preconditioner(method)  # a bad filter is refused before anything is written
-        if ctx.rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
-            _write_manifest(out, settings)
-        ctx.barrier()
-        _write_manifest(out, settings)  # every rank checks it extends the same run
-        if isinstance(model.score, torch.nn.Module):
-            model.score.to(dev)
-        shards = shard_indices(n, shard_size)
-        mine = [k for k in range(len(shards)) if k % ctx.world == ctx.rank]
-        todo = [k for k in mine if not (out / f"shard_{k:05d}.npz").is_file()]
-        nfe = None
-        bar = tqdm(todo, disable=not progress or ctx.rank != 0, desc=f"pds sample ({len(mine)} shards on rank 0)",
-                   unit="shard")
-        for k in bar:
-            idx = list(shards[k])
-            parts = []
-            for start in range(0, len(idx), batch):
-                chunk = idx[start:start + batch]
-                gens = [torch.Generator(device=dev).manual_seed(sample_seed(seed, i)) for i in chunk]
-                x, nfe = draw(model, pre, method, T, (len(chunk), *model.shape), gens, dev, corrector_norm="sample")
-                parts.append(crop_and_clip(x, model.pad).cpu())
-            images = (torch.cat(parts).numpy() * 255).round().astype(np.uint8)
-            tmp = out / f"shard_{k:05d}.tmp.npz"
-            np.savez(tmp, images=images, indices=np.asarray(idx, dtype=np.int64),
-                     seeds=np.asarray([sample_seed(seed, i) for i in idx], dtype=np.uint64), nfe=np.int64(nfe),
-                     meta=np.asarray(json.dumps(settings)))
-            os.replace(tmp, out / f"shard_{k:05d}.npz")
-        ctx.barrier()
-        summary = {"rank": ctx.rank, "world": ctx.world, "shards_drawn": len(todo), "shards_total": len(shards),
-                   "device": str(dev)}
-        if ctx.rank == 0:
-            images, manifest = load_samples(out)
-            summary.update(n=len(images), nfe=manifest["nfe"])
+        lock = RunLock(out, f"pds sample {model.name}, {method.label}, T={T}, n={n}")
+        try:
+            if ctx.rank == 0:
+                out.mkdir(parents=True, exist_ok=True)
+                if ctx.world == 1:  # processes started by hand: one at a time per folder (torchrun's ranks share it)
+                    lock.acquire()
+                _write_manifest(out, settings)
+            ctx.barrier()
+            _write_manifest(out, settings)  # every rank checks it extends the same run
+            if isinstance(model.score, torch.nn.Module):
+                model.score.to(dev)
+            shards = shard_indices(n, shard_size)
+            mine = [k for k in range(len(shards)) if k % ctx.world == ctx.rank]
+            todo = _shards_to_draw(out, mine)
+            bar = tqdm(todo, disable=not progress or ctx.rank != 0, unit="shard",
+                       desc=f"pds sample ({len(mine)} shards on rank 0)")
+            for k in bar:
+                _draw_shard(model, pre, method, T, seed, out, k, list(shards[k]), batch, dev, settings,
+                            f"{len(mine) - len(todo) + todo.index(k)} of this process's {len(mine)} shards")
+            ctx.barrier()
+            summary = {"rank": ctx.rank, "world": ctx.world, "shards_drawn": len(todo), "shards_total": len(shards),
+                       "device": str(dev)}
+            if ctx.rank == 0:
+                images, manifest = load_samples(out)
+                summary.update(n=len(images), nfe=manifest["nfe"])
+        finally:
+            lock.release()
     return summary
+
+
+def _shards_to_draw(out: Path, mine: list[int]) -> list[int]:
+    """This process's shards that are not on disk; an unreadable one (a copy cut short, a foreign tool's kill) is
+    set aside, said, and drawn again."""
+    for k in mine:
+        path = out / f"shard_{k:05d}.npz"
+        if path.is_file() and (why := shard_problem(path)) is not None:
+            moved = set_aside(path)
+            print(f"pds sample: {path.name} cannot be read ({why}); set aside as {moved.name}, drawing it again",
+                  file=sys.stderr)
+    return [k for k in mine if not (out / f"shard_{k:05d}.npz").is_file()]
+
+
+def _draw_shard(model, pre, method, T, seed, out, k, idx, batch, dev, settings, done: str) -> None:
+    parts, nfe = [], None
+    for start in range(0, len(idx), batch):
+        chunk = idx[start:start + batch]
+        gens = [torch.Generator(device=dev).manual_seed(sample_seed(seed, i)) for i in chunk]
+        x, nfe = draw(model, pre, method, T, (len(chunk), *model.shape), gens, dev, corrector_norm="sample")
+        parts.append(crop_and_clip(x, model.pad).cpu())
+    arrays = dict(images=(torch.cat(parts).numpy() * 255).round().astype(np.uint8),
+                  indices=np.asarray(idx, dtype=np.int64),
+                  seeds=np.asarray([sample_seed(seed, i) for i in idx], dtype=np.uint64), nfe=np.int64(nfe),
+                  meta=np.asarray(json.dumps(settings)))
+    atomic_write(out / f"shard_{k:05d}.npz", lambda tmp: np.savez(tmp, **arrays), f"shard {k}", done=done)
 
 
 def load_samples(folder) -> tuple[torch.Tensor, dict]:
@@ -195,6 +246,9 @@ def load_samples(folder) -> tuple[torch.Tensor, dict]:
     for shard in sorted(folder.glob("shard_*.npz")):
         if shard.name.endswith(".tmp.npz"):
             continue
+        if (why := shard_problem(shard)) is not None:
+            raise ValueError(f"{shard} cannot be read ({why}); rerun the same `pds sample` command: it sets the shard "
+                             "aside and draws it again")
         with np.load(shard) as data:
             idx, x = data["indices"], data["images"]
             nfe = int(data["nfe"])

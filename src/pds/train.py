@@ -35,6 +35,7 @@ from pds.checkpoints import (
     write_sidecar,
 )
 from pds.schedules import check_sigma_range, ve_sigma
+from pds.storage import append_text, atomic_write
 
 __all__ = ["TrainConfig", "EMA", "dsm_loss", "train", "train_run", "check_same_run", "TrainingInterrupted"]
 
@@ -153,9 +154,7 @@ def _trim_log(log_path: Path, start: int) -> None:
                 keep.append(line)
         except (json.JSONDecodeError, KeyError, TypeError):  # a line cut by a kill
             continue
-    tmp = log_path.with_name(log_path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in keep))
-    tmp.replace(log_path)
+    atomic_write(log_path, lambda tmp: tmp.write_text("".join(k + "\n" for k in keep)), "the loss log")
 
 
 class _Signals:
@@ -212,8 +211,7 @@ def train(net: nn.Module, images: torch.Tensor, config: TrainConfig, out, sigmas
 
     def save(step):
         if log_path is not None and pending:
-            with open(log_path, "a") as f:
-                f.write("".join(pending))
+            append_text(log_path, "".join(pending), "the loss log")
             pending.clear()
         save_training_checkpoint(out, net, cfg.kind, optimizer, ema, step)
         if meta is not None:
