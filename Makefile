@@ -7,7 +7,7 @@ PROFILE ?= default
 STAMP := $(VENV)/.pds-installed
 NB_OUT ?= build/notebooks
 
-.PHONY: setup data lint unit test notebooks findings book results clean help
+.PHONY: setup data lint unit test notebooks findings book results full-shapes clean help
 
 help:
 	@echo "make notebooks   run every notebook in the '$(PROFILE)' profile (PROFILE=smoke|default|full)"
@@ -17,6 +17,7 @@ help:
 	@echo "make setup       create .venv and register the 'pds' Jupyter kernel"
 	@echo "make data        install Debian's dataset-fashion-mnist when missing (needs root and apt)"
 	@echo "make results     recompute the sample-quality runs shipped in data/results/ (hours on a CPU)"
+	@echo "make full-shapes every experiment of the full profile at the official shapes, random weights (DEVICE=, BATCH=)"
 
 setup: $(STAMP)
 
@@ -66,15 +67,23 @@ findings: $(STAMP)
 book: $(STAMP)
 	$(PY) -m pds.book --profile $(PROFILE) --src $(NB_OUT)/$(PROFILE) --out build/book
 
-# The default profile's sample-quality runs (notebooks 05, 06, 09, 10) are shipped in data/results/quality/default
+# The default profile's sample-quality runs (notebooks 05, 06, 09, 10, 11) are shipped in data/results/quality/default
 # compactly (every run's numbers and image statistics, its first 32 samples) so that a fresh clone reads them; their
 # cache keys hold behaviour fingerprints of the code (pds.cache), so after a numerical change there the notebooks
 # recompute them (hours on a 2-core CPU; tests/test_cache.py says so first) and this target refreshes the shipped copy.
 RESULTS := data/results/quality/default
 results: $(STAMP) data
 	rm -rf $(RESULTS) runs/quality/default
-	OMP_NUM_THREADS=1 $(PY) -m pds.notebooks --profile default 05 06 09 10
+	OMP_NUM_THREADS=1 $(PY) -m pds.notebooks --profile default 05 06 09 10 11
 	$(PY) -c "from pds.cache import ship_cache; print(ship_cache('runs/quality/default', '$(RESULTS)'))"
+
+# Every experiment of the full profile at the official network configurations and image sizes, with random weights in
+# the official layouts (written into build/full_shapes/, never shipped), one iteration each, vanilla and PDS, and one
+# pds sample shard: the table of seconds per iteration and peak memory (python -m pds.shapes --help).
+DEVICE ?= cpu
+BATCH ?= 1
+full-shapes: $(STAMP)
+	$(PY) -m pds.shapes --device $(DEVICE) --batch $(BATCH) --json build/full_shapes/table-$(DEVICE)-batch$(BATCH).json
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

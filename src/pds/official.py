@@ -25,7 +25,8 @@ from pds.paths import DATA_DIR
 from pds.schedules import geometric_sigmas
 from pds.timing import synthetic_filters
 
-__all__ = ["FILTERS_DIR", "inventory", "write_random_official", "write_synthetic_filters", "tiny_ncsnpp_config"]
+__all__ = ["FILTERS_DIR", "FULL_WIDTH", "inventory", "write_random_official", "write_synthetic_filters",
+           "tiny_ncsnpp_config"]
 
 FILTERS_DIR = DATA_DIR / "filters"
 
@@ -68,14 +69,20 @@ def tiny_ncsnpp_config(exp: Experiment, size: int = 16) -> NCSNppConfig:
                         num_scales=exp.levels, sigma_min=exp.sigma_min, sigma_max=exp.sigma_max)
 
 
-def write_random_official(exp: Experiment, root, seed: int = 0, size: int = 16) -> tuple[Path, dict | None]:
+FULL_WIDTH = {"ncsn": 64, "ncsnv2deeper": 128}  # ngf of the official NCSN (MNIST) and NCSNv2Deeper (LSUN)
+
+
+def write_random_official(exp: Experiment, root, seed: int = 0, size: int = 16,
+                          full: bool = False) -> tuple[Path, dict | None]:
     """A random-weight checkpoint in ``exp``'s official layout at ``root/<exp.checkpoint>/checkpoint.pth``; returns
-    (path, the NCSN++ network config to load it with, or None for NCSN / NCSNv2 whose shapes say everything)."""
+    (path, the NCSN++ network config to load it with, or None for NCSN / NCSNv2 whose shapes say everything).
+    ``full``: the official network at the official configuration and image size (NCSN++: ``OFFICIAL_CONFIGS``, loaded
+    by inference, config None; NCSN: ngf 64; NCSNv2Deeper: ngf 128) instead of a tiny one of ``size``."""
     path = Path(root) / exp.checkpoint / "checkpoint.pth"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if exp.model == "ncsnpp":
-            cfg = tiny_ncsnpp_config(exp, size)
+            cfg = OFFICIAL_CONFIGS[exp.ncsnpp_config] if full else tiny_ncsnpp_config(exp, size)
             net = NCSNpp(cfg)
             for p in net.parameters():  # score_sde initialises some layers at zero: make the stand-in non-trivial
                 p.data.add_(0.02 * torch.randn_like(p))
@@ -83,13 +90,14 @@ def write_random_official(exp: Experiment, root, seed: int = 0, size: int = 16) 
             shadow = [p.detach().clone() for p in net.parameters() if p.requires_grad]
             obj = {"model": state, "ema": {"decay": 0.999, "num_updates": 1, "shadow_params": shadow},
                    "optimizer": {}, "step": 1}
-            config = {k: v for k, v in cfg.__dict__.items() if k != "extra"}
+            config = None if full else {k: v for k, v in cfg.__dict__.items() if k != "extra"}
         elif exp.model == "ncsn":
-            net = CondRefineNetDilated(ngf=4, channels=1, num_classes=exp.levels, image_size=exp.size)
+            net = CondRefineNetDilated(ngf=FULL_WIDTH["ncsn"] if full else 4, channels=1, num_classes=exp.levels,
+                                       image_size=exp.size)
             obj, config = [{f"module.{k}": v for k, v in net.state_dict().items()}, {}], None
         else:
             sigmas = torch.tensor(geometric_sigmas(exp.sigma_max, exp.sigma_min, exp.levels))
-            net = NCSNv2Deeper(ngf=4, channels=3, sigmas=sigmas)
+            net = NCSNv2Deeper(ngf=FULL_WIDTH["ncsnv2deeper"] if full else 4, channels=3, sigmas=sigmas)
             state = {f"module.{k}": v for k, v in net.state_dict().items()}
             obj, config = [state, {}, 0, 1, {n: p.detach().clone() for n, p in net.named_parameters()}], None
     atomic_save(obj, path)

@@ -1,0 +1,25 @@
+"""pds.shapes (make full-shapes): the code path of the full profile at the official shapes, here at tiny sizes."""
+
+from __future__ import annotations
+
+import pytest
+
+from pds.shapes import format_table, run_all
+
+
+def test_full_shapes_table_at_tiny_sizes(tmp_path):
+    rows = run_all(tmp_path, tiny=True, names=["mnist_ncsn", "ffhq_ncsnpp"], iterations=2, progress=False)
+    assert [r["experiment"] for r in rows] == ["mnist_ncsn", "ffhq_ncsnpp"]
+    for r in rows:
+        assert r["vanilla_s_per_iteration"] > 0 and r["pds_s_per_iteration"] > 0 and r["sample_shard_s"] > 0
+        assert r["peak_memory_MB"] >= r["peak_above_start_MB"] >= 0 and r["batch"] == 1
+    assert rows[0]["vanilla_nfe"] == 2 and rows[1]["vanilla_nfe"] == 4  # Langevin steps; PC: two evaluations each
+    assert "R + A" in rows[1]["pds"]  # FFHQ: the frequency and the space filter, as Fig. 1
+    table = format_table(rows).splitlines()
+    assert len(table) == 4 and table[1].count("---") == table[0].count("|") - 1 and "ffhq_ncsnpp" in table[3]
+    assert (tmp_path / "checkpoints" / "ncsnpp_ffhq_1024" / "checkpoint.pth").is_file()
+
+
+def test_full_shapes_fails_on_any_error(tmp_path):
+    with pytest.raises(RuntimeError, match="mnist_ncsn failed"):
+        run_all(tmp_path, device="cuda:99", tiny=True, names=["mnist_ncsn"], progress=False)
