@@ -37,7 +37,11 @@ SHIPPED = DATA_DIR / "results" / "quality" / "default"
 
 
 def shipped_rows() -> list[dict]:
-    return ResultCache._rows(SHIPPED)
+    """The shipped runs of the models trained here, scored by the classifier FD against the test set (notebooks 05,
+    06, 09, 10, and 11's trained-model side): what these tests can rebuild from a name. Notebook 11's exact-score runs
+    are rebuilt by the notebook itself, which reads every one of them in the default profile."""
+    return [r for r in ResultCache._rows(SHIPPED)
+            if not r.get("name", "").startswith("exact:") and r.get("reference") == "Fashion-MNIST test set"]
 
 
 @pytest.fixture(scope="module")

@@ -221,7 +221,7 @@ def test_ship_cache_keeps_rows_statistics_and_the_first_samples(tmp_path):
     row = local.run(model, Method(), 3, 6, 0, score_fn)
     stored = image_statistics(local.samples(row["key"]))  # from the uint8 samples: equal to rounding
     assert row["image_stats"] == pytest.approx(stored, abs=1e-4)
-    assert ship_cache(tmp_path / "local", tmp_path / "shipped", keep=4) == {"runs": 1}
+    assert ship_cache(tmp_path / "local", tmp_path / "shipped", keep=4) == {"runs": 1, "rows": 1}
     reader = ResultCache(tmp_path / "fresh", shipped=tmp_path / "shipped")
     again = reader.run(model, Method(), 3, 6, 0, score_fn)
     assert calls == [0] and again["value"] == row["value"] and again["samples_kept"] == 4
@@ -288,3 +288,33 @@ def test_plot_fig6_grid_draws_both_heatmaps():
     assert sorted(t.get_text() for t in left.texts) == ["100", "120", "300", "80"]
     assert {t.get_text() for t in right.texts} == {"0.50"}
     plt.close(fig)
+
+
+def test_verdicts_can_count_a_run_without_value_as_the_worst():
+    from pds.experiments import beats, matches
+
+    inf, nan = float("inf"), float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        beats([1.0, inf], [2.0, 3.0], "x")
+    assert not beats([1.0, inf], [2.0, 3.0], "x", nonfinite="worst").holds
+    assert beats([1.0, 1.1], [2.0, nan], "x", nonfinite="worst").holds
+    assert not matches([nan], [1.0], "x", nonfinite="worst").holds
+    assert not matches([1.0], [1.0, inf], "x", nonfinite="worst").holds
+    assert beats([1.0, 1.1], [2.0, 2.1], "x", nonfinite="worst").holds == beats([1.0, 1.1], [2.0, 2.1], "x").holds
+    with pytest.raises(ValueError, match="nonfinite must be"):
+        beats([1.0], [2.0], "x", nonfinite="ignore")
+
+
+def test_ship_cache_merges_into_what_is_shipped_and_caps_the_bytes(tmp_path):
+    from pds.cache import ship_cache
+
+    model = toy("ncsnpp")
+    score_fn, calls = counting_score()
+    first, second = ResultCache(tmp_path / "a"), ResultCache(tmp_path / "b")
+    r1 = first.run(model, Method(), 3, 6, 0, score_fn)
+    r2 = second.run(model, Method(), 3, 6, 1, score_fn)
+    ship_cache(tmp_path / "a", tmp_path / "shipped", keep=4)
+    assert ship_cache(tmp_path / "b", tmp_path / "shipped", keep=4, keep_bytes=784) == {"runs": 1, "rows": 2}
+    reader = ResultCache(tmp_path / "fresh", shipped=tmp_path / "shipped")
+    assert reader.get(r1["key"])["samples_kept"] == 4 and reader.get(r2["key"])["samples_kept"] == 1
+    assert reader.samples(r2["key"]).shape[0] == 1  # 784 bytes: one 28² sample

@@ -85,3 +85,16 @@ def test_exact_twin_copies_the_trained_models_settings():
     assert twin.config["file_sha256"] != trained.config["file_sha256"]
     with pytest.raises(ValueError, match="has shape"):
         exact_twin(trained, torch.rand(10, 1, 30, 30), "wrong size")
+
+
+def test_covers_reads_the_floor_of_uniform_draws():
+    from pds.image_sets import covers
+
+    def row(indices):
+        return {"extra": {"hits": hit_statistics(indices, 20)}}
+
+    rng = np.random.default_rng(0)
+    even = [row(rng.integers(0, 20, 200)) for _ in range(3)]
+    skewed = [row(rng.integers(0, 5, 200)) for _ in range(3)]
+    assert covers(even, "x").holds and not covers(skewed, "x").holds
+    assert not covers([row([]), *even], "x").holds  # a run that landed nothing does not cover

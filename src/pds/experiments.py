@@ -382,9 +382,32 @@ def _numbers(floor=None, **parts) -> dict:
     return out
 
 
-def matches(values, reference, claim: str, floor=None) -> Verdict:
+def _no_value(values) -> int:
+    return int((~np.isfinite(np.asarray(list(values), dtype=np.float64))).sum())
+
+
+def _worst(values, other, claim: str, other_first: bool) -> Verdict | None:
+    """``nonfinite="worst"``: a run without a finite value (diverged, nothing to measure) counts as the worst; the
+    verdict is then decided without the statistics (None when every value is finite)."""
+    a, b = _no_value(values), _no_value(other)
+    if not a and not b:
+        return None
+    if a:
+        return Verdict(claim, False, f"{a} of {len(list(values))} runs gave no value (diverged or nothing to measure): "
+                                     f"{[float(v) for v in values]}")
+    return Verdict(claim, other_first, f"{b} of {len(list(other))} runs of the other side gave no value (the worst): "
+                                       f"{[float(v) for v in other]}; this side {[float(v) for v in values]}")
+
+
+def matches(values, reference, claim: str, floor=None, nonfinite: str = "raise") -> Verdict:
     """"``values`` match ``reference``" (lower is better, e.g. FD or W2): mean(values) ≤ mean(reference) +
-    2·std(reference), the std over the reference's seeds (0 with a single, exact value)."""
+    2·std(reference), the std over the reference's seeds (0 with a single, exact value). ``nonfinite``: "raise" (a
+    non-finite value is an error) or "worst" (it is the worst possible value: such values never match, and a
+    reference with one is matched by nothing)."""
+    if nonfinite not in ("raise", "worst"):
+        raise ValueError(f"nonfinite must be 'raise' or 'worst', got {nonfinite!r}")
+    if nonfinite == "worst" and (v := _worst(values, reference, claim, other_first=False)) is not None:
+        return v
     m, _, _ = spread(values)
     mr, sr, _ = spread(reference)
     bound = mr + 2.0 * sr
@@ -393,9 +416,15 @@ def matches(values, reference, claim: str, floor=None) -> Verdict:
                    _numbers(floor, values=list(values), reference=list(reference), bound=bound))
 
 
-def beats(values, other, claim: str, floor=None) -> Verdict:
+def beats(values, other, claim: str, floor=None, nonfinite: str = "raise") -> Verdict:
     """"``values`` beat ``other``" (lower is better): mean(values) + 2·se < mean(other), with se the standard error
-    of the difference of the means over seeds, √(s_a²/n_a + s_b²/n_b) (0 for single, exact values)."""
+    of the difference of the means over seeds, √(s_a²/n_a + s_b²/n_b) (0 for single, exact values). ``nonfinite``:
+    "raise", or "worst" (a non-finite value is the worst: finite values beat a side that has one, and a side with one
+    beats nothing)."""
+    if nonfinite not in ("raise", "worst"):
+        raise ValueError(f"nonfinite must be 'raise' or 'worst', got {nonfinite!r}")
+    if nonfinite == "worst" and (v := _worst(values, other, claim, other_first=True)) is not None:
+        return v
     ma, sa, na = spread(values)
     mb, sb, nb = spread(other)
     se = math.sqrt(sa**2 / na + sb**2 / nb)

@@ -10,7 +10,7 @@ sampler alone:
   balance (total variation between the hits' classes and the set's);
 * :class:`LandingMetric` — a result-cache metric (:class:`pds.cache.ResultCache`): per sample the distance to the
   nearest image of the set relative to σ_min·√D (the distance the final noise level leaves), a sample *landed* when
-  within ``radius`` (1.5) of it; per run the landed fraction, the distribution of relative distances, the hit
+  within ``radius`` (2.5) of it; per run the landed fraction, the distribution of relative distances, the hit
   statistics of the landed samples and, for Fashion-MNIST, the classifier-feature FD against the set (its value: one
   of them, lower is better);
 * :func:`exact_model` — a :class:`pds.experiments.SmallModel` whose score is the exact score of a set, with the
@@ -27,15 +27,16 @@ import numpy as np
 import torch
 
 from pds.configs import Experiment
-from pds.experiments import SmallModel
+from pds.experiments import SmallModel, Verdict
 from pds.fingerprint import digest
 from pds.metrics import MetricResult
 from pds.schedules import geometric_sigmas
 from pds.scores import EmpiricalScore
 
-__all__ = ["hit_statistics", "LandingMetric", "exact_model", "exact_twin", "LANDED_RADIUS", "PRIMARY"]
+__all__ = ["hit_statistics", "LandingMetric", "exact_model", "exact_twin", "perfect_draws", "measures", "covers",
+           "LANDED_RADIUS", "PRIMARY"]
 
-LANDED_RADIUS = 1.5  # in units of σ_min·√D
+LANDED_RADIUS = 2.5  # in units of σ_min·√D: generous (PDS leaves up to α/(α − 1) of it as noise)
 
 
 def _summary(values) -> dict:
@@ -188,3 +189,44 @@ def exact_twin(model: SmallModel, images: torch.Tensor, name: str) -> SmallModel
     cfg["file_sha256"] = score.sha256
     cfg["data"] = {**cfg.get("data", {}), "name": name}
     return SmallModel(f"exact:{name}", score=score, config=cfg, train_images=padded, experiment=model.experiment)
+
+
+def perfect_draws(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """``n`` images drawn uniformly with replacement from the set: what a perfect sampler of the empirical
+    distribution returns (its measures are the floor of every run at this n)."""
+    g = torch.Generator().manual_seed(int(seed))
+    return images[torch.randint(0, len(images), (int(n),), generator=g)]
+
+
+def measures(row: dict) -> dict:
+    """The measures of a stored run of a :class:`LandingMetric` as one flat dict (NaN where a run diverged or
+    nothing landed): value, fd, landed, distance (median relative), distinct, kl, kl_floor (its mean), class_tv."""
+    nan = float("nan")
+    e = row.get("extra") or {}
+    hits = e.get("hits") or {}
+
+    def num(v):
+        return nan if v is None else float(v)
+
+    return {"value": num(row.get("value")) if not row.get("diverged") else nan, "fd": num(e.get("fd")),
+            "landed": num(e.get("landed")), "distance": num((e.get("relative_distance") or {}).get("median")),
+            "distinct": num(hits.get("distinct")), "kl": num(hits.get("kl")),
+            "kl_floor": num((hits.get("kl_floor") or {}).get("mean")), "class_tv": num(hits.get("class_tv"))}
+
+
+def covers(rows, claim: str) -> Verdict:
+    """"The samples reach the images like uniform draws": over the runs ``rows`` (seeds), the mean KL of the hit
+    counts against uniform is at most the floor's mean + 2 std, the floor being that of as many uniform draws
+    (:func:`hit_statistics`, averaged over the runs). A run where nothing landed does not cover."""
+    hits = [((r.get("extra") or {}).get("hits") or {}) for r in rows]
+    if not hits or any(h.get("kl") is None for h in hits):
+        return Verdict(claim, False, f"{sum(h.get('kl') is None for h in hits)} of {len(hits)} runs landed nothing")
+    kl = [float(h["kl"]) for h in hits]
+    floor_mean = float(np.mean([h["kl_floor"]["mean"] for h in hits]))
+    floor_std = float(np.mean([h["kl_floor"]["std"] for h in hits]))
+    bound = floor_mean + 2 * floor_std
+    m, s = float(np.mean(kl)), float(np.std(kl, ddof=1)) if len(kl) > 1 else 0.0
+    return Verdict(claim, m <= bound, f"KL of the hits {m:.4g} ± {s:.2g} (over {len(kl)}) vs bound {bound:.4g} = floor "
+                                      f"{floor_mean:.4g} + 2 × {floor_std:.2g} (uniform draws of as many hits)",
+                   {"kl": {"mean": m, "std": s, "values": kl}, "floor_mean": floor_mean, "floor_std": floor_std,
+                    "bound": bound})
