@@ -23,3 +23,22 @@ def test_full_shapes_table_at_tiny_sizes(tmp_path):
 def test_full_shapes_fails_on_any_error(tmp_path):
     with pytest.raises(RuntimeError, match="mnist_ncsn failed"):
         run_all(tmp_path, device="cuda:99", tiny=True, names=["mnist_ncsn"], progress=False)
+
+
+def test_batch_memory_is_derived_from_two_batches(tmp_path):
+    from pds.shapes import derive_memory, format_derived, main
+
+    one = run_all(tmp_path, tiny=True, names=["cifar10_ncsnpp"], batch=1, progress=False)
+    four = run_all(tmp_path, tiny=True, names=["cifar10_ncsnpp"], batch=4, progress=False)
+    assert one[0]["sampling_peak_separate"] and one[0]["sampling_peak_MB"] <= one[0]["peak_memory_MB"]
+    (d,) = derive_memory(one, four, 8)
+    slope = (four[0]["sampling_peak_MB"] - one[0]["sampling_peak_MB"]) / 3
+    assert d["MB_per_image"] == pytest.approx(slope)
+    assert d["estimate_MB"] >= one[0]["sampling_peak_MB"] + 7 * max(slope, 0) - 1e-9
+    assert "cifar10_ncsnpp" in format_derived([d])
+    with pytest.raises(ValueError, match="two different batches"):
+        derive_memory(one, one, 8)
+    import json
+
+    (tmp_path / "a.json").write_text(json.dumps(one))
+    assert main(["--derive", str(tmp_path / "a.json"), str(tmp_path / "missing.json")]) == 2

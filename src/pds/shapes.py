@@ -10,11 +10,15 @@ and written as a filter file, and then, timed, one sampler iteration vanilla and
 (:func:`pds.experiments.draw`, ``iterations`` of them) and ``pds sample`` for one shard of ``batch`` images
 (:func:`pds.generate.run_sharded`). The table has the experiment, the network's parameters, the image size, the
 batch, seconds per iteration vanilla and PDS, the seconds of the shard, and the peak memory: the process's resident
-high-water mark on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU. Any error fails the run.
+high-water mark on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU (also the sampling's own peak, the mark
+reset once the network is loaded: ``/proc/self/clear_refs`` on Linux). Any error fails the run.
+:func:`derive_memory` extrapolates the sampling peak of two such tables linearly to another batch; on a CPU that is a
+lower bound (activations reuse pages the loading freed), so the README's batch-8 memory is measured at batch 8.
 
     python -m pds.shapes                          # make full-shapes: every experiment, batch 1, on this machine
     python -m pds.shapes --device cuda --batch 8  # the same at the paper's batch on a GPU
     python -m pds.shapes --tiny                   # tiny networks at tiny sizes (what the tests run)
+    python -m pds.shapes --derive b1.json b2.json --to 8   # the sampling peak at batch 8 from two --json tables
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -39,7 +44,7 @@ from pds.official import write_random_official
 from pds.paths import BUILD_DIR
 from pds.timing import synthetic_filters
 
-__all__ = ["run_one", "run_all", "format_table", "TINY_SIZE"]
+__all__ = ["run_one", "run_all", "format_table", "derive_memory", "format_derived", "TINY_SIZE"]
 
 TINY_SIZE = 16  # image side of --tiny (networks: pds.official.tiny_ncsnpp_config, ngf 4)
 
@@ -47,7 +52,33 @@ TINY_SIZE = 16  # image side of --tiny (networks: pds.official.tiny_ncsnpp_confi
 def _peak_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+    status = _proc_status("VmHWM")  # the high-water mark since the last reset (getrusage's never resets)
+    return status if status is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _proc_status(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return float(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak(device: torch.device) -> bool:
+    """Start the peak over from what the process holds now (a GPU's allocator statistics; on Linux the resident
+    high-water mark, through /proc/self/clear_refs). False where it cannot be reset (then the peak is the process's)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return True
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def _method(exp, filter_file: Path | None) -> Method:
@@ -77,6 +108,8 @@ def run_one(name: str, root, device: str = "cpu", batch: int = 1, iterations: in
     pds = _method(exp, filter_file)
     if isinstance(model.score, torch.nn.Module):
         model.score.to(dev)
+    loading_peak_mb = _peak_mb(dev)
+    reset = _reset_peak(dev)
     row = {"experiment": name, "figure": exp.figure, "network": exp.model, "image_size": size, "batch": batch,
            "iterations": iterations, "device": str(dev), "checkpoint_s": write_s,
            "parameters": sum(p.numel() for p in model.score.parameters())
@@ -92,14 +125,18 @@ def run_one(name: str, root, device: str = "cpu", batch: int = 1, iterations: in
         row[f"{label}_nfe"] = nfe
         if not bool(torch.isfinite(x).all()):
             raise FloatingPointError(f"{name} ({label}): non-finite samples")
+    samples = root / "samples" / name
+    shutil.rmtree(samples, ignore_errors=True)  # a scratch run: drawn afresh every time
     t0 = time.perf_counter()
-    summary = run_sharded(model, pds, iterations, batch, 0, root / "samples" / name, batch=batch, shard_size=batch,
-                          device=device, progress=False)
+    summary = run_sharded(model, pds, iterations, batch, 0, samples, batch=batch, shard_size=batch, device=device,
+                          progress=False)
     row["sample_shard_s"] = time.perf_counter() - t0
     if summary.get("n") != batch:
         raise RuntimeError(f"{name}: pds sample wrote {summary.get('n')} images, expected {batch}")
-    row["peak_memory_MB"] = _peak_mb(dev)
+    row["sampling_peak_MB"] = _peak_mb(dev)  # the network loaded, the weights included, during the sampling
+    row["peak_memory_MB"] = max(row["sampling_peak_MB"], loading_peak_mb)
     row["peak_above_start_MB"] = row["peak_memory_MB"] - start_mb
+    row["sampling_peak_separate"] = reset
     row["memory"] = "torch.cuda.max_memory_allocated" if dev.type == "cuda" else "resident high-water mark"
     return row
 
@@ -126,6 +163,44 @@ def run_all(root=None, device: str = "cpu", batch: int = 1, iterations: int = 1,
     return rows
 
 
+def derive_memory(rows_a: list[dict], rows_b: list[dict], batch: int) -> list[dict]:
+    """The peak memory of each experiment at ``batch``, derived from two runs at smaller batches (``rows_a``,
+    ``rows_b``: the tables of ``make full-shapes`` at two batch sizes, same device): the sampling peak is taken as
+    linear in the batch, ``peak(b) = peak(a) + (b - a)·slope``, with the slope per image measured between the two;
+    the loading peak (the checkpoint read) does not depend on the batch. Rows: experiment, the two measured sampling
+    peaks, MB per image, and the estimate at ``batch`` (the larger of it and the loading peak)."""
+    by_b = {r["experiment"]: r for r in rows_b}
+    out = []
+    for a in rows_a:
+        b = by_b.get(a["experiment"])
+        if b is None:
+            continue
+        if a["batch"] == b["batch"]:
+            raise ValueError(f"{a['experiment']}: both runs have batch {a['batch']}; two different batches are needed")
+        if not (a.get("sampling_peak_separate") and b.get("sampling_peak_separate")):
+            raise ValueError(f"{a['experiment']}: the sampling peak was not measured apart from loading (rerun "
+                             "make full-shapes with this version, on Linux or a GPU)")
+        per_image = (b["sampling_peak_MB"] - a["sampling_peak_MB"]) / (b["batch"] - a["batch"])
+        est = a["sampling_peak_MB"] + (batch - a["batch"]) * max(per_image, 0.0)
+        loading = a["peak_memory_MB"] if a["peak_memory_MB"] > a["sampling_peak_MB"] else 0.0
+        out.append({"experiment": a["experiment"], "image_size": a["image_size"], "device": a["device"],
+                    "batches": (a["batch"], b["batch"]), "sampling_peak_MB": (a["sampling_peak_MB"],
+                                                                               b["sampling_peak_MB"]),
+                    "MB_per_image": per_image, "batch": batch, "estimate_MB": max(est, loading)})
+    return out
+
+
+def format_derived(rows: list[dict]) -> str:
+    """:func:`derive_memory`'s rows as a Markdown table."""
+    lines = ["| experiment | image size | sampling peak at batch a / b | MB per image | estimated peak at batch "
+             f"{rows[0]['batch'] if rows else ''} |", "|---|---|---|---|---|"]
+    for r in rows:
+        (ba, bb), (pa, pb) = r["batches"], r["sampling_peak_MB"]
+        lines.append(f"| {r['experiment']} | {r['image_size']}² | {pa:.0f} MB ({ba}) / {pb:.0f} MB ({bb}) | "
+                     f"{r['MB_per_image']:.0f} | {r['estimate_MB'] / 1024:.1f} GB |")
+    return "\n".join(lines)
+
+
 def format_table(rows: list[dict]) -> str:
     """The rows as a Markdown table (what ``make full-shapes`` prints and benchmarks/README.md records)."""
     head = ("| experiment | figure | network | parameters | image size | batch | s / iteration vanilla | "
@@ -149,7 +224,18 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", default=None, choices=list(EXPERIMENTS))
     ap.add_argument("--json", default=None, help="write the rows here (with --one: that experiment's row)")
     ap.add_argument("--one", default=None, choices=list(EXPERIMENTS), help=argparse.SUPPRESS)
+    ap.add_argument("--derive", nargs=2, metavar=("TABLE_A", "TABLE_B"), default=None,
+                    help="print the peak memory at --to, derived from two --json tables at different batches")
+    ap.add_argument("--to", type=int, default=8, help="the batch of --derive (default 8)")
     args = ap.parse_args(argv)
+    if args.derive:
+        try:
+            tables = [json.loads(Path(t).read_text()) for t in args.derive]
+            print(format_derived(derive_memory(*tables, args.to)))
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"python -m pds.shapes: error: --derive: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.batch < 1 or args.iterations < 1:
         print("python -m pds.shapes: error: --batch and --iterations must be positive", file=sys.stderr)
         return 2
