@@ -67,15 +67,18 @@ findings: $(STAMP)
 book: $(STAMP)
 	$(PY) -m pds.book --profile $(PROFILE) --src $(NB_OUT)/$(PROFILE) --out build/book
 
-# The default profile's sample-quality runs (notebooks 05, 06, 09, 10, 11) are shipped in data/results/quality/default
-# compactly (every run's numbers and image statistics, its first 32 samples) so that a fresh clone reads them; their
+# The default profile's sample-quality runs (notebooks 05, 06, 09, 10, 11, 12) are shipped in data/results/quality/default
+# compactly (every run's numbers and image statistics, its first 32 samples; notebook 12's searches in
+# data/results/optimal/default) so that a fresh clone reads them; their
 # cache keys hold behaviour fingerprints of the code (pds.cache), so after a numerical change there the notebooks
 # recompute them (hours on a 2-core CPU; tests/test_cache.py says so first) and this target refreshes the shipped copy.
 RESULTS := data/results/quality/default
 results: $(STAMP) data
 	rm -rf $(RESULTS) runs/quality/default
-	OMP_NUM_THREADS=1 $(PY) -m pds.notebooks --profile default 05 06 09 10 11
+	rm -rf data/results/optimal/default runs/optimal/default
+	OMP_NUM_THREADS=1 $(PY) -m pds.notebooks --profile default 05 06 09 10 11 12
 	$(PY) -c "from pds.cache import ship_cache; print(ship_cache('runs/quality/default', '$(RESULTS)'))"
+	$(PY) -c "from pds.optimal import OptimumStore; print(OptimumStore('runs/optimal/default').ship('data/results/optimal/default'))"
 
 # Every experiment of the full profile at the official network configurations and image sizes, with random weights in
 # the official layouts (written into build/full_shapes/, never shipped), one iteration each, vanilla and PDS, and one

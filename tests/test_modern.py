@@ -84,3 +84,25 @@ def test_kept_noise_gain_is_sqrt_of_2p_minus_1_and_refuses_small_gains():
     with pytest.raises(NotImplementedError, match="space filter"):
         kept_noise_gain(Preconditioner(space=torch.rand(1, 8, 8) + 0.5))
     assert math.isfinite(float(kept.freq_gain.max()))
+
+
+def test_w2_within_a_budget_is_the_exact_samplers():
+    from pds.configs import experiment
+    from pds.exact import SAMPLERS_BY_NFE, w2_within
+    from pds.scores import StationaryGaussianScore
+
+    g = torch.Generator().manual_seed(3)
+    target = StationaryGaussianScore.from_images(torch.rand(40, 1, 8, 8, generator=g, dtype=torch.float64))
+    e = experiment("cifar10_ncsnpp")
+    pre = Preconditioner(freq=torch.log1p(target.expected_power()), alpha=5.0)
+    assert w2_within(target, e, "PC + PDS (released)", 21, pre) == pc_exact(
+        target, e.sigma_min, e.sigma_max, e.levels, e.snr, iterations=10, preconditioner=pre).w2_relative
+    heun_w2 = ode_exact(target, "heun", edm_sigmas(e.sigma_min, e.sigma_max, 5)).w2_relative
+    assert w2_within(target, e, "heun", 9) == heun_w2
+    assert w2_within(target, e, "edm_churn + PDS", 9, pre) == ode_exact(
+        target, "edm_churn", edm_sigmas(e.sigma_min, e.sigma_max, 5), preconditioner=pre).w2_relative
+    assert all(w2_within(target, e, s, 12, pre) > 0 for s in SAMPLERS_BY_NFE)
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        w2_within(target, e, "ddim", 10)
+    with pytest.raises(ValueError, match="needs a preconditioner"):
+        w2_within(target, e, "edm_churn + PDS", 10)

@@ -56,6 +56,8 @@ __all__ = [
     "langevin_stationary_dense",
     "best_step_contraction",
     "ode_exact",
+    "SAMPLERS_BY_NFE",
+    "w2_within",
 ]
 
 
@@ -494,3 +496,36 @@ def best_step_contraction(target, *, preconditioner: Preconditioner | None = Non
     rho = radius(best.x)
     return {"step": float(best.x), "radius": rho, "largest_stable_step": float(largest),
             "steps_per_efold": -1.0 / math.log(rho) if rho < 1 else math.inf}
+
+
+# the samplers compared at a budget of network evaluations (notebooks 10 and 12): PC uses two evaluations per
+# iteration, Heun's and EDM's samplers 2k − 1 for k steps, Euler and DPM-Solver++(2M) one per step
+SAMPLERS_BY_NFE = ("PC vanilla", "PC + PDS (released)", "pc_kept (PDS keeping p_σ)", "euler", "heun", "dpmpp_2m",
+                   "edm_churn", "edm_churn + PDS")
+_STEPS = {"euler": lambda n: n, "dpmpp_2m": lambda n: n, "heun": lambda n: (n + 1) // 2,
+          "edm_churn": lambda n: (n + 1) // 2}
+
+
+def w2_within(target: StationaryGaussianScore, settings, sampler: str, nfe: int,
+              preconditioner: Preconditioner | None = None) -> float:
+    """The exact relative W2 of ``sampler`` (one of :data:`SAMPLERS_BY_NFE`) within ``nfe`` network evaluations,
+    with the σ range, scales and snr of ``settings`` (a :class:`pds.configs.Experiment`); ``preconditioner`` for the
+    PDS variants. PC runs ⌊nfe/2⌋ iterations (at most the experiment's scales); the ODE samplers run on EDM's σ
+    schedule (:func:`pds.modern.edm_sigmas`) with as many steps as fit."""
+    from pds.modern import edm_sigmas
+
+    if sampler not in SAMPLERS_BY_NFE:
+        raise ValueError(f"sampler must be one of {SAMPLERS_BY_NFE}, got {sampler!r}")
+    e = settings
+    if ("PDS" in sampler) and preconditioner is None:
+        raise ValueError(f"{sampler} needs a preconditioner")
+    if sampler.startswith(("PC", "pc_kept")):
+        T = max(1, nfe // 2)
+        kw = {"PC vanilla": {}, "PC + PDS (released)": dict(preconditioner=preconditioner),
+              "pc_kept (PDS keeping p_σ)": dict(preconditioner=preconditioner, prior="vanilla",
+                                                predictor="kept")}[sampler]
+        return pc_exact(target, e.sigma_min, e.sigma_max, e.levels, e.snr, iterations=min(T, e.levels),
+                        **kw).w2_relative
+    name = sampler.split(" ")[0]
+    sig = edm_sigmas(e.sigma_min, e.sigma_max, max(_STEPS[name](nfe), 1))
+    return ode_exact(target, name, sig, preconditioner=preconditioner if "PDS" in sampler else None).w2_relative

@@ -1,0 +1,437 @@
+"""The preconditioner the exact analysis asks for (beyond the paper): the frequency filter, and per-iteration gains,
+that minimise the exact W2 of a sampler's output at a fixed budget of network evaluations.
+
+The paper picks R by a heuristic (Eq. 14, normalised by α; or the two parameters r, λ). For a stationary Gaussian
+target every sampler here is linear per frequency (:mod:`pds.exact`), so the output's per-frequency mean and
+variance — and W2² = Σ_k |δ_k|² + (√v_k − √s_k)² — are smooth functions of the filter. This module writes those
+recursions once more, without in-place updates and with the corrector step ε as a tensor, so that torch's autograd
+differentiates them (float64), and minimises W2 over a **radial filter**:
+
+    p(|k|) = floor + exp(θ(u)),   u = log(1 + |k|),
+
+θ piecewise linear between ``n_knots`` knots: one at DC, the others equally spaced in u from |k| = 1 to the largest
+|k| of the grid (a continuous family with a few dozen parameters; p is the drift gain of the preconditioner, D² =
+1/R̃² in Alg. 1's notation, so the paper's R̃ = p^(-1/2)). ``floor`` is 0, or 1/2 for ``pc_kept``, whose
+predictor's noise gain 2p − 1 must be ≥ 0.
+
+* :class:`RadialFilter` — the filter, fitted by least squares to any filter (the paper's R: the start of the search),
+  and as a :class:`pds.precondition.Preconditioner` (``alpha=None``) that the samplers and :mod:`pds.exact` take;
+* :class:`Frequencies` — a target's frequencies merged by (s_k, |k|, m̂_k) (exact: a radial filter takes one value
+  per radius), the inputs of the recursions;
+* :func:`pc_moments` — :func:`pds.exact.pc_exact` (released and ``kept`` predictors, the released or vanilla prior,
+  expected-norm corrector), optionally with per-iteration scalar gains on the corrector's step (ε_i·exp(β_i));
+* :func:`churn_moments` — :func:`pds.exact.ode_exact`'s ``edm_churn`` with a preconditioner (churn noise M⁻¹ξ, drift
+  gain p);
+* :func:`optimise` — L-BFGS (torch, strong-Wolfe line search) on log W2 from a given start, returning the filter,
+  the gains and the W2 before and after.
+
+Everything is checked against :mod:`pds.exact` to 1e-10 and by finite differences in ``tests/test_optimal.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from pds.fourier import half_plane_weights, radius_squared
+from pds.modern import edm_sigmas
+from pds.precondition import Preconditioner
+from pds.schedules import ve_schedule
+from pds.scores import StationaryGaussianScore
+
+__all__ = ["RadialFilter", "Frequencies", "pc_moments", "churn_moments", "w2", "optimise", "Optimum", "SAMPLERS",
+           "sampler_w2", "OptimumStore", "behaviour_fingerprint", "target_digest"]
+
+SAMPLERS = ("pc", "pc_kept", "edm_churn")  # the samplers whose filter is optimised
+OVERFLOW_LOSS = 50.0  # log W2 returned to L-BFGS for a trial filter whose recursion overflows (W2 = e^50)
+
+
+class RadialFilter:
+    """p(|k|) = floor + exp(θ(log(1 + |k|))), θ piecewise linear on ``n_knots`` knots (see the module docstring)."""
+
+    def __init__(self, theta, k_max: float, floor: float = 0.0):
+        self.theta = torch.as_tensor(theta, dtype=torch.float64)
+        if self.theta.ndim != 1 or len(self.theta) < 2:
+            raise ValueError(f"theta must be 1-D with at least 2 knot values, got shape {tuple(self.theta.shape)}")
+        if not bool(torch.isfinite(self.theta).all()):
+            raise ValueError("theta has non-finite entries")
+        if not k_max > 0:
+            raise ValueError(f"k_max must be > 0, got {k_max}")
+        if floor not in (0.0, 0.5):
+            raise ValueError(f"floor must be 0 (released predictor, churn) or 0.5 (pc_kept), got {floor}")
+        self.k_max, self.floor = float(k_max), float(floor)
+
+    @property
+    def knots(self) -> torch.Tensor:
+        """The knots in u = log(1 + |k|): 0 (DC), then ``n_knots`` − 1 equally spaced from log 2 (|k| = 1, the lowest
+        non-zero frequency) to log(1 + k_max), so that every knot but DC's neighbourhood has frequencies about it."""
+        lo, hi = math.log(2.0), math.log1p(self.k_max)
+        return torch.cat([torch.zeros(1, dtype=torch.float64),
+                          torch.linspace(lo, max(hi, lo), len(self.theta) - 1, dtype=torch.float64)])
+
+    def _weights(self, radius: torch.Tensor, n: int):
+        """(i, frac): the knot interval of each radius and the position in it (θ(u) = (1 − frac)θ_i + frac·θ_{i+1})."""
+        u = torch.log1p(torch.as_tensor(radius, dtype=torch.float64)).clamp(0.0, math.log1p(self.k_max))
+        lo, hi = math.log(2.0), math.log1p(self.k_max)
+        if n == 2 or hi <= lo:
+            return torch.zeros_like(u, dtype=torch.long), (u / max(hi, lo)).clamp(0, 1)
+        du = (hi - lo) / (n - 2)
+        pos = torch.where(u < lo, u / lo, 1.0 + (u - lo) / du)
+        i = pos.floor().long().clamp(0, n - 2)
+        return i, pos - i
+
+    def p(self, radius: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
+        """The drift gain at the radii ``radius`` (|k|, any shape); ``theta`` replaces the stored knots (autograd)."""
+        th = self.theta if theta is None else theta
+        i, frac = self._weights(radius, len(th))
+        return self.floor + torch.exp(th[i] * (1 - frac) + th[i + 1] * frac)
+
+    @classmethod
+    def fit(cls, p_grid: torch.Tensor, n_knots: int = 24, floor: float = 0.0) -> RadialFilter:
+        """The radial filter closest (least squares in log(p − floor), channels pooled) to a drift gain given on the
+        full [C, H, W] or [H, W] frequency grid (corner origin), e.g. the square of the paper's R̃⁻¹."""
+        p_grid = torch.as_tensor(p_grid, dtype=torch.float64)
+        h, w = p_grid.shape[-2:]
+        r = radius_squared(h, w).sqrt().expand(p_grid.shape).reshape(-1)
+        target = torch.log((p_grid.reshape(-1) - floor).clamp_min(1e-12))
+        k_max = float(r.max())
+        f = cls(torch.zeros(n_knots), k_max, floor)
+        # θ enters linearly: least squares on the interpolation matrix, with a small penalty on second differences
+        # (it decides only knots that no frequency constrains)
+        i, frac = f._weights(r, n_knots)
+        basis = torch.zeros(len(r), n_knots, dtype=torch.float64)
+        rows = torch.arange(len(r))
+        basis[rows, i] = 1 - frac
+        basis[rows, i + 1] += frac
+        d2 = torch.zeros(max(n_knots - 2, 0), n_knots, dtype=torch.float64)
+        for j in range(n_knots - 2):
+            d2[j, j:j + 3] = torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64)
+        gram = basis.T @ basis + 1e-6 * len(r) / n_knots * (d2.T @ d2)
+        f.theta = torch.linalg.solve(gram + 1e-12 * torch.eye(n_knots, dtype=torch.float64), basis.T @ target)
+        return f
+
+    def grid(self, shape) -> torch.Tensor:
+        """p on the full [C, H, W] grid."""
+        c, h, w = shape
+        return self.p(radius_squared(h, w).sqrt()).expand(c, h, w).clone()
+
+    def frequency_filter(self, shape, quantum: float = 2.0**-40) -> torch.Tensor:
+        """The filter R = p^(-1/2) on the full [C, H, W] grid, for a filter file (:func:`pds.filters.save_filters`)
+        used with ``alpha=None``; rounded to a multiple of ``quantum`` so that last-bit differences of exp / log
+        between CPUs leave the file, and its SHA-256 (the result cache's key), the same."""
+        return torch.round(self.grid(shape).rsqrt() / quantum) * quantum
+
+    def preconditioner(self, shape) -> Preconditioner:
+        """The :class:`Preconditioner` with this drift gain: R = p^(-1/2), used as given (``alpha=None``)."""
+        return Preconditioner(freq=self.grid(shape).rsqrt(), alpha=None)
+
+    def to_dict(self) -> dict:
+        return {"theta": [float(v) for v in self.theta], "k_max": self.k_max, "floor": self.floor}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RadialFilter:
+        return cls(torch.tensor(d["theta"], dtype=torch.float64), d["k_max"], d.get("floor", 0.0))
+
+
+class Frequencies:
+    """The rfft half-plane frequencies of a stationary Gaussian target merged by (s_k, |k|², m̂_k, DC): exact for a
+    radial filter. ``s`` (target variance), ``radius``, ``m_hat`` (unitary DFT of the mean, complex) and ``weights``
+    (how many of the C·H·W frequencies each entry stands for) are 1-D."""
+
+    def __init__(self, target: StationaryGaussianScore):
+        if not isinstance(target, StationaryGaussianScore):
+            raise TypeError(f"the exact error needs a StationaryGaussianScore target, got {type(target).__name__}")
+        c, h, w = target.shape
+        wh = w // 2 + 1
+        s = target.spectrum[..., :wh].to(torch.float64)
+        m_hat = torch.fft.rfft2(target.mean.to(torch.float64)) / math.sqrt(h * w)
+        r2 = radius_squared(h, w, half=True).expand(c, h, wh)
+        dc = torch.zeros(c, h, wh, dtype=torch.float64)
+        dc[..., 0, 0] = 1.0
+        rows = torch.stack([s, r2, m_hat.real, m_hat.imag, dc], -1).reshape(-1, 5)
+        uniq, self.index = torch.unique(rows, dim=0, return_inverse=True)
+        self.weights = torch.zeros(len(uniq), dtype=torch.float64).index_add_(
+            0, self.index, half_plane_weights(h, w).expand(c, h, wh).reshape(-1))
+        self.s, self.radius = uniq[:, 0], uniq[:, 1].sqrt()
+        self.m_hat = torch.complex(uniq[:, 2], uniq[:, 3])
+        self.shape, self.k_max = (c, h, w), float(radius_squared(h, w).sqrt().max())
+
+    def __len__(self) -> int:
+        return len(self.s)
+
+
+def w2(freqs: Frequencies, delta: torch.Tensor, var: torch.Tensor, relative: bool = True) -> torch.Tensor:
+    """W2 of N(m + δ, v) to the target (a tensor, differentiable); ``relative``: over √(E‖x − m‖²)."""
+    sq = ((delta.abs() ** 2 + (var.sqrt() - freqs.s.sqrt()) ** 2) * freqs.weights).sum()
+    out = sq.sqrt()
+    return out / (freqs.s * freqs.weights).sum().sqrt() if relative else out
+
+
+def pc_moments(freqs: Frequencies, p: torch.Tensor, sigma_min: float, sigma_max: float, num_scales: int, snr: float,
+               iterations: int, predictor: str = "released", prior: str | None = None, denoise: bool = True,
+               step_gains: torch.Tensor | None = None):
+    """(δ, v, nfe): the output moments of :func:`pds.samplers.pc_sampler` with drift gain ``p`` per entry of
+    ``freqs`` — :func:`pds.exact.pc_exact` written for autograd (ε a tensor). ``predictor``: "released" (p in the
+    predictor's drift and noise) or "kept" (noise gain 2p − 1); ``prior``: "released" (σ_max²·p) or "vanilla"
+    (σ_max²), default released for the released predictor and vanilla for kept (as :func:`pds.modern.pc_kept`).
+    ``step_gains``: one scalar per iteration, the corrector's ε multiplied by exp(β_i)."""
+    if predictor not in ("released", "kept"):
+        raise ValueError(f"predictor must be 'released' or 'kept', got {predictor!r}")
+    prior = prior or ("released" if predictor == "released" else "vanilla")
+    if prior not in ("released", "vanilla"):
+        raise ValueError(f"prior must be 'released' or 'vanilla', got {prior!r}")
+    sched = ve_schedule(sigma_min, sigma_max, num_scales, iterations=iterations, dtype=torch.float64)
+    sigmas, _, g2s = sched.host()
+    if step_gains is not None and len(step_gains) != sched.n:
+        raise ValueError(f"step_gains needs one value per iteration ({sched.n}), got {len(step_gains)}")
+    if predictor == "kept" and bool((p < 0.5).any()):
+        raise ValueError(f"drift gains below 1/2 (min {float(p.min()):.3g}): the kept predictor needs 2p − 1 >= 0")
+    s, wts = freqs.s, freqs.weights
+    q = p if predictor == "released" else 2.0 * p - 1.0
+    d0sq = freqs.m_hat.abs() ** 2
+    noise_sq = (p * wts).sum()
+    amp = torch.ones_like(s)
+    var = sched.sigma_max**2 * (p if prior == "released" else torch.ones_like(p))
+    for i in range(sched.n):
+        g = p / (s + sigmas[i] ** 2)
+        eps = 2.0 * snr**2 * noise_sq / ((g**2 * (var + amp**2 * d0sq)) * wts).sum()
+        if step_gains is not None:
+            eps = eps * torch.exp(step_gains[i])
+        a = 1.0 - eps * g
+        amp, var = amp * a, a**2 * var + 2.0 * eps * p
+        a = 1.0 - g2s[i] * g
+        amp, var = amp * a, a**2 * var
+        if not (denoise and i == sched.n - 1):
+            var = var + g2s[i] * q
+    return -amp * freqs.m_hat, var, 2 * sched.n
+
+
+def churn_moments(freqs: Frequencies, p: torch.Tensor, sigmas, s_churn: float = 40.0, s_tmin: float = 0.05,
+                  s_tmax: float = 50.0, s_noise: float = 1.003):
+    """(δ, v, nfe): EDM's stochastic sampler with the drift gain ``p`` (churn noise M⁻¹ξ, Heun steps with the
+    drift through M⁻¹M⁻ᵀ) — :func:`pds.exact.ode_exact` (``edm_churn``) for autograd."""
+    sig = [float(v) for v in sigmas]
+    s = freqs.s
+    amp, var = torch.ones_like(s), torch.full_like(s, sig[0] ** 2)
+    n, nfe = len(sig) - 1, 0
+    for i in range(n):
+        sigma = sig[i]
+        gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
+        sigma_hat = sigma * (1 + gamma)
+        var = var + (sigma_hat**2 - sigma**2) * s_noise**2 * p
+        sigma, nxt = sigma_hat, sig[i + 1]
+        slope = p * sigma / (s + sigma**2)
+        a = 1.0 + (nxt - sigma) * slope
+        if nxt != 0:
+            slope2 = p * nxt / (s + nxt**2)
+            a = 1.0 + (nxt - sigma) * 0.5 * (slope + slope2 * a)
+            nfe += 2
+        else:
+            nfe += 1
+        amp, var = amp * a, a**2 * var
+    return -amp * freqs.m_hat, var, nfe
+
+
+def _steps(sampler: str, nfe: int) -> int:
+    """Iterations of ``sampler`` within ``nfe`` evaluations: PC two per iteration; Heun (churn) two per step but the
+    last (k steps: 2k − 1)."""
+    return max(1, nfe // 2) if sampler in ("pc", "pc_kept") else max(1, (nfe + 1) // 2)
+
+
+def sampler_w2(freqs: Frequencies, experiment, sampler: str, nfe: int, p: torch.Tensor,
+               step_gains: torch.Tensor | None = None, relative: bool = True):
+    """(W2, nfe) of ``sampler`` ("pc", "pc_kept", "edm_churn") within ``nfe`` evaluations, with the settings of
+    ``experiment`` (:mod:`pds.configs`: σ range, scales, snr), drift gain ``p`` per entry of ``freqs``."""
+    e = experiment
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if sampler == "edm_churn":
+        if step_gains is not None:
+            raise ValueError("per-iteration gains are for the PC samplers")
+        d, v, used = churn_moments(freqs, p, edm_sigmas(e.sigma_min, e.sigma_max, _steps(sampler, nfe)))
+    else:
+        d, v, used = pc_moments(freqs, p, e.sigma_min, e.sigma_max, e.levels, e.snr,
+                                min(_steps(sampler, nfe), e.levels),
+                                predictor="kept" if sampler == "pc_kept" else "released", step_gains=step_gains)
+    return w2(freqs, d, v, relative), used
+
+
+@dataclass
+class Optimum:
+    """What :func:`optimise` found: the filter, the gains (or None), W2 at the start and at the end, the NFE used,
+    and the history of log W2 per L-BFGS iteration."""
+
+    sampler: str
+    nfe: int
+    filter: RadialFilter
+    gains: torch.Tensor | None
+    w2_start: float
+    w2: float
+    evaluations: int
+    history: list = field(default_factory=list)
+    rejected: int = 0  # trial steps whose recursion overflowed (the line search stepped back)
+
+    def to_dict(self) -> dict:
+        return {"sampler": self.sampler, "nfe": self.nfe, "filter": self.filter.to_dict(),
+                "gains": None if self.gains is None else [float(g) for g in self.gains], "w2_start": self.w2_start,
+                "w2": self.w2, "evaluations": self.evaluations, "history": self.history,
+                "rejected": self.rejected}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Optimum:
+        g = d.get("gains")
+        return cls(d["sampler"], d["nfe"], RadialFilter.from_dict(d["filter"]),
+                   None if g is None else torch.tensor(g, dtype=torch.float64), d["w2_start"], d["w2"],
+                   d["evaluations"], d.get("history", []), d.get("rejected", 0))
+
+
+def optimise(freqs: Frequencies, experiment, sampler: str, nfe: int, start: RadialFilter, gains: bool = False,
+             max_iter: int = 60, tol: float = 1e-9) -> Optimum:
+    """Minimise the exact relative W2 of ``sampler`` within ``nfe`` evaluations over the knots of a radial filter
+    (and, with ``gains``, one scalar per PC iteration on the corrector's step), by L-BFGS from ``start`` (e.g.
+    :meth:`RadialFilter.fit` of the paper's R). Minimises log W2 (the scale spans decades)."""
+    floor = 0.5 if sampler == "pc_kept" else 0.0
+    if start.floor != floor:
+        raise ValueError(f"{sampler} needs a filter with floor {floor}, got {start.floor}")
+    if gains and sampler == "edm_churn":
+        raise ValueError("per-iteration gains are for the PC samplers")
+    theta = start.theta.clone().requires_grad_(True)
+    params = [theta]
+    beta = None
+    if gains:
+        beta = torch.zeros(min(_steps(sampler, nfe), experiment.levels), dtype=torch.float64, requires_grad=True)
+        params.append(beta)
+    history, count, rejected = [], [0], [0]
+
+    def value():
+        v, used = sampler_w2(freqs, experiment, sampler, nfe, start.p(freqs.radius, theta), beta)
+        return v, used
+
+    with torch.no_grad():
+        w_start, used = value()
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, tolerance_grad=tol, tolerance_change=tol,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        v, _ = value()
+        loss = torch.log(v)
+        count[0] += 1
+        if not bool(torch.isfinite(loss)):  # a trial step too far (the recursion overflows): a large loss, no
+            rejected[0] += 1                 # gradient, so that the line search steps back
+            history.append(None)
+            for q in params:
+                q.grad = torch.zeros_like(q)
+            return torch.tensor(OVERFLOW_LOSS, dtype=torch.float64)
+        loss.backward()
+        history.append(float(loss.detach()))
+        return loss
+
+    opt.step(closure)
+    final = RadialFilter(theta.detach().clone(), start.k_max, floor)
+    if not all(bool(torch.isfinite(q).all()) for q in params):
+        raise FloatingPointError(f"{sampler} at {nfe} NFE: the search left the finite range")
+    with torch.no_grad():
+        w_end, _ = sampler_w2(freqs, experiment, sampler, nfe, final.p(freqs.radius),
+                              None if beta is None else beta.detach())
+    if not math.isfinite(float(w_end)) or float(w_end) > float(w_start):
+        raise FloatingPointError(f"{sampler} at {nfe} NFE: the search ended at W2 {float(w_end)} above its start "
+                                 f"{float(w_start)}")
+    return Optimum(sampler, used, final, None if beta is None else beta.detach().clone(), float(w_start),
+                   float(w_end), count[0], history, rejected[0])
+
+
+def behaviour_fingerprint() -> str:
+    """A digest of what the differentiable error computes: W2 and its gradient for every sampler on a canonical tiny
+    target (8², two channels, fixed images, fixed knots), quantised (:mod:`pds.fingerprint`). Keys the store of optima
+    so that a refactor keeps them and a numerical change does not."""
+    from pds.configs import experiment
+    from pds.fingerprint import digest
+
+    g = torch.Generator().manual_seed(0)
+    x = 0.5 * torch.rand(32, 2, 8, 8, generator=g, dtype=torch.float64) + 0.25
+    freqs = Frequencies(StationaryGaussianScore.from_images(x))
+    e = experiment("cifar10_ncsnpp")
+    parts = []
+    for sampler in SAMPLERS:
+        f = RadialFilter(torch.linspace(0.3, -0.1, 6, dtype=torch.float64), freqs.k_max,
+                         0.5 if sampler == "pc_kept" else 0.0)
+        th = f.theta.clone().requires_grad_(True)
+        v, _ = sampler_w2(freqs, e, sampler, 12, f.p(freqs.radius, th))
+        v.backward()
+        parts += [v.detach(), th.grad]
+    return digest(*parts)
+
+
+def target_digest(target: StationaryGaussianScore) -> str:
+    """A digest of a Gaussian target's mean and spectrum (quantised)."""
+    from pds.fingerprint import digest
+
+    return digest(target.mean, target.spectrum)
+
+
+class OptimumStore:
+    """Finished optima, one JSON line each (``optima.jsonl`` in ``folder``; ``shipped``: a read-only folder of the
+    same form, e.g. the default profile's ``data/results/optimal/default``), keyed by the description of the search
+    (target digest, settings, sampler, NFE, gains, knots, iterations) and :func:`behaviour_fingerprint`. A search
+    killed midway loses only itself; :meth:`get_or_run` runs what is missing."""
+
+    def __init__(self, folder, shipped=None):
+        from pathlib import Path
+
+        self.folder, self.shipped = Path(folder), (Path(shipped) if shipped else None)
+        self._fingerprint = None
+        self._rows = {}
+        for where in (self.shipped, self.folder):
+            if where is not None and (where / "optima.jsonl").is_file():
+                for line in (where / "optima.jsonl").read_text().splitlines():
+                    try:
+                        row = json.loads(line)
+                    except ValueError:
+                        continue  # a line a kill cut
+                    self._rows[row["key"]] = row
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = behaviour_fingerprint()
+        return self._fingerprint
+
+    def key(self, description: dict) -> str:
+        from pds.fingerprint import digest
+
+        return digest(description, self.fingerprint)
+
+    def get_or_run(self, description: dict, run) -> Optimum:
+        """The stored optimum of ``description`` or, when there is none, ``run()``'s (stored at once)."""
+        from pds.storage import append_line
+
+        key = self.key(description)
+        if key in self._rows:
+            return Optimum.from_dict(self._rows[key]["optimum"])
+        t0 = time.perf_counter()
+        opt = run()
+        row = {"key": key, "description": description, "fingerprint": self.fingerprint, "optimum": opt.to_dict(),
+               "wall_s": time.perf_counter() - t0}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        append_line(self.folder / "optima.jsonl", row, f"the optimum {key}")
+        self._rows[key] = row
+        return opt
+
+    def ship(self, dst) -> int:
+        """Write every stored optimum into ``dst``/optima.jsonl (merged with what is there); returns the count."""
+        from pathlib import Path
+
+        from pds.storage import atomic_write
+
+        dst = Path(dst)
+        dst.mkdir(parents=True, exist_ok=True)
+        merged = dict(OptimumStore(dst)._rows)
+        merged.update(self._rows)
+        text = "".join(json.dumps(r) + "\n" for r in merged.values())
+        atomic_write(dst / "optima.jsonl", lambda tmp: tmp.write_text(text), "the shipped optima")
+        return len(merged)

@@ -1,0 +1,155 @@
+"""pds.optimal: the differentiable exact error equals pds.exact, its gradients equal finite differences, and the
+search lowers W2 (issue 24 item 1)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pds.configs import experiment
+from pds.exact import ode_exact, pc_exact
+from pds.modern import edm_sigmas
+from pds.optimal import Frequencies, RadialFilter, optimise, sampler_w2
+from pds.precondition import Preconditioner
+from pds.scores import StationaryGaussianScore
+
+EXP = experiment("cifar10_ncsnpp")
+
+
+def gaussian(size=8, channels=2, seed=0) -> StationaryGaussianScore:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(64, channels, size, size, generator=g, dtype=torch.float64)
+    images = 0.5 * images + 0.5 * torch.linspace(0, 1, size, dtype=torch.float64)  # a non-flat spectrum
+    return StationaryGaussianScore.from_images(images)
+
+
+def paper_filter(target, floor=0.0, n_knots=12) -> RadialFilter:
+    pre = Preconditioner(freq=torch.log1p(target.expected_power()), alpha=5.0)
+    p = pre.freq_gain.expand(target.shape) ** 2
+    return RadialFilter.fit(p, n_knots=n_knots, floor=floor)
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 1000), n_knots=st.integers(2, 16), T=st.integers(1, 12))
+def test_pc_moments_equal_pds_exact(seed, n_knots, T):
+    target = gaussian(seed=seed % 7)
+    g = torch.Generator().manual_seed(seed)
+    filt = RadialFilter(torch.randn(n_knots, generator=g, dtype=torch.float64) * 0.3, Frequencies(target).k_max)
+    freqs = Frequencies(target)
+    pre = filt.preconditioner(target.shape)
+    for sampler, kw in (("pc", {}), ("pc_kept", dict(prior="vanilla", predictor="kept"))):
+        f = filt if sampler == "pc" else RadialFilter(filt.theta, filt.k_max, floor=0.5)
+        got, nfe = sampler_w2(freqs, EXP, sampler, 2 * T, f.p(freqs.radius))
+        want = pc_exact(target, EXP.sigma_min, EXP.sigma_max, EXP.levels, EXP.snr, iterations=T,
+                        preconditioner=f.preconditioner(target.shape) if sampler == "pc_kept" else pre, **kw)
+        assert nfe == want.nfe == 2 * T
+        assert float(got) == pytest.approx(want.w2_relative, rel=1e-10, abs=1e-12)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 1000), nfe=st.integers(1, 25))
+def test_churn_moments_equal_pds_exact(seed, nfe):
+    target = gaussian(seed=seed % 5)
+    freqs = Frequencies(target)
+    filt = RadialFilter(torch.randn(6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 0.3,
+                        freqs.k_max)
+    got, used = sampler_w2(freqs, EXP, "edm_churn", nfe, filt.p(freqs.radius))
+    steps = max(1, (nfe + 1) // 2)
+    want = ode_exact(target, "edm_churn", edm_sigmas(EXP.sigma_min, EXP.sigma_max, steps),
+                     preconditioner=filt.preconditioner(target.shape))
+    assert used == want.nfe
+    assert float(got) == pytest.approx(want.w2_relative, rel=1e-10, abs=1e-12)
+
+
+@pytest.mark.parametrize("sampler", ["pc", "pc_kept", "edm_churn"])
+def test_gradients_match_finite_differences(sampler):
+    target = gaussian(size=6)
+    freqs = Frequencies(target)
+    floor = 0.5 if sampler == "pc_kept" else 0.0
+    filt = paper_filter(target, floor=floor, n_knots=5)
+    gains = sampler != "edm_churn"
+    theta = filt.theta.clone().requires_grad_(True)
+    beta = torch.full((5,), 0.1, dtype=torch.float64, requires_grad=True) if gains else None
+
+    def f(th, b):
+        return sampler_w2(freqs, EXP, sampler, 10, filt.p(freqs.radius, th), b)[0]
+
+    f(theta, beta).backward()
+    h = 1e-6
+    scale = float(theta.grad.abs().max())  # finite differences lose ~1e-10 of the largest component
+    for j in range(len(theta)):
+        e = torch.zeros_like(theta)
+        e[j] = h
+        with torch.no_grad():
+            fd = (float(f(theta.detach() + e, beta)) - float(f(theta.detach() - e, beta))) / (2 * h)
+        assert float(theta.grad[j]) == pytest.approx(fd, rel=1e-6, abs=1e-8 * scale)
+    if gains:
+        for j in range(len(beta)):
+            e = torch.zeros_like(beta)
+            e[j] = h
+            with torch.no_grad():
+                hi, lo = f(theta.detach(), beta.detach() + e), f(theta.detach(), beta.detach() - e)
+                fd = (float(hi) - float(lo)) / (2 * h)
+            assert float(beta.grad[j]) == pytest.approx(fd, rel=1e-6, abs=1e-8 * scale)
+
+
+def test_fit_reproduces_a_radial_filter_and_round_trips():
+    target = gaussian(size=16, channels=1)
+    freqs = Frequencies(target)
+    filt = RadialFilter(torch.linspace(0.4, -0.2, 9, dtype=torch.float64), freqs.k_max)
+    again = RadialFilter.fit(filt.grid(target.shape), n_knots=9)
+    assert torch.allclose(again.theta, filt.theta, atol=1e-6)
+    back = RadialFilter.from_dict(filt.to_dict())
+    assert torch.equal(back.theta, filt.theta) and back.k_max == filt.k_max
+    p = filt.grid(target.shape)
+    assert torch.allclose(filt.preconditioner(target.shape).freq_gain.expand(p.shape) ** 2, p)
+    R = filt.frequency_filter(target.shape)
+    assert torch.allclose(R, p.rsqrt(), atol=2.0**-40) and torch.equal(R, torch.round(R * 2.0**40) / 2.0**40)
+
+
+def test_optimise_lowers_w2_and_refuses_wrong_input():
+    target = gaussian(size=8)
+    freqs = Frequencies(target)
+    start = paper_filter(target)
+    opt = optimise(freqs, EXP, "pc", 20, start, gains=True, max_iter=25)
+    assert opt.w2 < opt.w2_start and math.isfinite(opt.w2) and opt.nfe == 20 and len(opt.gains) == 10
+    again, _ = sampler_w2(freqs, EXP, "pc", 20, opt.filter.p(freqs.radius), opt.gains)
+    assert float(again) == pytest.approx(opt.w2, rel=1e-12)
+    with pytest.raises(ValueError, match="floor 0.5"):
+        optimise(freqs, EXP, "pc_kept", 20, start)
+    with pytest.raises(ValueError, match="gains are for the PC"):
+        optimise(freqs, EXP, "edm_churn", 20, start, gains=True)
+    with pytest.raises(ValueError, match="sampler must be"):
+        sampler_w2(freqs, EXP, "heun", 20, start.p(freqs.radius))
+    with pytest.raises(TypeError, match="StationaryGaussianScore"):
+        Frequencies(object())
+    with pytest.raises(ValueError, match="non-finite"):
+        RadialFilter(torch.tensor([0.0, float("nan")]), 4.0)
+
+
+def test_store_keeps_optima_and_runs_only_what_is_missing(tmp_path):
+    from pds.optimal import OptimumStore
+
+    target = gaussian(size=6)
+    freqs = Frequencies(target)
+    start = paper_filter(target, n_knots=4)
+    calls = []
+
+    def run():
+        calls.append(1)
+        return optimise(freqs, EXP, "edm_churn", 8, start, max_iter=3)
+
+    store = OptimumStore(tmp_path / "a")
+    desc = {"size": 6, "sampler": "edm_churn", "nfe": 8}
+    first = store.get_or_run(desc, run)
+    again = OptimumStore(tmp_path / "a").get_or_run(desc, run)
+    assert len(calls) == 1 and again.w2 == first.w2 and torch.equal(again.filter.theta, first.filter.theta)
+    assert store.ship(tmp_path / "shipped") == 1
+    reader = OptimumStore(tmp_path / "fresh", shipped=tmp_path / "shipped")
+    assert reader.get_or_run(desc, run).w2 == first.w2 and len(calls) == 1
+    reader.get_or_run({**desc, "nfe": 10}, run)
+    assert len(calls) == 2
