@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from pds.fourier import half_plane_weights
-from pds.modern import SAMPLERS
+from pds.modern import SAMPLERS, edm_sigmas
 from pds.precondition import Preconditioner
 from pds.schedules import ve_schedule
 from pds.scores import StationaryGaussianScore
@@ -512,8 +512,6 @@ def w2_within(target: StationaryGaussianScore, settings, sampler: str, nfe: int,
     with the σ range, scales and snr of ``settings`` (a :class:`pds.configs.Experiment`); ``preconditioner`` for the
     PDS variants. PC runs ⌊nfe/2⌋ iterations (at most the experiment's scales); the ODE samplers run on EDM's σ
     schedule (:func:`pds.modern.edm_sigmas`) with as many steps as fit."""
-    from pds.modern import edm_sigmas
-
     if sampler not in SAMPLERS_BY_NFE:
         raise ValueError(f"sampler must be one of {SAMPLERS_BY_NFE}, got {sampler!r}")
     e = settings

@@ -34,14 +34,18 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
+from pds.configs import experiment
+from pds.fingerprint import digest
 from pds.fourier import half_plane_weights, radius_squared
 from pds.modern import edm_sigmas
 from pds.precondition import Preconditioner
 from pds.schedules import ve_schedule
 from pds.scores import StationaryGaussianScore
+from pds.storage import append_line, atomic_write
 
 __all__ = ["RadialFilter", "Frequencies", "pc_moments", "churn_moments", "w2", "optimise", "Optimum", "SAMPLERS",
            "sampler_w2", "OptimumStore", "behaviour_fingerprint", "target_digest"]
@@ -349,9 +353,6 @@ def behaviour_fingerprint() -> str:
     """A digest of what the differentiable error computes: W2 and its gradient for every sampler on a canonical tiny
     target (8², two channels, fixed images, fixed knots), quantised (:mod:`pds.fingerprint`). Keys the store of optima
     so that a refactor keeps them and a numerical change does not."""
-    from pds.configs import experiment
-    from pds.fingerprint import digest
-
     g = torch.Generator().manual_seed(0)
     x = 0.5 * torch.rand(32, 2, 8, 8, generator=g, dtype=torch.float64) + 0.25
     freqs = Frequencies(StationaryGaussianScore.from_images(x))
@@ -369,8 +370,6 @@ def behaviour_fingerprint() -> str:
 
 def target_digest(target: StationaryGaussianScore) -> str:
     """A digest of a Gaussian target's mean and spectrum (quantised)."""
-    from pds.fingerprint import digest
-
     return digest(target.mean, target.spectrum)
 
 
@@ -381,8 +380,6 @@ class OptimumStore:
     killed midway loses only itself; :meth:`get_or_run` runs what is missing."""
 
     def __init__(self, folder, shipped=None):
-        from pathlib import Path
-
         self.folder, self.shipped = Path(folder), (Path(shipped) if shipped else None)
         self._fingerprint = None
         self._rows = {}
@@ -402,14 +399,10 @@ class OptimumStore:
         return self._fingerprint
 
     def key(self, description: dict) -> str:
-        from pds.fingerprint import digest
-
-        return digest(description, self.fingerprint)
+            return digest(description, self.fingerprint)
 
     def get_or_run(self, description: dict, run) -> Optimum:
         """The stored optimum of ``description`` or, when there is none, ``run()``'s (stored at once)."""
-        from pds.storage import append_line
-
         key = self.key(description)
         if key in self._rows:
             return Optimum.from_dict(self._rows[key]["optimum"])
@@ -424,10 +417,6 @@ class OptimumStore:
 
     def ship(self, dst) -> int:
         """Write every stored optimum into ``dst``/optima.jsonl (merged with what is there); returns the count."""
-        from pathlib import Path
-
-        from pds.storage import atomic_write
-
         dst = Path(dst)
         dst.mkdir(parents=True, exist_ok=True)
         merged = dict(OptimumStore(dst)._rows)
