@@ -112,3 +112,22 @@ def test_a_folder_refuses_another_run_and_fid_errors_are_clear(tmp_path, capsys,
     assert not (tmp_path / "no_torch_home" / "hub").exists()  # nothing was fetched or created
     assert main(["fid", "--samples", str(tmp_path), "--ref-data", "fashion-mnist"]) == 2
     assert "not a pds sample run" in capsys.readouterr().err
+
+
+def test_sample_takes_an_optimised_filter_as_given(tmp_path, capsys):
+    """A filter from pds.optimal is used as given (``--alpha none``): R = p^(-1/2), no released normalisation."""
+    from pds.filters import save_filters
+    from pds.optimal import RadialFilter
+
+    filt = RadialFilter(torch.linspace(0.5, -0.3, 6, dtype=torch.float64), 22.7)
+    path = save_filters(tmp_path / "opt.npz", filt.frequency_filter((1, 32, 32)), source="test")
+    args = ["sample", "--checkpoint", "ncsnpp_fashion32", "--method", "pds", "--filters", str(path), "--T", "2",
+            "--count", "2", "--quiet"]
+    assert main([*args, "--alpha", "none", "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0  # default α = 5: a different preconditioner
+    a, _ = load_samples(tmp_path / "a")
+    b, _ = load_samples(tmp_path / "b")
+    assert a.shape == b.shape and not torch.equal(a, b)
+    with pytest.raises(SystemExit):
+        main([*args, "--alpha", "bogus", "--out", str(tmp_path / "c")])
+    assert "--alpha must be a number > 1 or 'none'" in capsys.readouterr().err

@@ -138,6 +138,16 @@ def _export(args) -> int:
     return 0
 
 
+def _alpha(text: str):
+    """``--alpha``: a number (> 1, checked by the preconditioner) or "none" (the filter used as given)."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--alpha must be a number > 1 or 'none', got {text!r}") from None
+
+
 def _method(args) -> Method:
     """The sampling method of ``pds sample`` from its flags, refusing combinations that do not make sense."""
     given = {"--filters": args.filters, "--radius": args.radius, "--lam": args.lam}
@@ -151,12 +161,13 @@ def _method(args) -> Method:
             raise ValueError("give either --filters F.npz or --radius and --lam, not both")
         if not Path(args.filters).is_file():
             raise FileNotFoundError(f"--filters {args.filters} does not exist; make one with `pds filters estimate`")
-        return Method("file", path=str(args.filters), alpha=5.0 if args.alpha is None else args.alpha,
-                      space=args.space)
+        alpha = 5.0 if args.alpha is None else (None if args.alpha == "none" else args.alpha)
+        return Method("file", path=str(args.filters), alpha=alpha, space=args.space)
     if args.radius is None or args.lam is None:
         raise ValueError("--method pds needs --filters F.npz (statistics R, Eq. 14) or both --radius and --lam "
                          "(the parametric filter, r in units of H)")
-    return Method("parametric", r=args.radius, lam=args.lam, centre=args.centre, alpha=args.alpha)
+    return Method("parametric", r=args.radius, lam=args.lam, centre=args.centre,
+                  alpha=None if args.alpha == "none" else args.alpha)
 
 
 def _sample(args) -> int:
@@ -251,8 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--radius", type=float, default=None, help="parametric filter radius r, in units of H")
     sa.add_argument("--lam", type=float, default=None, help="parametric filter value λ")
     sa.add_argument("--centre", choices=("paper", "dc"), default="paper", help="reading of the parametric filter")
-    sa.add_argument("--alpha", type=float, default=None,
-                    help="released normalisation α > 1 (default: 5 with --filters, none for the parametric filter)")
+    sa.add_argument("--alpha", type=_alpha, default=None,
+                    help="released normalisation α > 1, or 'none': the filter as given (a filter from pds.optimal); "
+                         "default: 5 with --filters, none for the parametric filter")
     sa.add_argument("--T", type=int, required=True, help="iterations (PC iterations for NCSN++, Langevin steps else)")
     sa.add_argument("--count", type=int, required=True, help="number of samples (not --n: torchrun would take it)")
     sa.add_argument("--batch", type=int, default=64)
