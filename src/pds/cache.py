@@ -56,7 +56,7 @@ from pds.fourier import radius_squared
 from pds.metrics import ClassifierFD, image_statistics, load_classifier
 from pds.schedules import geometric_sigmas
 from pds.scores import StationaryGaussianScore
-from pds.storage import append_line, atomic_write
+from pds.storage import append_line, atomic_write, read_lines
 
 __all__ = ["ResultCache", "describe", "run_key", "model_settings", "sampling_fingerprint", "network_fingerprint",
            "metric_fingerprint", "ship_cache", "recompute"]
@@ -199,16 +199,7 @@ class ResultCache:
 
     @staticmethod
     def _rows(folder: Path) -> list[dict]:
-        path = folder / "results.jsonl"
-        if not path.is_file():
-            return []
-        rows = []
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a kill: that run is simply redone
-                continue
-        return rows
+        return read_lines(folder / "results.jsonl")  # a line cut by a kill is skipped: that run is simply redone
 
     def rows(self) -> list[dict]:
         return self._rows(self.root) + ([] if self.shipped is None else self._rows(self.shipped))

@@ -45,7 +45,7 @@ from pds.modern import edm_sigmas
 from pds.precondition import Preconditioner
 from pds.schedules import ve_schedule
 from pds.scores import StationaryGaussianScore
-from pds.storage import append_line, atomic_write
+from pds.storage import append_line, atomic_write, read_lines
 
 __all__ = ["RadialFilter", "Frequencies", "pc_moments", "churn_moments", "w2", "optimise", "Optimum", "SAMPLERS",
            "sampler_w2", "OptimumStore", "behaviour_fingerprint", "target_digest"]
@@ -111,9 +111,7 @@ class RadialFilter:
         rows = torch.arange(len(r))
         basis[rows, i] = 1 - frac
         basis[rows, i + 1] += frac
-        d2 = torch.zeros(max(n_knots - 2, 0), n_knots, dtype=torch.float64)
-        for j in range(n_knots - 2):
-            d2[j, j:j + 3] = torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64)
+        d2 = torch.diff(torch.eye(n_knots, dtype=torch.float64), n=2, dim=0)  # rows [1, −2, 1]
         gram = basis.T @ basis + 1e-6 * len(r) / n_knots * (d2.T @ d2)
         f.theta = torch.linalg.solve(gram + 1e-12 * torch.eye(n_knots, dtype=torch.float64), basis.T @ target)
         return f
@@ -384,13 +382,8 @@ class OptimumStore:
         self._fingerprint = None
         self._rows = {}
         for where in (self.shipped, self.folder):
-            if where is not None and (where / "optima.jsonl").is_file():
-                for line in (where / "optima.jsonl").read_text().splitlines():
-                    try:
-                        row = json.loads(line)
-                    except ValueError:
-                        continue  # a line a kill cut
-                    self._rows[row["key"]] = row
+            if where is not None:
+                self._rows.update({row["key"]: row for row in read_lines(where / "optima.jsonl")})
 
     @property
     def fingerprint(self) -> str:

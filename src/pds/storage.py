@@ -5,7 +5,7 @@
   readers ignore). A full disk (ENOSPC, EDQUOT) removes the temporary file and raises :class:`DiskFull`, one line
   saying what was being written, how much space is left and that a rerun resumes.
 * :func:`append_text` / :func:`append_line` — lines appended with a single ``write`` (O_APPEND), after a newline
-  when a kill cut the previous line; readers skip a line that does not parse.
+  when a kill cut the previous line; :func:`read_lines` skips a line that does not parse.
 * :class:`RunLock` — a lock file naming the holder's host and pid, taken with O_CREAT | O_EXCL, so that two processes
   started by hand cannot draw into one run folder at once; a lock whose process is gone (same host, pid not alive)
   is stale and is taken over, with a notice.
@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["DiskFull", "atomic_write", "append_text", "append_line", "RunLock", "RunLocked", "free_bytes"]
+__all__ = ["DiskFull", "atomic_write", "append_text", "append_line", "read_lines", "RunLock", "RunLocked",
+           "free_bytes"]
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -103,6 +104,21 @@ def append_text(path, text: str, what: str) -> None:
 def append_line(path, record: dict, what: str) -> None:
     """Append ``record`` as one JSON line (:func:`append_text`)."""
     append_text(path, json.dumps(record) + "\n", what)
+
+
+def read_lines(path) -> list[dict]:
+    """The JSON records of a file written by :func:`append_line` ([] when it does not exist); a line a kill cut does
+    not parse and is skipped (what it recorded is simply redone)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
 
 
 def _alive(pid: int) -> bool:
