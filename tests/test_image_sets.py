@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pds.configs import experiment
-from pds.image_sets import LandingMetric, exact_model, exact_twin, hit_statistics
+from pds.image_sets import ImageSet, LandingMetric, exact_model, exact_twin, hit_statistics, image_set
 
 
 def test_hit_statistics_against_uniform():
@@ -40,14 +40,14 @@ def test_landing_metric_tells_landed_from_strayed_samples():
     far = torch.rand(30, 1, 8, 8, generator=g)
     res = metric(far, nfe=10, seed=0)
     assert res.value == 1.0 and res.extra["hits"]["hits"] == 0 and res.extra["relative_distance"]["median"] > 10
-    assert metric.fingerprint() == LandingMetric(X.clone(), 0.01, labels=labels, primary="strayed").fingerprint()
-    assert metric.fingerprint() != LandingMetric(X, 0.02, labels=labels, primary="strayed").fingerprint()
-    assert metric.fingerprint() != LandingMetric(X, 0.01, labels=labels).fingerprint()  # another primary measure
+    assert metric.fingerprint().same(LandingMetric(X.clone(), 0.01, labels=labels, primary="strayed").fingerprint())
+    assert not metric.fingerprint().same(LandingMetric(X, 0.02, labels=labels, primary="strayed").fingerprint())
+    assert not metric.fingerprint().same(LandingMetric(X, 0.01, labels=labels).fingerprint())  # another measure
     with pytest.raises(ValueError, match="needs classifier_fd"):
         LandingMetric(X, 0.01, primary="fd")
     X2 = X.clone()
     X2[0, 0, 0, 0] += 0.5
-    assert metric.fingerprint() != LandingMetric(X2, 0.01, labels=labels, primary="strayed").fingerprint()
+    assert not metric.fingerprint().same(LandingMetric(X2, 0.01, labels=labels, primary="strayed").fingerprint())
 
 
 def test_exact_model_runs_the_samplers_and_the_cache(tmp_path):
@@ -57,7 +57,8 @@ def test_exact_model_runs_the_samplers_and_the_cache(tmp_path):
     g = torch.Generator().manual_seed(1)
     X = torch.rand(12, 1, 8, 8, generator=g)
     exp = dataclasses.replace(experiment("cifar10_ncsnpp"), sigma_max=8.0, levels=100)
-    model = exact_model("toy", X, exp, pad=2)
+    model = exact_model(ImageSet("toy", X, None, {"set": "toy"}), exp, pad=2)
+    assert model.name == "exact:toy-pad2" and model.config["source"]["experiment"] == "cifar10_ncsnpp"
     assert model.shape == (1, 12, 12) and model.kind == "ncsnpp" and model.full_T == 100
     metric = LandingMetric(X, sigma_min=exp.sigma_min, primary="strayed")
     cache = ResultCache(tmp_path)
@@ -70,7 +71,7 @@ def test_exact_model_runs_the_samplers_and_the_cache(tmp_path):
     assert pds["key"] != row["key"] and cache.run(model, Method(), 100, 24, 0, metric) == row
     churn = cache.run(model, Method(sampler="edm_churn"), 20, 24, 0, metric)
     assert churn["nfe"] == 39
-    ncsn = exact_model("toy", X, dataclasses.replace(experiment("mnist_ncsn"), levels=5))
+    ncsn = exact_model(ImageSet("toy", X, None, {}), dataclasses.replace(experiment("mnist_ncsn"), levels=5))
     assert ncsn.kind == "ncsn" and len(ncsn.config["sigmas"]) == 5 and ncsn.full_T == 500
 
 
@@ -79,12 +80,23 @@ def test_exact_twin_copies_the_trained_models_settings():
 
     trained = SmallModel("ncsnpp_fashion32")
     X = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    twin = exact_twin(trained, X, "ten images")
+    twin = exact_twin(trained, ImageSet("ten images", X, None, {"set": "ten"}))
     assert twin.shape == trained.shape and twin.full_T == trained.full_T and twin.pad == trained.pad
     assert twin.config["sigma_max"] == trained.config["sigma_max"] and twin.experiment is trained.experiment
-    assert twin.config["file_sha256"] != trained.config["file_sha256"]
+    assert "file_sha256" not in twin.config and twin.config["source"] == {"set": {"set": "ten"},
+                                                                         "twin_of": "ncsnpp_fashion32"}
     with pytest.raises(ValueError, match="has shape"):
-        exact_twin(trained, torch.rand(10, 1, 30, 30), "wrong size")
+        exact_twin(trained, ImageSet("wrong size", torch.rand(10, 1, 30, 30), None, {}))
+
+
+def test_image_set_recipes_rebuild_the_notebooks_sets():
+    faces = image_set({"set": "lfw-faces"})
+    assert faces.name == "lfw-faces-25" and faces.images.shape == (100, 1, 25, 25) and faces.labels is None
+    crops = image_set({"set": "photo-crops", "n": 3, "size": 16, "seed": 0})
+    assert crops.images.shape == (3, 3, 16, 16) and torch.equal(
+        crops.images, image_set({"set": "photo-crops", "n": 3, "size": 16, "seed": 0}).images)
+    with pytest.raises(ValueError, match="unknown image set recipe"):
+        image_set({"set": "cifar"})
 
 
 def test_covers_reads_the_floor_of_uniform_draws():

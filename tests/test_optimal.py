@@ -3,6 +3,7 @@ search lowers W2 (issue 24 item 1)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -132,7 +133,8 @@ def test_optimise_lowers_w2_and_refuses_wrong_input():
 
 
 def test_store_keeps_optima_and_runs_only_what_is_missing(tmp_path):
-    from pds.optimal import OptimumStore
+    from pds.filters import load_filters
+    from pds.optimal import OptimumStore, target_fingerprint
 
     target = gaussian(size=6)
     freqs = Frequencies(target)
@@ -144,7 +146,7 @@ def test_store_keeps_optima_and_runs_only_what_is_missing(tmp_path):
         return optimise(freqs, EXP, "edm_churn", 8, start, max_iter=3)
 
     store = OptimumStore(tmp_path / "a")
-    desc = {"size": 6, "sampler": "edm_churn", "nfe": 8}
+    desc = {"target": target_fingerprint(target), "sampler": "edm_churn", "nfe": 8}
     first = store.get_or_run(desc, run)
     again = OptimumStore(tmp_path / "a").get_or_run(desc, run)
     assert len(calls) == 1 and again.w2 == first.w2 and torch.equal(again.filter.theta, first.filter.theta)
@@ -153,3 +155,15 @@ def test_store_keeps_optima_and_runs_only_what_is_missing(tmp_path):
     assert reader.get_or_run(desc, run).w2 == first.w2 and len(calls) == 1
     reader.get_or_run({**desc, "nfe": 10}, run)
     assert len(calls) == 2
+    # the same target computed with other float kernels (its last bits moved): found, not searched again
+    moved = StationaryGaussianScore(target.mean * (1 + 1e-12), target.spectrum * 36 * (1 + 1e-9))  # 6×6 images
+    assert reader.get_or_run({**desc, "target": target_fingerprint(moved)}, run).w2 == first.w2 and len(calls) == 2
+    other = StationaryGaussianScore(target.mean, target.spectrum * 36 * 1.01)
+    reader.get_or_run({**desc, "target": target_fingerprint(other)}, run)
+    assert len(calls) == 3
+    path = reader.save_filter(desc, target.shape, tmp_path / "f.npz")
+    recipe = json.loads(load_filters(path).metadata["recipe"])
+    assert recipe["shape"] == list(target.shape) and reader.save_filter(recipe["optimum"], recipe["shape"],
+                                                                         tmp_path / "g.npz")
+    assert torch.equal(load_filters(tmp_path / "g.npz").freq, load_filters(path).freq)
+    assert first.at_cap(3) and first.bound_note(3) and not first.at_cap(10**6) and first.bound_note(10**6) == ""

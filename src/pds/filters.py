@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pds.fingerprint import DATA_RTOL, Approx, Fingerprint, fingerprint
 from pds.fourier import centred, radius_squared
 
 __all__ = [
+    "filters_fingerprint",
     "parametric_filter",
     "frequency_filter",
     "space_filter",
@@ -233,3 +235,11 @@ def load_filters(path) -> FilterSet:
         value = arr.item() if arr.ndim == 0 else arr.tolist()
         meta[key] = None if value == "" else value
     return FilterSet(freq=freq, space=space, metadata=meta)
+
+
+def filters_fingerprint(path) -> Fingerprint:
+    """What a filter file holds, by its values (:mod:`pds.fingerprint`, compared to float32 rounding: a filter
+    estimated from float32 images differs between machines in its last bits), not by its bytes or metadata."""
+    filters = load_filters(path)
+    return fingerprint("filters", *[Approx(f, DATA_RTOL) if f is not None else "none"
+                                    for f in (filters.freq, filters.space)])

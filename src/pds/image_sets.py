@@ -21,20 +21,25 @@ sampler alone:
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from pds.configs import Experiment
+from pds.data import aligned_faces, load_idx_images, load_idx_labels, natural_image_crops
 from pds.experiments import SmallModel, Verdict
-from pds.fingerprint import digest
-from pds.metrics import MetricResult
+from pds.filters import estimate_filters, save_filters
+from pds.fingerprint import Fingerprint, fingerprint
+from pds.metrics import ClassifierFD, MetricResult, load_classifier
 from pds.schedules import geometric_sigmas
 from pds.scores import EmpiricalScore
 
-__all__ = ["hit_statistics", "LandingMetric", "exact_model", "exact_twin", "perfect_draws", "measures", "covers",
-           "LANDED_RADIUS", "PRIMARY"]
+__all__ = ["hit_statistics", "LandingMetric", "ImageSet", "image_set", "landing_metric", "statistics_filter_file",
+           "exact_model", "exact_twin", "perfect_draws", "measures", "covers", "LANDED_RADIUS", "PRIMARY"]
 
 LANDED_RADIUS = 2.5  # in units of σ_min·√D: generous (PDS leaves up to α/(α − 1) of it as noise)
 
@@ -116,6 +121,7 @@ class LandingMetric:
         self.primary = primary
         self.name = f"{PRIMARY[primary]} (exact image-set target)"
         self.set = EmpiricalScore(images)
+        self.recipe = None  # how to build this metric again (landing_metric sets it), for pds.cache.rebuild
         self.sigma_min, self.radius, self.reference = float(sigma_min), float(radius), reference
         self.labels = None if labels is None else torch.as_tensor(labels).long().cpu()
         if self.labels is not None and len(self.labels) != self.set.n:
@@ -141,19 +147,78 @@ class LandingMetric:
                  "strayed": 1.0 - extra["landed"]}[self.primary]
         return MetricResult(self.name, value, len(samples), self.reference, seed, nfe, extra)
 
-    def fingerprint(self) -> str:
-        """Behaviour digest: the set's score fingerprint, σ_min, the radius, the labels and the classifier's."""
-        labels = None if self.labels is None else digest(self.labels.double())
+    def fingerprint(self) -> Fingerprint:
+        """Behaviour fingerprint: the set's score fingerprint, σ_min, the radius, the labels and the classifier's."""
         fd = None if self.classifier_fd is None else self.classifier_fd.fingerprint()
         hits = hit_statistics([0, 1, 1, 3], 5, [0, 0, 1, 1, 2])
-        return digest(self.name, self.primary, self.set.fingerprint(), self.sigma_min, self.radius, labels, fd,
-                      float(hits["kl"]), float(hits["chi2"]), float(hits["class_tv"]))
+        return fingerprint(self.name, self.primary, self.set.fingerprint(), float(self.sigma_min), float(self.radius),
+                           None if self.labels is None else self.labels.tolist(), fd or "no classifier",
+                           float(hits["kl"]), float(hits["chi2"]), float(hits["class_tv"]))
 
 
-def _config(kind: str, channels: int, size: int, pad: int, name: str, sha: str, sigma_min: float, sigma_max: float,
+@dataclass
+class ImageSet:
+    """A real image set as an exact target: its images ([N, C, S, S] in [0, 1]), their classes (or None), its name
+    and the ``recipe`` that rebuilds it (:func:`image_set`), which models and metrics built on it keep."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    recipe: dict
+
+
+def image_set(recipe: dict) -> ImageSet:
+    """The image set of a recipe: ``{"set": "fashion-mnist", "split": "train"}`` with ``"per_class": k`` (the first k
+    images of each class) or ``"first": n`` (the first n), or neither (all); ``{"set": "lfw-faces"}`` (the 100 aligned
+    25×25 faces of scikit-image); ``{"set": "photo-crops", "n": n, "size": s, "seed": seed}`` (seeded crops of
+    scikit-image's photographs)."""
+    kind = recipe.get("set")
+    if kind == "fashion-mnist":
+        split = recipe.get("split", "train")
+        x, y = load_idx_images("fashion-mnist", split), load_idx_labels("fashion-mnist", split)
+        if recipe.get("per_class"):
+            k = int(recipe["per_class"])
+            pick = torch.cat([torch.nonzero(y == c)[:k, 0] for c in range(10)])
+            x, y, name = x[pick], y[pick], f"fashion-mnist-{len(pick)}"
+        elif recipe.get("first"):
+            n = int(recipe["first"])
+            x, y, name = x[:n], y[:n], f"fashion-mnist-{split}-{n}"
+        else:
+            name = f"fashion-mnist-{split}-{len(x)}"
+        return ImageSet(name, x, y, dict(recipe))
+    if kind == "lfw-faces":
+        return ImageSet("lfw-faces-25", aligned_faces(), None, dict(recipe))
+    if kind == "photo-crops":
+        size = int(recipe["size"])
+        crops = natural_image_crops(int(recipe["n"]), size, seed=int(recipe.get("seed", 0)))
+        return ImageSet(f"photo-crops-{size}", crops, None, dict(recipe))
+    raise ValueError(f"unknown image set recipe {recipe!r}: 'set' must be one of fashion-mnist, lfw-faces, "
+                     "photo-crops")
+
+
+def landing_metric(images: ImageSet, sigma_min: float) -> LandingMetric:
+    """The :class:`LandingMetric` of the notebooks on ``images``: with the set's classes when it has them and, for
+    Fashion-MNIST, the classifier-feature FD against the set; its ``recipe`` rebuilds it."""
+    fd = None
+    if images.recipe.get("set") == "fashion-mnist":
+        fd = ClassifierFD(load_classifier(), images.images, f"the {len(images.images)} Fashion-MNIST images of the set")
+    metric = LandingMetric(images.images, sigma_min, labels=images.labels, classifier_fd=fd)
+    metric.recipe = {"landing": images.recipe, "sigma_min": float(sigma_min)}
+    return metric
+
+
+def statistics_filter_file(images: ImageSet, path, variant: str = "released") -> Path:
+    """R (Eq. 14) and A estimated from all images of the set (:func:`pds.filters.estimate_filters`), saved to ``path``
+    with the recipe that rebuilds it (``pds.cache`` records it with every run that uses the file)."""
+    freq, space, n = estimate_filters(images.images, variant=variant)
+    return save_filters(path, freq, space, source=f"the {n} images of {images.name}", n=n, variant=variant,
+                        recipe=json.dumps({"estimate": images.recipe, "variant": variant}, sort_keys=True))
+
+
+def _config(kind: str, channels: int, size: int, pad: int, name: str, sigma_min: float, sigma_max: float,
             levels: int) -> dict:
     cfg = {"kind": kind, "net": {"image_size": size, "channels": channels}, "data": {"pad": pad, "name": name},
-           "sigma_min": float(sigma_min), "sigma_max": float(sigma_max), "file_sha256": sha}
+           "sigma_min": float(sigma_min), "sigma_max": float(sigma_max)}
     if kind == "ncsnpp":
         cfg["num_scales"] = int(levels)
     else:
@@ -161,34 +226,38 @@ def _config(kind: str, channels: int, size: int, pad: int, name: str, sha: str, 
     return cfg
 
 
-def exact_model(name: str, images: torch.Tensor, experiment: Experiment, pad: int = 0) -> SmallModel:
-    """A model whose score is the exact score of ``images`` ([N, C, S, S] in [0, 1]; zero-padded by ``pad`` on each
-    side, as the sampler sees them) with the sampler settings of ``experiment`` (σ range, levels, steps, snr,
-    denoising, initialisation; NCSN / NCSNv2 experiments: annealed Langevin on the geometric σ ladder, NCSN++: the VE
-    PC sampler). The statistics filter (Eq. 14) is estimated from the same images. Its weights' SHA-256 is the set's."""
-    if images.ndim != 4 or images.shape[-1] != images.shape[-2]:
-        raise ValueError(f"images must be square [N, C, S, S], got {tuple(images.shape)}")
-    padded = torch.nn.functional.pad(images, (pad,) * 4) if pad else images
-    score = EmpiricalScore(padded)
+def exact_model(images: ImageSet, experiment: Experiment, pad: int = 0) -> SmallModel:
+    """A model whose score is the exact score of the set (zero-padded by ``pad`` on each side, as the sampler sees
+    it) with the sampler settings of ``experiment`` (σ range, levels, steps, snr, denoising, initialisation; NCSN /
+    NCSNv2 experiments: annealed Langevin on the geometric σ ladder, NCSN++: the VE PC sampler), named
+    ``exact:<set>[-pad<pad>]``. The statistics filter (Eq. 14) is estimated from the same images. Its config's
+    ``source`` (the set's recipe, the padding and the experiment) rebuilds it (:func:`pds.cache.rebuild`)."""
+    x = images.images
+    if x.ndim != 4 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"images must be square [N, C, S, S], got {tuple(x.shape)}")
+    padded = torch.nn.functional.pad(x, (pad,) * 4) if pad else x
+    name = images.name + (f"-pad{pad}" if pad else "")
     kind = "ncsnpp" if experiment.model == "ncsnpp" else ("ncsn" if experiment.model == "ncsn" else "ncsnv2")
-    cfg = _config(kind, images.shape[1], padded.shape[-1], pad, name, score.sha256, experiment.sigma_min,
-                  experiment.sigma_max, experiment.levels)
-    return SmallModel(f"exact:{name}", score=score, config=cfg, train_images=padded, experiment=experiment)
+    cfg = _config(kind, x.shape[1], padded.shape[-1], pad, name, experiment.sigma_min, experiment.sigma_max,
+                  experiment.levels)
+    cfg["source"] = {"set": images.recipe, "pad": int(pad), "experiment": experiment.name}
+    return SmallModel(f"exact:{name}", score=EmpiricalScore(padded), config=cfg, train_images=padded,
+                      experiment=experiment)
 
 
-def exact_twin(model: SmallModel, images: torch.Tensor, name: str) -> SmallModel:
-    """The exact score of ``model``'s own training set ``images`` (unpadded; padded like the model's input) with the
-    model's own settings (its noise levels, sidecar sampler entry and paper experiment): the same sampler, zero model
-    error."""
-    padded = torch.nn.functional.pad(images, (model.pad,) * 4) if model.pad else images
+def exact_twin(model: SmallModel, images: ImageSet) -> SmallModel:
+    """The exact score of ``model``'s own training set (unpadded; padded like the model's input) with the model's own
+    settings (its noise levels, sidecar sampler entry and paper experiment): the same sampler, zero model error."""
+    x = images.images
+    padded = torch.nn.functional.pad(x, (model.pad,) * 4) if model.pad else x
     if tuple(padded.shape[1:]) != tuple(model.shape):
         raise ValueError(f"the set padded by {model.pad} has shape {tuple(padded.shape[1:])}, the model {model.shape}")
-    score = EmpiricalScore(padded)
     keep = ("kind", "net", "sigmas", "sigma_min", "sigma_max", "num_scales", "sampler", "data")
     cfg = {k: v for k, v in model.config.items() if k in keep}
-    cfg["file_sha256"] = score.sha256
-    cfg["data"] = {**cfg.get("data", {}), "name": name}
-    return SmallModel(f"exact:{name}", score=score, config=cfg, train_images=padded, experiment=model.experiment)
+    cfg["data"] = {**cfg.get("data", {}), "name": images.name}
+    cfg["source"] = {"set": images.recipe, "twin_of": model.name}
+    return SmallModel(f"exact:{images.name}", score=EmpiricalScore(padded), config=cfg, train_images=padded,
+                      experiment=model.experiment)
 
 
 def perfect_draws(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -21,10 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from pds.fingerprint import digest
+from pds.data import load_idx_images
+from pds.fingerprint import DATA_RTOL, Approx, Fingerprint, fingerprint
 from pds.paths import DATA_DIR
 
 __all__ = [
+    "fashion_test_fd",
     "MetricResult",
     "InceptionWeightsMissing",
     "inception_weights_path",
@@ -209,8 +210,9 @@ class ClassifierFD:
         self.model = model.eval()
         self.reference_name = reference_name
         self.mu, self.sigma = gaussian_statistics(self.features(reference))
-        ref = reference.detach().cpu().contiguous()
-        self._reference_id = [list(ref.shape), str(ref.dtype), hashlib.sha256(ref.numpy().tobytes()).hexdigest()]
+        self.recipe = None  # how to build this metric again (fashion_test_fd sets it), for pds.cache.rebuild
+        self._reference = fingerprint("reference images", Approx(reference.detach(), DATA_RTOL))
+        self._shape = list(reference.shape[1:])
         self._fingerprint = None
 
     @torch.no_grad()
@@ -219,20 +221,20 @@ class ClassifierFD:
         return torch.cat([model.features(_check_images(images[i : i + 1000]))
                           for i in range(0, len(images), 1000)]).numpy()
 
-    def fingerprint(self) -> str:
-        """What this metric computes, as a behaviour digest (:mod:`pds.fingerprint`): the classifier with its own
-        weights in float64 on 256 fixed random images, the Fréchet distance of those features to the features of
-        256 others, and the SHA-256 of the reference images. A result cache keys its runs with it."""
+    def fingerprint(self) -> Fingerprint:
+        """What this metric computes (:mod:`pds.fingerprint`): the classifier with its own weights in float64 on 256
+        fixed random images, the Fréchet distance of those features to the features of 256 others (float64; scipy's
+        matrix square root, compared to 1e-8), and the reference images' values. A result cache keys its runs with
+        it."""
         if self._fingerprint is None:
-            shape = self._reference_id[0][1:]
             model64 = copy.deepcopy(self.model).double().eval()
-            sets = [torch.rand(256, *shape, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+            sets = [torch.rand(256, *self._shape, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
                     for s in (0, 1)]
             feats = [self.features(x, model64) for x in sets]
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*singular.*")
                 fd = frechet_distance(*gaussian_statistics(feats[0]), *gaussian_statistics(feats[1]))
-            self._fingerprint = digest(self.name, feats[0], float(fd), self._reference_id)
+            self._fingerprint = fingerprint(self.name, feats[0], Approx(float(fd), 1e-8), self._reference)
         return self._fingerprint
 
     def __call__(self, samples: torch.Tensor, nfe=None, seed=None) -> MetricResult:
@@ -242,6 +244,16 @@ class ClassifierFD:
             value = frechet_distance(*gaussian_statistics(f), self.mu, self.sigma)
         return MetricResult(self.name, value, len(samples), self.reference_name, seed, nfe,
                             extra={"n_below_dim": len(samples) <= f.shape[1]})
+
+
+TEST_SET = "Fashion-MNIST test set"
+
+
+def fashion_test_fd() -> ClassifierFD:
+    """The classifier-feature FD against the 10 000 Fashion-MNIST test images (the notebooks' FD of trained models)."""
+    fd = ClassifierFD(load_classifier(), load_idx_images("fashion-mnist", "test"), TEST_SET)
+    fd.recipe = {"classifier_fd": "fashion-mnist/test"}
+    return fd
 
 
 def image_statistics(images: torch.Tensor) -> dict:

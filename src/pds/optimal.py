@@ -30,6 +30,7 @@ Everything is checked against :mod:`pds.exact` to 1e-10 and by finite difference
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -39,7 +40,8 @@ from pathlib import Path
 import torch
 
 from pds.configs import experiment
-from pds.fingerprint import digest
+from pds.filters import save_filters
+from pds.fingerprint import Approx, Fingerprint, FingerprintTable, fingerprint, ids_in
 from pds.fourier import half_plane_weights, radius_squared
 from pds.modern import edm_sigmas
 from pds.precondition import Preconditioner
@@ -48,7 +50,7 @@ from pds.scores import StationaryGaussianScore
 from pds.storage import append_line, atomic_write, read_lines
 
 __all__ = ["RadialFilter", "Frequencies", "pc_moments", "churn_moments", "w2", "optimise", "Optimum", "SAMPLERS",
-           "sampler_w2", "OptimumStore", "behaviour_fingerprint", "target_digest"]
+           "sampler_w2", "OptimumStore", "behaviour_fingerprint", "target_fingerprint"]
 
 SAMPLERS = ("pc", "pc_kept", "edm_churn")  # the samplers whose filter is optimised
 OVERFLOW_LOSS = 50.0  # log W2 returned to L-BFGS for a trial filter whose recursion overflows (W2 = e^50)
@@ -123,8 +125,8 @@ class RadialFilter:
 
     def frequency_filter(self, shape, quantum: float = 2.0**-40) -> torch.Tensor:
         """The filter R = p^(-1/2) on the full [C, H, W] grid, for a filter file (:func:`pds.filters.save_filters`)
-        used with ``alpha=None``; rounded to a multiple of ``quantum`` so that last-bit differences of exp / log
-        between CPUs leave the file, and its SHA-256 (the result cache's key), the same."""
+        used with ``alpha=None``; rounded to a multiple of ``quantum``, so that last-bit differences of exp / log
+        between CPUs mostly leave the file the same (the result cache compares it by its values, within tolerance)."""
         return torch.round(self.grid(shape).rsqrt() / quantum) * quantum
 
     def preconditioner(self, shape) -> Preconditioner:
@@ -277,6 +279,18 @@ class Optimum:
     history: list = field(default_factory=list)
     rejected: int = 0  # trial steps whose recursion overflowed (the line search stepped back)
 
+    def at_cap(self, max_iter: int) -> bool:
+        """Whether the search may have been stopped by its cap rather than by its tolerances: L-BFGS stops at
+        ``max_iter`` iterations or 1.25·``max_iter`` evaluations, so a search that used ``max_iter`` evaluations or
+        more is treated as capped. Its W2 is then an upper bound of the optimum's (and, on another machine, where
+        rounding differs, the same search can stop elsewhere)."""
+        return self.evaluations >= max_iter
+
+    def bound_note(self, max_iter: int) -> str:
+        """The words a finding resting on this search adds: nothing for a converged search."""
+        return (f" [{self.sampler} search stopped at its cap after {self.evaluations} evaluations: its W2 is an upper "
+                "bound]") if self.at_cap(max_iter) else ""
+
     def to_dict(self) -> dict:
         return {"sampler": self.sampler, "nfe": self.nfe, "filter": self.filter.to_dict(),
                 "gains": None if self.gains is None else [float(g) for g in self.gains], "w2_start": self.w2_start,
@@ -347,10 +361,10 @@ def optimise(freqs: Frequencies, experiment, sampler: str, nfe: int, start: Radi
                    float(w_end), count[0], history, rejected[0])
 
 
-def behaviour_fingerprint() -> str:
-    """A digest of what the differentiable error computes: W2 and its gradient for every sampler on a canonical tiny
-    target (8², two channels, fixed images, fixed knots), quantised (:mod:`pds.fingerprint`). Keys the store of optima
-    so that a refactor keeps them and a numerical change does not."""
+def behaviour_fingerprint() -> Fingerprint:
+    """What the differentiable error computes (:mod:`pds.fingerprint`): W2 and its gradient for every sampler on a
+    canonical tiny target (8², two channels, fixed images, fixed knots), in float64. Keys the store of optima so that
+    a refactor keeps them and a numerical change does not."""
     g = torch.Generator().manual_seed(0)
     x = 0.5 * torch.rand(32, 2, 8, 8, generator=g, dtype=torch.float64) + 0.25
     freqs = Frequencies(StationaryGaussianScore.from_images(x))
@@ -363,22 +377,33 @@ def behaviour_fingerprint() -> str:
         v, _ = sampler_w2(freqs, e, sampler, 12, f.p(freqs.radius, th))
         v.backward()
         parts += [v.detach(), th.grad]
-    return digest(*parts)
+    return fingerprint(*parts)
 
 
-def target_digest(target: StationaryGaussianScore) -> str:
-    """A digest of a Gaussian target's mean and spectrum (quantised)."""
-    return digest(target.mean, target.spectrum)
+TARGET_RTOL = 1e-4  # see target_fingerprint
+
+
+def target_fingerprint(target: StationaryGaussianScore) -> Fingerprint:
+    """A Gaussian target by its mean and spectrum, compared to ``TARGET_RTOL`` (1e-4): a target estimated from
+    float32 images differs between float kernels in its last bits, and the 1024² power-law field of notebooks 10 and
+    12 more — its least-squares fit (:func:`pds.scores.fit_power_law`) leaves k0 determined only to ~1e-6, so the
+    field moved by 4.6e-7 (relative) between two kernel sets on one machine
+    (``benchmarks/results/fingerprint_kernels.json``). Two different targets differ by far more."""
+    return fingerprint("Gaussian target", Approx(target.mean, TARGET_RTOL), Approx(target.spectrum, TARGET_RTOL))
 
 
 class OptimumStore:
     """Finished optima, one JSON line each (``optima.jsonl`` in ``folder``; ``shipped``: a read-only folder of the
     same form, e.g. the default profile's ``data/results/optimal/default``), keyed by the description of the search
-    (target digest, settings, sampler, NFE, gains, knots, iterations) and :func:`behaviour_fingerprint`. A search
-    killed midway loses only itself; :meth:`get_or_run` runs what is missing."""
+    (the target's fingerprint, settings, sampler, NFE, gains, knots, iterations) and :func:`behaviour_fingerprint`,
+    the fingerprints kept in ``fingerprints.jsonl`` beside them. A search is found by its key or, where a
+    fingerprint's id came out otherwise on this machine, by a description that matches within the fingerprints'
+    tolerances (:class:`pds.fingerprint.FingerprintTable`). A search killed midway loses only itself;
+    :meth:`get_or_run` runs what is missing."""
 
     def __init__(self, folder, shipped=None):
         self.folder, self.shipped = Path(folder), (Path(shipped) if shipped else None)
+        self.table = FingerprintTable(self.folder, self.shipped)
         self._fingerprint = None
         self._rows = {}
         for where in (self.shipped, self.folder):
@@ -386,34 +411,71 @@ class OptimumStore:
                 self._rows.update({row["key"]: row for row in read_lines(where / "optima.jsonl")})
 
     @property
-    def fingerprint(self) -> str:
+    def fingerprint(self) -> Fingerprint:
         if self._fingerprint is None:
             self._fingerprint = behaviour_fingerprint()
         return self._fingerprint
 
+    def _full(self, description: dict) -> dict:
+        return self.table.ids({"description": description, "fingerprint": self.fingerprint})
+
     def key(self, description: dict) -> str:
-            return digest(description, self.fingerprint)
+        """The key of a search (its description may hold :class:`~pds.fingerprint.Fingerprint` s, e.g. the target's
+        :func:`target_fingerprint`)."""
+        return hashlib.sha1(json.dumps(self._full(description), sort_keys=True).encode()).hexdigest()[:16]
+
+    def find(self, description: dict) -> dict | None:
+        """The stored row of a search, by its key or by a matching description."""
+        key = self.key(description)
+        if key in self._rows:
+            return self._rows[key]
+        full = self._full(description)
+        for row in self._rows.values():
+            if self.table.matches({"description": row["description"], "fingerprint": row["fingerprint"]}, full):
+                return row
+        return None
 
     def get_or_run(self, description: dict, run) -> Optimum:
         """The stored optimum of ``description`` or, when there is none, ``run()``'s (stored at once)."""
-        key = self.key(description)
-        if key in self._rows:
-            return Optimum.from_dict(self._rows[key]["optimum"])
+        row = self.find(description)
+        if row is not None:
+            return Optimum.from_dict(row["optimum"])
         t0 = time.perf_counter()
         opt = run()
-        row = {"key": key, "description": description, "fingerprint": self.fingerprint, "optimum": opt.to_dict(),
-               "wall_s": time.perf_counter() - t0}
+        full = self._full(description)
+        key = self.key(description)
+        row = {"key": key, **full, "optimum": opt.to_dict(), "wall_s": time.perf_counter() - t0}
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.table.save(full)
         append_line(self.folder / "optima.jsonl", row, f"the optimum {key}")
         self._rows[key] = row
         return opt
 
+    def save_filter(self, which, shape, path) -> Path:
+        """The frequency filter of a stored optimum (``which``: its key or its description) at ``shape`` [C, H, W],
+        saved to ``path`` with the recipe that rebuilds it (``pds.cache`` records it with every run that uses it)."""
+        row = self._rows.get(which) if isinstance(which, str) else self.find(which)
+        if row is None:
+            raise KeyError(f"no stored optimum {which if isinstance(which, str) else self.key(which)}")
+        opt = Optimum.from_dict(row["optimum"])
+        shape = [int(s) for s in shape]
+        return save_filters(path, opt.filter.frequency_filter(tuple(shape)),
+                            source=f"pds.optimal: {opt.sampler}, {opt.nfe} NFE, optimum {row['key']}",
+                            variant="optimised (alpha=None)",
+                            recipe=json.dumps({"optimum": row["key"], "shape": shape}, sort_keys=True))
+
     def ship(self, dst) -> int:
-        """Write every stored optimum into ``dst``/optima.jsonl (merged with what is there); returns the count."""
+        """Write every stored optimum into ``dst``/optima.jsonl (merged with what is there) and the fingerprints they
+        name into ``dst``/fingerprints.jsonl; returns the count."""
         dst = Path(dst)
         dst.mkdir(parents=True, exist_ok=True)
-        merged = dict(OptimumStore(dst)._rows)
+        there = OptimumStore(dst)
+        merged = dict(there._rows)
         merged.update(self._rows)
+        self.table.add(*there.table.known.values())
+        used = sorted({i for r in merged.values() for i in ids_in({"d": r["description"], "f": r["fingerprint"]})})
+        fps = "".join(json.dumps(self.table.known[i].to_dict()) + "\n" for i in used)
+        atomic_write(dst / FingerprintTable.NAME, lambda tmp: tmp.write_text(fps), "the fingerprints of the optima")
         text = "".join(json.dumps(r) + "\n" for r in merged.values())
         atomic_write(dst / "optima.jsonl", lambda tmp: tmp.write_text(text), "the shipped optima")
         return len(merged)

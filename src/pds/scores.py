@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pds.filters import streamed_mean
-from pds.fingerprint import digest
+from pds.fingerprint import DATA_RTOL, RTOL, Approx, Fingerprint, fingerprint
 from pds.fourier import mirror_frequencies, radius_squared
 from pds.theory import operator_matrix
 
@@ -409,19 +409,27 @@ class EmpiricalScore:
             self._sha = h.hexdigest()
         return self._sha
 
-    def fingerprint(self) -> str:
-        """A behaviour digest (:mod:`pds.fingerprint`) of this score: the set's SHA-256 and settings, and what the code
-        computes on a fixed tiny set — the score at three noise levels in float64 (8 digits) and in float32 with its
-        refinement (4 digits: float32's rounding differs between machines at 1e-7). A result cache keys runs with it."""
+    def data_fingerprint(self) -> Fingerprint:
+        """The set's values (:mod:`pds.fingerprint`, compared to float32 rounding): what the score is a function of
+        (computed once: the stored set does not change)."""
+        if getattr(self, "_data_fp", None) is None:
+            self._data_fp = fingerprint("image set", list(self.shape), self.n, Approx(self.X, DATA_RTOL))
+        return self._data_fp
+
+    def fingerprint(self) -> Fingerprint:
+        """A behaviour fingerprint (:mod:`pds.fingerprint`) of this score: the set's values and settings, and what the
+        code computes on a fixed tiny set — the score at three noise levels in float64 and in float32 with its
+        refinement (compared to 1e-4: float32's rounding differs between machines at 1e-7 and the tiny set's
+        posterior weights amplify it). A result cache keys runs with it."""
         g = torch.Generator().manual_seed(0)
         X0 = torch.rand(24, 1, 6, 6, generator=g, dtype=torch.float64)
         x0 = X0[:4] + 0.05 * torch.randn(4, 1, 6, 6, generator=g, dtype=torch.float64)
-        parts: list = ["EmpiricalScore", list(self.shape), self.n, self.sha256, self.k, self.tol, str(self.dtype)]
-        for dtype, digits in ((torch.float64, 8), (torch.float32, 4)):
+        parts: list = ["EmpiricalScore", self.data_fingerprint(), self.k, self.tol]
+        for dtype, rtol in ((torch.float64, RTOL), (torch.float32, 1e-4)):
             canon = EmpiricalScore(X0, dtype=dtype, chunk=5, k=4)
             for sigma in (0.01, 0.3, 3.0):
-                parts.append(digest(canon(x0.to(dtype), sigma) * sigma**2, digits=digits))
-        return digest(*parts)
+                parts.append(Approx(canon(x0.to(dtype), sigma) * sigma**2, rtol))
+        return fingerprint(*parts)
 
     def peak_bytes(self, batch: int) -> int:
         """Memory this score holds or allocates at its peak for one call with ``batch`` samples (bytes): the stored
