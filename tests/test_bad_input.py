@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from pds.checkpoints import load_official, load_trained, sidecar_path, write_sidecar
+from pds.checkpoints import SHIPPED_DIR, load_official, load_trained, sidecar_path, write_sidecar
 from pds.cli import main
 from pds.filters import parametric_filter
 from pds.models import NCSNv2
@@ -105,7 +106,6 @@ TRAIN = ["train", "--kind", "ncsn", "--data", "natural-crops", "--size", "8", "-
         (["--steps", "0"], "steps must be a positive integer"),
         (["--lr", "0"], "lr must be a finite number > 0"),
         (["--save-every", "0"], "save_every must be a positive integer"),
-        (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"], "device"),
     ],
 )
 def test_train_refuses_bad_settings_and_writes_nothing(extra, match, tmp_path, capsys):
@@ -239,7 +239,7 @@ def test_out_that_is_a_file_is_refused(tmp_path, capsys):
     target.write_text("not a folder")
     code, err = run_cli(["sample", "--checkpoint", "ncsn_fashion28", "--method", "vanilla", "--T", "2", "--count",
                          "2", "--out", str(target)], capsys)
-    assert code == 2 and "exists and is not a folder" in err and target.read_text() == "not a folder"
+    assert code == 2 and "is a file, not a folder" in err and target.read_text() == "not a folder"
 
 
 @pytest.mark.parametrize("command", [["filters", "estimate", "--out", "x.npz"],
@@ -266,3 +266,83 @@ def test_loaded_score_models_are_in_inference_mode():
     assert not score(x, 1.0).requires_grad  # no autograd graph, even outside torch.no_grad()
     pp, _ = load_trained("ncsnpp_fashion32")
     assert not pp.training and not any(p.requires_grad for p in pp.parameters())
+
+
+# -- the eight failures of issue 27: each one line naming the value and the fix, nothing written ----------------
+SAMPLE = ["sample", "--checkpoint", "ncsn_fashion28", "--method", "vanilla", "--T", "2", "--count", "2"]
+
+
+@pytest.mark.parametrize("device, says", [("mps", "runs on cpu or cuda"), ("gpu0", "is not a device name"),
+                                          ("cuda:7", "cuda")])
+def test_a_device_that_cannot_be_used_is_a_usage_error(device, says, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([*SAMPLE, "--out", str(tmp_path / "out"), "--device", device])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and says in err and "Traceback" not in err and device in err
+    assert err.strip().splitlines()[-1].startswith("pds sample: error: argument --device")
+    assert listing(tmp_path) == []
+
+
+def test_an_output_under_a_file_is_refused(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code, err = run_cli(["train", "--kind", "ncsn", "--steps", "1", "--out", str(blocker / "t.pth")], capsys)
+    assert code == 2 and f"{blocker} is a file, so nothing can be written under it" in err
+    code, err = run_cli([*SAMPLE, "--out", str(blocker / "run")], capsys)
+    assert code == 2 and "nothing can be written under it" in err and listing(tmp_path) == [Path("a_file")]
+
+
+def test_a_checkpoint_of_garbage_bytes_is_not_a_pytorch_checkpoint(tmp_path, capsys):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(bytes(range(7, 250)) * 4)
+    code, err = run_cli([*SAMPLE[:2], str(garbage), *SAMPLE[3:], "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "is not a PyTorch checkpoint" in err and "Unsupported operand" not in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes((SHIPPED_DIR / "ncsn_fashion28.pth").read_bytes()[:5000])  # a real one, truncated
+    code, err = run_cli([*SAMPLE[:2], str(cut), *SAMPLE[3:], "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "truncated or corrupt" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("grid, says", [("folder", "is a folder: name a file"), ("grid.npz", "name an image file")])
+def test_a_grid_that_is_not_an_image_file_is_refused_before_sampling(grid, says, tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    code, err = run_cli([*SAMPLE, "--out", str(tmp_path / "out"), "--grid", str(tmp_path / grid)], capsys)
+    assert code == 2 and says in err and not (tmp_path / "out").exists()
+
+
+def test_notebooks_out_under_a_file_is_refused_before_running(tmp_path, capsys):
+    from pds.notebooks import main as notebooks_main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert notebooks_main(["--profile", "smoke", "--out", str(blocker / "x"), "01"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing can be written under it" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unknown_trained_model_lists_the_shipped_ones():
+    with pytest.raises(FileNotFoundError, match=r"unknown checkpoint 'nope': .*ncsn_fashion28"):
+        load_trained("nope")
+
+
+@pytest.mark.parametrize("sampler", ["pc", "langevin", "heun"])
+def test_a_score_of_the_wrong_shape_is_named_at_its_first_call(sampler):
+    from pds.modern import edm_sigmas, heun
+
+    calls = []
+
+    def score(x, sigma):  # e.g. a network that returns one channel fewer
+        calls.append(sigma)
+        return x[:, :1]
+
+    with pytest.raises(ValueError, match=r"returned \(2, 1, 4, 4\) for an input of shape \(2, 3, 4, 4\)"):
+        if sampler == "pc":
+            pc_sampler(score, (2, 3, 4, 4), **PC, snr=0.16)
+        elif sampler == "langevin":
+            annealed_langevin(score, (2, 3, 4, 4), geometric_sigmas(1, 0.01, 3), 1, 1e-3)
+        else:
+            heun(score, (2, 3, 4, 4), edm_sigmas(0.01, 5.0, 4))
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="returned float"):
+        pc_sampler(lambda x, s: 0.0, (2, 3, 4, 4), **PC, snr=0.16)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from pds.cache import SAMPLE_FRACTION, SAMPLE_LEVELS
 from pds.cli import main
 from pds.generate import load_samples, sample_seed, shard_indices
 
@@ -29,7 +30,13 @@ def test_sample_seeds_and_shards():
     assert [list(r) for r in shard_indices(7, 3)] == [[0, 1, 2], [3, 4, 5], [6]]
 
 
-def test_one_process_and_two_torchrun_processes_give_identical_shards(tmp_path):
+def agree_to_rounding(a, b) -> bool:
+    """The promise of pds sample: the same images to float rounding (pds.cache's tolerances for a recomputation)."""
+    diff = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16))
+    return a.shape == b.shape and diff.max() <= SAMPLE_LEVELS and (diff > 0).mean() <= SAMPLE_FRACTION
+
+
+def test_one_process_and_two_torchrun_processes_give_the_same_shards(tmp_path):
     args = [*BASE, "--count", "6", "--batch", "2", "--shard-size", "2"]
     assert main([*args, "--out", str(tmp_path / "one"), "--grid", str(tmp_path / "grid.png")]) == 0
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541", "-m", "pds",
@@ -38,13 +45,13 @@ def test_one_process_and_two_torchrun_processes_give_identical_shards(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     one, two = shards(tmp_path / "one"), shards(tmp_path / "two")
     assert list(one) == ["shard_00000.npz", "shard_00001.npz", "shard_00002.npz"] and list(one) == list(two)
-    assert all(np.array_equal(one[k], two[k]) for k in one)
+    assert all(agree_to_rounding(one[k], two[k]) for k in one)
     images, manifest = load_samples(tmp_path / "two")
     assert images.shape == (6, 1, 28, 28) and manifest["nfe"] == 8 and (tmp_path / "grid.png").is_file()
     # the batch size changes samples only by float rounding (per-sample seeds and corrector steps)
     assert main([*BASE, "--count", "6", "--batch", "6", "--shard-size", "2", "--out", str(tmp_path / "b6")]) == 0
     b6, _ = load_samples(tmp_path / "b6")
-    assert float((b6 - images).abs().max()) <= 1.0 / 255 + 1e-6
+    assert agree_to_rounding((b6.numpy() * 255).round(), (images.numpy() * 255).round())
     assert main(["fid", "--samples", str(tmp_path / "two"), "--ref-data", "fashion-mnist"]) == 0
 
 

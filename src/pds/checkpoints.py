@@ -64,6 +64,7 @@ __all__ = [
     "write_sidecar",
     "read_sidecar",
     "file_sha256",
+    "shipped_models",
     "load_trained",
     "export_checkpoint",
     "atomic_save",
@@ -126,8 +127,14 @@ def read_checkpoint(path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, truncated file, pickle with forbidden objects...
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip format, or a pickle
+            raise ValueError(f"{path} is not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle: "
+                             f"it starts with {head!r}); check the file, or download it again") from None
+        first = (str(exc).strip().splitlines() or [""])[0]
         raise ValueError(f"{path} is not a readable PyTorch checkpoint, truncated or corrupt "
-                         f"({type(exc).__name__}: {exc})") from exc
+                         f"({type(exc).__name__}: {first})") from exc
 
 
 def detect_layout(obj) -> str:
@@ -460,6 +467,11 @@ def read_sidecar(path) -> dict:
         raise ValueError(f"{side} is not valid JSON ({exc})") from exc
 
 
+def shipped_models() -> list[str]:
+    """The names of the models trained here and shipped in ``data/checkpoints`` (weights and settings file)."""
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.pth") if sidecar_path(p).is_file())
+
+
 def load_trained(path, use_ema: bool = True):
     """Load a checkpoint trained here (``pds train`` / ``pds export``): the official-layout file plus its
     sidecar ``.json`` (network spec and noise levels). A bare name such as ``"ncsn_fashion28"`` means
@@ -469,6 +481,9 @@ def load_trained(path, use_ema: bool = True):
     """
     path = Path(path)
     if path.suffix == "" and not path.exists():
+        if not (SHIPPED_DIR / f"{path.name}.pth").is_file():
+            raise FileNotFoundError(f"unknown checkpoint {str(path)!r}: not a file, and not a model shipped here "
+                                    f"{shipped_models()}")
         path = SHIPPED_DIR / f"{path.name}.pth"
     if path.suffix == ".json":
         weights = path.with_suffix(".pth")

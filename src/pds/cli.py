@@ -24,18 +24,20 @@ from pds.filters import estimate_filters, save_filters
 from pds.generate import load_samples, resolve_model, run_sharded, save_grid, score_run
 from pds.metrics import classifier_accuracy, train_classifier
 from pds.schedules import ncsnv2_ladder, ncsnv2_step_lr
-from pds.storage import DiskFull, RunLocked
+from pds.storage import DiskFull, RunLocked, check_output
 from pds.train import TrainConfig, TrainingInterrupted, check_same_run, train_run
 
 __doc_sample__ = """Draw --count samples of a checkpoint with --method vanilla or pds in --T iterations into --out as
-shards (per-sample seeds: the images do not depend on --batch or on the number of processes; a rerun skips finished
-shards). Scale out with `torchrun --nproc_per_node=K -m pds sample ...` (and torchrun's rendezvous across nodes).
+shards (per-sample seeds: the images depend on --batch and on the number of processes only through float rounding,
+at most one uint8 level in a few pixels; a rerun skips finished shards). Scale out with
+`torchrun --nproc_per_node=K -m pds sample ...` (and torchrun's rendezvous across nodes).
 Flags are named so that torchrun cannot mistake them for its own (hence --count and --radius, not --n and --r)."""
 
 
 def _estimate(args) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_output(args.out, "--out")
     batches, meta = dataset_batches(args.data, size=args.size, n=args.n, seed=args.seed, batch_size=args.batch_size)
     _say_how_many(meta, args.n)
     total = -(-meta["n"] // args.batch_size)
@@ -59,6 +61,7 @@ def _estimate(args) -> int:
 
 
 def _train_classifier(args) -> int:
+    check_output(args.out, "--out")
     model = train_classifier(load_idx_images(args.dataset, "train"), load_idx_labels(args.dataset, "train"),
                              epochs=args.epochs, seed=args.seed, progress=not args.quiet)
     acc = classifier_accuracy(model, load_idx_images(args.dataset, "test"), load_idx_labels(args.dataset, "test"))
@@ -83,8 +86,7 @@ def _train(args) -> int:
             raise ValueError(f"{flag} must be >= 1, got {value}")
     if args.pad < 0:
         raise ValueError(f"--pad must be >= 0, got {args.pad}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu)")
+    check_output(args.out, "--out")
     batches, meta = dataset_batches(args.data, size=args.size, n=args.n, seed=args.seed)
     _say_how_many(meta, args.n)
     images = torch.cat(list(batches))
@@ -132,10 +134,30 @@ def _say_how_many(meta: dict, asked) -> None:
 
 def _export(args) -> int:
     # the run's sidecar records where it trained; --hardware / --wall-time / --command override it
+    check_output(args.out, "--out")
     extra = {"wall_time_s": args.wall_time, "hardware": args.hardware, "command": args.command}
     out = export_checkpoint(args.checkpoint, args.out, **{k: v for k, v in extra.items() if v is not None})
     print(f"wrote {out} (EMA weights, official layout) and {out.with_suffix('.json')}")
     return 0
+
+
+def _device(text: str) -> str:
+    """``--device``: cpu, cuda or cuda:N (CUDA present, N an existing device); anything else is a usage error."""
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, TypeError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device name: use cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{text!r}: pds runs on cpu or cuda (cuda:N), not on {dev.type}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine (use --device cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                                         f"numbered from 0")
+    return text
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def _alpha(text: str):
@@ -176,8 +198,12 @@ def _sample(args) -> int:
                         ("--shard-size", args.shard_size)):
         if value < 1:
             raise ValueError(f"{flag} must be >= 1, got {value}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu)")
+    check_output(args.out, "--out", folder=True)
+    if args.grid is not None:
+        check_output(args.grid, "--grid")
+        if args.grid.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(f"--grid {args.grid}: name an image file ending in .png or .jpg (got "
+                             f"{args.grid.suffix or 'no extension'})")
     model = resolve_model(args.checkpoint, args.config)
     summary = run_sharded(model, method, args.T, args.count, args.seed, args.out, batch=args.batch,
                           shard_size=args.shard_size, device=args.device, progress=not args.quiet)
@@ -239,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--ema", type=float, default=0.999)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--save-every", type=int, default=500)
-    tr.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (the random draws are the same on each)")
+    tr.add_argument("--device", type=_device, default="cpu",
+                    help="cpu, cuda, cuda:1, ... (the random draws are the same on each)")
     tr.add_argument("--out", type=Path, required=True)
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(func=_train)
@@ -270,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--batch", type=int, default=64)
     sa.add_argument("--shard-size", type=int, default=64, help="samples per shard file (the unit of resumption)")
     sa.add_argument("--seed", type=int, default=0)
-    sa.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
+    sa.add_argument("--device", type=_device, default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
     sa.add_argument("--out", type=Path, required=True)
     sa.add_argument("--grid", type=Path, default=None, help="also save the first 64 samples as this PNG")
     sa.add_argument("--quiet", action="store_true")
@@ -282,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     ref.add_argument("--ref-data", default=None,
                      help="fashion-mnist (its test set), an IDX file or an image folder; statistics cached")
     fi.add_argument("--metric", choices=("classifier", "fid"), default="classifier")
-    fi.add_argument("--device", default="cpu")
+    fi.add_argument("--device", type=_device, default="cpu")
     fi.set_defaults(func=_fid)
     metrics = sub.add_parser("metrics", help="sample-quality metrics")
     msub = metrics.add_subparsers(dest="action", required=True)

@@ -4,9 +4,11 @@ A run draws ``n`` samples into a folder as **shards** of ``shard_size`` consecut
 (``shard_00000.npz`` …: uint8 images [m, C, H, W], their indices and per-sample seeds, the checkpoint's SHA-256, the
 method, T and NFE), each written atomically, plus ``run.json`` (the settings). Sample i draws all its noise from its
 own generator, seeded with (seed, i), and the predictor-corrector sampler takes each sample's own corrector step
-(the released sampler at batch size 1), so a sample does not depend on the batch or the process that draws it: the
-shards of one process and of K processes are identical, and a different ``--batch`` changes them only by float
-rounding. A rerun skips the shards that exist, so a killed run loses at most the shards in flight.
+(the released sampler at batch size 1), so a sample depends on the batch and on the process that draws it only
+through float rounding (the thread count and the batch change the order of a convolution's sums): one process and K
+processes, or another ``--batch``, give the same uint8 images but for a pixel here and there one level away
+(``pds.cache.SAMPLE_LEVELS`` / ``SAMPLE_FRACTION``). A rerun skips the shards that exist, so a killed run loses at
+most the shards in flight.
 
 Scale-out: under ``torchrun`` (``WORLD_SIZE`` > 1) rank r draws the shards k ≡ r (mod WORLD_SIZE), on
 ``cuda:LOCAL_RANK`` when ``--device cuda``; the process group (NCCL on GPUs, gloo on CPUs) is used for the final
@@ -29,7 +31,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from pds.checkpoints import SHIPPED_DIR, find_checkpoint, sidecar_path
+from pds.checkpoints import SHIPPED_DIR, find_checkpoint, shipped_models, sidecar_path
 from pds.configs import experiment as experiment_named
 from pds.data import load_idx_images, load_image_folder
 from pds.experiments import Method, SmallModel, crop_and_clip, draw
@@ -61,9 +63,8 @@ def resolve_model(checkpoint: str, config: str | None = None) -> SmallModel:
     try:
         found = find_checkpoint(checkpoint)
     except FileNotFoundError as exc:
-        shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.pth") if sidecar_path(p).is_file())
-        raise FileNotFoundError(f"unknown checkpoint {checkpoint!r}: not a file, not a model shipped here {shipped}, "
-                                f"and {exc}") from None
+        raise FileNotFoundError(f"unknown checkpoint {checkpoint!r}: not a file, not a model shipped here "
+                                f"{shipped_models()}, and {exc}") from None
     return SmallModel.official(found, experiment=exp)
 
 

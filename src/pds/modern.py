@@ -33,7 +33,7 @@ from collections.abc import Callable
 import torch
 
 from pds.precondition import Preconditioner
-from pds.samplers import _FiniteCheck, _initial, _ops, _randn, pc_sampler
+from pds.samplers import _FiniteCheck, _initial, _ops, _randn, checked_score, pc_sampler
 
 __all__ = ["edm_sigmas", "denoiser", "euler", "heun", "dpmpp_2m", "edm_stochastic", "pc_kept", "kept_noise_gain",
            "DRAWERS", "SAMPLERS"]
@@ -55,6 +55,7 @@ def edm_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> 
 
 def denoiser(score: Callable) -> Callable:
     """D(x, σ) = x + σ² s(x, σ) (Tweedie) for a score model ``score(x, σ)``, σ a float."""
+    score = checked_score(score)
     return lambda x, sigma: x + sigma**2 * score(x, sigma)
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pds.experiments import spread
 from pds.paths import BUILD_DIR, FIGURES_DIR, NOTEBOOK_DIR, REPO_ROOT
+from pds.storage import check_output
 
 __all__ = ["PROFILES", "choose", "check", "check_choices", "check_verdict", "figure_dir", "save_figure",
            "list_notebooks", "run_notebook", "REPO_ROOT"]
@@ -190,7 +191,8 @@ def main(argv=None) -> int:
     failures = []
     try:
         books = list_notebooks(args.names)
-    except FileNotFoundError as exc:
+        check_output(out, "--out", folder=True)
+    except (FileNotFoundError, ValueError) as exc:
         print(f"python -m pds.notebooks: error: {exc}", file=sys.stderr)
         return 2
     start_all = time.perf_counter()

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from pds.precondition import Preconditioner
 from pds.schedules import ve_schedule
 
-__all__ = ["pc_sampler", "annealed_langevin"]
+__all__ = ["pc_sampler", "annealed_langevin", "checked_score"]
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -118,6 +118,27 @@ def _solenoidal(solenoidal, omega):
     return lambda v: omega * solenoidal(v)
 
 
+def checked_score(score: Callable) -> Callable:
+    """``score`` whose first output is checked: a tensor of the input's shape (∇log p(x), one value per pixel), else
+    a ValueError naming both shapes, instead of a broadcasting error deep inside a sampler step."""
+    if not callable(score):
+        raise TypeError(f"the score model must be callable as score(x, sigma), got {type(score).__name__}")
+    checked = False
+
+    def call(x, sigma):
+        nonlocal checked
+        out = score(x, sigma)
+        if not checked:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            if got != tuple(x.shape):
+                raise ValueError(f"the score model returned {got} for an input of shape {tuple(x.shape)}: "
+                                 "score(x, sigma) must return ∇log p(x), a tensor of x's shape [N, C, H, W]")
+            checked = True
+        return out
+
+    return call
+
+
 def _norms(v: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(v.reshape(v.shape[0], -1), dim=-1)
 
@@ -163,7 +184,7 @@ def pc_sampler(score: Callable, shape, sigma_min: float, sigma_max: float, num_s
             raise ValueError(f"corrector_steps must have {sched.n} entries, got {len(corrector_steps)}")
         if not all(math.isfinite(float(s)) and float(s) >= 0 for s in corrector_steps):
             raise ValueError("corrector_steps must be finite numbers >= 0")
-    sol = _solenoidal(solenoidal, omega)
+    sol, score = _solenoidal(solenoidal, omega), checked_score(score)
     shp, x = _initial(shape, dtype, device)
     drift, noise = _ops(preconditioner, shp or tuple(x.shape))
     p_drift = drift if predictor_drift is None else _ops(_identity(predictor_drift), shp or tuple(x.shape))[0]
@@ -242,7 +263,7 @@ def annealed_langevin(score: Callable, shape, sigmas, n_steps_each, step_lr: flo
     sig, steps = _langevin_schedule(sigmas, n_steps_each, step_lr)
     if init not in ("uniform", "gaussian"):
         raise ValueError(f"init must be 'uniform' or 'gaussian', got {init!r}")
-    sol = _solenoidal(solenoidal, omega)
+    sol, score = _solenoidal(solenoidal, omega), checked_score(score)
     shp, x = _initial(shape, dtype, device)
     drift, noise = _ops(preconditioner, shp or tuple(x.shape))
     if x is None:

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["DiskFull", "atomic_write", "append_text", "append_line", "read_lines", "RunLock", "RunLocked",
-           "free_bytes"]
+__all__ = ["DiskFull", "check_output", "atomic_write", "append_text", "append_line", "read_lines", "RunLock",
+           "RunLocked", "free_bytes"]
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -46,6 +46,24 @@ def free_bytes(path) -> int:
     while not p.exists() and p != p.parent:
         p = p.parent
     return shutil.disk_usage(p).free
+
+
+def check_output(path, flag: str, folder: bool = False) -> Path:
+    """Refuse, before anything is written, an output ``path`` that cannot be written: a folder where a file is
+    asked for (``folder=False``), a file where a folder is (``folder=True``), or a path under a file. ``flag`` names
+    the option in the message (e.g. "--out")."""
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise ValueError(f"{flag} {p} is a file, not a folder: name a new or existing folder")
+    if not folder and p.is_dir():
+        raise ValueError(f"{flag} {p} is a folder: name a file (inside it, if you like)")
+    for above in (p if folder else p.parent, *(p if folder else p.parent).parents):
+        if above.exists():
+            if not above.is_dir():
+                raise ValueError(f"{flag} {p}: {above} is a file, so nothing can be written under it; choose a path "
+                                 "inside a folder")
+            break
+    return p
 
 
 def _human(n: int) -> str:
