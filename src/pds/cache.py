@@ -429,13 +429,15 @@ def write_rows(folder, rows, table: FingerprintTable) -> None:
 
 
 # -- rebuilding and recomputing a stored run from scratch --------------------------------------------------------
-# Tolerances of a recomputation on another machine or kernel set (float32 sampling): measured by drawing shipped runs
-# again under ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell (see data/results/README.md
-# and benchmarks/results/recompute_kernels.json for the differences seen).
+# Tolerances of a recomputation on another machine or kernel set (float32 sampling). Measured by drawing 44 shipped
+# runs (one per model, sampler and filter kind; T <= 100) again under ATEN_CPU_CAPABILITY=default
+# ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell (benchmarks/recompute_kernels.py, results/recompute_kernels.json):
+# at most 3.2e-4 of the stored pixels moved, by one uint8 level; the value by 1.2e-5 and the image statistics by
+# 5.1e-6 (relative). The tolerances are 30, 80 and 20 times that, for longer runs whose rounding has longer to grow.
 SAMPLE_LEVELS = 1  # a stored uint8 pixel may come back one level away (float32 rounding moved it across a half level)
-SAMPLE_FRACTION = 1e-3  # ... in at most this fraction of the stored pixels
+SAMPLE_FRACTION = 1e-2  # ... in at most this fraction of the stored pixels
 VALUE_RTOL = 1e-3  # the metric's value (relative)
-STATS_RTOL = 1e-5  # brightness and contrast of all samples (relative)
+STATS_RTOL = 1e-4  # brightness and contrast of all samples (relative)
 
 
 def method_of(row: dict, filter_path=None) -> Method:
