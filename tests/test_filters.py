@@ -154,3 +154,18 @@ def test_load_errors(tmp_path):
         load_filters(tmp_path / "empty.npz")
     with pytest.raises(ValueError, match="nothing to save"):
         save_filters(tmp_path / "x.npz")
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
+       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**16))
+def test_power_spectrum_from_the_half_plane_equals_the_full_dft(n, c, h, w, dtype, seed):
+    from pds.fourier import power_spectrum
+
+    x = torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    got, want = power_spectrum(x), torch.fft.fft2(x).abs() ** 2
+    assert got.shape == want.shape and got.dtype == want.dtype
+    eps = torch.finfo(dtype).eps
+    assert float((got - want).abs().max()) <= 64 * eps * float(want.abs().max())
+    with pytest.raises(TypeError, match="real images"):
+        power_spectrum(torch.fft.fft2(x))

@@ -236,13 +236,13 @@ def natural_image_crops(n: int, size: int, seed: int = 0) -> torch.Tensor:
         largest = max(min(p.shape[1:]) for p in photos)
         raise ValueError(f"no bundled photograph is at least {size}×{size} (the largest fits {largest}×{largest})")
     rng = np.random.default_rng(seed)
-    out = np.empty((n, 3, size, size))
+    out = np.empty((n, 3, size, size), dtype=np.float32)  # filled from float64 photos, rounded as .float() would
     for i in range(n):
         p = usable[rng.integers(len(usable))]
         top = rng.integers(0, p.shape[1] - size + 1)
         left = rng.integers(0, p.shape[2] - size + 1)
         out[i] = p[:, top : top + size, left : left + size]
-    return torch.from_numpy(out).float()
+    return torch.from_numpy(out)
 
 
 def aligned_faces(n: int | None = None, seed: int = 0) -> torch.Tensor:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pds.fingerprint import DATA_RTOL, Approx, Fingerprint, fingerprint
-from pds.fourier import centred, radius_squared
+from pds.fourier import centred, power_spectrum, radius_squared
 
 __all__ = [
     "filters_fingerprint",
@@ -142,7 +142,7 @@ def frequency_filter(images, batch_size: int = 64) -> torch.Tensor:
     or an iterable of such batches; |F|² is computed per image with the unnormalised 2-D DFT and
     averaged in float64, streaming over batches.
     """
-    power, _ = streamed_mean(images, lambda b: torch.fft.fft2(b).abs() ** 2, batch_size)
+    power, _ = streamed_mean(images, power_spectrum, batch_size)
     return torch.log(power + 1.0)
 
 
@@ -172,7 +172,7 @@ def estimate_filters(images, variant: str = "released", batch_size: int = 64) ->
         raise ValueError(f"variant must be 'released' or 'paper', got {variant!r}")
 
     def stats(b):
-        return torch.stack([torch.fft.fft2(b).abs() ** 2, b, b * b], dim=1)
+        return torch.stack([power_spectrum(b), b, b * b], dim=1)
 
     mean, count = streamed_mean(images, stats, batch_size)
     freq = torch.log(mean[0] + 1.0)

@@ -44,8 +44,8 @@ import torch
 
 from pds.storage import append_line, read_lines
 
-__all__ = ["Fingerprint", "fingerprint", "Approx", "summary", "quantised", "FingerprintTable", "RTOL", "DATA_RTOL",
-           "is_id", "skeleton"]
+__all__ = ["Fingerprint", "fingerprint", "Approx", "summary", "FingerprintTable", "RTOL", "DATA_RTOL",
+           "is_id", "skeleton", "ids_in"]
 
 RTOL = 1e-9  # float64 computations
 DATA_RTOL = 1e-6  # arrays computed in float32 (or from float32 inputs)
@@ -108,18 +108,6 @@ def summary(values) -> tuple[list, list[float], list[float]]:
 
 def _digits(rtol: float) -> int:
     return max(1, math.floor(-math.log10(rtol)) - 1)
-
-
-def quantised(values, digits: int = 8) -> bytes:
-    """The bytes of ``values`` rounded to ``digits`` decimals of their scale (the power of ten at or above the largest
-    finite magnitude): for naming, never for deciding that two numbers are equal (a value at a rounding boundary
-    flips it)."""
-    a = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(a)
-    top = float(np.abs(a[finite]).max()) if finite.any() else 0.0
-    scale = 10.0 ** math.ceil(math.log10(top)) if top > 0 else 1.0
-    q = np.where(finite, np.round(np.where(finite, a, 0.0) / scale * 10.0**digits), 0.0).astype("<i8")
-    return f"{a.shape}|{scale:.0e}|".encode() + q.tobytes()
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 __all__ = ["signed_frequencies", "frequency_grid", "radius_squared", "mirror_frequencies", "half_plane_weights",
-           "radial_profile", "centred"]
+           "power_spectrum", "radial_profile", "centred"]
 
 
 def signed_frequencies(n: int, half: bool = False, dtype=torch.float64) -> torch.Tensor:
@@ -38,6 +38,18 @@ def radius_squared(h: int, w: int, half: bool = False, dtype=torch.float64) -> t
 def mirror_frequencies(t: torch.Tensor) -> torch.Tensor:
     """t[..., −h mod H, −w mod W]: the value at the opposite frequency, in the corner-origin layout."""
     return torch.roll(torch.flip(t, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+
+
+def power_spectrum(x: torch.Tensor) -> torch.Tensor:
+    """|F[x]|² of real images on the full [H, W] grid (the unnormalised 2-D DFT over the last two axes), from the
+    half plane of ``rfft2`` — half the work of ``fft2`` — and the symmetry |F[x](−k)| = |F[x](k)| of a real signal:
+    the columns past ⌊W/2⌋ are the mirrored columns 1 … ⌈W/2⌉ − 1. Equal to ``fft2(x).abs() ** 2`` up to rounding."""
+    if x.is_complex():
+        raise TypeError("power_spectrum needs real images (use torch.fft.fft2(x).abs() ** 2 for complex ones)")
+    half = torch.fft.rfft2(x).abs() ** 2
+    w = x.shape[-1]
+    rest = torch.roll(torch.flip(half[..., 1 : (w + 1) // 2], dims=(-2, -1)), shifts=1, dims=-2)
+    return torch.cat([half, rest], dim=-1)
 
 
 def half_plane_weights(h: int, w: int, dtype=torch.float64) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 
 from pds.filters import streamed_mean
 from pds.fingerprint import DATA_RTOL, RTOL, Approx, Fingerprint, fingerprint
-from pds.fourier import mirror_frequencies, radius_squared
+from pds.fourier import mirror_frequencies, power_spectrum, radius_squared
 from pds.theory import operator_matrix
 
 __all__ = ["GaussianScore", "StationaryGaussianScore", "EmpiricalScore", "check_sigma", "fit_power_law",
@@ -117,7 +117,7 @@ class StationaryGaussianScore:
     def from_images(cls, images, batch_size: int = 64) -> StationaryGaussianScore:
         """Fit mean image and E|F[x − mean]|² = E|F[x]|² − |F[mean]|² from images [N, C, H, W]."""
         mean, _ = streamed_mean(images, lambda b: b, batch_size)
-        power, _ = streamed_mean(images, lambda b: torch.fft.fft2(b).abs() ** 2, batch_size)
+        power, _ = streamed_mean(images, power_spectrum, batch_size)
         ps = (power - torch.fft.fft2(mean).abs() ** 2).clamp(min=0.0)
         return cls(mean, ps)
 
