@@ -135,7 +135,7 @@ def test_loader_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_official(tmp_path / "missing.pth")
     (tmp_path / "corrupt.pth").write_bytes(b"\x00\x01 not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable"):
+    with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
         load_official(tmp_path / "corrupt.pth")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="unknown checkpoint layout"):

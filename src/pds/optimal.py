@@ -288,8 +288,9 @@ class Optimum:
 
     def bound_note(self, max_iter: int) -> str:
         """The words a finding resting on this search adds: nothing for a converged search."""
-        return (f" [{self.sampler} search stopped at its cap after {self.evaluations} evaluations: its W2 is an upper "
-                "bound]") if self.at_cap(max_iter) else ""
+        what = f"{self.sampler}{' with gains' if self.gains is not None else ''}"
+        return (f" [the {what} search stopped at its cap after {self.evaluations} evaluations: its W2 is an upper "
+                "bound of the optimum's]") if self.at_cap(max_iter) else ""
 
     def to_dict(self) -> dict:
         return {"sampler": self.sampler, "nfe": self.nfe, "filter": self.filter.to_dict(),
