@@ -25,9 +25,12 @@ from pds.timing import device_name, median_time, time_pc_iteration
 CPU_WIDTH = {"cifar10": 32, "cifar10_deep": 16, "bedroom": 32, "church": 32, "ffhq_1024": 4}
 
 
-def fir_table(device, repeats):
+FIR_SHAPES = [(1, 32, 256, 256), (8, 128, 32, 32), (1, 16, 1024, 1024)]
+
+
+def fir_table(device, repeats, shapes=FIR_SHAPES):
     rows = []
-    for shape in [(1, 32, 256, 256), (8, 128, 32, 32), (1, 16, 1024, 1024)]:
+    for shape in shapes:
         x = torch.randn(*shape, device=device)
         k = (1, 3, 3, 1)
         row = {"shape": list(shape)}
@@ -53,6 +56,8 @@ def main(argv=None):
     ap.add_argument("--compile", nargs="*", default=[], choices=list(OFFICIAL_CONFIGS),
                     help="configurations to time compiled too (torch.compile, default mode)")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--fir-shapes", type=int, default=len(FIR_SHAPES), choices=range(len(FIR_SHAPES) + 1),
+                    help=f"time the FIR resampling on the first N of {FIR_SHAPES} (default all; 0: none)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
     dev = args.device
@@ -64,7 +69,7 @@ def main(argv=None):
     head = {"device": device_name(dev), "batch": batch, "repeats": args.repeats, "full_width": full,
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32}
     print(json.dumps(head), flush=True)
-    out = {**head, "fir": fir_table(dev, args.repeats), "configs": []}
+    out = {**head, "fir": fir_table(dev, args.repeats, FIR_SHAPES[:args.fir_shapes]), "configs": []}
     print(f"{'config':10s} {'nf':>4s} {'fwd before':>10s} {'fwd now':>8s} {'ratio':>6s} {'iter vanilla':>12s} "
           f"{'iter PDS':>9s} {'precond':>8s} {'share':>7s}", flush=True)
     for name in args.configs:
