@@ -9,7 +9,8 @@
 #   (d) with the minutes left, a wider NCSN++ on Fashion-MNIST 32² (nf 32, the shipped recipe otherwise), stopped by
 #       SIGTERM at the budget and exported with its sidecar and loss log -> $OUT/ncsnpp_fashion32_nf32.tar
 # Each step has its own time limit and the script goes on after a failed step (the JSON says what finished).
-# DRY=1: the same steps at tiny sizes on the CPU (what tests/test_gpu_session.py runs).
+# DRY=1: the same steps at tiny sizes on the CPU, (a) on two of the seven experiments (what tests/test_gpu_session.py
+# runs; tests/test_shapes.py runs all seven at tiny sizes).
 set -uo pipefail
 OUT=${OUT:-build/gpu_session}
 mkdir -p "$OUT"
@@ -17,7 +18,7 @@ export PYTHONUNBUFFERED=1
 PY=${PY:-python}
 START=$(date +%s)
 if [ "${DRY:-0}" = 1 ]; then
-  DEV=cpu; SHAPES=(--tiny --batch 2); SPEED=(--configs cifar10 --repeats 1 --batch 1 --fir-shapes 1); TRAIN_S=90; TOTAL_S=240
+  DEV=cpu; SHAPES=(--tiny --batch 2 --only mnist_ncsn cifar10_ncsnpp); SPEED=(--configs cifar10 --repeats 1 --batch 1 --fir-shapes 1); TRAIN_S=90; TOTAL_S=240
   TRAIN=(--steps 20 --save-every 10 --n 256); WIDTH=4; LIMIT=(120 120 120)
 else
   DEV=cuda; SHAPES=(--batch 8); SPEED=(--configs ffhq_1024 bedroom --compile ffhq_1024 bedroom --repeats 5)

@@ -21,7 +21,7 @@ def test_the_gpu_session_script_runs_every_step_dry(tmp_path):
     assert set(steps) == {"full_shapes", "ncsnpp_speed", "torchrun", "train"}
     assert all(s["rc"] == 0 for s in steps.values()), steps
     rows = json.loads((out / "full_shapes_cpu.json").read_text())
-    assert len(rows) == 7 and all(r["batch"] == 2 for r in rows)
+    assert [r["experiment"] for r in rows] == ["mnist_ncsn", "cifar10_ncsnpp"] and all(r["batch"] == 2 for r in rows)
     assert json.loads((out / "ncsnpp_speed_cpu.json").read_text())
     assert json.loads((out / "torchrun_nccl.json").read_text())["images"] == 8
     with tarfile.open(out / "ncsnpp_fashion32_nf32.tar") as t:
