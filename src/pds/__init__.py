@@ -14,6 +14,7 @@ Modules follow the paper:
   evaluation; :mod:`pds.notebooks` — running the notebooks in the smoke / default / full profiles.
 """
 
+from pds import modern  # noqa: F401  (registers euler, heun, dpmpp_2m, edm_churn, pc_kept with pds.samplers)
 from pds.filters import (
     FilterSet,
     frequency_filter,

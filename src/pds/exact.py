@@ -38,9 +38,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pds.fourier import half_plane_weights
-from pds.modern import SAMPLERS, edm_sigmas
+from pds.fourier import merge_frequencies
+from pds.modern import EDM_CHURN, Churn, edm_sigmas
 from pds.precondition import Preconditioner
+from pds.samplers import steps_within
 from pds.schedules import ve_schedule
 from pds.scores import StationaryGaussianScore
 from pds.solenoidal import FourierSkew
@@ -56,7 +57,11 @@ __all__ = [
     "langevin_stationary_dense",
     "best_step_contraction",
     "ode_exact",
+    "pc_recursion",
+    "ode_recursion",
+    "ode_step_gain",
     "SAMPLERS_BY_NFE",
+    "BUDGET_SAMPLERS",
     "w2_within",
 ]
 
@@ -113,13 +118,11 @@ class _Setup:
         c, h, w = target.shape
         self.h, self.w = h, w
         wh = w // 2 + 1
-        self.s = target.spectrum[..., :wh].clone()
-        if (self.s <= 0).any():
+        s = target.spectrum[..., :wh].clone()
+        if (s <= 0).any():
             raise ValueError("the target spectrum must be > 0 at every frequency for W2/KL to be defined")
-        self.weights = half_plane_weights(h, w)
-        # unitary DFT of the target mean
-        self.m_hat = torch.fft.rfft2(target.mean) / math.sqrt(h * w)
-        self.gain = torch.ones_like(self.s)
+        m_hat = torch.fft.rfft2(target.mean) / math.sqrt(h * w)  # unitary DFT of the target mean
+        gain = torch.ones_like(s)
         if preconditioner is not None:
             if preconditioner.space is not None:
                 raise NotImplementedError(
@@ -128,24 +131,19 @@ class _Setup:
             if not preconditioner.hermitian:
                 raise NotImplementedError("the exact analysis needs a Hermitian-symmetric frequency filter")
             if preconditioner.freq_gain is not None:
-                self.gain = preconditioner.freq_gain.expand(c, h, w)[..., :wh].clone()
-        self.p = self.gain**2
-        self.sol = torch.zeros_like(self.s)
+                gain = preconditioner.freq_gain.expand(c, h, w)[..., :wh].clone()
+        sol = torch.zeros_like(s)
         if solenoidal is not None and omega != 0:
             if not isinstance(solenoidal, FourierSkew):
                 raise NotImplementedError("the exact analysis supports FourierSkew solenoidal operators only")
-            self.sol = omega * solenoidal.imag.expand(c, h, w)[..., :wh].to(torch.float64)
-        # merge frequencies with identical parameters (exact; large savings for symmetric models)
-        self.shape = tuple(self.s.shape)
-        weights = self.weights.expand(self.shape)
+            sol = omega * solenoidal.imag.expand(c, h, w)[..., :wh].to(torch.float64)
+        self.shape = tuple(s.shape)
         is_dc = torch.zeros(self.shape, dtype=torch.float64)
         is_dc[..., 0, 0] = 1.0  # keeps DC apart: its start differs for a uniform initial sample
-        rows = torch.stack([self.s, self.p, self.sol, self.m_hat.real, self.m_hat.imag, is_dc], -1).reshape(-1, 6)
-        uniq, self.index = torch.unique(rows, dim=0, return_inverse=True)
-        self.weights = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, self.index, weights.reshape(-1))
+        uniq, self.index, self.weights = merge_frequencies([s, gain**2, sol, m_hat.real, m_hat.imag, is_dc], h, w)
         self.s, self.p, self.sol = uniq[:, 0], uniq[:, 1], uniq[:, 2]
         self.m_hat = torch.complex(uniq[:, 3], uniq[:, 4])
-        # real arithmetic when there is no solenoidal term (about twice as fast)
+        # the drift's symbol: the gain p, plus iω·S̃ with a solenoidal term (then the recursions run in complex)
         self.drift_symbol = torch.complex(self.p, self.sol) if bool((self.sol != 0).any()) else self.p
 
     @classmethod
@@ -163,127 +161,130 @@ class _Setup:
 
     def result(self, delta, var, nfe, steps=()) -> ExactResult:
         return ExactResult(delta=delta, var=var, spectrum=self.s, weights=self.weights, nfe=nfe,
-                           corrector_steps=list(steps), index=self.index, shape=self.shape)
+                           corrector_steps=[float(e) for e in steps], index=self.index, shape=self.shape)
 
 
 PREDICTORS = ("released", "kept", "vanilla")
+
+
+def _abs2(a: torch.Tensor) -> torch.Tensor:
+    return a.real**2 + a.imag**2 if a.is_complex() else a * a
+
+
+def pc_recursion(s, weights, p, mean_sq, var, sigmas, g2s, snr: float, *, drift=None, predictor: str = "released",
+                 denoise: bool = True, step_gains=None):
+    """The one recursion of the PC sampler's per-frequency moments (module docstring), written once, without in-place
+    updates, so that autograd differentiates it (:mod:`pds.optimal`) and :func:`pc_exact` evaluates it.
+
+    Per group of frequencies: ``s`` the target variance, ``weights`` their multiplicity, ``p`` the preconditioner's
+    drift gain (the symbol of M⁻¹M⁻ᵀ; its noise has variance p), ``mean_sq`` = |δ₀|² the start's squared mean offset,
+    ``var`` the start's variance; ``drift`` the drift's symbol (p, or p + iω·S̃ with a solenoidal term; default p);
+    ``sigmas`` / ``g2s`` the schedule's σ_i and G_i² (:meth:`pds.schedules.VESchedule.host`). Per iteration, with
+    π = 1/(s + σ_i²) (``prec``, the precision of p_σ):
+
+    * corrector: ε = 2·snr²·Σ p / Σ p²π²(v + |δ|²) (expected norms, times exp(β_i) with ``step_gains``), gain
+      a = 1 − επ·drift: δ ← aδ, v ← |a|²v + 2εp;
+    * predictor: gain a = 1 − G²π·d, v ← |a|²v + G²·q (not after the last step with ``denoise``), where (d, q) is
+      (drift, p) for the released predictor, (p, 2p − 1) for ``"kept"`` (:func:`pds.modern.pc_kept`) and (1, 1)
+      for ``"vanilla"``.
+
+    Returns (amplitude δ/δ₀, variance, the corrector steps ε_i as tensors)."""
+    if predictor not in PREDICTORS:
+        raise ValueError(f"predictor must be one of {PREDICTORS}, got {predictor!r}")
+    drift = p if drift is None else drift
+    if predictor != "released" and drift.is_complex():
+        raise NotImplementedError("the kept / vanilla predictors are analysed without a solenoidal term")
+    if predictor == "kept" and bool((p < 0.5).any()):
+        raise ValueError(f"drift gains below 1/2 (min {float(p.min()):.3g}): the kept predictor needs 2p − 1 >= 0")
+    if step_gains is not None and len(step_gains) != len(sigmas):
+        raise ValueError(f"step_gains needs one value per iteration ({len(sigmas)}), got {len(step_gains)}")
+    pred_drift, pred_noise = {"released": (drift, p), "kept": (p, 2.0 * p - 1.0), "vanilla": (1.0, 1.0)}[predictor]
+    noise_sq = (p * weights).sum()
+    amp, steps = torch.ones_like(drift), []
+    for i, sigma in enumerate(sigmas):
+        prec = 1.0 / (s + sigma**2)
+        eps = 2.0 * snr**2 * noise_sq / ((p * prec) ** 2 * (var + _abs2(amp) * mean_sq) * weights).sum()
+        if step_gains is not None:
+            eps = eps * torch.exp(step_gains[i])
+        steps.append(eps)
+        a = 1.0 - eps * prec * drift
+        amp, var = amp * a, _abs2(a) * var + 2.0 * eps * p
+        a = 1.0 - g2s[i] * prec * pred_drift
+        amp, var = amp * a, _abs2(a) * var
+        if not (denoise and i == len(sigmas) - 1):
+            var = var + g2s[i] * pred_noise
+    return amp, var, steps
 
 
 def pc_exact(target: StationaryGaussianScore, sigma_min: float, sigma_max: float, num_scales: int,
              snr: float, *, iterations: int | None = None, speed_up: float | None = None,
              preconditioner: Preconditioner | None = None, solenoidal=None, omega: float = 0.0,
              denoise: bool = True, prior: str = "released", predictor: str = "released") -> ExactResult:
-    """Exact output moments of :func:`pds.samplers.pc_sampler` (expected-norm corrector step); the length is
-    given as there (``iterations`` or the released ``speed_up``).
+    """Exact output moments of :func:`pds.samplers.pc_sampler` (expected-norm corrector step), by
+    :func:`pc_recursion`; the length is given as there (``iterations`` or the released ``speed_up``).
 
     ``prior``: "released" (σ_max·M⁻¹ξ) or "vanilla" (σ_max·ξ). ``predictor``: "released" (drift gain p, noise
     gain p: the same preconditioner as the corrector), "kept" (drift gain p, noise gain 2p − 1: the p_σ-keeping
     predictor of :func:`pds.modern.pc_kept`) or "vanilla" (no preconditioning in the predictor)."""
     if prior not in ("released", "vanilla"):
         raise ValueError(f"prior must be 'released' or 'vanilla', got {prior!r}")
-    if predictor not in PREDICTORS:
-        raise ValueError(f"predictor must be one of {PREDICTORS}, got {predictor!r}")
     st = _Setup.cached(target, preconditioner, solenoidal, omega)
     sched = ve_schedule(sigma_min, sigma_max, num_scales, speed_up, iterations=iterations, dtype=torch.float64)
     sigmas, _, g2s = sched.host()
-    steps = []
-    noise_sq = st.sum(st.p)
     delta0 = (-st.m_hat).to(torch.complex128)
     var = sched.sigma_max**2 * (st.p if prior == "released" else torch.ones_like(st.p))
-    if predictor != "released":
-        if torch.is_complex(st.drift_symbol):
-            raise NotImplementedError("the kept / vanilla predictors are analysed without a solenoidal term")
-        return _pc_exact_variant(st, sched, sigmas, g2s, snr, noise_sq, delta0, var, denoise, predictor)
-    if torch.is_complex(st.drift_symbol):  # a solenoidal term: complex gains, δ carried as is
-        delta = delta0
-        for i in range(sched.n):
-            lam = 1.0 / (st.s + sigmas[i] ** 2)
-            grad_sq = st.sum(st.p**2 * lam**2 * (var + delta.abs() ** 2))
-            eps = 2.0 * snr**2 * noise_sq / grad_sq
-            steps.append(eps)
-            a = 1.0 - eps * lam * st.drift_symbol
-            delta = a * delta
-            var = a.abs() ** 2 * var + 2.0 * eps * st.p
-            a = 1.0 - g2s[i] * lam * st.drift_symbol
-            delta = a * delta
-            var = a.abs() ** 2 * var
-            if not (denoise and i == sched.n - 1):
-                var = var + g2s[i] * st.p
-        return st.result(delta, var, 2 * sched.n, steps)
-    # real gains (no solenoidal term): δ = amp · δ₀ with a real amplitude, all in place
-    amp = torch.ones_like(st.s)
-    d0sq = delta0.abs() ** 2
-    p, w = st.p, st.weights
-    q, a, t = torch.empty_like(p), torch.empty_like(p), torch.empty_like(p)
-    for i in range(sched.n):
-        torch.add(st.s, sigmas[i] ** 2, out=q).reciprocal_().mul_(p)  # q = p / (s + σ²): the drift gain
-        torch.mul(amp, amp, out=t).mul_(d0sq).add_(var).mul_(q).mul_(q)  # q²(var + |δ|²)
-        eps = 2.0 * snr**2 * noise_sq / float(torch.dot(t, w))
-        steps.append(eps)
-        torch.mul(q, -eps, out=a).add_(1.0)  # corrector gain 1 − ε q
-        amp.mul_(a)
-        var.mul_(a).mul_(a).add_(p, alpha=2.0 * eps)
-        torch.mul(q, -g2s[i], out=a).add_(1.0)  # predictor gain 1 − G² q
-        amp.mul_(a)
-        var.mul_(a).mul_(a)
-        if not (denoise and i == sched.n - 1):
-            var.add_(p, alpha=g2s[i])
+    amp, var, steps = pc_recursion(st.s, st.weights, st.p, _abs2(delta0), var, sigmas, g2s, snr,
+                                   drift=st.drift_symbol, predictor=predictor, denoise=denoise)
     return st.result(amp * delta0, var, 2 * sched.n, steps)
 
 
-def _pc_exact_variant(st, sched, sigmas, g2s, snr, noise_sq, delta0, var, denoise, predictor) -> ExactResult:
-    """pc_exact with the predictor's own gains: drift p_pred, noise variance q (see :func:`pc_exact`)."""
-    p = st.p
-    if predictor == "kept":
-        if bool((p < 0.5).any()):
-            raise ValueError(f"drift gains below 1/2 (min {float(p.min()):.3g}): the kept predictor needs 2p − 1 >= 0")
-        p_pred, q = p, 2.0 * p - 1.0
-    else:
-        p_pred, q = torch.ones_like(p), torch.ones_like(p)
-    amp, steps = torch.ones_like(st.s), []
-    d0sq = delta0.abs() ** 2
-    for i in range(sched.n):
-        lam = 1.0 / (st.s + sigmas[i] ** 2)
-        grad_sq = st.sum(p**2 * lam**2 * (var + amp**2 * d0sq))
-        eps = 2.0 * snr**2 * noise_sq / grad_sq
-        steps.append(eps)
-        a = 1.0 - eps * lam * p
-        amp, var = amp * a, a**2 * var + 2.0 * eps * p
-        a = 1.0 - g2s[i] * lam * p_pred
-        amp, var = amp * a, a**2 * var
-        if not (denoise and i == sched.n - 1):
-            var = var + g2s[i] * q
-    return st.result(amp * delta0, var, 2 * sched.n, steps)
+def ode_step_gain(s, sigma: float, sigma_next: float, gain=1.0, second_order: bool = True):
+    """(a, evaluations): the per-frequency gain y ← a·y of one probability-flow step from σ to σ_next on a Gaussian
+    target of variance ``s`` (the denoiser is linear: (y − D)/σ = σ/(s + σ²)·y), the drift through the gain ``gain``:
+    Euler's, or Heun's (EDM's Algorithm 1: Euler at the last step, σ_next = 0)."""
+    slope = gain * sigma / (s + sigma**2)
+    a = 1.0 + (sigma_next - sigma) * slope
+    if not second_order or sigma_next == 0:
+        return a, 1
+    slope2 = gain * sigma_next / (s + sigma_next**2)
+    return 1.0 + (sigma_next - sigma) * 0.5 * (slope + slope2 * a), 2
+
+
+def ode_recursion(s, sigmas, *, gain=1.0, churn: Churn | None = None, second_order: bool = True):
+    """The one recursion of the probability-flow samplers' per-frequency moments, for autograd
+    (:func:`pds.optimal.churn_moments`) and :func:`ode_exact`: from the prior N(0, σ_0²), per step EDM's churn
+    (with ``churn``: σ̂ = (1 + γ_i)σ_i, noise of variance (σ̂² − σ_i²)·S_noise²·gain, the preconditioned M⁻¹ξ) then
+    an Euler or Heun step (:func:`ode_step_gain`). Returns (amplitude y/y₀ of the mean, variance, NFE)."""
+    sig = [float(v) for v in sigmas]
+    amp, var = torch.ones_like(s), torch.full_like(s, sig[0] ** 2)
+    n, nfe = len(sig) - 1, 0
+    for i in range(n):
+        sigma = sig[i]
+        if churn is not None:
+            sigma_hat = sigma * (1 + churn.gamma(sigma, n))
+            var = var + (sigma_hat**2 - sigma**2) * churn.s_noise**2 * gain
+            sigma = sigma_hat
+        a, k = ode_step_gain(s, sigma, sig[i + 1], gain, second_order)
+        amp, var, nfe = amp * a, a**2 * var, nfe + k
+    return amp, var, nfe
 
 
 def ode_exact(target: StationaryGaussianScore, sampler: str, sigmas, *, preconditioner: Preconditioner | None = None,
-              s_churn: float = 40.0, s_tmin: float = 0.05, s_tmax: float = 50.0, s_noise: float = 1.003,
-              expected_norm: bool = True) -> ExactResult:
+              s_churn: float = EDM_CHURN.s_churn, s_tmin: float = EDM_CHURN.s_tmin, s_tmax: float = EDM_CHURN.s_tmax,
+              s_noise: float = EDM_CHURN.s_noise) -> ExactResult:
     """Exact output moments of the samplers of :mod:`pds.modern` on the noise levels ``sigmas``
     (:func:`pds.modern.edm_sigmas`): "euler", "heun", "dpmpp_2m" and "edm_churn" (with an optional preconditioner:
     churn noise M⁻¹ξ, drift gain p). Per frequency the denoiser is linear, D − m = s/(s + σ²)·(x − m), so every step
-    maps the deviation y = x − m to a·y (plus independent churn noise), and DPM-Solver++'s two-step rule is a
-    two-term recursion of the amplitude. The prior is N(0, σ_0²I)."""
-    if sampler not in SAMPLERS or sampler == "pc_kept":
+    maps the deviation y = x − m to a·y (plus independent churn noise): :func:`ode_recursion`; DPM-Solver++'s
+    two-step rule is a two-term recursion of the amplitude. The prior is N(0, σ_0²I)."""
+    if sampler not in ("euler", "heun", "dpmpp_2m", "edm_churn"):
         raise ValueError(f"sampler must be one of euler, heun, dpmpp_2m, edm_churn; got {sampler!r}")
     st = _Setup.cached(target, preconditioner if sampler == "edm_churn" else None, None, 0.0)
-    sig = [float(v) for v in sigmas]
-    p = st.p
     delta0 = (-st.m_hat).to(torch.complex128)
-    amp, var = torch.ones_like(st.s), torch.full_like(st.s, sig[0] ** 2)
-    n, nfe = len(sig) - 1, 0
-
-    def heun_gain(sigma, sigma_next, gain):
-        slope = gain * sigma / (st.s + sigma**2)  # (y − D)/σ = slope · y, times the drift gain
-        a1 = 1.0 + (sigma_next - sigma) * slope
-        if sigma_next == 0:
-            return a1, 1
-        slope2 = gain * sigma_next / (st.s + sigma_next**2)
-        return 1.0 + (sigma_next - sigma) * 0.5 * (slope + slope2 * a1), 2
-
     if sampler == "dpmpp_2m":
-        prev_amp, prev_kappa = None, None
-        for i in range(n):
+        sig = [float(v) for v in sigmas]
+        amp, prev_amp, prev_kappa = torch.ones_like(st.s), None, None
+        for i in range(len(sig) - 1):
             kappa = st.s / (st.s + sig[i] ** 2)
             r = sig[i + 1] / sig[i]
             if prev_amp is None or sig[i + 1] == 0:
@@ -292,21 +293,10 @@ def ode_exact(target: StationaryGaussianScore, sampler: str, sigmas, *, precondi
                 q = math.log(sig[i - 1] / sig[i]) / math.log(sig[i] / sig[i + 1])
                 new = r * amp + (1 - r) * ((1 + 1 / (2 * q)) * kappa * amp - (1 / (2 * q)) * prev_kappa * prev_amp)
             prev_amp, prev_kappa, amp = amp, kappa, new
-            nfe += 1
-        return st.result(amp * delta0, amp**2 * var, nfe)
-    for i in range(n):
-        sigma = sig[i]
-        if sampler == "edm_churn":
-            gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
-            sigma_hat = sigma * (1 + gamma)
-            var = var + (sigma_hat**2 - sigma**2) * s_noise**2 * p
-            sigma = sigma_hat
-        if sampler == "euler":
-            a, k = 1.0 + (sig[i + 1] - sigma) * sigma / (st.s + sigma**2), 1
-        else:
-            a, k = heun_gain(sigma, sig[i + 1], p if sampler == "edm_churn" else 1.0)
-        amp, var = amp * a, a**2 * var
-        nfe += k
+        return st.result(amp * delta0, amp**2 * sig[0] ** 2, len(sig) - 1)
+    churn = Churn(s_churn, s_tmin, s_tmax, s_noise) if sampler == "edm_churn" else None
+    amp, var, nfe = ode_recursion(st.s, sigmas, gain=st.p if churn else 1.0, churn=churn,
+                                  second_order=sampler != "euler")
     return st.result(amp * delta0, var, nfe)
 
 
@@ -331,8 +321,8 @@ def annealed_langevin_exact(target: StationaryGaussianScore, sigmas, n_steps_eac
     nfe = 0
     for sigma, n_c in zip(sig, steps, strict=True):
         alpha = step_lr * (sigma / sig[-1]) ** 2
-        lam = 1.0 / (st.s + sigma**2)
-        a = 1.0 - alpha * lam * st.drift_symbol
+        prec = 1.0 / (st.s + sigma**2)
+        a = 1.0 - alpha * prec * st.drift_symbol
         a2 = a.abs() ** 2
         for _ in range(n_c):
             delta = a * delta
@@ -400,8 +390,18 @@ class DenseResult:
         return self.w2 / math.sqrt(float(np.trace(self.target_cov)))
 
 
-def _dense(op, shape) -> np.ndarray | None:
-    return None if op is None else operator_matrix(op, shape)
+def _dense_operators(target, preconditioner, solenoidal, omega):
+    """(Σ, M⁻¹M⁻ᵀ, M⁻¹, ω·S) as dense d×d matrices for a Gaussian ``target`` of d = C·H·W pixels (identities and
+    zero where there is no preconditioner or skew term)."""
+    shape = tuple(target.shape)
+    d = int(np.prod(shape))
+    target_cov = np.asarray(target.cov if hasattr(target, "cov") else target.covariance(), dtype=np.float64)
+    if preconditioner is None:
+        drift, noise = np.eye(d), np.eye(d)
+    else:
+        drift, noise = operator_matrix(preconditioner.drift, shape), operator_matrix(preconditioner.noise, shape)
+    skew = np.zeros((d, d)) if solenoidal is None or omega == 0 else omega * operator_matrix(solenoidal, shape)
+    return target_cov, drift, noise, skew
 
 
 def pc_exact_dense(target, sigma_min: float, sigma_max: float, num_scales: int, snr: float, *,
@@ -415,31 +415,27 @@ def pc_exact_dense(target, sigma_min: float, sigma_max: float, num_scales: int, 
     expected norms (as :func:`pc_exact`), computed from the preconditioned drift before ω·S is added, and ω·S
     scaled by ε in the corrector and by G² in the predictor. Meant for small images (d = C·H·W up to a few hundred).
     """
-    shape = tuple(target.shape)
-    d = int(np.prod(shape))
+    target_cov, drift, noise, skew = _dense_operators(target, preconditioner, solenoidal, omega)
+    d = len(target_cov)
     mu = target.mean.reshape(-1).numpy() if isinstance(target.mean, torch.Tensor) else np.asarray(target.mean).ravel()
-    sigma = np.asarray(target.cov if hasattr(target, "cov") else target.covariance(), dtype=np.float64)
-    drift = np.eye(d) if preconditioner is None else _dense(preconditioner.drift, shape)
-    noise = np.eye(d) if preconditioner is None else _dense(preconditioner.noise, shape)
-    skew = np.zeros((d, d)) if solenoidal is None or omega == 0 else omega * _dense(solenoidal, shape)
     noise_cov = noise @ noise.T
     sched = ve_schedule(sigma_min, sigma_max, num_scales, speed_up, iterations=iterations, dtype=torch.float64)
     sigmas, _, g2s = sched.host()
     m, cov = np.zeros(d), sched.sigma_max**2 * noise_cov
     steps, noise_sq = [], float(np.trace(noise_cov))
     for i in range(sched.n):
-        lam = np.linalg.inv(sigma + sigmas[i] ** 2 * np.eye(d))
-        dl = drift @ lam
+        prec = np.linalg.inv(target_cov + sigmas[i] ** 2 * np.eye(d))
+        dl = drift @ prec
         second = cov + np.outer(m - mu, m - mu)
         eps = 2.0 * snr**2 * noise_sq / float(np.trace(dl @ second @ dl.T))
         steps.append(eps)
-        a = np.eye(d) - eps * (drift + skew) @ lam
+        a = np.eye(d) - eps * (drift + skew) @ prec
         m, cov = mu + a @ (m - mu), a @ cov @ a.T + 2.0 * eps * noise_cov
-        a = np.eye(d) - g2s[i] * (drift + skew) @ lam
+        a = np.eye(d) - g2s[i] * (drift + skew) @ prec
         m, cov = mu + a @ (m - mu), a @ cov @ a.T
         if not (denoise and i == sched.n - 1):
             cov = cov + g2s[i] * noise_cov
-    return DenseResult(m, 0.5 * (cov + cov.T), mu, sigma, 2 * sched.n, steps)
+    return DenseResult(m, 0.5 * (cov + cov.T), mu, target_cov, 2 * sched.n, steps)
 
 
 def langevin_stationary_dense(target, step: float, *, preconditioner: Preconditioner | None = None,
@@ -451,13 +447,9 @@ def langevin_stationary_dense(target, step: float, *, preconditioner: Preconditi
     target (the discretisation's bias; ``inf`` when it diverges)."""
     import scipy.linalg
 
-    shape = tuple(target.shape)
-    d = int(np.prod(shape))
-    sigma = np.asarray(target.cov if hasattr(target, "cov") else target.covariance(), dtype=np.float64)
-    drift = np.eye(d) if preconditioner is None else _dense(preconditioner.drift, shape)
-    noise = np.eye(d) if preconditioner is None else _dense(preconditioner.noise, shape)
-    skew = np.zeros((d, d)) if solenoidal is None or omega == 0 else omega * _dense(solenoidal, shape)
-    j = -(drift + skew) @ np.linalg.inv(sigma)
+    target_cov, drift, noise, skew = _dense_operators(target, preconditioner, solenoidal, omega)
+    d = len(target_cov)
+    j = -(drift + skew) @ np.linalg.inv(target_cov)
     rates = -np.linalg.eigvals(j).real
     a = np.eye(d) + step * j
     radius = float(np.max(np.abs(np.linalg.eigvals(a))))
@@ -465,7 +457,7 @@ def langevin_stationary_dense(target, step: float, *, preconditioner: Preconditi
            "w2": math.inf}
     if radius < 1:
         p = scipy.linalg.solve_discrete_lyapunov(a, 2.0 * step * noise @ noise.T)
-        res = DenseResult(np.zeros(d), 0.5 * (p + p.T), np.zeros(d), sigma, 0)
+        res = DenseResult(np.zeros(d), 0.5 * (p + p.T), np.zeros(d), target_cov, 0)
         out["w2"] = res.w2
         out["w2_relative"] = res.w2_relative
     return out
@@ -478,12 +470,8 @@ def best_step_contraction(target, *, preconditioner: Preconditioner | None = Non
     convex in ε), that radius, the largest stable step, and the steps per e-fold of the slowest mode, −1/log ρ*."""
     from scipy.optimize import brentq, minimize_scalar
 
-    shape = tuple(target.shape)
-    d = int(np.prod(shape))
-    sigma = np.asarray(target.cov if hasattr(target, "cov") else target.covariance(), dtype=np.float64)
-    drift = np.eye(d) if preconditioner is None else _dense(preconditioner.drift, shape)
-    skew = np.zeros((d, d)) if solenoidal is None or omega == 0 else omega * _dense(solenoidal, shape)
-    mu = np.linalg.eigvals(-(drift + skew) @ np.linalg.inv(sigma))
+    target_cov, drift, _, skew = _dense_operators(target, preconditioner, solenoidal, omega)
+    mu = np.linalg.eigvals(-(drift + skew) @ np.linalg.inv(target_cov))
     if np.max(mu.real) >= 0:
         raise ValueError("the drift is not stable: no step size converges")
 
@@ -498,32 +486,32 @@ def best_step_contraction(target, *, preconditioner: Preconditioner | None = Non
             "steps_per_efold": -1.0 / math.log(rho) if rho < 1 else math.inf}
 
 
-# the samplers compared at a budget of network evaluations (notebooks 10 and 12): PC uses two evaluations per
-# iteration, Heun's and EDM's samplers 2k − 1 for k steps, Euler and DPM-Solver++(2M) one per step
-SAMPLERS_BY_NFE = ("PC vanilla", "PC + PDS (released)", "pc_kept (PDS keeping p_σ)", "euler", "heun", "dpmpp_2m",
-                   "edm_churn", "edm_churn + PDS")
-_STEPS = {"euler": lambda n: n, "dpmpp_2m": lambda n: n, "heun": lambda n: (n + 1) // 2,
-          "edm_churn": lambda n: (n + 1) // 2}
+# the samplers compared at a budget of network evaluations (notebooks 10 and 12): display label -> (registered sampler,
+# with PDS); the evaluations per step are the registry's (pds.samplers.SAMPLERS: PC two per iteration, Heun's and EDM's
+# samplers 2k − 1 for k steps, Euler and DPM-Solver++(2M) one per step)
+BUDGET_SAMPLERS = {"PC vanilla": ("pc", False), "PC + PDS (released)": ("pc", True),
+                   "pc_kept (PDS keeping p_σ)": ("pc_kept", True), "euler": ("euler", False), "heun": ("heun", False),
+                   "dpmpp_2m": ("dpmpp_2m", False), "edm_churn": ("edm_churn", False),
+                   "edm_churn + PDS": ("edm_churn", True)}
+SAMPLERS_BY_NFE = tuple(BUDGET_SAMPLERS)
 
 
 def w2_within(target: StationaryGaussianScore, settings, sampler: str, nfe: int,
               preconditioner: Preconditioner | None = None) -> float:
-    """The exact relative W2 of ``sampler`` (one of :data:`SAMPLERS_BY_NFE`) within ``nfe`` network evaluations,
+    """The exact relative W2 of ``sampler`` (a label of :data:`BUDGET_SAMPLERS`) within ``nfe`` network evaluations,
     with the σ range, scales and snr of ``settings`` (a :class:`pds.configs.Experiment`); ``preconditioner`` for the
     PDS variants. PC runs ⌊nfe/2⌋ iterations (at most the experiment's scales); the ODE samplers run on EDM's σ
     schedule (:func:`pds.modern.edm_sigmas`) with as many steps as fit."""
-    if sampler not in SAMPLERS_BY_NFE:
+    if sampler not in BUDGET_SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS_BY_NFE}, got {sampler!r}")
-    e = settings
-    if ("PDS" in sampler) and preconditioner is None:
+    name, pds = BUDGET_SAMPLERS[sampler]
+    if pds and preconditioner is None:
         raise ValueError(f"{sampler} needs a preconditioner")
-    if sampler.startswith(("PC", "pc_kept")):
-        T = max(1, nfe // 2)
-        kw = {"PC vanilla": {}, "PC + PDS (released)": dict(preconditioner=preconditioner),
-              "pc_kept (PDS keeping p_σ)": dict(preconditioner=preconditioner, prior="vanilla",
-                                                predictor="kept")}[sampler]
-        return pc_exact(target, e.sigma_min, e.sigma_max, e.levels, e.snr, iterations=min(T, e.levels),
-                        **kw).w2_relative
-    name = sampler.split(" ")[0]
-    sig = edm_sigmas(e.sigma_min, e.sigma_max, max(_STEPS[name](nfe), 1))
-    return ode_exact(target, name, sig, preconditioner=preconditioner if "PDS" in sampler else None).w2_relative
+    pre, e, steps = preconditioner if pds else None, settings, steps_within(name, nfe)
+    if name == "pc":
+        return pc_exact(target, e.sigma_min, e.sigma_max, e.levels, e.snr, iterations=min(steps, e.levels),
+                        preconditioner=pre).w2_relative
+    if name == "pc_kept":
+        return pc_exact(target, e.sigma_min, e.sigma_max, e.levels, e.snr, iterations=min(steps, e.levels),
+                        preconditioner=pre, prior="vanilla", predictor="kept").w2_relative
+    return ode_exact(target, name, edm_sigmas(e.sigma_min, e.sigma_max, steps), preconditioner=pre).w2_relative

@@ -22,29 +22,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pds import modern
 from pds.checkpoints import file_sha256, load_official, load_trained
 from pds.configs import EXPERIMENTS, Experiment, stand_in_for
 from pds.configs import experiment as experiment_named
 from pds.data import load_idx_images
 from pds.filters import frequency_filter, load_filters, parametric_filter
+from pds.modern import edm_sigmas
 from pds.precondition import Preconditioner
-from pds.samplers import annealed_langevin, pc_sampler
+from pds.samplers import annealed_langevin, pc_sampler, sampler
 from pds.schedules import shorten_schedule
 from pds.solenoidal import FourierSkew, PaperSolenoidal, central_difference
 
 __all__ = ["Method", "SmallModel", "sample", "draw", "crop_and_clip", "statistics_filter", "flat_equivalent",
-           "EXTRA_SAMPLERS", "Verdict", "spread", "matches", "beats", "run_seeds", "values", "floor_values",
+           "Verdict", "spread", "matches", "beats", "run_seeds", "values", "floor_values",
            "grid_verdicts", "table1_stand_in", "parametric_grid"]
 
 
 FILTERS = (None, "parametric", "flat", "statistics", "file")
 STEPS = ("expand", "keep")
 SKEW_OPERATORS = (None, "paper", "central_h", "central_w", "central_hw")
-# samplers other than the released ones (VE PC for NCSN++, annealed Langevin for NCSN / NCSNv2), registered by the
-# modules that define them: name -> draw(model, preconditioner, method, T, shape, generator, device, progress,
-# dtype=...)
-EXTRA_SAMPLERS: dict = {}
 
 
 @dataclass(frozen=True)
@@ -57,8 +53,9 @@ class Method:
     drift gain 1/R², so that only the frequency *shape* differs); "statistics" (R of Eq. 14 from ``stats_n``
     training images); "file" (R and, with ``space``, A from a :func:`pds.filters.save_filters` file at ``path``, as
     ``pds filters estimate`` writes them). ``alpha`` is the released normalisation strength (None: the filter as it
-    is). ``sampler``: "released" (the VE PC sampler for NCSN++, annealed Langevin for NCSN / NCSNv2) or a name in
-    :data:`EXTRA_SAMPLERS`. ``solenoidal`` and ``omega``: the term ω·S∇log p of Eq. 7 / Sec. 5 with S "paper" (the
+    is). ``sampler``: "released" (the VE PC sampler for NCSN++, annealed Langevin for NCSN / NCSNv2) or a sampler
+    registered in :data:`pds.samplers.SAMPLERS` (:mod:`pds.modern`'s euler, heun, dpmpp_2m, edm_churn, pc_kept).
+    ``solenoidal`` and ``omega``: the term ω·S∇log p of Eq. 7 / Sec. 5 with S "paper" (the
     printed Re[F − Fᵀ], identically zero), "central_h" / "central_w" (circular central differences) or
     "central_hw" (their sum), all skew-symmetric (:mod:`pds.solenoidal`).
     ``step`` (annealed Langevin with fewer steps than the full schedule): "expand" — the paper's "reduce T and
@@ -267,6 +264,23 @@ def crop_and_clip(x: torch.Tensor, pad: int) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
+def _draw_registered(model: SmallModel, pre, name: str, T: int, shape, generator, device, dtype):
+    """A registered sampler (:data:`pds.samplers.SAMPLERS`) with the model's settings: the "ode" family on EDM's T
+    noise levels over the model's σ range, the "pc" family for T iterations with the experiment's snr."""
+    spec = sampler(name)
+    if pre is not None and not spec.preconditioned:
+        raise ValueError(f"{name} is deterministic: it takes no preconditioner (use edm_churn or pc_kept)")
+    cfg, kw = model.config, {"generator": generator, "device": device, "dtype": dtype}
+    if spec.preconditioned:
+        kw["preconditioner"] = pre
+    if spec.family == "ode":
+        return spec.fn(model.score, shape, edm_sigmas(cfg["sigma_min"], cfg["sigma_max"], T), **kw)
+    if spec.family == "pc" and model.kind == "ncsnpp":
+        return spec.fn(model.score, shape, cfg["sigma_min"], cfg["sigma_max"], int(cfg["num_scales"]),
+                       model.experiment.snr, iterations=T, denoise=model.experiment.denoise, **kw)
+    raise ValueError(f"the sampler {name!r} does not apply to the {model.kind} model {model.name}: use 'released'")
+
+
 @torch.no_grad()
 def draw(model: SmallModel, pre: Preconditioner | None, method: Method, T: int, shape, generator, device,
          corrector_norm: str = "batch", progress: bool = False, dtype=torch.float32) -> tuple[torch.Tensor, int]:
@@ -275,9 +289,7 @@ def draw(model: SmallModel, pre: Preconditioner | None, method: Method, T: int, 
     iterations of the VE sampler (NFE = 2T); NCSN / NCSNv2: T Langevin steps, the full schedule when T equals its
     length, else :func:`pds.schedules.shorten_schedule` with the step expanded (``method.step``)."""
     if method.sampler != "released":
-        if method.sampler not in EXTRA_SAMPLERS:
-            raise ValueError(f"unknown sampler {method.sampler!r}; known: ['released', *{sorted(EXTRA_SAMPLERS)}]")
-        return EXTRA_SAMPLERS[method.sampler](model, pre, method, T, shape, generator, device, progress, dtype=dtype)
+        return _draw_registered(model, pre, method.sampler, T, shape, generator, device, dtype)
     exp = model.experiment
     sol = {"solenoidal": model.solenoidal(method), "omega": method.omega}
     if model.kind == "ncsnpp":
@@ -547,4 +559,3 @@ def grid_verdicts(fd, contrast, r_values, lam_values, vanilla, data_contrast: fl
     return {k: Verdict(v.claim, v.holds, v.detail, nums) for k, v in found.items()}
 
 
-EXTRA_SAMPLERS.update(modern.DRAWERS)  # euler, heun, dpmpp_2m, edm_churn, pc_kept (pds.modern)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 __all__ = ["signed_frequencies", "frequency_grid", "radius_squared", "mirror_frequencies", "half_plane_weights",
-           "power_spectrum", "radial_profile", "centred"]
+           "power_spectrum", "radial_profile", "centred", "merge_frequencies"]
 
 
 def signed_frequencies(n: int, half: bool = False, dtype=torch.float64) -> torch.Tensor:
@@ -60,6 +60,19 @@ def half_plane_weights(h: int, w: int, dtype=torch.float64) -> torch.Tensor:
     if w % 2 == 0:
         weights[:, -1] = 1.0
     return weights
+
+
+def merge_frequencies(columns: list[torch.Tensor], h: int, w: int):
+    """Group the rfft half-plane frequencies [C, H, W//2+1] on which every array of ``columns`` (each of that shape,
+    float64) takes the same values. Returns (values [K, len(columns)] of each group, index [C·H·(W//2+1)] of each
+    frequency's group, weights [K]: how many of the C·H·W frequencies of the full grid each group stands for). A
+    per-frequency recursion whose parameters are the columns runs once per group: exact, and few groups for a
+    radially symmetric model."""
+    shape = columns[0].shape
+    rows = torch.stack([c.expand(shape) for c in columns], -1).reshape(-1, len(columns))
+    values, index = torch.unique(rows, dim=0, return_inverse=True)
+    full = half_plane_weights(h, w).expand(shape).reshape(-1)
+    return values, index, torch.zeros(len(values), dtype=torch.float64).index_add_(0, index, full)
 
 
 def radial_profile(values: torch.Tensor, h: int, w: int, bins: int = 32):

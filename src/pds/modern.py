@@ -29,16 +29,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from pds.precondition import Preconditioner
-from pds.samplers import _FiniteCheck, _initial, _ops, _randn, checked_score, pc_sampler
+from pds.samplers import FiniteCheck, checked_score, initial_state, operators, pc_sampler, randn, register
 
 __all__ = ["edm_sigmas", "denoiser", "euler", "heun", "dpmpp_2m", "edm_stochastic", "pc_kept", "kept_noise_gain",
-           "DRAWERS", "SAMPLERS"]
+           "Churn", "EDM_CHURN"]
 
-SAMPLERS = ("euler", "heun", "dpmpp_2m", "edm_churn", "pc_kept")
+
+@dataclass(frozen=True)
+class Churn:
+    """The settings of EDM's stochastic sampler (Algorithm 2): S_churn, S_tmin, S_tmax, S_noise."""
+
+    s_churn: float = 40.0
+    s_tmin: float = 0.05
+    s_tmax: float = 50.0
+    s_noise: float = 1.003
+
+    def gamma(self, sigma: float, n: int) -> float:
+        """γ_i = min(S_churn/N, √2 − 1) for σ_i ∈ [S_tmin, S_tmax], else 0 (N steps)."""
+        return min(self.s_churn / n, math.sqrt(2) - 1) if self.s_tmin <= sigma <= self.s_tmax else 0.0
+
+
+EDM_CHURN = Churn()  # the settings used throughout (S_churn 40, S_tmin 0.05, S_tmax 50, S_noise 1.003)
 
 
 def edm_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> list[float]:
@@ -60,37 +76,38 @@ def denoiser(score: Callable) -> Callable:
 
 
 def _start(shape, sigmas, generator, dtype, device, noise=None):
-    shp, x = _initial(shape, dtype, device)
+    shp, x = initial_state(shape, dtype, device)
     if x is None:
-        z = _randn(shp, generator, dtype, device)
+        z = randn(shp, generator, dtype, device)
         x = (z if noise is None else noise(z)) * sigmas[0]
     return x
 
 
 def _setup(score, shape, sigmas, generator, dtype, device, check_every, what):
     """What every sampler here starts with: the checked σ list, the denoiser, the prior draw, the NaN check."""
-    s = _check_sigmas(sigmas)
-    x = _start(shape, s, generator, dtype, device)
-    return s, denoiser(score), x, _FiniteCheck(check_every, x.device, what)
+    sig = _check_sigmas(sigmas)
+    x = _start(shape, sig, generator, dtype, device)
+    return sig, denoiser(score), x, FiniteCheck(check_every, x.device, what)
 
 
 def _check_sigmas(sigmas) -> list[float]:
-    s = [float(v) for v in sigmas]
-    if len(s) < 2 or s[-1] != 0.0 or any(a <= b for a, b in zip(s[:-1], s[1:], strict=False)) or s[-2] <= 0:
+    sig = [float(v) for v in sigmas]
+    if len(sig) < 2 or sig[-1] != 0.0 or any(a <= b for a, b in zip(sig[:-1], sig[1:], strict=False)) or sig[-2] <= 0:
         raise ValueError("sigmas must decrease strictly to a final 0 (use edm_sigmas)")
-    return s
+    return sig
 
 
+@register("euler", "ode", per_step=1, preconditioned=False)
 @torch.no_grad()
 def euler(score: Callable, shape, sigmas, *, generator=None, device=None, dtype=torch.float32,
           check_every: int | None = None):
     """Euler steps of the probability-flow ODE from σ_0 to 0 (the prior x ~ N(0, σ_0²I)); NFE = N."""
-    s, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every, "Euler's state")
-    for i in range(len(s) - 1):
-        d = (x - den(x, s[i])) / s[i]
-        x = x + (s[i + 1] - s[i]) * d
-        finite(x, i, s[i], final=i == len(s) - 2)
-    return x, len(s) - 1
+    sig, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every, "Euler's state")
+    for i in range(len(sig) - 1):
+        d = (x - den(x, sig[i])) / sig[i]
+        x = x + (sig[i + 1] - sig[i]) * d
+        finite(x, i, sig[i], final=i == len(sig) - 2)
+    return x, len(sig) - 1
 
 
 def _heun_step(den, x, sigma, sigma_next, drift=None):
@@ -107,43 +124,47 @@ def _heun_step(den, x, sigma, sigma_next, drift=None):
     return x + (sigma_next - sigma) * 0.5 * (d + d2), 2
 
 
+@register("heun", "ode", per_step=2, saved=1, preconditioned=False)
 @torch.no_grad()
 def heun(score: Callable, shape, sigmas, *, generator=None, device=None, dtype=torch.float32,
          check_every: int | None = None):
     """EDM's deterministic sampler (Algorithm 1); NFE = 2N − 1."""
-    s, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every, "Heun's state")
+    sig, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every, "Heun's state")
     nfe = 0
-    for i in range(len(s) - 1):
-        x, k = _heun_step(den, x, s[i], s[i + 1])
+    for i in range(len(sig) - 1):
+        x, k = _heun_step(den, x, sig[i], sig[i + 1])
         nfe += k
-        finite(x, i, s[i], final=i == len(s) - 2)
+        finite(x, i, sig[i], final=i == len(sig) - 2)
     return x, nfe
 
 
+@register("dpmpp_2m", "ode", per_step=1, preconditioned=False)
 @torch.no_grad()
 def dpmpp_2m(score: Callable, shape, sigmas, *, generator=None, device=None, dtype=torch.float32,
              check_every: int | None = None):
     """DPM-Solver++(2M) for the VE denoiser (λ = −log σ): x_{i+1} = (σ_{i+1}/σ_i)·x_i + (1 − σ_{i+1}/σ_i)·D̃_i with
     D̃_i = (1 + 1/(2r))·D_i − 1/(2r)·D_{i−1}, r = h_{i−1}/h_i (first order at the first and the last step); NFE = N."""
-    s, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every, "DPM-Solver++'s state")
+    sig, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every, "DPM-Solver++'s state")
     old = None
-    for i in range(len(s) - 1):
-        d = den(x, s[i])
-        if old is None or s[i + 1] == 0:
+    for i in range(len(sig) - 1):
+        d = den(x, sig[i])
+        if old is None or sig[i + 1] == 0:
             target = d
         else:
-            h = math.log(s[i] / s[i + 1])
-            r = math.log(s[i - 1] / s[i]) / h
-            target = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * old
-        x = (s[i + 1] / s[i]) * x + (1 - s[i + 1] / s[i]) * target
+            h = math.log(sig[i] / sig[i + 1])
+            ratio = math.log(sig[i - 1] / sig[i]) / h
+            target = (1 + 1 / (2 * ratio)) * d - (1 / (2 * ratio)) * old
+        x = (sig[i + 1] / sig[i]) * x + (1 - sig[i + 1] / sig[i]) * target
         old = d
-        finite(x, i, s[i], final=i == len(s) - 2)
-    return x, len(s) - 1
+        finite(x, i, sig[i], final=i == len(sig) - 2)
+    return x, len(sig) - 1
 
 
+@register("edm_churn", "ode", per_step=2, saved=1)
 @torch.no_grad()
-def edm_stochastic(score: Callable, shape, sigmas, *, s_churn: float = 40.0, s_tmin: float = 0.05,
-                   s_tmax: float = 50.0, s_noise: float = 1.003, preconditioner: Preconditioner | None = None,
+def edm_stochastic(score: Callable, shape, sigmas, *, s_churn: float = EDM_CHURN.s_churn,
+                   s_tmin: float = EDM_CHURN.s_tmin, s_tmax: float = EDM_CHURN.s_tmax,
+                   s_noise: float = EDM_CHURN.s_noise, preconditioner: Preconditioner | None = None,
                    generator=None, device=None, dtype=torch.float32, check_every: int | None = None):
     """EDM's stochastic sampler (Algorithm 2): γ_i = min(S_churn/N, √2 − 1) for σ_i ∈ [S_tmin, S_tmax], x̂ = x +
     √(σ̂² − σ_i²)·S_noise·ξ with σ̂ = (1 + γ_i)σ_i, then a Heun step from σ̂ to σ_{i+1}; NFE = 2N − 1. With a
@@ -151,19 +172,19 @@ def edm_stochastic(score: Callable, shape, sigmas, *, s_churn: float = 40.0, s_t
     for name, v in (("s_churn", s_churn), ("s_noise", s_noise)):
         if not (math.isfinite(v) and v >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {v}")
-    s, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every,
+    sig, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every,
                                "the stochastic sampler's state")
-    drift, noise = _ops(preconditioner, tuple(x.shape))
-    n, nfe = len(s) - 1, 0
+    drift, noise = operators(preconditioner, tuple(x.shape))
+    churn, n, nfe = Churn(s_churn, s_tmin, s_tmax, s_noise), len(sig) - 1, 0
     for i in range(n):
-        gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= s[i] <= s_tmax else 0.0
-        sigma_hat = s[i] * (1 + gamma)
+        gamma = churn.gamma(sig[i], n)
+        sigma_hat = sig[i] * (1 + gamma)
         if gamma > 0:
-            x = x + math.sqrt(sigma_hat**2 - s[i] ** 2) * s_noise * noise(_randn(tuple(x.shape), generator, dtype,
+            x = x + math.sqrt(sigma_hat**2 - sig[i] ** 2) * s_noise * noise(randn(tuple(x.shape), generator, dtype,
                                                                                  x.device))
-        x, k = _heun_step(den, x, sigma_hat, s[i + 1], None if preconditioner is None else drift)
+        x, k = _heun_step(den, x, sigma_hat, sig[i + 1], None if preconditioner is None else drift)
         nfe += k
-        finite(x, i, s[i], final=i == n - 1)
+        finite(x, i, sig[i], final=i == n - 1)
     return x, nfe
 
 
@@ -183,6 +204,7 @@ def kept_noise_gain(preconditioner: Preconditioner) -> Preconditioner:
     return Preconditioner(freq=torch.sqrt(2 * p - 1).reciprocal(), alpha=None)
 
 
+@register("pc_kept", "pc", per_step=2)
 @torch.no_grad()
 def pc_kept(score: Callable, shape, sigma_min: float, sigma_max: float, num_scales: int, snr: float, *,
             iterations: int, preconditioner: Preconditioner | None = None, denoise: bool = True, generator=None,
@@ -193,35 +215,10 @@ def pc_kept(score: Callable, shape, sigma_min: float, sigma_max: float, num_scal
         return pc_sampler(score, shape, sigma_min, sigma_max, num_scales, snr, iterations=iterations, denoise=denoise,
                           generator=generator, device=device, dtype=dtype, corrector_norm=corrector_norm,
                           check_every=check_every)
-    shp, x = _initial(shape, dtype, device)
+    shp, x = initial_state(shape, dtype, device)
     if x is None:
-        x = _randn(shp, generator, dtype, device) * sigma_max  # the vanilla prior: p_σmax ≈ N(0, σ_max²I)
+        x = randn(shp, generator, dtype, device) * sigma_max  # the vanilla prior: p_σmax ≈ N(0, σ_max²I)
     return pc_sampler(score, x, sigma_min, sigma_max, num_scales, snr, iterations=iterations,
                       preconditioner=preconditioner, predictor_noise=kept_noise_gain(preconditioner), denoise=denoise,
                       generator=generator, device=device, dtype=dtype, corrector_norm=corrector_norm,
                       check_every=check_every)
-
-
-# -- the same samplers as pds.experiments draws them (registered as EXTRA_SAMPLERS) ---------------
-def _ode_draw(fn):
-    def drawer(model, pre, method, T, shape, generator, device, progress=False, dtype=torch.float32):
-        cfg = model.config
-        sig = edm_sigmas(cfg["sigma_min"], cfg["sigma_max"], T)
-        if fn is edm_stochastic:
-            return fn(model.score, shape, sig, preconditioner=pre, generator=generator, device=device, dtype=dtype)
-        if pre is not None:
-            raise ValueError(f"{fn.__name__} is deterministic: it takes no preconditioner (use edm_churn or pc_kept)")
-        return fn(model.score, shape, sig, generator=generator, device=device, dtype=dtype)
-
-    return drawer
-
-
-def _pc_kept_draw(model, pre, method, T, shape, generator, device, progress=False, dtype=torch.float32):
-    cfg, exp = model.config, model.experiment
-    return pc_kept(model.score, shape, cfg["sigma_min"], cfg["sigma_max"], int(cfg["num_scales"]), exp.snr,
-                   iterations=T, preconditioner=pre, denoise=exp.denoise, generator=generator, device=device,
-                   dtype=dtype)
-
-
-DRAWERS = {"euler": _ode_draw(euler), "heun": _ode_draw(heun), "dpmpp_2m": _ode_draw(dpmpp_2m),
-           "edm_churn": _ode_draw(edm_stochastic), "pc_kept": _pc_kept_draw}

@@ -3,9 +3,10 @@ that minimise the exact W2 of a sampler's output at a fixed budget of network ev
 
 The paper picks R by a heuristic (Eq. 14, normalised by α; or the two parameters r, λ). For a stationary Gaussian
 target every sampler here is linear per frequency (:mod:`pds.exact`), so the output's per-frequency mean and
-variance — and W2² = Σ_k |δ_k|² + (√v_k − √s_k)² — are smooth functions of the filter. This module writes those
-recursions once more, without in-place updates and with the corrector step ε as a tensor, so that torch's autograd
-differentiates them (float64), and minimises W2 over a **radial filter**:
+variance — and W2² = Σ_k |δ_k|² + (√v_k − √s_k)² — are smooth functions of the filter. Those
+recursions are written once, in :mod:`pds.exact` (:func:`~pds.exact.pc_recursion`, :func:`~pds.exact.ode_recursion`),
+without in-place updates, so that torch's autograd differentiates them (float64); this module minimises W2 over a
+**radial filter**:
 
     p(|k|) = floor + exp(θ(u)),   u = log(1 + |k|),
 
@@ -18,10 +19,11 @@ predictor's noise gain 2p − 1 must be ≥ 0.
   and as a :class:`pds.precondition.Preconditioner` (``alpha=None``) that the samplers and :mod:`pds.exact` take;
 * :class:`Frequencies` — a target's frequencies merged by (s_k, |k|, m̂_k) (exact: a radial filter takes one value
   per radius), the inputs of the recursions;
-* :func:`pc_moments` — :func:`pds.exact.pc_exact` (released and ``kept`` predictors, the released or vanilla prior,
-  expected-norm corrector), optionally with per-iteration scalar gains on the corrector's step (ε_i·exp(β_i));
-* :func:`churn_moments` — :func:`pds.exact.ode_exact`'s ``edm_churn`` with a preconditioner (churn noise M⁻¹ξ, drift
-  gain p);
+* :func:`pc_moments` — :func:`pds.exact.pc_exact`'s recursion on those frequencies (released and ``kept``
+  predictors, the released or vanilla prior, expected-norm corrector), optionally with per-iteration scalar gains on
+  the corrector's step (ε_i·exp(β_i));
+* :func:`churn_moments` — :func:`pds.exact.ode_exact`'s ``edm_churn`` recursion with a preconditioner (churn noise
+  M⁻¹ξ, drift gain p);
 * :func:`optimise` — L-BFGS (torch, strong-Wolfe line search) on log W2 from a given start, returning the filter,
   the gains and the W2 before and after.
 
@@ -40,11 +42,13 @@ from pathlib import Path
 import torch
 
 from pds.configs import experiment
+from pds.exact import ode_recursion, pc_recursion
 from pds.filters import save_filters
 from pds.fingerprint import Approx, Fingerprint, FingerprintTable, fingerprint, ids_in
-from pds.fourier import half_plane_weights, radius_squared
-from pds.modern import edm_sigmas
+from pds.fourier import merge_frequencies, radius_squared
+from pds.modern import EDM_CHURN, Churn, edm_sigmas
 from pds.precondition import Preconditioner
+from pds.samplers import steps_within
 from pds.schedules import ve_schedule
 from pds.scores import StationaryGaussianScore
 from pds.storage import append_line, atomic_write, read_lines
@@ -153,13 +157,10 @@ class Frequencies:
         wh = w // 2 + 1
         s = target.spectrum[..., :wh].to(torch.float64)
         m_hat = torch.fft.rfft2(target.mean.to(torch.float64)) / math.sqrt(h * w)
-        r2 = radius_squared(h, w, half=True).expand(c, h, wh)
         dc = torch.zeros(c, h, wh, dtype=torch.float64)
         dc[..., 0, 0] = 1.0
-        rows = torch.stack([s, r2, m_hat.real, m_hat.imag, dc], -1).reshape(-1, 5)
-        uniq, self.index = torch.unique(rows, dim=0, return_inverse=True)
-        self.weights = torch.zeros(len(uniq), dtype=torch.float64).index_add_(
-            0, self.index, half_plane_weights(h, w).expand(c, h, wh).reshape(-1))
+        uniq, self.index, self.weights = merge_frequencies(
+            [s, radius_squared(h, w, half=True), m_hat.real, m_hat.imag, dc], h, w)
         self.s, self.radius = uniq[:, 0], uniq[:, 1].sqrt()
         self.m_hat = torch.complex(uniq[:, 2], uniq[:, 3])
         self.shape, self.k_max = (c, h, w), float(radius_squared(h, w).sqrt().max())
@@ -190,60 +191,17 @@ def pc_moments(freqs: Frequencies, p: torch.Tensor, sigma_min: float, sigma_max:
         raise ValueError(f"prior must be 'released' or 'vanilla', got {prior!r}")
     sched = ve_schedule(sigma_min, sigma_max, num_scales, iterations=iterations, dtype=torch.float64)
     sigmas, _, g2s = sched.host()
-    if step_gains is not None and len(step_gains) != sched.n:
-        raise ValueError(f"step_gains needs one value per iteration ({sched.n}), got {len(step_gains)}")
-    if predictor == "kept" and bool((p < 0.5).any()):
-        raise ValueError(f"drift gains below 1/2 (min {float(p.min()):.3g}): the kept predictor needs 2p − 1 >= 0")
-    s, wts = freqs.s, freqs.weights
-    q = p if predictor == "released" else 2.0 * p - 1.0
-    d0sq = freqs.m_hat.abs() ** 2
-    noise_sq = (p * wts).sum()
-    amp = torch.ones_like(s)
     var = sched.sigma_max**2 * (p if prior == "released" else torch.ones_like(p))
-    for i in range(sched.n):
-        g = p / (s + sigmas[i] ** 2)
-        eps = 2.0 * snr**2 * noise_sq / ((g**2 * (var + amp**2 * d0sq)) * wts).sum()
-        if step_gains is not None:
-            eps = eps * torch.exp(step_gains[i])
-        a = 1.0 - eps * g
-        amp, var = amp * a, a**2 * var + 2.0 * eps * p
-        a = 1.0 - g2s[i] * g
-        amp, var = amp * a, a**2 * var
-        if not (denoise and i == sched.n - 1):
-            var = var + g2s[i] * q
+    amp, var, _ = pc_recursion(freqs.s, freqs.weights, p, freqs.m_hat.abs() ** 2, var, sigmas, g2s, snr,
+                               predictor=predictor, denoise=denoise, step_gains=step_gains)
     return -amp * freqs.m_hat, var, 2 * sched.n
 
 
-def churn_moments(freqs: Frequencies, p: torch.Tensor, sigmas, s_churn: float = 40.0, s_tmin: float = 0.05,
-                  s_tmax: float = 50.0, s_noise: float = 1.003):
+def churn_moments(freqs: Frequencies, p: torch.Tensor, sigmas, churn: Churn = EDM_CHURN):
     """(δ, v, nfe): EDM's stochastic sampler with the drift gain ``p`` (churn noise M⁻¹ξ, Heun steps with the
-    drift through M⁻¹M⁻ᵀ) — :func:`pds.exact.ode_exact` (``edm_churn``) for autograd."""
-    sig = [float(v) for v in sigmas]
-    s = freqs.s
-    amp, var = torch.ones_like(s), torch.full_like(s, sig[0] ** 2)
-    n, nfe = len(sig) - 1, 0
-    for i in range(n):
-        sigma = sig[i]
-        gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
-        sigma_hat = sigma * (1 + gamma)
-        var = var + (sigma_hat**2 - sigma**2) * s_noise**2 * p
-        sigma, nxt = sigma_hat, sig[i + 1]
-        slope = p * sigma / (s + sigma**2)
-        a = 1.0 + (nxt - sigma) * slope
-        if nxt != 0:
-            slope2 = p * nxt / (s + nxt**2)
-            a = 1.0 + (nxt - sigma) * 0.5 * (slope + slope2 * a)
-            nfe += 2
-        else:
-            nfe += 1
-        amp, var = amp * a, a**2 * var
+    drift through M⁻¹M⁻ᵀ): :func:`pds.exact.ode_recursion`, as :func:`pds.exact.ode_exact` (``edm_churn``) runs it."""
+    amp, var, nfe = ode_recursion(freqs.s, sigmas, gain=p, churn=churn)
     return -amp * freqs.m_hat, var, nfe
-
-
-def _steps(sampler: str, nfe: int) -> int:
-    """Iterations of ``sampler`` within ``nfe`` evaluations: PC two per iteration; Heun (churn) two per step but the
-    last (k steps: 2k − 1)."""
-    return max(1, nfe // 2) if sampler in ("pc", "pc_kept") else max(1, (nfe + 1) // 2)
 
 
 def sampler_w2(freqs: Frequencies, experiment, sampler: str, nfe: int, p: torch.Tensor,
@@ -256,10 +214,10 @@ def sampler_w2(freqs: Frequencies, experiment, sampler: str, nfe: int, p: torch.
     if sampler == "edm_churn":
         if step_gains is not None:
             raise ValueError("per-iteration gains are for the PC samplers")
-        d, v, used = churn_moments(freqs, p, edm_sigmas(e.sigma_min, e.sigma_max, _steps(sampler, nfe)))
+        d, v, used = churn_moments(freqs, p, edm_sigmas(e.sigma_min, e.sigma_max, steps_within(sampler, nfe)))
     else:
         d, v, used = pc_moments(freqs, p, e.sigma_min, e.sigma_max, e.levels, e.snr,
-                                min(_steps(sampler, nfe), e.levels),
+                                min(steps_within(sampler, nfe), e.levels),
                                 predictor="kept" if sampler == "pc_kept" else "released", step_gains=step_gains)
     return w2(freqs, d, v, relative), used
 
@@ -320,7 +278,7 @@ def optimise(freqs: Frequencies, experiment, sampler: str, nfe: int, start: Radi
     params = [theta]
     beta = None
     if gains:
-        beta = torch.zeros(min(_steps(sampler, nfe), experiment.levels), dtype=torch.float64, requires_grad=True)
+        beta = torch.zeros(min(steps_within(sampler, nfe), experiment.levels), dtype=torch.float64, requires_grad=True)
         params.append(beta)
     history, count, rejected = [], [0], [0]
 

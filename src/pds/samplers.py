@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,11 +29,62 @@ from tqdm import tqdm
 from pds.precondition import Preconditioner
 from pds.schedules import ve_schedule
 
-__all__ = ["pc_sampler", "annealed_langevin", "checked_score"]
+__all__ = ["pc_sampler", "annealed_langevin", "checked_score", "initial_state", "randn", "rand", "FiniteCheck",
+           "operators", "Sampler", "SAMPLERS", "register", "sampler",
+           "steps_within"]
 
 
-# -- helpers -----------------------------------------------------------------------------------
-def _initial(shape, dtype, device):
+# -- the registry: every sampler registered where it is defined --------------------------------
+@dataclass(frozen=True)
+class Sampler:
+    """A registered sampler: its function; its family ("pc": σ range, scales and snr; "langevin": a σ ladder with
+    steps per level; "ode": EDM's σ list, :func:`pds.modern.edm_sigmas`); ``per_step`` network evaluations per step,
+    ``saved`` of them saved at the last (Heun's last step is Euler's: k steps cost 2k − 1); whether it takes a
+    preconditioner."""
+
+    name: str
+    fn: Callable
+    family: str
+    per_step: int
+    saved: int = 0
+    preconditioned: bool = True
+
+    def steps_within(self, nfe: int) -> int:
+        """The most steps (at least one) that ``nfe`` network evaluations pay for."""
+        return max(1, (int(nfe) + self.saved) // self.per_step)
+
+
+SAMPLERS: dict[str, Sampler] = {}
+
+
+def register(name: str, family: str, per_step: int, saved: int = 0, preconditioned: bool = True):
+    """Decorator: enter the function in :data:`SAMPLERS` under ``name`` (see :class:`Sampler`)."""
+    if family not in ("pc", "langevin", "ode"):
+        raise ValueError(f"family must be 'pc', 'langevin' or 'ode', got {family!r}")
+
+    def add(fn):
+        SAMPLERS[name] = Sampler(name, fn, family, per_step, saved, preconditioned)
+        return fn
+
+    return add
+
+
+def sampler(name: str) -> Sampler:
+    """The registered sampler ``name`` (:mod:`pds.modern`'s are registered when ``pds`` is imported)."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; registered: {sorted(SAMPLERS)}")
+    return SAMPLERS[name]
+
+
+def steps_within(name: str, nfe: int) -> int:
+    """Steps of the sampler ``name`` within ``nfe`` network evaluations (PC two per iteration, Heun's 2k − 1)."""
+    return sampler(name).steps_within(nfe)
+
+
+# -- what every sampler (here and in pds.modern) starts from ---------------------------------------
+def initial_state(shape, dtype, device):
+    """(shape, None) for a shape [N, C, H, W] to draw the prior for, or (None, a copy of x_T) for an initial state
+    given as a tensor; a clear ValueError for anything else."""
     if isinstance(shape, torch.Tensor):
         if shape.ndim != 4:
             raise ValueError(f"an initial state must have shape [N, C, H, W], got {tuple(shape.shape)}")
@@ -58,15 +110,17 @@ def _draw(fn, shape, generator, dtype, device):
     return fn(shape, generator=generator, dtype=dtype, device=device)
 
 
-def _randn(shape, generator, dtype, device):
+def randn(shape, generator, dtype, device):
+    """Standard normal draws from one generator or one per sample (see :func:`_draw`)."""
     return _draw(torch.randn, shape, generator, dtype, device)
 
 
-def _rand(shape, generator, dtype, device):
+def rand(shape, generator, dtype, device):
+    """Uniform [0, 1) draws from one generator or one per sample (see :func:`_draw`)."""
     return _draw(torch.rand, shape, generator, dtype, device)
 
 
-class _FiniteCheck:
+class FiniteCheck:
     """Checks a state for NaN/inf every ``every`` iterations (and at the end) instead of every iteration,
     so a GPU run is not synchronised with the host at each step. ``every=None``: every iteration on the
     CPU, every 50 elsewhere."""
@@ -90,7 +144,9 @@ class _FiniteCheck:
         self.last_ok = i
 
 
-def _ops(preconditioner: Preconditioner | None, shape):
+def operators(preconditioner: Preconditioner | None, shape):
+    """(drift, noise): the maps d ↦ M⁻¹M⁻ᵀd and ξ ↦ M⁻¹ξ of Eq. 11 for ``preconditioner`` at ``shape`` (identities
+    for None)."""
     if preconditioner is None:
         return (lambda v: v), (lambda v: v)
     if not isinstance(preconditioner, Preconditioner):
@@ -100,7 +156,7 @@ def _ops(preconditioner: Preconditioner | None, shape):
 
 
 def _identity(op):
-    """``"identity"`` → no preconditioning (None for :func:`_ops`); a Preconditioner is passed through."""
+    """``"identity"`` → no preconditioning (None for :func:`operators`); a Preconditioner is passed through."""
     if isinstance(op, str):
         if op != "identity":
             raise ValueError(f"a predictor operator is a Preconditioner or 'identity', got {op!r}")
@@ -144,6 +200,7 @@ def _norms(v: torch.Tensor) -> torch.Tensor:
 
 
 # -- the VE predictor-corrector sampler -------------------------------------------------------
+@register("pc", "pc", per_step=2)
 @torch.no_grad()
 def pc_sampler(score: Callable, shape, sigma_min: float, sigma_max: float, num_scales: int, snr: float, *,
                iterations: int | None = None, speed_up: float | None = None,
@@ -185,22 +242,22 @@ def pc_sampler(score: Callable, shape, sigma_min: float, sigma_max: float, num_s
         if not all(math.isfinite(float(s)) and float(s) >= 0 for s in corrector_steps):
             raise ValueError("corrector_steps must be finite numbers >= 0")
     sol, score = _solenoidal(solenoidal, omega), checked_score(score)
-    shp, x = _initial(shape, dtype, device)
-    drift, noise = _ops(preconditioner, shp or tuple(x.shape))
-    p_drift = drift if predictor_drift is None else _ops(_identity(predictor_drift), shp or tuple(x.shape))[0]
-    p_noise = noise if predictor_noise is None else _ops(_identity(predictor_noise), shp or tuple(x.shape))[1]
+    shp, x = initial_state(shape, dtype, device)
+    drift, noise = operators(preconditioner, shp or tuple(x.shape))
+    p_drift = drift if predictor_drift is None else operators(_identity(predictor_drift), shp or tuple(x.shape))[0]
+    p_noise = noise if predictor_noise is None else operators(_identity(predictor_noise), shp or tuple(x.shape))[1]
     if x is None:
-        x = noise(_randn(shp, generator, dtype, device)) * sched.sigma_max
+        x = noise(randn(shp, generator, dtype, device)) * sched.sigma_max
     shp, dev = tuple(x.shape), x.device
     sigmas, gs, g2s = sched.host()
-    finite = _FiniteCheck(check_every, dev, "the PC sampler's state")
+    finite = FiniteCheck(check_every, dev, "the PC sampler's state")
     x_mean = x
     for i in tqdm(range(sched.n), disable=not progress, desc="PC sampler", leave=False):
         sig = sigmas[i]
         # corrector (Langevin)
         grad = score(x, sig)
         g = drift(grad)
-        eta = noise(_randn(shp, generator, dtype, dev))
+        eta = noise(randn(shp, generator, dtype, dev))
         if corrector_steps is None:
             if corrector_norm == "batch":
                 step_size = 2.0 * (snr * _norms(eta).mean() / _norms(g).mean()) ** 2
@@ -213,11 +270,11 @@ def pc_sampler(score: Callable, shape, sigma_min: float, sigma_max: float, num_s
         x_mean = x + step_size * g
         x = x_mean + torch.sqrt(step_size * 2.0) * eta
         # predictor (reverse diffusion)
-        s = score(x, sig)
-        step = p_drift(g2s[i] * s)
+        grad = score(x, sig)
+        step = p_drift(g2s[i] * grad)
         if sol is not None:
-            step = step + g2s[i] * sol(s)
-        eta = p_noise(_randn(shp, generator, dtype, dev))
+            step = step + g2s[i] * sol(grad)
+        eta = p_noise(randn(shp, generator, dtype, dev))
         x_mean = x + step
         x = x_mean + gs[i] * eta
         finite(x, i, sig, final=i == sched.n - 1)
@@ -244,6 +301,7 @@ def _langevin_schedule(sigmas, n_steps_each, step_lr):
     return sig, steps
 
 
+@register("annealed_langevin", "langevin", per_step=1)
 @torch.no_grad()
 def annealed_langevin(score: Callable, shape, sigmas, n_steps_each, step_lr: float, *,
                       preconditioner: Preconditioner | None = None, solenoidal=None, omega: float = 0.0,
@@ -264,22 +322,22 @@ def annealed_langevin(score: Callable, shape, sigmas, n_steps_each, step_lr: flo
     if init not in ("uniform", "gaussian"):
         raise ValueError(f"init must be 'uniform' or 'gaussian', got {init!r}")
     sol, score = _solenoidal(solenoidal, omega), checked_score(score)
-    shp, x = _initial(shape, dtype, device)
-    drift, noise = _ops(preconditioner, shp or tuple(x.shape))
+    shp, x = initial_state(shape, dtype, device)
+    drift, noise = operators(preconditioner, shp or tuple(x.shape))
     if x is None:
         if init == "uniform":
-            x = _rand(shp, generator, dtype, device)
+            x = rand(shp, generator, dtype, device)
         else:
-            x = noise(_randn(shp, generator, dtype, device)) * float(sig[0])
+            x = noise(randn(shp, generator, dtype, device)) * float(sig[0])
     shp, dev = tuple(x.shape), x.device
-    finite = _FiniteCheck(check_every, dev, "a Langevin step")
+    finite = FiniteCheck(check_every, dev, "a Langevin step")
     nfe, total = 0, sum(steps)
     bar = tqdm(total=total, disable=not progress, desc="annealed Langevin", leave=False)
     for c, (sigma, n_c) in enumerate(zip(sig.tolist(), steps, strict=True)):
         step_size = step_lr * (sigma / sig[-1]) ** 2
         noise_scale = math.sqrt(2.0 * step_size)
         for _ in range(n_c):
-            eta = noise(_randn(shp, generator, dtype, dev))
+            eta = noise(randn(shp, generator, dtype, dev))
             grad = score(x, sigma)
             step = drift(grad)
             if sol is not None:
