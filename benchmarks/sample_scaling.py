@@ -45,7 +45,7 @@ def main(argv=None):
         for start in range(0, args.count, args.batch):
             idx = range(start, min(start + args.batch, args.count))
             gens = [torch.Generator(device=dev).manual_seed(sample_seed(0, i)) for i in idx]
-            x, _ = draw(model, pre, method, args.T, (len(gens), *model.shape), gens, dev, corrector_norm="sample")
+            x, _ = draw(model, pre, method, args.T, (len(gens), *model.shape), gens, dev, corrector="sample")
             crop_and_clip(x, model.pad).cpu()
         bare = time.perf_counter() - t0
         t0 = time.perf_counter()

@@ -15,9 +15,10 @@ from pds.filters import parametric_filter
 from pds.models import NCSNv2
 from pds.precondition import Preconditioner
 from pds.samplers import annealed_langevin, pc_sampler
-from pds.schedules import geometric_sigmas
+from pds.schedules import geometric_sigmas, ve_schedule
 
 PC = dict(sigma_min=0.01, sigma_max=5.0, num_scales=20)
+SCHEDULE = ve_schedule(**PC)
 
 
 class Counting:
@@ -39,7 +40,7 @@ def listing(folder):
 def test_negative_snr_is_refused():
     score = Counting()
     with pytest.raises(ValueError, match="snr must be a finite number >= 0"):
-        pc_sampler(score, (1, 1, 4, 4), **PC, snr=-0.16)
+        pc_sampler(score, (1, 1, 4, 4), SCHEDULE, -0.16)
     assert score.calls == 0
 
 
@@ -76,7 +77,7 @@ def test_filter_of_the_wrong_shape_fails_at_construction_and_before_sampling():
     pre = Preconditioner(freq=parametric_filter(8, 2.0, 1.6))
     score = Counting()
     with pytest.raises(ValueError, match="does not fit"):
-        pc_sampler(score, (2, 1, 4, 4), **PC, snr=0.16, preconditioner=pre)
+        pc_sampler(score, (2, 1, 4, 4), SCHEDULE, 0.16, preconditioner=pre)
     with pytest.raises(ValueError, match="does not fit"):
         annealed_langevin(score, (2, 1, 4, 4), geometric_sigmas(1, 0.01, 3), 1, 1e-3, preconditioner=pre)
     assert score.calls == 0
@@ -84,7 +85,7 @@ def test_filter_of_the_wrong_shape_fails_at_construction_and_before_sampling():
 
 def test_iterations_and_speed_up_together_are_refused():
     with pytest.raises(ValueError, match="either speed_up"):
-        pc_sampler(Counting(), (1, 1, 4, 4), **PC, snr=0.1, iterations=5, speed_up=2.0)
+        ve_schedule(**PC, iterations=5, speed_up=2.0)
 
 
 # -- pds train -----------------------------------------------------------------------------------
@@ -338,11 +339,11 @@ def test_a_score_of_the_wrong_shape_is_named_at_its_first_call(sampler):
 
     with pytest.raises(ValueError, match=r"returned \(2, 1, 4, 4\) for an input of shape \(2, 3, 4, 4\)"):
         if sampler == "pc":
-            pc_sampler(score, (2, 3, 4, 4), **PC, snr=0.16)
+            pc_sampler(score, (2, 3, 4, 4), SCHEDULE, 0.16)
         elif sampler == "langevin":
             annealed_langevin(score, (2, 3, 4, 4), geometric_sigmas(1, 0.01, 3), 1, 1e-3)
         else:
             heun(score, (2, 3, 4, 4), edm_sigmas(0.01, 5.0, 4))
     assert len(calls) == 1
     with pytest.raises(ValueError, match="returned float"):
-        pc_sampler(lambda x, s: 0.0, (2, 3, 4, 4), **PC, snr=0.16)
+        pc_sampler(lambda x, s: 0.0, (2, 3, 4, 4), SCHEDULE, 0.16)

@@ -13,6 +13,7 @@ from pds.exact import ode_exact, pc_exact
 from pds.filters import parametric_filter
 from pds.modern import dpmpp_2m, edm_sigmas, edm_stochastic, euler, heun, kept_noise_gain, pc_kept
 from pds.precondition import Preconditioner
+from pds.schedules import ve_schedule
 
 FNS = {"euler": euler, "heun": heun, "dpmpp_2m": dpmpp_2m, "edm_churn": edm_stochastic}
 
@@ -57,7 +58,8 @@ def test_pc_kept_matches_its_exact_moments_and_keeps_the_target_at_full_length()
     target, n = _target(h=16, w=16, seed=4), 20000
     pre = Preconditioner(freq=parametric_filter(16, 3.0, 1.6), alpha=5.0)
     res = pc_exact(target, **PC, iterations=12, preconditioner=pre, prior="vanilla", predictor="kept")
-    x, nfe = pc_kept(target, (n, 1, 16, 16), **PC, iterations=12, preconditioner=pre, dtype=torch.float64,
+    schedule = ve_schedule(PC["sigma_min"], PC["sigma_max"], PC["num_scales"], iterations=12, dtype=torch.float64)
+    x, nfe = pc_kept(target, (n, 1, 16, 16), schedule, PC["snr"], preconditioner=pre, dtype=torch.float64,
                      generator=torch.Generator().manual_seed(6))
     assert nfe == 24
     # pc_kept uses the batch-norm step; the exact one the expected norm: compare the totals only (5 % at 3·16²)

@@ -22,7 +22,7 @@ at 1024² cheap.
 Corrector step. The released PC sampler sets ε = 2(snr·mean_b‖n‖/mean_b‖g‖)² from the batch. Here
 ε = 2·snr²·E‖n‖²/E‖g‖², the *expected* squared norms under the current exact distribution; in high
 dimension the norms concentrate and the two agree to O(1/d). The steps used are returned, and the
-samplers accept them (``corrector_steps``) so that Monte Carlo runs can be checked against this
+samplers accept them (``corrector=``) so that Monte Carlo runs can be checked against this
 computation exactly.
 
 For annealed Langevin with ``init="uniform"`` the start is not Gaussian: mean and covariance are

@@ -30,8 +30,8 @@ from pds.filters import frequency_filter, load_filters, parametric_filter
 from pds.modern import edm_sigmas
 from pds.precondition import Preconditioner
 from pds.samplers import annealed_langevin, pc_sampler, sampler
-from pds.schedules import shorten_schedule
-from pds.solenoidal import FourierSkew, PaperSolenoidal, central_difference
+from pds.schedules import shorten_schedule, ve_schedule
+from pds.solenoidal import FourierSkew, PaperSolenoidal, central_difference, skew_term
 
 __all__ = ["Method", "SmallModel", "sample", "draw", "crop_and_clip", "statistics_filter", "flat_equivalent",
            "Verdict", "spread", "matches", "beats", "run_seeds", "values", "floor_values",
@@ -276,27 +276,26 @@ def _draw_registered(model: SmallModel, pre, name: str, T: int, shape, generator
     if spec.family == "ode":
         return spec.fn(model.score, shape, edm_sigmas(cfg["sigma_min"], cfg["sigma_max"], T), **kw)
     if spec.family == "pc" and model.kind == "ncsnpp":
-        return spec.fn(model.score, shape, cfg["sigma_min"], cfg["sigma_max"], int(cfg["num_scales"]),
-                       model.experiment.snr, iterations=T, denoise=model.experiment.denoise, **kw)
+        schedule = ve_schedule(cfg["sigma_min"], cfg["sigma_max"], int(cfg["num_scales"]), iterations=T, dtype=dtype)
+        return spec.fn(model.score, shape, schedule, model.experiment.snr, denoise=model.experiment.denoise, **kw)
     raise ValueError(f"the sampler {name!r} does not apply to the {model.kind} model {model.name}: use 'released'")
 
 
 @torch.no_grad()
 def draw(model: SmallModel, pre: Preconditioner | None, method: Method, T: int, shape, generator, device,
-         corrector_norm: str = "batch", progress: bool = False, dtype=torch.float32) -> tuple[torch.Tensor, int]:
+         corrector: str = "batch", progress: bool = False, dtype=torch.float32) -> tuple[torch.Tensor, int]:
     """One batch of ``shape`` = [B, C, H, W] with ``method`` in T iterations, on ``device``; returns (raw samples,
     NFE per sample). ``generator``: one for the batch, or one per sample. NCSN++: T predictor-corrector
     iterations of the VE sampler (NFE = 2T); NCSN / NCSNv2: T Langevin steps, the full schedule when T equals its
     length, else :func:`pds.schedules.shorten_schedule` with the step expanded (``method.step``)."""
     if method.sampler != "released":
         return _draw_registered(model, pre, method.sampler, T, shape, generator, device, dtype)
-    exp = model.experiment
-    sol = {"solenoidal": model.solenoidal(method), "omega": method.omega}
+    exp, skew = model.experiment, skew_term(model.solenoidal(method), method.omega)
     if model.kind == "ncsnpp":
         cfg = model.config
-        return pc_sampler(model.score, shape, cfg["sigma_min"], cfg["sigma_max"], int(cfg["num_scales"]), exp.snr,
-                          iterations=T, preconditioner=pre, denoise=exp.denoise, generator=generator,
-                          progress=progress, device=device, corrector_norm=corrector_norm, dtype=dtype, **sol)
+        schedule = ve_schedule(cfg["sigma_min"], cfg["sigma_max"], int(cfg["num_scales"]), iterations=T, dtype=dtype)
+        return pc_sampler(model.score, shape, schedule, exp.snr, preconditioner=pre, skew=skew, denoise=exp.denoise,
+                          corrector=corrector, generator=generator, device=device, dtype=dtype)
     sigmas = model.config["sigmas"]
     if T == model.full_T:
         steps, lr, sig = model.n_steps_each, model.step_lr, sigmas
@@ -306,7 +305,7 @@ def draw(model: SmallModel, pre: Preconditioner | None, method: Method, T: int, 
         steps, lr, sig = short.n_steps, model.step_lr * scale, short.sigmas
     return annealed_langevin(model.score, shape, sig, steps, lr, preconditioner=pre, init=exp.init,
                              denoise=exp.denoise, generator=generator, progress=progress, device=device, dtype=dtype,
-                             **sol)
+                             skew=skew)
 
 
 @torch.no_grad()

@@ -225,7 +225,7 @@ def _draw_shard(model, pre, method, T, seed, out, k, idx, batch, dev, settings, 
     for start in range(0, len(idx), batch):
         chunk = idx[start:start + batch]
         gens = [torch.Generator(device=dev).manual_seed(sample_seed(seed, i)) for i in chunk]
-        x, nfe = draw(model, pre, method, T, (len(chunk), *model.shape), gens, dev, corrector_norm="sample")
+        x, nfe = draw(model, pre, method, T, (len(chunk), *model.shape), gens, dev, corrector="sample")
         parts.append(crop_and_clip(x, model.pad).cpu())
     arrays = dict(images=(torch.cat(parts).numpy() * 255).round().astype(np.uint8),
                   indices=np.asarray(idx, dtype=np.int64),

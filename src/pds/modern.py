@@ -35,6 +35,7 @@ import torch
 
 from pds.precondition import Preconditioner
 from pds.samplers import FiniteCheck, checked_score, initial_state, operators, pc_sampler, randn, register
+from pds.schedules import VESchedule
 
 __all__ = ["edm_sigmas", "denoiser", "euler", "heun", "dpmpp_2m", "edm_stochastic", "pc_kept", "kept_noise_gain",
            "Churn", "EDM_CHURN"]
@@ -206,19 +207,16 @@ def kept_noise_gain(preconditioner: Preconditioner) -> Preconditioner:
 
 @register("pc_kept", "pc", per_step=2)
 @torch.no_grad()
-def pc_kept(score: Callable, shape, sigma_min: float, sigma_max: float, num_scales: int, snr: float, *,
-            iterations: int, preconditioner: Preconditioner | None = None, denoise: bool = True, generator=None,
-            device=None, dtype=torch.float32, corrector_norm: str = "batch", check_every: int | None = None):
+def pc_kept(score: Callable, shape, schedule: VESchedule, snr: float, *, preconditioner: Preconditioner | None = None,
+            denoise: bool = True, corrector="batch", generator=None, device=None, dtype=torch.float32):
     """The VE predictor-corrector sampler with PDS in the p_σ-keeping form (see the module docstring): vanilla prior,
-    preconditioned corrector, predictor with drift gain p and noise gain √(2p − 1); NFE = 2T."""
+    preconditioned corrector, predictor with drift gain p and noise gain √(2p − 1) (:func:`pds.samplers.pc_sampler`
+    with ``predictor=kept_noise_gain(M)``); NFE = 2N."""
+    kw = dict(denoise=denoise, corrector=corrector, generator=generator, device=device, dtype=dtype)
     if preconditioner is None:
-        return pc_sampler(score, shape, sigma_min, sigma_max, num_scales, snr, iterations=iterations, denoise=denoise,
-                          generator=generator, device=device, dtype=dtype, corrector_norm=corrector_norm,
-                          check_every=check_every)
+        return pc_sampler(score, shape, schedule, snr, **kw)
     shp, x = initial_state(shape, dtype, device)
     if x is None:
-        x = randn(shp, generator, dtype, device) * sigma_max  # the vanilla prior: p_σmax ≈ N(0, σ_max²I)
-    return pc_sampler(score, x, sigma_min, sigma_max, num_scales, snr, iterations=iterations,
-                      preconditioner=preconditioner, predictor_noise=kept_noise_gain(preconditioner), denoise=denoise,
-                      generator=generator, device=device, dtype=dtype, corrector_norm=corrector_norm,
-                      check_every=check_every)
+        x = randn(shp, generator, dtype, device) * schedule.sigma_max  # the vanilla prior: p_σmax ≈ N(0, σ_max²I)
+    return pc_sampler(score, x, schedule, snr, preconditioner=preconditioner,
+                      predictor=kept_noise_gain(preconditioner), **kw)

@@ -10,10 +10,14 @@ without a preconditioner (or with all-ones filters) is bit-for-bit the vanilla o
 Names follow the paper: ``step_size`` is the Langevin step (ε of Eq. 1 and 11, ε_t of the corrector), ``eta`` the
 preconditioned noise η = M⁻¹ξ of Alg. 1. The score is called as ``score(x, sigma)`` with σ a Python float (one
 level for the whole batch; every schedule lives on the host), so nothing is read back from the device per
-iteration; values are checked for NaN/inf every ``check_every`` iterations and at the end.
+iteration; values are checked for NaN/inf (every iteration on the CPU, every 50 on a GPU) and at the end.
 
-The solenoidal term ω·S∇log p (Eq. 7, Sec. 5) shares the drift's step factor: the corrector adds
-ε·ω·S[s] next to ε·M⁻¹M⁻ᵀs, the predictor adds ω·G²·S[s] next to M⁻¹M⁻ᵀ(G²s).
+The solenoidal term ω·S∇log p (Eq. 7, Sec. 5) is passed as ``skew`` (:func:`pds.solenoidal.skew_term`) and shares
+the drift's step factor: the corrector adds ε·ω·S[s] next to ε·M⁻¹M⁻ᵀs, the predictor ω·G²·S[s] next to M⁻¹M⁻ᵀ(G²s).
+
+Every sampler is registered (:data:`SAMPLERS`) where it is defined, here and in :mod:`pds.modern`. ``pc_sampler``
+is the released sampler kept small (as EDM keeps its ``edm_sampler``): the schedule is one argument
+(:func:`pds.schedules.ve_schedule`), the corrector's step rule another.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from pds.precondition import Preconditioner
-from pds.schedules import ve_schedule
+from pds.schedules import VESchedule
 
 __all__ = ["pc_sampler", "annealed_langevin", "checked_score", "initial_state", "randn", "rand", "FiniteCheck",
            "operators", "Sampler", "SAMPLERS", "register", "sampler",
@@ -155,25 +159,6 @@ def operators(preconditioner: Preconditioner | None, shape):
     return preconditioner.drift, preconditioner.noise
 
 
-def _identity(op):
-    """``"identity"`` → no preconditioning (None for :func:`operators`); a Preconditioner is passed through."""
-    if isinstance(op, str):
-        if op != "identity":
-            raise ValueError(f"a predictor operator is a Preconditioner or 'identity', got {op!r}")
-        return None
-    return op
-
-
-def _solenoidal(solenoidal, omega):
-    if not math.isfinite(omega):
-        raise ValueError(f"omega must be finite, got {omega}")
-    if solenoidal is None or omega == 0:
-        return None
-    if not callable(solenoidal):
-        raise TypeError("solenoidal must be a callable S(x) on [N, C, H, W] batches")
-    return lambda v: omega * solenoidal(v)
-
-
 def checked_score(score: Callable) -> Callable:
     """``score`` whose first output is checked: a tensor of the input's shape (∇log p(x), one value per pixel), else
     a ValueError naming both shapes, instead of a broadcasting error deep inside a sampler step."""
@@ -199,88 +184,72 @@ def _norms(v: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(v.reshape(v.shape[0], -1), dim=-1)
 
 
+def _corrector_rule(corrector, snr: float, n: int) -> Callable:
+    """The corrector's step ε as a function of (i, g, η): from the batch's mean norms (released), each sample's own
+    norms, or given per iteration (a sequence of ``n`` numbers, e.g. :func:`pds.exact.pc_exact`'s)."""
+    if not (math.isfinite(snr) and snr >= 0):
+        raise ValueError(f"snr must be a finite number >= 0 (the corrector's signal-to-noise ratio), got {snr}")
+    if corrector == "batch":
+        return lambda i, g, eta: 2.0 * (snr * _norms(eta).mean() / _norms(g).mean()) ** 2
+    if corrector == "sample":
+        return lambda i, g, eta: (2.0 * (snr * _norms(eta) / _norms(g)) ** 2).view(-1, 1, 1, 1)
+    if isinstance(corrector, str) or not isinstance(corrector, Sequence | torch.Tensor | np.ndarray):
+        raise ValueError(f"corrector must be 'batch', 'sample' or {n} step sizes, got {corrector!r}")
+    steps = [float(e) for e in corrector]
+    if len(steps) != n or not all(math.isfinite(e) and e >= 0 for e in steps):
+        raise ValueError(f"corrector step sizes must be {n} finite numbers >= 0, got {len(steps)}")
+    return lambda i, g, eta: torch.as_tensor(steps[i], dtype=g.dtype, device=g.device)
+
+
 # -- the VE predictor-corrector sampler -------------------------------------------------------
 @register("pc", "pc", per_step=2)
 @torch.no_grad()
-def pc_sampler(score: Callable, shape, sigma_min: float, sigma_max: float, num_scales: int, snr: float, *,
-               iterations: int | None = None, speed_up: float | None = None,
-               preconditioner: Preconditioner | None = None, solenoidal=None, omega: float = 0.0,
-               denoise: bool = True, generator: torch.Generator | None = None, device=None, dtype=torch.float32,
-               progress: bool = False, callback: Callable | None = None,
-               corrector_steps: Sequence[float] | None = None, check_every: int | None = None,
-               corrector_norm: str = "batch", predictor_drift=None, predictor_noise=None):
-    """VE SDE predictor-corrector sampler as the released PDS code runs it (NCSN++, score_sde).
+def pc_sampler(score: Callable, shape, schedule: VESchedule, snr: float, *,
+               preconditioner: Preconditioner | None = None, predictor: Preconditioner | None = None,
+               skew: Callable | None = None, denoise: bool = True, corrector="batch",
+               generator: torch.Generator | None = None, device=None, dtype=torch.float32):
+    """The VE SDE predictor-corrector sampler as the released PDS code runs it (score_sde's NCSN++ sampler with
+    Alg. 1's preconditioning), for the ``schedule`` of :func:`pds.schedules.ve_schedule` (N iterations).
 
-    Length: ``iterations=T`` runs exactly T iterations; the released path ``speed_up`` runs
-    int(num_scales / speed_up) (see :func:`pds.schedules.ve_schedule`); neither: num_scales. Per iteration i
-    one Langevin corrector step at σ(t_i), then one reverse-diffusion predictor step. With
-    g = M⁻¹M⁻ᵀ s(x, σ) and η = M⁻¹ξ:
+    Per iteration i, with g = M⁻¹M⁻ᵀ s(x, σ_i) (Eq. 11) and η = M⁻¹ξ:
 
-    * corrector: ε = 2·(snr·mean_b‖η‖ / mean_b‖g‖)² (``step_size``); x̄ = x + ε g; x = x̄ + √(2ε) η, the norms
-      averaged over the batch as released (``corrector_norm="batch"``) or taken per sample (``"sample"``: each
-      sample's own step, what the released code does at batch size 1, so that a sample does not depend on the
-      batch it is drawn in);
-    * predictor: G² = σ_j² − σ_{j−1}²; x̄ = x + M⁻¹M⁻ᵀ(G² s(x, σ(t_i))); x = x̄ + G·M⁻¹ξ.
+    * corrector: x̄ = x + ε g; x = x̄ + √(2ε) η, with ε = 2·(snr·‖η‖/‖g‖)², the norms averaged over the batch as
+      released (``corrector="batch"``), each sample's own (``"sample"``: what the released code does at batch size
+      1, so that a sample does not depend on its batch) or ε_i given (N numbers, as :mod:`pds.exact` computes them);
+    * predictor: G² = σ_j² − σ_{j−1}²; x̄ = x + M⁻¹M⁻ᵀ(G² s(x, σ_i)); x = x̄ + G·M⁻¹ξ (``predictor``: another
+      preconditioner for this noise, as :func:`pds.modern.pc_kept` takes).
 
-    The prior is x_T = σ_max·M⁻¹ξ (preconditioned too). Returns (x̄ of the last step if ``denoise``
-    else x, nfe = 2N). Random draws, in order: the prior ξ, then per iteration the corrector ξ and
-    the predictor ξ; ``generator`` may be one generator or one per sample. ``shape`` may be an initial state x_T
-    instead (then nothing is drawn for it).
-    ``corrector_steps`` (N numbers) replaces the adaptive ε (used by :mod:`pds.exact` checks).
-    ``predictor_drift`` / ``predictor_noise``: other preconditioners (or ``"identity"``) for the predictor's drift /
-    noise than the corrector's (the released sampler uses the same; :func:`pds.modern.pc_kept` does not).
-    ``callback(info)`` receives a dict with i, sigma, x, x_mean after each iteration.
+    ``skew``: the solenoidal term ω·S of Eq. 7 (:func:`pds.solenoidal.skew_term`), added to both drifts with their
+    step factor (ε·ω·S[s] beside ε·g, after ε is chosen; G²·ω·S[s] in the predictor). The prior is x_T =
+    σ_max·M⁻¹ξ; ``shape`` may be an initial state x_T instead. Random draws, in order: the prior ξ, then per
+    iteration the corrector ξ and the predictor ξ (``generator``: one, or one per sample). Returns (x̄ of the last
+    step if ``denoise`` else x, nfe = 2N). NaN/inf stops the run (checked every iteration on the CPU, every 50
+    elsewhere, so that a GPU is not synchronised per step).
     """
-    if corrector_norm not in ("batch", "sample"):
-        raise ValueError(f"corrector_norm must be 'batch' or 'sample', got {corrector_norm!r}")
-    if not (math.isfinite(snr) and snr >= 0):
-        raise ValueError(f"snr must be a finite number >= 0 (the corrector's signal-to-noise ratio), got {snr}")
-    sched = ve_schedule(sigma_min, sigma_max, num_scales, speed_up, iterations=iterations, dtype=dtype)
-    if corrector_steps is not None:
-        if len(corrector_steps) != sched.n:
-            raise ValueError(f"corrector_steps must have {sched.n} entries, got {len(corrector_steps)}")
-        if not all(math.isfinite(float(s)) and float(s) >= 0 for s in corrector_steps):
-            raise ValueError("corrector_steps must be finite numbers >= 0")
-    sol, score = _solenoidal(solenoidal, omega), checked_score(score)
     shp, x = initial_state(shape, dtype, device)
     drift, noise = operators(preconditioner, shp or tuple(x.shape))
-    p_drift = drift if predictor_drift is None else operators(_identity(predictor_drift), shp or tuple(x.shape))[0]
-    p_noise = noise if predictor_noise is None else operators(_identity(predictor_noise), shp or tuple(x.shape))[1]
+    noise_pred = noise if predictor is None else operators(predictor, shp or tuple(x.shape))[1]
+    step_size, score = _corrector_rule(corrector, snr, schedule.n), checked_score(score)
     if x is None:
-        x = noise(randn(shp, generator, dtype, device)) * sched.sigma_max
+        x = noise(randn(shp, generator, dtype, device)) * schedule.sigma_max
     shp, dev = tuple(x.shape), x.device
-    sigmas, gs, g2s = sched.host()
-    finite = FiniteCheck(check_every, dev, "the PC sampler's state")
-    x_mean = x
-    for i in tqdm(range(sched.n), disable=not progress, desc="PC sampler", leave=False):
-        sig = sigmas[i]
-        # corrector (Langevin)
-        grad = score(x, sig)
+    sigmas, gs, g2s = schedule.host()
+    finite = FiniteCheck(None, dev, "the PC sampler's state")
+    for i in tqdm(range(schedule.n), disable=None, desc="PC sampler", leave=False):
+        grad = score(x, sigmas[i])  # corrector (Langevin)
         g = drift(grad)
         eta = noise(randn(shp, generator, dtype, dev))
-        if corrector_steps is None:
-            if corrector_norm == "batch":
-                step_size = 2.0 * (snr * _norms(eta).mean() / _norms(g).mean()) ** 2
-            else:
-                step_size = (2.0 * (snr * _norms(eta) / _norms(g)) ** 2).view(-1, 1, 1, 1)
-        else:
-            step_size = torch.as_tensor(float(corrector_steps[i]), dtype=dtype, device=dev)
-        if sol is not None:
-            g = g + sol(grad)
-        x_mean = x + step_size * g
-        x = x_mean + torch.sqrt(step_size * 2.0) * eta
-        # predictor (reverse diffusion)
-        grad = score(x, sig)
-        step = p_drift(g2s[i] * grad)
-        if sol is not None:
-            step = step + g2s[i] * sol(grad)
-        eta = p_noise(randn(shp, generator, dtype, dev))
+        eps = step_size(i, g, eta)
+        if skew is not None:
+            g = g + skew(grad)
+        x_mean = x + eps * g
+        x = x_mean + torch.sqrt(eps * 2.0) * eta
+        grad = score(x, sigmas[i])  # predictor (reverse diffusion)
+        step = drift(g2s[i] * grad) if skew is None else drift(g2s[i] * grad) + g2s[i] * skew(grad)
         x_mean = x + step
-        x = x_mean + gs[i] * eta
-        finite(x, i, sig, final=i == sched.n - 1)
-        if callback is not None:
-            callback({"i": i, "sigma": sig, "x": x, "x_mean": x_mean})
-    return (x_mean if denoise else x), 2 * sched.n
+        x = x_mean + gs[i] * noise_pred(randn(shp, generator, dtype, dev))
+        finite(x, i, sigmas[i], final=i == schedule.n - 1)
+    return (x_mean if denoise else x), 2 * schedule.n
 
 
 # -- annealed Langevin dynamics (NCSN / NCSNv2) ------------------------------------------------
@@ -304,7 +273,7 @@ def _langevin_schedule(sigmas, n_steps_each, step_lr):
 @register("annealed_langevin", "langevin", per_step=1)
 @torch.no_grad()
 def annealed_langevin(score: Callable, shape, sigmas, n_steps_each, step_lr: float, *,
-                      preconditioner: Preconditioner | None = None, solenoidal=None, omega: float = 0.0,
+                      preconditioner: Preconditioner | None = None, skew: Callable | None = None,
                       denoise: bool = False, init: str = "uniform", generator: torch.Generator | None = None,
                       device=None, dtype=torch.float32, progress: bool = False,
                       callback: Callable | None = None, check_every: int | None = None):
@@ -316,12 +285,13 @@ def annealed_langevin(score: Callable, shape, sigmas, n_steps_each, step_lr: flo
     preconditioned (it is Tweedie's formula). ``init``: "uniform" (U[0, 1], NCSN/NCSNv2) or
     "gaussian" (σ_1·M⁻¹ξ); ``shape`` may be an initial state instead. Random draws, in order: the
     initial sample, then one ξ per step (``generator``: one, or one per sample). Returns (x, nfe = total steps
-    (+1 with ``denoise``)).
+    (+1 with ``denoise``)). ``skew``: the solenoidal term ω·S (:func:`pds.solenoidal.skew_term`), x ← x + α_c·(M⁻¹M⁻ᵀ
+    + ω·S) s(x, σ_c) + ….
     """
     sig, steps = _langevin_schedule(sigmas, n_steps_each, step_lr)
     if init not in ("uniform", "gaussian"):
         raise ValueError(f"init must be 'uniform' or 'gaussian', got {init!r}")
-    sol, score = _solenoidal(solenoidal, omega), checked_score(score)
+    score = checked_score(score)
     shp, x = initial_state(shape, dtype, device)
     drift, noise = operators(preconditioner, shp or tuple(x.shape))
     if x is None:
@@ -340,8 +310,8 @@ def annealed_langevin(score: Callable, shape, sigmas, n_steps_each, step_lr: flo
             eta = noise(randn(shp, generator, dtype, dev))
             grad = score(x, sigma)
             step = drift(grad)
-            if sol is not None:
-                step = step + sol(grad)
+            if skew is not None:
+                step = step + skew(grad)
             x = x + step_size * step + noise_scale * eta
             finite(x, nfe, sigma, final=nfe == total - 1)
             nfe += 1

@@ -21,7 +21,19 @@ import torch
 
 from pds.fourier import frequency_grid, mirror_frequencies
 
-__all__ = ["PaperSolenoidal", "FourierSkew", "central_difference", "MatrixSkew", "dft_matrix"]
+__all__ = ["PaperSolenoidal", "FourierSkew", "central_difference", "MatrixSkew", "dft_matrix", "skew_term"]
+
+
+def skew_term(operator, omega: float):
+    """The solenoidal term's operator v ↦ ω·S[v] (Eq. 7, Sec. 5) as the samplers take it (``skew=``): None when there
+    is no term (no operator, or ω = 0); ``operator`` any callable S on [N, C, H, W] batches."""
+    if not math.isfinite(omega):
+        raise ValueError(f"omega must be finite, got {omega}")
+    if operator is None or omega == 0:
+        return None
+    if not callable(operator):
+        raise TypeError("the solenoidal operator must be a callable S(x) on [N, C, H, W] batches")
+    return lambda v: omega * operator(v)
 
 
 def _check_batch(x: torch.Tensor) -> None:

@@ -20,6 +20,7 @@ from pds.fourier import radius_squared
 from pds.models import OFFICIAL_CONFIGS, NCSNpp, NCSNppConfig
 from pds.precondition import Preconditioner
 from pds.samplers import pc_sampler
+from pds.schedules import ve_schedule
 
 __all__ = ["median_time", "device_name", "synthetic_filters", "IterationTiming", "time_pc_iteration",
            "time_preconditioner", "fit_nlogn", "extrapolate", "build_ncsnpp"]
@@ -126,8 +127,8 @@ def time_pc_iteration(config: str, batch: int, nf: int | None = None, device="cp
     forward = median_time(lambda: net(x, sigma), repeats, warmup, device)
 
     def iteration(p):
-        return lambda: pc_sampler(net, x, cfg.sigma_min, cfg.sigma_max, cfg.num_scales, 0.1, iterations=1,
-                                  preconditioner=p, generator=gen, device=device)
+        return lambda: pc_sampler(net, x, ve_schedule(cfg.sigma_min, cfg.sigma_max, cfg.num_scales, iterations=1),
+                                  0.1, preconditioner=p, generator=gen, device=device)
 
     vanilla = median_time(iteration(None), repeats, warmup, device)
     pds = median_time(iteration(pre), repeats, warmup, device)
