@@ -397,9 +397,13 @@ def _no_value(values) -> int:
     return int((~np.isfinite(np.asarray(list(values), dtype=np.float64))).sum())
 
 
-def _worst(values, other, claim: str, other_first: bool) -> Verdict | None:
+def _worst(values, other, claim: str, nonfinite: str, other_first: bool) -> Verdict | None:
     """``nonfinite="worst"``: a run without a finite value (diverged, nothing to measure) counts as the worst; the
-    verdict is then decided without the statistics (None when every value is finite)."""
+    verdict is then decided without the statistics (None when every value is finite, or with ``"raise"``)."""
+    if nonfinite not in ("raise", "worst"):
+        raise ValueError(f"nonfinite must be 'raise' or 'worst', got {nonfinite!r}")
+    if nonfinite == "raise":
+        return None
     a, b = _no_value(values), _no_value(other)
     if not a and not b:
         return None
@@ -415,9 +419,7 @@ def matches(values, reference, claim: str, floor=None, nonfinite: str = "raise")
     2·std(reference), the std over the reference's seeds (0 with a single, exact value). ``nonfinite``: "raise" (a
     non-finite value is an error) or "worst" (it is the worst possible value: such values never match, and a
     reference with one is matched by nothing)."""
-    if nonfinite not in ("raise", "worst"):
-        raise ValueError(f"nonfinite must be 'raise' or 'worst', got {nonfinite!r}")
-    if nonfinite == "worst" and (v := _worst(values, reference, claim, other_first=False)) is not None:
+    if (v := _worst(values, reference, claim, nonfinite, other_first=False)) is not None:
         return v
     m, _, _ = spread(values)
     mr, sr, _ = spread(reference)
@@ -432,9 +434,7 @@ def beats(values, other, claim: str, floor=None, nonfinite: str = "raise") -> Ve
     of the difference of the means over seeds, √(s_a²/n_a + s_b²/n_b) (0 for single, exact values). ``nonfinite``:
     "raise", or "worst" (a non-finite value is the worst: finite values beat a side that has one, and a side with one
     beats nothing)."""
-    if nonfinite not in ("raise", "worst"):
-        raise ValueError(f"nonfinite must be 'raise' or 'worst', got {nonfinite!r}")
-    if nonfinite == "worst" and (v := _worst(values, other, claim, other_first=True)) is not None:
+    if (v := _worst(values, other, claim, nonfinite, other_first=True)) is not None:
         return v
     ma, sa, na = spread(values)
     mb, sb, nb = spread(other)
