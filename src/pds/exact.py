@@ -286,12 +286,12 @@ def ode_exact(target: StationaryGaussianScore, sampler: str, sigmas, *, precondi
         amp, prev_amp, prev_kappa = torch.ones_like(st.s), None, None
         for i in range(len(sig) - 1):
             kappa = st.s / (st.s + sig[i] ** 2)
-            r = sig[i + 1] / sig[i]
+            ratio = sig[i + 1] / sig[i]
             if prev_amp is None or sig[i + 1] == 0:
-                new = r * amp + (1 - r) * kappa * amp
+                new = ratio * amp + (1 - ratio) * kappa * amp
             else:
-                q = math.log(sig[i - 1] / sig[i]) / math.log(sig[i] / sig[i + 1])
-                new = r * amp + (1 - r) * ((1 + 1 / (2 * q)) * kappa * amp - (1 / (2 * q)) * prev_kappa * prev_amp)
+                c = 1 / (2 * math.log(sig[i - 1] / sig[i]) / math.log(sig[i] / sig[i + 1]))  # 1/(2r), r = h_{i−1}/h_i
+                new = ratio * amp + (1 - ratio) * ((1 + c) * kappa * amp - c * prev_kappa * prev_amp)
             prev_amp, prev_kappa, amp = amp, kappa, new
         return st.result(amp * delta0, amp**2 * sig[0] ** 2, len(sig) - 1)
     churn = Churn(s_churn, s_tmin, s_tmax, s_noise) if sampler == "edm_churn" else None
@@ -391,16 +391,16 @@ class DenseResult:
 
 
 def _dense_operators(target, preconditioner, solenoidal, omega):
-    """(Σ, M⁻¹M⁻ᵀ, M⁻¹, ω·S) as dense d×d matrices for a Gaussian ``target`` of d = C·H·W pixels (identities and
+    """(Σ, M⁻¹M⁻ᵀ, M⁻¹, ω·S) as dense d×d matrices for a Gaussian ``target`` of dim = C·H·W pixels (identities and
     zero where there is no preconditioner or skew term)."""
     shape = tuple(target.shape)
-    d = int(np.prod(shape))
+    dim = int(np.prod(shape))
     target_cov = np.asarray(target.cov if hasattr(target, "cov") else target.covariance(), dtype=np.float64)
     if preconditioner is None:
-        drift, noise = np.eye(d), np.eye(d)
+        drift, noise = np.eye(dim), np.eye(dim)
     else:
         drift, noise = operator_matrix(preconditioner.drift, shape), operator_matrix(preconditioner.noise, shape)
-    skew = np.zeros((d, d)) if solenoidal is None or omega == 0 else omega * operator_matrix(solenoidal, shape)
+    skew = np.zeros((dim, dim)) if solenoidal is None or omega == 0 else omega * operator_matrix(solenoidal, shape)
     return target_cov, drift, noise, skew
 
 
@@ -413,25 +413,25 @@ def pc_exact_dense(target, sigma_min: float, sigma_max: float, num_scales: int, 
     preconditioner (space filter included) and any linear skew operator ``solenoidal`` (e.g.
     :class:`pds.solenoidal.MatrixSkew`), applied as the sampler applies them: the corrector's step ε from
     expected norms (as :func:`pc_exact`), computed from the preconditioned drift before ω·S is added, and ω·S
-    scaled by ε in the corrector and by G² in the predictor. Meant for small images (d = C·H·W up to a few hundred).
+    scaled by ε in the corrector and by G² in the predictor. Meant for small images (dim = C·H·W up to a few hundred).
     """
     target_cov, drift, noise, skew = _dense_operators(target, preconditioner, solenoidal, omega)
-    d = len(target_cov)
+    dim = len(target_cov)
     mu = target.mean.reshape(-1).numpy() if isinstance(target.mean, torch.Tensor) else np.asarray(target.mean).ravel()
     noise_cov = noise @ noise.T
     sched = ve_schedule(sigma_min, sigma_max, num_scales, speed_up, iterations=iterations, dtype=torch.float64)
     sigmas, _, g2s = sched.host()
-    m, cov = np.zeros(d), sched.sigma_max**2 * noise_cov
+    m, cov = np.zeros(dim), sched.sigma_max**2 * noise_cov
     steps, noise_sq = [], float(np.trace(noise_cov))
     for i in range(sched.n):
-        prec = np.linalg.inv(target_cov + sigmas[i] ** 2 * np.eye(d))
+        prec = np.linalg.inv(target_cov + sigmas[i] ** 2 * np.eye(dim))
         dl = drift @ prec
         second = cov + np.outer(m - mu, m - mu)
         eps = 2.0 * snr**2 * noise_sq / float(np.trace(dl @ second @ dl.T))
         steps.append(eps)
-        a = np.eye(d) - eps * (drift + skew) @ prec
+        a = np.eye(dim) - eps * (drift + skew) @ prec
         m, cov = mu + a @ (m - mu), a @ cov @ a.T + 2.0 * eps * noise_cov
-        a = np.eye(d) - g2s[i] * (drift + skew) @ prec
+        a = np.eye(dim) - g2s[i] * (drift + skew) @ prec
         m, cov = mu + a @ (m - mu), a @ cov @ a.T
         if not (denoise and i == sched.n - 1):
             cov = cov + g2s[i] * noise_cov
@@ -448,16 +448,16 @@ def langevin_stationary_dense(target, step: float, *, preconditioner: Preconditi
     import scipy.linalg
 
     target_cov, drift, noise, skew = _dense_operators(target, preconditioner, solenoidal, omega)
-    d = len(target_cov)
+    dim = len(target_cov)
     j = -(drift + skew) @ np.linalg.inv(target_cov)
     rates = -np.linalg.eigvals(j).real
-    a = np.eye(d) + step * j
+    a = np.eye(dim) + step * j
     radius = float(np.max(np.abs(np.linalg.eigvals(a))))
     out = {"slowest_rate": float(rates.min()), "fastest_rate": float(rates.max()), "spectral_radius": radius,
            "w2": math.inf}
     if radius < 1:
-        p = scipy.linalg.solve_discrete_lyapunov(a, 2.0 * step * noise @ noise.T)
-        res = DenseResult(np.zeros(d), 0.5 * (p + p.T), np.zeros(d), target_cov, 0)
+        stationary = scipy.linalg.solve_discrete_lyapunov(a, 2.0 * step * noise @ noise.T)
+        res = DenseResult(np.zeros(dim), 0.5 * (stationary + stationary.T), np.zeros(dim), target_cov, 0)
         out["w2"] = res.w2
         out["w2_relative"] = res.w2_relative
     return out

@@ -132,8 +132,8 @@ def flat_equivalent(filt: torch.Tensor, alpha: float | None) -> float:
 
 def statistics_filter(images: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     """R = log(E|F[x]|² + 1) (Eq. 14) from ``n`` images chosen with ``seed`` (the paper uses 200)."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(images), generator=g)[:n]
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(images), generator=gen)[:n]
     return frequency_filter(images[idx].double())
 
 
@@ -320,10 +320,10 @@ def sample(model: SmallModel, method: Method, T: int, n: int, seed: int, batch_s
     dev = torch.device(device or "cpu")
     if isinstance(model.score, torch.nn.Module):
         model.score.to(dev)
-    g = torch.Generator(device=dev).manual_seed(seed)
+    gen = torch.Generator(device=dev).manual_seed(seed)
     out, nfe = [], 0
     for start in range(0, n, batch_size):
-        x, nfe = draw(model, pre, method, T, (min(batch_size, n - start), *model.shape), g, dev, progress=progress,
+        x, nfe = draw(model, pre, method, T, (min(batch_size, n - start), *model.shape), gen, dev, progress=progress,
                       dtype=dtype)
         out.append(crop_and_clip(x, model.pad).cpu())
     return torch.cat(out), nfe

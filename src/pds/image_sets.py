@@ -263,8 +263,8 @@ def exact_twin(model: SmallModel, images: ImageSet) -> SmallModel:
 def perfect_draws(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     """``n`` images drawn uniformly with replacement from the set: what a perfect sampler of the empirical
     distribution returns (its measures are the floor of every run at this n)."""
-    g = torch.Generator().manual_seed(int(seed))
-    return images[torch.randint(0, len(images), (int(n),), generator=g)]
+    gen = torch.Generator().manual_seed(int(seed))
+    return images[torch.randint(0, len(images), (int(n),), generator=gen)]
 
 
 def measures(row: dict) -> dict:

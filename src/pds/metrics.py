@@ -155,13 +155,13 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 2
     """Train :class:`FashionClassifier` with Adam (seeded) on images [N, 1, 28, 28] in [0, 1]."""
     from tqdm import tqdm
 
-    g = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = FashionClassifier()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n = len(images)
     for _ in range(epochs):
-        order = torch.randperm(n, generator=g)
+        order = torch.randperm(n, generator=gen)
         for i in tqdm(range(0, n, batch_size), disable=not progress, desc="classifier", leave=False):
             idx = order[i : i + batch_size]
             loss = nn.functional.cross_entropy(model(images[idx]), labels[idx])

@@ -106,19 +106,19 @@ class RadialFilter:
         full [C, H, W] or [H, W] frequency grid (corner origin), e.g. the square of the paper's R̃⁻¹."""
         p_grid = torch.as_tensor(p_grid, dtype=torch.float64)
         h, w = p_grid.shape[-2:]
-        r = radius_squared(h, w).sqrt().expand(p_grid.shape).reshape(-1)
+        radius = radius_squared(h, w).sqrt().expand(p_grid.shape).reshape(-1)
         target = torch.log((p_grid.reshape(-1) - floor).clamp_min(1e-12))
-        k_max = float(r.max())
+        k_max = float(radius.max())
         f = cls(torch.zeros(n_knots), k_max, floor)
         # θ enters linearly: least squares on the interpolation matrix, with a small penalty on second differences
         # (it decides only knots that no frequency constrains)
-        i, frac = f._weights(r, n_knots)
-        basis = torch.zeros(len(r), n_knots, dtype=torch.float64)
-        rows = torch.arange(len(r))
+        i, frac = f._weights(radius, n_knots)
+        basis = torch.zeros(len(radius), n_knots, dtype=torch.float64)
+        rows = torch.arange(len(radius))
         basis[rows, i] = 1 - frac
         basis[rows, i + 1] += frac
         d2 = torch.diff(torch.eye(n_knots, dtype=torch.float64), n=2, dim=0)  # rows [1, −2, 1]
-        gram = basis.T @ basis + 1e-6 * len(r) / n_knots * (d2.T @ d2)
+        gram = basis.T @ basis + 1e-6 * len(radius) / n_knots * (d2.T @ d2)
         f.theta = torch.linalg.solve(gram + 1e-12 * torch.eye(n_knots, dtype=torch.float64), basis.T @ target)
         return f
 
@@ -214,12 +214,12 @@ def sampler_w2(freqs: Frequencies, experiment, sampler: str, nfe: int, p: torch.
     if sampler == "edm_churn":
         if step_gains is not None:
             raise ValueError("per-iteration gains are for the PC samplers")
-        d, v, used = churn_moments(freqs, p, edm_sigmas(e.sigma_min, e.sigma_max, steps_within(sampler, nfe)))
+        delta, var, used = churn_moments(freqs, p, edm_sigmas(e.sigma_min, e.sigma_max, steps_within(sampler, nfe)))
     else:
-        d, v, used = pc_moments(freqs, p, e.sigma_min, e.sigma_max, e.levels, e.snr,
+        delta, var, used = pc_moments(freqs, p, e.sigma_min, e.sigma_max, e.levels, e.snr,
                                 min(steps_within(sampler, nfe), e.levels),
                                 predictor="kept" if sampler == "pc_kept" else "released", step_gains=step_gains)
-    return w2(freqs, d, v, relative), used
+    return w2(freqs, delta, var, relative), used
 
 
 @dataclass
@@ -258,9 +258,9 @@ class Optimum:
 
     @classmethod
     def from_dict(cls, d: dict) -> Optimum:
-        g = d.get("gains")
+        gains = d.get("gains")
         return cls(d["sampler"], d["nfe"], RadialFilter.from_dict(d["filter"]),
-                   None if g is None else torch.tensor(g, dtype=torch.float64), d["w2_start"], d["w2"],
+                   None if gains is None else torch.tensor(gains, dtype=torch.float64), d["w2_start"], d["w2"],
                    d["evaluations"], d.get("history", []), d.get("rejected", 0))
 
 
@@ -324,8 +324,8 @@ def behaviour_fingerprint() -> Fingerprint:
     """What the differentiable error computes (:mod:`pds.fingerprint`): W2 and its gradient for every sampler on a
     canonical tiny target (8², two channels, fixed images, fixed knots), in float64. Keys the store of optima so that
     a refactor keeps them and a numerical change does not."""
-    g = torch.Generator().manual_seed(0)
-    x = 0.5 * torch.rand(32, 2, 8, 8, generator=g, dtype=torch.float64) + 0.25
+    gen = torch.Generator().manual_seed(0)
+    x = 0.5 * torch.rand(32, 2, 8, 8, generator=gen, dtype=torch.float64) + 0.25
     freqs = Frequencies(StationaryGaussianScore.from_images(x))
     e = experiment("cifar10_ncsnpp")
     parts = []

@@ -421,9 +421,9 @@ class EmpiricalScore:
         code computes on a fixed tiny set — the score at three noise levels in float64 and in float32 with its
         refinement (compared to 1e-4: float32's rounding differs between machines at 1e-7 and the tiny set's
         posterior weights amplify it). A result cache keys runs with it."""
-        g = torch.Generator().manual_seed(0)
-        X0 = torch.rand(24, 1, 6, 6, generator=g, dtype=torch.float64)
-        x0 = X0[:4] + 0.05 * torch.randn(4, 1, 6, 6, generator=g, dtype=torch.float64)
+        gen = torch.Generator().manual_seed(0)
+        X0 = torch.rand(24, 1, 6, 6, generator=gen, dtype=torch.float64)
+        x0 = X0[:4] + 0.05 * torch.randn(4, 1, 6, 6, generator=gen, dtype=torch.float64)
         parts: list = ["EmpiricalScore", self.data_fingerprint(), self.k, self.tol]
         for dtype, rtol in ((torch.float64, RTOL), (torch.float32, 1e-4)):
             canon = EmpiricalScore(X0, dtype=dtype, chunk=5, k=4)
