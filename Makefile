@@ -24,7 +24,7 @@ setup: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed, found " + sys.version)'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --no-compile -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . || $(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name pds --display-name "Python (pds)" >/dev/null
 	@touch $(STAMP)
@@ -53,7 +53,7 @@ unit: $(STAMP)
 
 test: $(STAMP) data
 	$(VENV)/bin/ruff check src tests benchmarks notebooks
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 notebooks: $(STAMP) data
 	$(PY) -m pds.notebooks --profile $(PROFILE) --out $(NB_OUT)/$(PROFILE)
