@@ -264,9 +264,10 @@ def crop_and_clip(x: torch.Tensor, pad: int) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
-def _draw_registered(model: SmallModel, pre, name: str, T: int, shape, generator, device, dtype):
+def _draw_registered(model: SmallModel, pre, name: str, T: int, shape, generator, device, dtype, corrector="batch"):
     """A registered sampler (:data:`pds.samplers.SAMPLERS`) with the model's settings: the "ode" family on EDM's T
-    noise levels over the model's σ range, the "pc" family for T iterations with the experiment's snr."""
+    noise levels over the model's σ range, the "pc" family for T iterations with the experiment's snr (and the
+    corrector's step rule ``corrector``, as the released sampler)."""
     spec = sampler(name)
     if pre is not None and not spec.preconditioned:
         raise ValueError(f"{name} is deterministic: it takes no preconditioner (use edm_churn or pc_kept)")
@@ -277,7 +278,8 @@ def _draw_registered(model: SmallModel, pre, name: str, T: int, shape, generator
         return spec.fn(model.score, shape, edm_sigmas(cfg["sigma_min"], cfg["sigma_max"], T), **kw)
     if spec.family == "pc" and model.kind == "ncsnpp":
         schedule = ve_schedule(cfg["sigma_min"], cfg["sigma_max"], int(cfg["num_scales"]), iterations=T, dtype=dtype)
-        return spec.fn(model.score, shape, schedule, model.experiment.snr, denoise=model.experiment.denoise, **kw)
+        return spec.fn(model.score, shape, schedule, model.experiment.snr, denoise=model.experiment.denoise,
+                       corrector=corrector, **kw)
     raise ValueError(f"the sampler {name!r} does not apply to the {model.kind} model {model.name}: use 'released'")
 
 
@@ -289,7 +291,7 @@ def draw(model: SmallModel, pre: Preconditioner | None, method: Method, T: int, 
     iterations of the VE sampler (NFE = 2T); NCSN / NCSNv2: T Langevin steps, the full schedule when T equals its
     length, else :func:`pds.schedules.shorten_schedule` with the step expanded (``method.step``)."""
     if method.sampler != "released":
-        return _draw_registered(model, pre, method.sampler, T, shape, generator, device, dtype)
+        return _draw_registered(model, pre, method.sampler, T, shape, generator, device, dtype, corrector)
     exp, skew = model.experiment, skew_term(model.solenoidal(method), method.omega)
     if model.kind == "ncsnpp":
         cfg = model.config
