@@ -508,10 +508,8 @@ def w2_within(target: StationaryGaussianScore, settings, sampler: str, nfe: int,
     if pds and preconditioner is None:
         raise ValueError(f"{sampler} needs a preconditioner")
     pre, e, steps = preconditioner if pds else None, settings, steps_within(name, nfe)
-    if name == "pc":
+    if name in ("pc", "pc_kept"):
+        kept = dict(prior="vanilla", predictor="kept") if name == "pc_kept" else {}
         return pc_exact(target, e.sigma_min, e.sigma_max, e.levels, e.snr, iterations=min(steps, e.levels),
-                        preconditioner=pre).w2_relative
-    if name == "pc_kept":
-        return pc_exact(target, e.sigma_min, e.sigma_max, e.levels, e.snr, iterations=min(steps, e.levels),
-                        preconditioner=pre, prior="vanilla", predictor="kept").w2_relative
+                        preconditioner=pre, **kept).w2_relative
     return ode_exact(target, name, edm_sigmas(e.sigma_min, e.sigma_max, steps), preconditioner=pre).w2_relative
