@@ -83,6 +83,14 @@ def test_filter_of_the_wrong_shape_fails_at_construction_and_before_sampling():
     assert score.calls == 0
 
 
+def test_a_pc_sampler_called_the_old_way_says_how_to_pass_a_schedule():
+    from pds.modern import pc_kept
+
+    for fn in (pc_sampler, pc_kept):
+        with pytest.raises(TypeError, match=r"take a schedule, got float 0.01: pass pds.schedules.ve_schedule"):
+            fn(Counting(), (1, 1, 4, 4), 0.01, 5.0)
+
+
 def test_iterations_and_speed_up_together_are_refused():
     with pytest.raises(ValueError, match="either speed_up"):
         ve_schedule(**PC, iterations=5, speed_up=2.0)

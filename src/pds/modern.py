@@ -34,7 +34,16 @@ from dataclasses import dataclass
 import torch
 
 from pds.precondition import Preconditioner
-from pds.samplers import FiniteCheck, checked_score, initial_state, operators, pc_sampler, randn, register
+from pds.samplers import (
+    FiniteCheck,
+    check_schedule,
+    checked_score,
+    initial_state,
+    operators,
+    pc_sampler,
+    randn,
+    register,
+)
 from pds.schedules import VESchedule
 
 __all__ = ["edm_sigmas", "denoiser", "euler", "heun", "dpmpp_2m", "edm_stochastic", "pc_kept", "kept_noise_gain",
@@ -213,6 +222,7 @@ def pc_kept(score: Callable, shape, schedule: VESchedule, snr: float, *, precond
     preconditioned corrector, predictor with drift gain p and noise gain √(2p − 1) (:func:`pds.samplers.pc_sampler`
     with ``predictor=kept_noise_gain(M)``); NFE = 2N."""
     kw = dict(denoise=denoise, corrector=corrector, generator=generator, device=device, dtype=dtype)
+    schedule = check_schedule(schedule)
     if preconditioner is None:
         return pc_sampler(score, shape, schedule, snr, **kw)
     shp, x = initial_state(shape, dtype, device)

@@ -34,7 +34,7 @@ from pds.precondition import Preconditioner
 from pds.schedules import VESchedule
 
 __all__ = ["pc_sampler", "annealed_langevin", "checked_score", "initial_state", "randn", "rand", "FiniteCheck",
-           "operators", "Sampler", "SAMPLERS", "register", "sampler",
+           "operators", "check_schedule", "Sampler", "SAMPLERS", "register", "sampler",
            "steps_within"]
 
 
@@ -184,6 +184,15 @@ def _norms(v: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(v.reshape(v.shape[0], -1), dim=-1)
 
 
+def check_schedule(schedule) -> VESchedule:
+    """``schedule`` if it is a :class:`pds.schedules.VESchedule`, else a TypeError that says how to make one (the
+    samplers before issue 28 took sigma_min, sigma_max, num_scales where the schedule now goes)."""
+    if not isinstance(schedule, VESchedule):
+        raise TypeError(f"the PC samplers take a schedule, got {type(schedule).__name__} {schedule!r}: pass "
+                        "pds.schedules.ve_schedule(sigma_min, sigma_max, num_scales, iterations=T), then snr")
+    return schedule
+
+
 def _corrector_rule(corrector, snr: float, n: int) -> Callable:
     """The corrector's step ε as a function of (i, g, η): from the batch's mean norms (released), each sample's own
     norms, or given per iteration (a sequence of ``n`` numbers, e.g. :func:`pds.exact.pc_exact`'s)."""
@@ -226,7 +235,7 @@ def pc_sampler(score: Callable, shape, schedule: VESchedule, snr: float, *,
     step if ``denoise`` else x, nfe = 2N). NaN/inf stops the run (checked every iteration on the CPU, every 50
     elsewhere, so that a GPU is not synchronised per step).
     """
-    shp, x = initial_state(shape, dtype, device)
+    schedule, (shp, x) = check_schedule(schedule), initial_state(shape, dtype, device)
     drift, noise = operators(preconditioner, shp or tuple(x.shape))
     noise_pred = noise if predictor is None else operators(predictor, shp or tuple(x.shape))[1]
     step_size, score = _corrector_rule(corrector, snr, schedule.n), checked_score(score)
