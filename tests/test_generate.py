@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,13 @@ from pds.generate import load_samples, sample_seed, shard_indices
 BASE = ["sample", "--checkpoint", "ncsnpp_fashion32", "--method", "pds", "--radius", "0.2", "--lam", "1.6", "--T",
         "4", "--quiet"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (two test runs on one machine must not share torchrun's port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def shards(folder):
@@ -39,8 +47,8 @@ def agree_to_rounding(a, b) -> bool:
 def test_one_process_and_two_torchrun_processes_give_the_same_shards(tmp_path):
     args = [*BASE, "--count", "6", "--batch", "2", "--shard-size", "2"]
     assert main([*args, "--out", str(tmp_path / "one"), "--grid", str(tmp_path / "grid.png")]) == 0
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541", "-m", "pds",
-           *args, "--out", str(tmp_path / "two")]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+           "-m", "pds", *args, "--out", str(tmp_path / "two")]
     done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     one, two = shards(tmp_path / "one"), shards(tmp_path / "two")
