@@ -56,37 +56,37 @@ test: $(STAMP) data
 	$(PY) -m pytest --durations=15
 
 notebooks: $(STAMP) data
-	$(PY) -m pds.notebooks --profile $(PROFILE) --out $(NB_OUT)/$(PROFILE)
+	$(PY) -m pds.lab.notebooks --profile $(PROFILE) --out $(NB_OUT)/$(PROFILE)
 	@echo "findings written to $(NB_OUT)/$(PROFILE)/*.findings.json: 'make findings' renders them, 'make book' builds the book"
 
 # The notebooks write their findings next to their executed copies; the default profile's rendering is FINDINGS.md,
 # committed together with the JSON it was rendered from (data/findings/default/).
 findings: $(STAMP)
-	$(PY) -m pds.findings render --profile $(PROFILE) $(if $(filter default,$(PROFILE)),--commit,)
+	$(PY) -m pds.lab.findings render --profile $(PROFILE) $(if $(filter default,$(PROFILE)),--commit,)
 
 book: $(STAMP)
-	$(PY) -m pds.book --profile $(PROFILE) --src $(NB_OUT)/$(PROFILE) --out build/book
+	$(PY) -m pds.lab.book --profile $(PROFILE) --src $(NB_OUT)/$(PROFILE) --out build/book
 
 # The default profile's sample-quality runs (notebooks 05, 06, 09, 10, 11, 12) are shipped in data/results/quality/default
 # compactly (every run's numbers and image statistics, its first 32 samples; notebook 12's searches in
 # data/results/optimal/default) so that a fresh clone reads them; their
-# cache keys hold behaviour fingerprints of the code (pds.cache), so after a numerical change there the notebooks
+# cache keys hold behaviour fingerprints of the code (pds.lab.cache), so after a numerical change there the notebooks
 # recompute them (hours on a 2-core CPU; tests/test_cache.py says so first) and this target refreshes the shipped copy.
 RESULTS := data/results/quality/default
 results: $(STAMP) data
 	rm -rf $(RESULTS) runs/quality/default
 	rm -rf data/results/optimal/default runs/optimal/default
-	OMP_NUM_THREADS=1 $(PY) -m pds.notebooks --profile default 05 06 09 10 11 12
-	$(PY) -c "from pds.cache import ship_cache; print(ship_cache('runs/quality/default', '$(RESULTS)'))"
-	$(PY) -c "from pds.optimal import OptimumStore; print(OptimumStore('runs/optimal/default').ship('data/results/optimal/default'))"
+	OMP_NUM_THREADS=1 $(PY) -m pds.lab.notebooks --profile default 05 06 09 10 11 12
+	$(PY) -c "from pds.lab.cache import ship_cache; print(ship_cache('runs/quality/default', '$(RESULTS)'))"
+	$(PY) -c "from pds.exact.optimal import OptimumStore; print(OptimumStore('runs/optimal/default').ship('data/results/optimal/default'))"
 
 # Every experiment of the full profile at the official network configurations and image sizes, with random weights in
 # the official layouts (written into build/full_shapes/, never shipped), one iteration each, vanilla and PDS, and one
-# pds sample shard: the table of seconds per iteration and peak memory (python -m pds.shapes --help).
+# pds sample shard: the table of seconds per iteration and peak memory (python -m pds.lab.shapes --help).
 DEVICE ?= cpu
 BATCH ?= 1
 full-shapes: $(STAMP)
-	$(PY) -m pds.shapes --device $(DEVICE) --batch $(BATCH) --json build/full_shapes/table-$(DEVICE)-batch$(BATCH).json
+	$(PY) -m pds.lab.shapes --device $(DEVICE) --batch $(BATCH) --json build/full_shapes/table-$(DEVICE)-batch$(BATCH).json
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from pds.data import load_idx_images
+from pds.lab.data import load_idx_images
 from pds.scores import EmpiricalScore
 
 

@@ -30,13 +30,12 @@ def dump(path: str) -> None:
     """Every fingerprint kind, by name, as dicts (this process's kernels)."""
     import torch
 
-    from pds.cache import metric_fingerprint, network_fingerprint, rebuild, sampling_fingerprint
-    from pds.data import natural_image_crops
+    from pds.exact.optimal import behaviour_fingerprint, target_fingerprint
     from pds.filters import filters_fingerprint
-    from pds.optimal import behaviour_fingerprint, target_fingerprint
-    from pds.paths import DATA_DIR
+    from pds.lab.cache import metric_fingerprint, network_fingerprint, rebuild, sampling_fingerprint
+    from pds.lab.data import natural_image_crops
     from pds.scores import StationaryGaussianScore, fit_power_law, power_law_field
-    from pds.storage import read_lines
+    from pds.storage import DATA_DIR, read_lines
 
     quality, optimal = DATA_DIR / "results" / "quality" / "default", DATA_DIR / "results" / "optimal" / "default"
     picked = {}

@@ -36,7 +36,7 @@ $PY -c "import torch; print(torch.__version__, torch.cuda.get_device_name() if t
   | tee "$OUT/device.txt"
 
 # (a) the full profile's experiments at the official shapes
-step full_shapes "${LIMIT[0]}" $PY -m pds.shapes --device "$DEV" "${SHAPES[@]}" --root "$OUT/full_shapes" \
+step full_shapes "${LIMIT[0]}" $PY -m pds.lab.shapes --device "$DEV" "${SHAPES[@]}" --root "$OUT/full_shapes" \
   --json "$OUT/full_shapes_${DEV}.json"
 
 # (b) eager and compiled PC iterations
@@ -56,7 +56,7 @@ $PY - "$OUT" <<'EOF'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 try:
-    from pds.generate import load_samples
+    from pds.lab.generate import load_samples
     images, manifest = load_samples(out / "torchrun_samples")
     info = {"images": len(images), "nfe": manifest["nfe"], "checkpoint": manifest["checkpoint"], "ok": True}
 except Exception as exc:  # recorded, not fatal: the step's log says why

@@ -18,9 +18,9 @@ import argparse
 import torch
 
 from pds.filters import parametric_filter
+from pds.lab.timing import median_time
 from pds.models import OFFICIAL_CONFIGS, CondRefineNetDilated, NCSNpp, NCSNv2, NCSNv2Deeper
 from pds.precondition import Preconditioner
-from pds.timing import median_time
 
 
 def builders():

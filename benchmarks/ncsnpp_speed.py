@@ -18,9 +18,9 @@ import time
 
 import torch
 
+from pds.lab.timing import device_name, median_time, time_pc_iteration
 from pds.models import OFFICIAL_CONFIGS
 from pds.models.ncsnpp import fir_downsample, fir_downsample_reference, fir_upsample, fir_upsample_reference
-from pds.timing import device_name, median_time, time_pc_iteration
 
 CPU_WIDTH = {"cifar10": 32, "cifar10_deep": 16, "bedroom": 32, "church": 32, "ffhq_1024": 4}
 

@@ -23,11 +23,11 @@ import torch
 
 from pds.filters import parametric_filter
 from pds.fourier import radius_squared
+from pds.lab.timing import median_time
 from pds.precondition import Preconditioner
 from pds.samplers import pc_sampler
 from pds.schedules import ve_schedule
 from pds.scores import StationaryGaussianScore
-from pds.timing import median_time
 
 
 def main(argv=None):

@@ -1,7 +1,7 @@
 """`pds sample` scale-out: images per second with 1 and K processes, and the sharding overhead, in one run.
 
 * overhead: one process drawing n samples through the sharded path (per-sample generators, shard files, manifest)
-  against the same draws without shards or files (`pds.experiments.draw` with the same generators, in memory);
+  against the same draws without shards or files (`pds.lab.experiments.draw` with the same generators, in memory);
 * scaling: the same `pds sample` command with 1 process and under `torchrun --nproc_per_node=K` (CPU: gloo, one
   thread per process), images per second and their ratio.
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from pds.experiments import Method, crop_and_clip, draw
-from pds.generate import resolve_model, run_sharded, sample_seed
+from pds.lab.experiments import Method, crop_and_clip, draw
+from pds.lab.generate import resolve_model, run_sharded, sample_seed
 
 
 def main(argv=None):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pds.paths import REPO_ROOT
+from pds.storage import REPO_ROOT
 
 SRC = REPO_ROOT / "src" / "pds"
 
@@ -80,12 +80,40 @@ def test_no_import_circles():
             visit(m)
 
 
-def test_models_import_nothing_else_from_pds():
-    for name, deps in graph().items():
-        if name.startswith("pds.models"):
-            outside = {d for d in deps if not d.startswith("pds.models") and d != "pds.schedules"}
-            assert not outside, f"{name} imports {outside}"
-    code = "import sys, pds.models; assert 'pds.train' not in sys.modules and 'pds.checkpoints' not in sys.modules"
+# The layers of the package, each importing only from itself and the layers before it (the package docstring).
+LAYERS = ((), ("pds.models",), ("pds.exact",), ("pds.lab",), ("pds.cli", "pds.__main__"))
+
+
+def layer(module: str) -> int:
+    for i, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return i
+    return 0  # the method: the top-level modules
+
+
+def test_every_layer_imports_only_the_layers_before_it():
+    wrong = {name: sorted(d for d in deps if layer(d) > layer(name)) for name, deps in graph().items()}
+    assert not {k: v for k, v in wrong.items() if v}, "imports from a later layer (see pds.__init__'s layout)"
+    assert {layer(m) for m in MODULES} == set(range(len(LAYERS)))
+
+
+def test_the_method_is_small_and_needs_neither_models_nor_laboratory():
+    method = [p for name, p in MODULES.items() if layer(name) == 0 and name != "pds"]
+    lines = sum(len(p.read_text().splitlines()) for p in method)
+    assert lines < 3000, f"the top-level method is {lines} lines"
+    code = ("import sys, pds, pds.samplers, pds.scores; "
+            "assert not [m for m in sys.modules if m.startswith(('pds.models', 'pds.exact', 'pds.lab'))]")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_networks_import_nothing_else_from_pds():
+    nets = ("pds.models", "pds.models.ncsnpp", "pds.models.refinenet")
+    for name in nets:
+        outside = {d for d in graph()[name] if d not in nets and d != "pds.schedules"}
+        assert not outside, f"{name} imports {outside}"
+    code = ("import sys, pds.models; "
+            "assert not [m for m in sys.modules if m.startswith('pds.models.') and m.rpartition('.')[2] not in "
+            "('ncsnpp', 'refinenet')]")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -98,7 +126,8 @@ def test_no_function_local_imports_of_pds_hide_a_circle():
 def test_import_from_the_folder_that_holds_a_clone_named_pds(tmp_path):
     """A clone named `pds` in the working directory must not shadow the package (src layout)."""
     (tmp_path / "pds").symlink_to(REPO_ROOT, target_is_directory=True)
-    code = "import pds.data, pds.checkpoints; assert callable(pds.data.load_idx_images), pds.data.__file__"
+    code = ("import pds.lab.data, pds.models.checkpoints; "
+            "assert callable(pds.lab.data.load_idx_images), pds.lab.data.__file__")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, env=env)
 

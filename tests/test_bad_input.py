@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from pds.checkpoints import SHIPPED_DIR, load_official, load_trained, sidecar_path, write_sidecar
 from pds.cli import main
 from pds.filters import parametric_filter
 from pds.models import NCSNv2
+from pds.models.checkpoints import SHIPPED_DIR, load_official, load_trained, sidecar_path, write_sidecar
 from pds.precondition import Preconditioner
 from pds.samplers import annealed_langevin, pc_sampler
 from pds.schedules import geometric_sigmas, ve_schedule
@@ -233,7 +233,7 @@ def run_cli(args, capsys):
 
 
 def test_a_sidecar_given_as_the_checkpoint_names_the_weights_beside_it(tmp_path, capsys):
-    from pds.checkpoints import SHIPPED_DIR
+    from pds.models.checkpoints import SHIPPED_DIR
 
     code, err = run_cli(["sample", "--checkpoint", str(SHIPPED_DIR / "ncsn_fashion28.json"), "--method", "vanilla",
                          "--T", "2", "--count", "2", "--out", str(tmp_path / "out")], capsys)
@@ -261,7 +261,7 @@ def test_data_that_does_not_exist_is_named_first(command, tmp_path, capsys):
 
 
 def test_an_unknown_notebook_is_one_line_and_exit_2(capsys):
-    from pds.notebooks import main as notebooks_main
+    from pds.lab.notebooks import main as notebooks_main
 
     assert notebooks_main(["--profile", "smoke", "99"]) == 2
     err = capsys.readouterr().err
@@ -321,7 +321,7 @@ def test_a_grid_that_is_not_an_image_file_is_refused_before_sampling(grid, says,
 
 
 def test_notebooks_out_under_a_file_is_refused_before_running(tmp_path, capsys):
-    from pds.notebooks import main as notebooks_main
+    from pds.lab.notebooks import main as notebooks_main
 
     blocker = tmp_path / "a_file"
     blocker.write_text("x")

@@ -1,4 +1,4 @@
-"""pds.cache and pds.fingerprint: result keys by behaviour, not by source text.
+"""pds.lab.cache and pds.fingerprint: result keys by behaviour, not by source text.
 
 A refactor or a comment keeps every key; a numerical change of the sampler, preconditioner, network or metric changes
 it; the shipped runs are keyed by what the current code computes, and one of them, drawn again from scratch, is
@@ -19,19 +19,18 @@ import pytest
 import torch
 from test_experiments import counting_score, toy
 
-import pds.experiments as E
-from pds.cache import (
+import pds.lab.experiments as E
+from pds.fingerprint import DATA_RTOL, RTOL, Approx, Fingerprint, FingerprintTable, fingerprint
+from pds.lab.cache import (
     ResultCache,
     metric_fingerprint,
     network_fingerprint,
     sampling_fingerprint,
 )
-from pds.data import DataNotFoundError
-from pds.experiments import Method, SmallModel
-from pds.fingerprint import DATA_RTOL, RTOL, Approx, Fingerprint, FingerprintTable, fingerprint
-from pds.paths import DATA_DIR, REPO_ROOT
+from pds.lab.data import DataNotFoundError
+from pds.lab.experiments import Method, SmallModel
 from pds.samplers import SAMPLERS
-from pds.storage import read_lines
+from pds.storage import DATA_DIR, REPO_ROOT, read_lines
 
 SHIPPED = DATA_DIR / "results" / "quality" / "default"
 OPTIMAL = DATA_DIR / "results" / "optimal" / "default"
@@ -44,8 +43,8 @@ def shipped_rows() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def classifier_fd():
-    from pds.data import load_idx_images
-    from pds.metrics import ClassifierFD, load_classifier
+    from pds.lab.data import load_idx_images
+    from pds.lab.metrics import ClassifierFD, load_classifier
 
     try:
         test = load_idx_images("fashion-mnist", "test")
@@ -94,7 +93,7 @@ def test_the_cache_finds_a_run_whose_fingerprint_id_came_out_otherwise(tmp_path,
     """As on a machine whose float kernels round otherwise: one number of the network fingerprint lies at a rounding
     boundary of its id and moves across it by 4e-10 (within its tolerance, 1e-9): the key changes, the run is served
     from the cache all the same; moved by 1e-6 it is another network, and the run is drawn."""
-    import pds.cache as C
+    import pds.lab.cache as C
 
     model, (score_fn, calls) = toy("ncsnpp"), counting_score()
     real = C.network_fingerprint
@@ -180,7 +179,7 @@ def test_the_network_fingerprint_sees_a_changed_weight_not_a_copy():
 
 
 def test_the_metric_fingerprint_sees_its_weights_and_reference():
-    from pds.metrics import ClassifierFD, FashionClassifier
+    from pds.lab.metrics import ClassifierFD, FashionClassifier
 
     torch.manual_seed(0)
     net = FashionClassifier()
@@ -207,8 +206,8 @@ def test_n_steps_each_is_none_for_ncsnpp_and_a_clear_error_without_steps():
 
 EVERY_RUN_SCRIPT = """
 import json, sys
-from pds.cache import ResultCache, rebuild, run_key
-from pds.paths import DATA_DIR
+from pds.lab.cache import ResultCache, rebuild, run_key
+from pds.storage import DATA_DIR
 from pds.storage import read_lines
 work, shipped = sys.argv[1], DATA_DIR / "results" / "quality" / "default"
 cache, models, metrics = ResultCache(work + "/cache", shipped=shipped), {}, {}
@@ -228,7 +227,7 @@ def test_every_shipped_run_is_found_even_with_a_comment_appended_to_the_sampler_
     """A change that alters what a shipped run would compute orphans it: this test says so (then `make results`
     redraws them) instead of letting the notebooks recompute for hours; a change that does not (the issue's
     criterion, literally: samplers.py ends in a comment) orphans none. In a copy of the package so changed, every row
-    is rebuilt from what it records (pds.cache.rebuild: the models trained here, the exact image-set targets, their
+    is rebuilt from what it records (pds.lab.cache.rebuild: the models trained here, the exact image-set targets, their
     metrics and filter files) and looked up as the notebooks look it up (its key, or its fingerprints within
     tolerance)."""
     assert SHIPPED.joinpath("results.jsonl").is_file()
@@ -255,7 +254,7 @@ def test_shipped_runs_recomputed_under_another_kernel_set_are_within_tolerance(c
     """Two shipped runs drawn again from scratch in a process whose float kernels round otherwise (ATen's scalar
     kernels, oneDNN's AVX2, OpenBLAS's Haswell ones): the released PC sampler with notebook 12's optimised filter
     (its file rebuilt from the stored optimum) on the NCSN++ trained here (256 samples, T = 10) and PDS (R + A from a
-    filter file estimated at run time) on the exact score of the LFW faces (500 samples). `python -m pds.cache
+    filter file estimated at run time) on the exact score of the LFW faces (500 samples). `python -m pds.lab.cache
     verify` finds them by their fingerprints and their samples, values and
     statistics within the float32 tolerances; it says whether they also came out bit for bit."""
     (trained,) = [r for r in shipped_rows() if r["name"] == "ncsnpp_fashion32" and r["method"]["sampler"] == "released"
@@ -263,7 +262,7 @@ def test_shipped_runs_recomputed_under_another_kernel_set_are_within_tolerance(c
     (faces,) = [r for r in shipped_rows() if r["name"] == "exact:lfw-faces-25" and r["method"]["space"]
                 and r["T"] == 20 and r["seed"] == 0]
     env = {**os.environ, **OTHER_KERNELS, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-m", "pds.cache", "verify", trained["key"], faces["key"]],
+    out = subprocess.run([sys.executable, "-m", "pds.lab.cache", "verify", trained["key"], faces["key"]],
                          capture_output=True, text=True, env=env)
     print(out.stdout[-3000:], out.stderr[-3000:])
     assert out.returncode == 0, out.stderr[-2000:]

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from pds.cli import main as cli_main
-from pds.data import (
+from pds.filters import estimate_filters, frequency_filter, load_filters, space_filter
+from pds.lab.data import (
     DEBIAN_FASHION_MNIST,
     DataNotFoundError,
     aligned_faces,
@@ -24,7 +25,6 @@ from pds.data import (
     natural_image_crops,
     read_idx,
 )
-from pds.filters import estimate_filters, frequency_filter, load_filters, space_filter
 
 HAVE_FASHION = (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists()
 

@@ -1,4 +1,4 @@
-"""pds.experiments: iteration counts, cropping, seeding, vanilla identity, and the result cache."""
+"""pds.lab.experiments: iteration counts, cropping, seeding, vanilla identity, and the result cache."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from pds.cache import ResultCache
-from pds.experiments import Method, SmallModel, sample
-from pds.metrics import MetricResult
+from pds.lab.cache import ResultCache
+from pds.lab.experiments import Method, SmallModel, sample
+from pds.lab.metrics import MetricResult
 
 
 def gaussian_score(x, sigma):  # data N(0.5, 0.2²) per pixel, blurred by σ (the samplers pass σ as a float)
@@ -113,8 +113,8 @@ def test_cache_key_changes_with_the_weights(tmp_path):
 
 
 def test_verdicts_matches_and_beats():
-    from pds.experiments import beats, matches, spread
-    from pds.notebooks import check_verdict
+    from pds.lab.experiments import beats, matches, spread
+    from pds.lab.notebooks import check_verdict
 
     assert spread([1.0, 3.0]) == (2.0, pytest.approx(2**0.5), 2) and spread([5.0]) == (5.0, 0.0, 1)
     full = [100.0, 110.0, 90.0]  # mean 100, std 10: bound 120
@@ -133,7 +133,7 @@ def test_verdicts_matches_and_beats():
 
 
 def test_grid_verdicts_read_fig6_sentences_off_the_grid():
-    from pds.experiments import grid_verdicts
+    from pds.lab.experiments import grid_verdicts
 
     r, lam = (0.05, 0.2, 0.5), (0.5, 1.0, 2.0)
     vanilla = [100.0, 102.0, 98.0]  # mean 100, std 2: good below 96, like vanilla within 96 … 104
@@ -170,8 +170,8 @@ def test_shipped_cache_is_read_before_anything_is_drawn(tmp_path):
 
 
 def test_flat_control_has_the_filters_mean_drift_gain_and_the_step_option():
-    from pds.experiments import flat_equivalent
     from pds.filters import parametric_filter
+    from pds.lab.experiments import flat_equivalent
     from pds.precondition import Preconditioner
 
     f = parametric_filter(28, 0.2 * 28, 1.6)
@@ -212,8 +212,8 @@ def test_a_diverging_run_is_cached_as_such(tmp_path):
 
 
 def test_ship_cache_keeps_rows_statistics_and_the_first_samples(tmp_path):
-    from pds.cache import ship_cache
-    from pds.metrics import image_statistics
+    from pds.lab.cache import ship_cache
+    from pds.lab.metrics import image_statistics
 
     model = toy("ncsnpp")
     score_fn, calls = counting_score()
@@ -230,7 +230,7 @@ def test_ship_cache_keeps_rows_statistics_and_the_first_samples(tmp_path):
 
 
 def test_table1_stand_in_picks_alpha_on_the_first_seed_and_states_the_three_claims(tmp_path):
-    from pds.experiments import matches, spread, table1_stand_in
+    from pds.lab.experiments import matches, spread, table1_stand_in
 
     model = toy("ncsnpp")
     score_fn, calls = counting_score()
@@ -257,8 +257,8 @@ def test_table1_stand_in_picks_alpha_on_the_first_seed_and_states_the_three_clai
 
 
 def test_parametric_grid_runs_every_cell_and_r_half_is_vanilla(tmp_path):
-    from pds.experiments import parametric_grid
-    from pds.metrics import image_statistics
+    from pds.lab.experiments import parametric_grid
+    from pds.lab.metrics import image_statistics
 
     model = toy("ncsnpp")
     score_fn, calls = counting_score()
@@ -279,7 +279,7 @@ def test_plot_fig6_grid_draws_both_heatmaps():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pds.notebooks import plot_fig6_grid
+    from pds.lab.notebooks import plot_fig6_grid
 
     fd = np.array([[80.0, 300.0], [120.0, 100.0]])
     fig = plot_fig6_grid(fd, np.ones_like(fd), (0.1, 0.5), (0.7, 1.6), [100.0, 104.0], 2.0, "FD at T=50")
@@ -291,7 +291,7 @@ def test_plot_fig6_grid_draws_both_heatmaps():
 
 
 def test_verdicts_can_count_a_run_without_value_as_the_worst():
-    from pds.experiments import beats, matches
+    from pds.lab.experiments import beats, matches
 
     inf, nan = float("inf"), float("nan")
     with pytest.raises(ValueError, match="finite"):
@@ -306,7 +306,7 @@ def test_verdicts_can_count_a_run_without_value_as_the_worst():
 
 
 def test_ship_cache_merges_into_what_is_shipped_and_caps_the_bytes(tmp_path):
-    from pds.cache import ship_cache
+    from pds.lab.cache import ship_cache
 
     model = toy("ncsnpp")
     score_fn, calls = counting_score()

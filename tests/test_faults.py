@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from pds.cli import main
-from pds.generate import load_samples
+from pds.lab.generate import load_samples
 from pds.storage import DiskFull, RunLock
 
 SAMPLE = ["sample", "--checkpoint", "ncsn_fashion28", "--method", "vanilla", "--T", "3", "--count", "8",
@@ -79,7 +79,7 @@ def full_disk_after(calls: int, real, file_arg: int = 0):
 
 
 def test_a_full_disk_while_writing_a_shard_is_one_line_and_the_rerun_completes(tmp_path, capsys, monkeypatch, clean):
-    import pds.generate as G
+    import pds.lab.generate as G
 
     out = tmp_path / "run"
     monkeypatch.setattr(G.np, "savez", full_disk_after(1, np.savez))
@@ -97,10 +97,10 @@ def test_a_full_disk_while_writing_a_shard_is_one_line_and_the_rerun_completes(t
 def test_a_full_disk_in_the_result_cache_and_in_a_training_checkpoint(tmp_path, capsys, monkeypatch):
     from test_experiments import counting_score, toy
 
-    import pds.cache as C
-    import pds.checkpoints as K
-    from pds.cache import ResultCache
-    from pds.experiments import Method
+    import pds.lab.cache as C
+    import pds.models.checkpoints as K
+    from pds.lab.cache import ResultCache
+    from pds.lab.experiments import Method
 
     cache = ResultCache(tmp_path / "cache")
     model, (score_fn, _) = toy("ncsn"), counting_score()
@@ -223,8 +223,8 @@ def test_a_sigkill_in_the_middle_of_a_cache_row(tmp_path):
 import os, sys, time, pathlib
 sys.path.insert(0, {str(os.path.dirname(__file__))!r})
 import pds.storage as S
-from pds.cache import ResultCache
-from pds.experiments import Method
+from pds.lab.cache import ResultCache
+from pds.lab.experiments import Method
 from test_experiments import counting_score, toy
 real = os.write
 def write(fd, data):
@@ -247,7 +247,7 @@ print(" ".join(r["key"] for r in rows))
     assert len(lines) == 2 and not lines[1].endswith("}")  # one whole row and half of the next
     done = subprocess.run([sys.executable, "-c", script, "rerun"], capture_output=True, text=True, check=True)
     keys = done.stdout.split()
-    from pds.cache import ResultCache
+    from pds.lab.cache import ResultCache
 
     rows = ResultCache(root).rows()
     assert sorted(r["key"] for r in rows) == sorted(keys) and len(set(keys)) == 3  # every run once, none cut

@@ -1,4 +1,5 @@
-"""pds.findings: notebooks write their findings as data; FINDINGS.md is rendered from it, never typed; the README and
+"""pds.lab.findings: notebooks write their findings as data; FINDINGS.md is rendered from it, never typed; the README
+and
 the notebooks' markdown carry no number that a notebook computes."""
 
 from __future__ import annotations
@@ -8,10 +9,10 @@ import re
 
 import pytest
 
-from pds.experiments import Verdict, beats, matches
-from pds.findings import COMMITTED_DIR, Findings, fmt, load, render, untraced_numbers
-from pds.notebooks import list_notebooks
-from pds.paths import REPO_ROOT
+from pds.lab.experiments import Verdict, beats, matches
+from pds.lab.findings import COMMITTED_DIR, Findings, fmt, load, render, untraced_numbers
+from pds.lab.notebooks import list_notebooks
+from pds.storage import REPO_ROOT
 
 NAME = "06_ncsnpp_table1_fig6"
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from pds.cache import SAMPLE_FRACTION, SAMPLE_LEVELS
 from pds.cli import main
-from pds.generate import load_samples, sample_seed, shard_indices
+from pds.lab.cache import SAMPLE_FRACTION, SAMPLE_LEVELS
+from pds.lab.generate import load_samples, sample_seed, shard_indices
 
 BASE = ["sample", "--checkpoint", "ncsnpp_fashion32", "--method", "pds", "--radius", "0.2", "--lam", "1.6", "--T",
         "4", "--quiet"]
@@ -39,7 +39,7 @@ def test_sample_seeds_and_shards():
 
 
 def agree_to_rounding(a, b) -> bool:
-    """The promise of pds sample: the same images to float rounding (pds.cache's tolerances for a recomputation)."""
+    """The promise of pds sample: the same images to float rounding (pds.lab.cache's tolerances for a recomputation)."""
     diff = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16))
     return a.shape == b.shape and diff.max() <= SAMPLE_LEVELS and (diff > 0).mean() <= SAMPLE_FRACTION
 
@@ -96,6 +96,9 @@ def test_a_killed_run_completes_on_rerun_with_nothing_lost_or_duplicated(tmp_pat
         (["--method", "vanilla", "--checkpoint", "no_such_model"], "unknown checkpoint 'no_such_model'"),
         (["--method", "vanilla", "--config", "imagenet"], "unknown experiment 'imagenet'"),
         (["--method", "pds", "--radius", "0.2", "--lam", "-1"], "lam must be a finite number > 0"),
+        (["--method", "pds", "--radius", "0.2", "--lam", "1.6", "--sampler", "heun"], "heun is deterministic"),
+        (["--method", "vanilla", "--checkpoint", "ncsn_fashion28", "--sampler", "pc_kept"],
+         "pc_kept is a VE predictor-corrector sampler for NCSN++"),
     ],
 )
 def test_sample_refuses_bad_arguments(args, match, tmp_path, capsys):
@@ -111,6 +114,26 @@ def test_sample_refuses_bad_arguments(args, match, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and match in err and "Traceback" not in err, err
     assert not (tmp_path / "o").exists()  # nothing written, not even the run's settings
+
+
+@pytest.mark.parametrize("name, method", [("heun", []), ("edm_churn", ["--radius", "0.2", "--lam", "1.6"])])
+def test_sample_draws_with_a_registered_sampler_as_the_library_does(name, method, tmp_path):
+    """``--sampler`` takes any sampler of pds.samplers.SAMPLERS that applies to the model; the shards equal
+    pds.lab.experiments.draw with that Method, sample by sample (per-sample seeds)."""
+    from pds.lab.experiments import Method, SmallModel, crop_and_clip, draw
+
+    out = tmp_path / name
+    args = ["sample", "--checkpoint", "ncsnpp_fashion32", "--method", "pds" if method else "vanilla", *method,
+            "--sampler", name, "--T", "3", "--count", "2", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    got, meta = load_samples(out)
+    model = SmallModel("ncsnpp_fashion32")
+    m = Method("parametric", r=0.2, lam=1.6, sampler=name) if method else Method(sampler=name)
+    gens = [torch.Generator().manual_seed(sample_seed(0, i)) for i in range(2)]
+    x, nfe = draw(model, model.preconditioner(m), m, 3, (2, *model.shape), gens, "cpu", corrector="sample")
+    assert nfe == meta["nfe"] == 5  # Heun's 2 evaluations per step, the last step Euler's one: 2T - 1
+    want = (crop_and_clip(x, model.pad) * 255).round()
+    assert (got.double() * 255 - want.double()).abs().max() <= 1
 
 
 def test_a_folder_refuses_another_run_and_fid_errors_are_clear(tmp_path, capsys, monkeypatch):
@@ -130,9 +153,9 @@ def test_a_folder_refuses_another_run_and_fid_errors_are_clear(tmp_path, capsys,
 
 
 def test_sample_takes_an_optimised_filter_as_given(tmp_path, capsys):
-    """A filter from pds.optimal is used as given (``--alpha none``): R = p^(-1/2), no released normalisation."""
+    """A filter from pds.exact.optimal is used as given (``--alpha none``): R = p^(-1/2), no released normalisation."""
+    from pds.exact.optimal import RadialFilter
     from pds.filters import save_filters
-    from pds.optimal import RadialFilter
 
     filt = RadialFilter(torch.linspace(0.5, -0.3, 6, dtype=torch.float64), 22.7)
     path = save_filters(tmp_path / "opt.npz", filt.frequency_filter((1, 32, 32)), source="test")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tarfile
 
-from pds.paths import REPO_ROOT
+from pds.storage import REPO_ROOT
 
 
 def test_the_gpu_session_script_runs_every_step_dry(tmp_path):

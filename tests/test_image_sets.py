@@ -1,4 +1,4 @@
-"""pds.image_sets: sampler-only measures on exact image-set targets, and models built on the exact score."""
+"""pds.lab.image_sets: sampler-only measures on exact image-set targets, and models built on the exact score."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from pds.configs import experiment
-from pds.image_sets import ImageSet, LandingMetric, exact_model, exact_twin, hit_statistics, image_set
+from pds.lab.image_sets import ImageSet, LandingMetric, exact_model, exact_twin, hit_statistics, image_set
+from pds.models.configs import experiment
 
 
 def test_hit_statistics_against_uniform():
@@ -51,8 +51,8 @@ def test_landing_metric_tells_landed_from_strayed_samples():
 
 
 def test_exact_model_runs_the_samplers_and_the_cache(tmp_path):
-    from pds.cache import ResultCache
-    from pds.experiments import Method
+    from pds.lab.cache import ResultCache
+    from pds.lab.experiments import Method
 
     g = torch.Generator().manual_seed(1)
     X = torch.rand(12, 1, 8, 8, generator=g)
@@ -76,7 +76,7 @@ def test_exact_model_runs_the_samplers_and_the_cache(tmp_path):
 
 
 def test_exact_twin_copies_the_trained_models_settings():
-    from pds.experiments import SmallModel
+    from pds.lab.experiments import SmallModel
 
     trained = SmallModel("ncsnpp_fashion32")
     X = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
@@ -100,7 +100,7 @@ def test_image_set_recipes_rebuild_the_notebooks_sets():
 
 
 def test_covers_reads_the_floor_of_uniform_draws():
-    from pds.image_sets import covers
+    from pds.lab.image_sets import covers
 
     def row(indices):
         return {"extra": {"hits": hit_statistics(indices, 20)}}

@@ -5,9 +5,9 @@ import pytest
 import scipy.linalg
 import torch
 
-from pds.data import DEBIAN_FASHION_MNIST, load_idx_images, load_idx_labels
 from pds.exact import pc_exact
-from pds.metrics import (
+from pds.lab.data import DEBIAN_FASHION_MNIST, load_idx_images, load_idx_labels
+from pds.lab.metrics import (
     FashionClassifier,
     InceptionWeightsMissing,
     classifier_accuracy,
@@ -17,8 +17,8 @@ from pds.metrics import (
     frechet_distance,
     train_classifier,
 )
-from pds.paths import REPO_ROOT
 from pds.scores import StationaryGaussianScore
+from pds.storage import REPO_ROOT
 
 HAVE_FASHION = (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists()
 SHIPPED = REPO_ROOT / "data" / "checkpoints" / "fashion_classifier.pt"

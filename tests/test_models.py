@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pds.checkpoints import find_checkpoint, load_official
 from pds.models import OFFICIAL_CONFIGS, CondRefineNetDilated, LevelScore, NCSNpp, NCSNv2, NCSNv2Deeper
+from pds.models.checkpoints import find_checkpoint, load_official
 
 # $PDS_GOLDEN, or shared/ beside the checkout (developers and CI) or inside it
 _ROOT = Path(__file__).resolve().parents[1]

@@ -89,8 +89,8 @@ def test_kept_noise_gain_is_sqrt_of_2p_minus_1_and_refuses_small_gains():
 
 
 def test_w2_within_a_budget_is_the_exact_samplers():
-    from pds.configs import experiment
     from pds.exact import SAMPLERS_BY_NFE, w2_within
+    from pds.models.configs import experiment
     from pds.scores import StationaryGaussianScore
 
     g = torch.Generator().manual_seed(3)

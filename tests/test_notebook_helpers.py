@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pds.notebooks import check, choose, figure_dir, list_notebooks, save_figure
+from pds.lab.notebooks import check, choose, figure_dir, list_notebooks, save_figure
 
 
 def test_choose():
@@ -45,7 +45,7 @@ def test_list_notebooks_unknown_name():
 
 
 def test_smoke_never_writes_the_shipped_figures(monkeypatch):
-    from pds.paths import BUILD_DIR, FIGURES_DIR
+    from pds.storage import BUILD_DIR, FIGURES_DIR
 
     monkeypatch.delenv("PDS_FIGURE_DIR", raising=False)
     assert figure_dir("smoke") == BUILD_DIR / "notebooks" / "smoke" / "figures"
@@ -57,7 +57,7 @@ def test_smoke_never_writes_the_shipped_figures(monkeypatch):
 
 
 def test_check_choices_lists_the_valid_names():
-    from pds.notebooks import check_choices
+    from pds.lab.notebooks import check_choices
 
     assert check_choices("models_to_run", ["ncsn"], ["ncsn", "ncsnpp"]) == ["ncsn"]
     assert check_choices("models_to_run", "ncsnpp", ["ncsn", "ncsnpp"]) == ["ncsnpp"]

@@ -12,8 +12,8 @@ import json
 
 import pytest
 
-from pds.notebooks import kernel_name, list_notebooks
-from pds.paths import BUILD_DIR, FIGURES_DIR
+from pds.lab.notebooks import kernel_name, list_notebooks
+from pds.storage import BUILD_DIR, FIGURES_DIR
 
 NOTEBOOKS = list_notebooks()
 OUT = BUILD_DIR / "notebooks" / "smoke"
@@ -59,8 +59,8 @@ def test_smoke_findings_and_the_smoke_book(tmp_path):
     """After the smoke runs above (pytest keeps this file's order): every notebook wrote its findings, their rendering
     holds no number that is not theirs, and the book built from the executed copies has a page per notebook, every
     image of every page exists and no relative link is broken (what `PROFILE=smoke make book` builds)."""
-    from pds.book import build, check_site
-    from pds.findings import load, render, untraced_numbers
+    from pds.lab.book import build, check_site
+    from pds.lab.findings import load, render, untraced_numbers
 
     missing = [p.name for p in NOTEBOOKS if not (OUT / p.name).is_file()]
     assert not missing, f"not executed: {missing} (run the whole file: pytest tests/test_notebooks.py)"

@@ -1,4 +1,4 @@
-"""pds.optimal: the differentiable exact error equals pds.exact, its gradients equal finite differences, and the
+"""pds.exact.optimal: the differentiable exact error equals pds.exact, its gradients equal finite differences, and the
 search lowers W2 (issue 24 item 1)."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pds.configs import experiment
 from pds.exact import ode_exact, pc_exact
+from pds.exact.optimal import Frequencies, RadialFilter, optimise, sampler_w2
+from pds.models.configs import experiment
 from pds.modern import edm_sigmas
-from pds.optimal import Frequencies, RadialFilter, optimise, sampler_w2
 from pds.precondition import Preconditioner
 from pds.scores import StationaryGaussianScore
 
@@ -133,8 +133,8 @@ def test_optimise_lowers_w2_and_refuses_wrong_input():
 
 
 def test_store_keeps_optima_and_runs_only_what_is_missing(tmp_path):
+    from pds.exact.optimal import OptimumStore, target_fingerprint
     from pds.filters import load_filters
-    from pds.optimal import OptimumStore, target_fingerprint
 
     target = gaussian(size=6)
     freqs = Frequencies(target)

@@ -11,8 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pds.filters import parametric_filter
-from pds.precondition import Preconditioner, is_hermitian_symmetric, normalise_filter
-from pds.theory import operator_matrix
+from pds.precondition import Preconditioner, is_hermitian_symmetric, normalise_filter, operator_matrix
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -31,7 +31,7 @@ PC = dict(sigma_min=0.01, sigma_max=5.0, num_scales=60, snr=0.16)
 
 def run_pc(score, shape, sigma_min, sigma_max, num_scales, snr, *, iterations=None, speed_up=None,
            dtype=torch.float32, **kw):
-    """pc_sampler on the ve_schedule of these settings, in the sampler's dtype (as pds.experiments builds it)."""
+    """pc_sampler on the ve_schedule of these settings, in the sampler's dtype (as pds.lab.experiments builds it)."""
     schedule = ve_schedule(sigma_min, sigma_max, num_scales, speed_up, iterations=iterations, dtype=dtype)
     return pc_sampler(score, shape, schedule, snr, dtype=dtype, **kw)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from pds.exact.theory import random_spd
 from pds.scores import GaussianScore, StationaryGaussianScore
-from pds.theory import random_spd
 
 
 def _stationary(c=2, h=5, w=6, seed=0):

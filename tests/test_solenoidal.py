@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pds.precondition import operator_matrix
 from pds.solenoidal import FourierSkew, MatrixSkew, PaperSolenoidal, central_difference, dft_matrix
-from pds.theory import operator_matrix
 
 
 @pytest.mark.parametrize("shape", [(1, 4, 4), (2, 5, 3), (1, 6, 7)])

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 
 def test_median_time_counts_calls():
-    from pds.timing import median_time
+    from pds.lab.timing import median_time
 
     calls = []
     t = median_time(lambda: calls.append(1), repeats=3, warmup=2)

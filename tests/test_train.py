@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pds.checkpoints import load_official
 from pds.models import CondRefineNetDilated, NCSNpp, NCSNv2
-from pds.train import TrainConfig, dsm_loss, train
+from pds.models.checkpoints import load_official
+from pds.models.train import TrainConfig, dsm_loss, train
 
 TINY_PP = dict(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), image_size=8, channels=1,
                num_scales=10, sigma_min=0.01, sigma_max=1.0)
@@ -103,8 +103,8 @@ def test_cli_train_and_resume(tmp_path):
 def test_cli_export_keeps_ema_weights_only(kind, tmp_path):
     """`pds train` + `pds export`: the small file holds the EMA weights, loads through load_trained,
     and gives the same scores as the EMA applied by hand to the training checkpoint."""
-    from pds.checkpoints import build_network, load_trained, sidecar_path
     from pds.cli import main
+    from pds.models.checkpoints import build_network, load_trained, sidecar_path
 
     run, small = tmp_path / "run.pth", tmp_path / "small.pth"
     extra = ["--ch-mult", "1", "2", "--levels", "10"] if kind == "ncsnpp" else ["--levels", "4"]
@@ -145,7 +145,7 @@ def test_cli_train_refuses_a_different_network_in_the_same_run(tmp_path):
 
 
 def test_load_trained_without_settings_names_the_missing_file(tmp_path):
-    from pds.checkpoints import load_trained
+    from pds.models.checkpoints import load_trained
 
     (tmp_path / "x.pth").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="x.json"):
@@ -155,7 +155,7 @@ def test_load_trained_without_settings_names_the_missing_file(tmp_path):
 def test_ema_warm_up_forgets_the_initial_weights():
     """score_sde's rate min(decay, (1+n)/(10+n)): with fixed parameters p and shadow s0, after n updates
     s = p + (s0 − p)·∏ rate_k; without the warm-up the share of s0 would be decay^n (37 % at n = 1000)."""
-    from pds.train import EMA
+    from pds.models.train import EMA
 
     net = torch.nn.Linear(3, 2)
     ema = EMA(net, 0.999)
@@ -208,7 +208,7 @@ def test_a_resumed_run_never_logs_a_step_twice(tmp_path):
 
 
 def test_a_failed_first_attempt_leaves_nothing_that_refuses_the_corrected_command(tmp_path, monkeypatch):
-    import pds.train
+    import pds.models.train
     from pds.cli import main
 
     out = tmp_path / "m.pth"
@@ -216,7 +216,7 @@ def test_a_failed_first_attempt_leaves_nothing_that_refuses_the_corrected_comman
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory (simulated)")
 
-    monkeypatch.setattr(pds.train, "dsm_loss", broken)
+    monkeypatch.setattr(pds.models.train, "dsm_loss", broken)
     with pytest.raises(RuntimeError, match="simulated"):
         main([*RUN, "--steps", "2", "--out", str(out)])
     assert not out.exists() and not out.with_suffix(".json").exists()
@@ -242,7 +242,7 @@ def test_sigterm_saves_says_how_to_resume_and_exits_without_a_traceback(tmp_path
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err and "Resume with the same command" in err and "--steps 100000" in err
-    from pds.checkpoints import read_sidecar
+    from pds.models.checkpoints import read_sidecar
 
     step = read_sidecar(out)["step"]
     assert 1 <= step < 100000 and _log_steps(out.with_suffix(".log.jsonl")) == list(range(step))
@@ -258,7 +258,7 @@ def test_shipped_checkpoints_load_match_their_sidecars_and_fit_the_size_budget()
     the 20 MB budget issue 12 set for all of them together."""
     import shlex
 
-    from pds.checkpoints import SHIPPED_DIR, load_trained, read_sidecar
+    from pds.models.checkpoints import SHIPPED_DIR, load_trained, read_sidecar
 
     sidecars = sorted(SHIPPED_DIR.glob("*.json"))
     assert len(sidecars) >= 4, f"expected the shipped models in {SHIPPED_DIR}, found {[p.name for p in sidecars]}"

@@ -7,7 +7,7 @@ recipes it now records (``source``, ``metric_source``, ``filter_source``), and c
 keyed by before: the image set's SHA-256 (the old ``weights`` of an exact model), the filter file's SHA-256, every
 setting of the description. The rows then get the description and key the current code computes; the samples file is
 renamed. Optima: each old target digest is matched to the target notebook 12 builds. Writes rekey-2026-12-02.json
-(old key -> new key and the checks). Proof that the rebuilt runs are the drawn ones: `python -m pds.cache verify`
+(old key -> new key and the checks). Proof that the rebuilt runs are the drawn ones: `python -m pds.lab.cache verify`
 draws a few again (README in this folder).
 """
 
@@ -23,17 +23,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pds.cache import ResultCache, rebuild, run_key, write_rows
-from pds.checkpoints import file_sha256
-from pds.configs import experiment, stand_in_for
-from pds.data import natural_image_crops
-from pds.experiments import SmallModel
+from pds.lab.cache import ResultCache, rebuild, run_key, write_rows
+from pds.models.checkpoints import file_sha256
+from pds.models.configs import experiment, stand_in_for
+from pds.lab.data import natural_image_crops
+from pds.lab.experiments import SmallModel
 from pds.filters import load_filters, save_filters
 from pds.fingerprint import FingerprintTable
-from pds.image_sets import image_set
-from pds.metrics import TEST_SET
-from pds.optimal import OptimumStore, target_fingerprint
-from pds.paths import DATA_DIR
+from pds.lab.image_sets import image_set
+from pds.lab.metrics import TEST_SET
+from pds.exact.optimal import OptimumStore, target_fingerprint
+from pds.storage import DATA_DIR
 from pds.scores import EmpiricalScore, StationaryGaussianScore, fit_power_law, power_law_field
 
 QUALITY, OPTIMAL = DATA_DIR / "results" / "quality" / "default", DATA_DIR / "results" / "optimal" / "default"
@@ -76,7 +76,7 @@ def old_file_sha(path, label: str) -> str:
         meta = {"source": "the 100 LFW faces of scikit-image", "n": 100, "variant": "released"}
     else:
         name, nfe = label.split(" from ")[1].split(".npz")[0].split("-pc-")
-        meta = {"source": f"pds.optimal: PC, {nfe} NFE, Gaussian of the {name} target's images",
+        meta = {"source": f"pds.exact.optimal: PC, {nfe} NFE, Gaussian of the {name} target's images",
                 "variant": "optimised (alpha=None)"}
     out = Path(tempfile.mkdtemp()) / "old.npz"
     return file_sha256(save_filters(out, f.freq, f.space, **meta))

@@ -1,17 +1,30 @@
 """pds: Preconditioned Diffusion Sampling (Ma, Zhang, Zhu, Feng, ECCV 2022) as a model-agnostic library.
 
-Modules follow the paper:
+The layout shows the architecture. Each layer imports only from the layers above it in this list (a test,
+``tests/test_architecture.py``, checks it):
 
-* :mod:`pds.precondition` — the operator M of Eq. 10 and the maps M⁻¹ξ, M⁻¹M⁻ᵀd of Eq. 11 / Alg. 1;
-* :mod:`pds.filters` — statistics filters R (Eq. 14) and A (Eq. 13 / released), parametric (r, λ);
-* :mod:`pds.solenoidal` — skew-symmetric operators S for the solenoidal term;
-* :mod:`pds.samplers` — the VE predictor-corrector sampler and annealed Langevin dynamics with PDS (Alg. 1);
-* :mod:`pds.theory`, :mod:`pds.exact` — Theorems 1-2 checked numerically; exact sampler outputs on Gaussians;
-* :mod:`pds.schedules`, :mod:`pds.fourier` — noise schedules and the FFT layout, each defined once;
-* :mod:`pds.models`, :mod:`pds.checkpoints` — the official networks, and every fact about their files;
-* :mod:`pds.configs` — the paper's experiment settings, one table;
-* :mod:`pds.train`, :mod:`pds.data`, :mod:`pds.metrics`, :mod:`pds.experiments` — models trained here and their
-  evaluation; :mod:`pds.notebooks` — running the notebooks in the smoke / default / full profiles.
+* **the method** — the top-level modules, about 2k lines, all a user of PDS needs with their own score model:
+
+  * :mod:`pds.precondition` — the operator M of Eq. 10 and the maps M⁻¹ξ, M⁻¹M⁻ᵀd of Eq. 11 / Alg. 1;
+  * :mod:`pds.filters` — statistics filters R (Eq. 14) and A (Eq. 13 / released), parametric (r, λ), filter files;
+  * :mod:`pds.samplers` — the VE predictor-corrector sampler (Alg. 1), annealed Langevin, the sampler registry;
+  * :mod:`pds.modern` — Euler, Heun, DPM-Solver++(2M) and EDM's churn on the probability-flow ODE, with PDS;
+  * :mod:`pds.solenoidal` — skew-symmetric operators S for the solenoidal term (Eq. 7);
+  * :mod:`pds.scores` — closed-form scores: a stationary Gaussian, the exact score of a finite image set;
+  * :mod:`pds.schedules`, :mod:`pds.fourier` — noise schedules and the FFT layout, each defined once;
+  * :mod:`pds.fingerprint`, :mod:`pds.storage` — two utilities the method's files use: comparing numbers across
+    CPUs within measured tolerances, and where files live and how they are written without losing finished work;
+
+* :mod:`pds.models` — the official networks (NCSN, NCSNv2, NCSN++), :mod:`~pds.models.checkpoints` (every fact
+  about their files), :mod:`~pds.models.official` (random-weight files in the official layouts),
+  :mod:`~pds.models.train` (the small models trained here), :mod:`~pds.models.configs` (the paper's experiment
+  settings, one table);
+* :mod:`pds.exact` — what can be computed exactly: the samplers' output distributions on Gaussian targets (one
+  recursion per sampler family), :mod:`~pds.exact.optimal` (the filter that minimises it) and
+  :mod:`~pds.exact.theory` (Theorems 1-2 checked numerically);
+* :mod:`pds.lab` — the laboratory around the method: data sets, metrics, experiments, the result cache, findings,
+  notebooks in three profiles, the book, timing and the full-profile shape runs;
+* :mod:`pds.cli` — the ``pds`` command.
 
 Glossary: one meaning per short name throughout the package (formulas in docstrings follow the paper).
 

@@ -8,6 +8,7 @@ Every command checks its arguments before it reads data or writes a file; a bad 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import shlex
@@ -17,15 +18,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pds.checkpoints import export_checkpoint, network_spec
-from pds.data import dataset_batches, load_idx_images, load_idx_labels
-from pds.experiments import Method
 from pds.filters import estimate_filters, save_filters
-from pds.generate import load_samples, resolve_model, run_sharded, save_grid, score_run
-from pds.metrics import classifier_accuracy, train_classifier
+from pds.lab.data import dataset_batches, load_idx_images, load_idx_labels
+from pds.lab.experiments import Method
+from pds.lab.generate import load_samples, resolve_model, run_sharded, save_grid, score_run
+from pds.lab.metrics import classifier_accuracy, train_classifier
+from pds.models.checkpoints import export_checkpoint, network_spec
+from pds.models.train import TrainConfig, TrainingInterrupted, check_same_run, train_run
+from pds.samplers import SAMPLERS, sampler
 from pds.schedules import ncsnv2_ladder, ncsnv2_step_lr
 from pds.storage import DiskFull, RunLocked, check_output
-from pds.train import TrainConfig, TrainingInterrupted, check_same_run, train_run
 
 __doc_sample__ = """Draw --count samples of a checkpoint with --method vanilla or pds in --T iterations into --out as
 shards (per-sample seeds: the images depend on --batch and on the number of processes only through float rounding,
@@ -172,6 +174,17 @@ def _alpha(text: str):
 
 def _method(args) -> Method:
     """The sampling method of ``pds sample`` from its flags, refusing combinations that do not make sense."""
+    method = _filter_method(args)
+    if args.sampler == "released":
+        return method
+    if method.filter is not None and not sampler(args.sampler).preconditioned:
+        with_pds = ", ".join(n for n, s in SAMPLERS.items() if s.preconditioned and s.family != "langevin")
+        raise ValueError(f"--sampler {args.sampler} is deterministic: it takes no preconditioner; use --method "
+                         f"vanilla, or a sampler with PDS: {with_pds}")
+    return dataclasses.replace(method, sampler=args.sampler)
+
+
+def _filter_method(args) -> Method:
     given = {"--filters": args.filters, "--radius": args.radius, "--lam": args.lam}
     if args.method == "vanilla":
         extra = [k for k, v in given.items() if v is not None]
@@ -205,6 +218,9 @@ def _sample(args) -> int:
             raise ValueError(f"--grid {args.grid}: name an image file ending in .png or .jpg (got "
                              f"{args.grid.suffix or 'no extension'})")
     model = resolve_model(args.checkpoint, args.config)
+    if args.sampler != "released" and sampler(args.sampler).family == "pc" and model.kind != "ncsnpp":
+        raise ValueError(f"--sampler {args.sampler} is a VE predictor-corrector sampler for NCSN++; {model.name} is "
+                         f"{model.kind}: use --sampler released (annealed Langevin) or an ODE sampler")
     summary = run_sharded(model, method, args.T, args.count, args.seed, args.out, batch=args.batch,
                           shard_size=args.shard_size, device=args.device, progress=not args.quiet)
     if summary["rank"] == 0:
@@ -282,15 +298,22 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--checkpoint", required=True,
                     help="a .pth path, a model shipped here (e.g. ncsnpp_fashion32) or an official folder name "
                          "under $PDS_CHECKPOINTS (e.g. ncsnpp_cifar10)")
-    sa.add_argument("--config", default=None, help="the paper experiment whose sampler settings to use (pds.configs)")
+    sa.add_argument("--config", default=None,
+                    help="the paper experiment whose sampler settings to use (pds.models.configs)")
     sa.add_argument("--method", choices=("vanilla", "pds"), required=True)
+    sa.add_argument("--sampler", choices=("released", *(n for n, s in SAMPLERS.items() if s.family != "langevin")),
+                    default="released",
+                    help="released: the paper's sampler of the model (VE predictor-corrector for NCSN++, annealed "
+                         "Langevin for NCSN / NCSNv2); or a sampler of pds.samplers.SAMPLERS (ODE samplers: T steps "
+                         "on EDM's noise levels)")
     sa.add_argument("--filters", default=None, help="statistics filters (.npz from `pds filters estimate`)")
     sa.add_argument("--space", action="store_true", help="with --filters: also the space filter A (Fig. 1)")
     sa.add_argument("--radius", type=float, default=None, help="parametric filter radius r, in units of H")
     sa.add_argument("--lam", type=float, default=None, help="parametric filter value λ")
     sa.add_argument("--centre", choices=("paper", "dc"), default="paper", help="reading of the parametric filter")
     sa.add_argument("--alpha", type=_alpha, default=None,
-                    help="released normalisation α > 1, or 'none': the filter as given (a filter from pds.optimal); "
+                    help="released normalisation α > 1, or 'none': the filter as given "
+                         "(a filter from pds.exact.optimal); "
                          "default: 5 with --filters, none for the parametric filter")
     sa.add_argument("--T", type=int, required=True, help="iterations (PC iterations for NCSN++, Langevin steps else)")
     sa.add_argument("--count", type=int, required=True, help="number of samples (not --n: torchrun would take it)")

@@ -21,6 +21,7 @@ from pds.fourier import centred, power_spectrum, radius_squared
 
 __all__ = [
     "filters_fingerprint",
+    "synthetic_filters",
     "parametric_filter",
     "frequency_filter",
     "space_filter",
@@ -243,3 +244,14 @@ def filters_fingerprint(path) -> Fingerprint:
     filters = load_filters(path)
     return fingerprint("filters", *[Approx(f, DATA_RTOL) if f is not None else "none"
                                     for f in (filters.freq, filters.space)])
+
+
+def synthetic_filters(channels: int, size: int, space: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A frequency filter shaped like Eq. 14 on a 1/f² spectrum, and optionally a positive space filter: the
+    shapes of the paper's filters (timing depends on nothing else)."""
+    power = (size * size) ** 2 / (1.0 + radius_squared(size, size))
+    freq = torch.log1p(power).expand(channels, size, size).clone()
+    a = None
+    if space:
+        a = 0.5 + torch.rand(channels, size, size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return freq, a

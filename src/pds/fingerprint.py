@@ -1,6 +1,7 @@
 """Fingerprints: what a piece of code computes, or what a computed array holds, compared within a tolerance.
 
-A result store (:mod:`pds.cache`, :class:`pds.optimal.OptimumStore`) must find a finished run again on any machine.
+A result store (:mod:`pds.lab.cache`, :class:`pds.exact.optimal.OptimumStore`) must find a finished run again on any
+machine.
 Its key cannot hash raw float bytes: float kernels differ between CPUs (AVX-512 with or without FP16/BF16, AVX2, the
 scalar fallback), so the last bits of a float32 FFT or convolution, and of a float64 BLAS sum, are not the same
 everywhere. Nor can it hash rounded values: however coarse the rounding, a value that falls near a rounding boundary
@@ -17,7 +18,8 @@ A :class:`Fingerprint` has
 Two fingerprints :meth:`~Fingerprint.same` are the same behaviour when their exact parts are equal and every number
 agrees within its group's tolerance: ``RTOL`` (1e-9) for float64 computations, ``DATA_RTOL`` (1e-6) for arrays
 computed in float32 or from float32 data (a filter estimated from float32 images, an image set), and 1e-4 for the
-Gaussian targets of :mod:`pds.optimal` (a least-squares fit leaves one of their parameters loose). Measured between two
+Gaussian targets of :mod:`pds.exact.optimal` (a least-squares fit leaves one of their parameters loose). Measured
+between two
 kernel sets on one machine (``benchmarks/fingerprint_kernels.py``: AVX-512 against ATen's scalar kernels, oneDNN's
 AVX2 and OpenBLAS's Haswell ones): float64 fingerprints moved by at most 4.2e-15 (relative), the filter estimated at
 run time by 1.5e-16 (on another CPU the issue that asked for this saw 1e-8), the 1024² power-law target by 4.6e-7 —

@@ -34,6 +34,7 @@ get the larger gain. With ``alpha=None`` the filters are used as given.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -43,6 +44,7 @@ from pds.fourier import mirror_frequencies
 
 __all__ = [
     "Preconditioner",
+    "operator_matrix",
     "normalise_filter",
     "is_hermitian_symmetric",
     "as_filter_tensor",
@@ -315,3 +317,17 @@ class Preconditioner:
             f"Preconditioner(freq={shape(self.freq)}, space={shape(self.space)}, "
             f"alpha={self.alpha}, fft={'real' if self.use_rfft else 'complex'})"
         )
+
+
+def operator_matrix(op: Callable[[torch.Tensor], torch.Tensor], shape, dtype=torch.float64) -> np.ndarray:
+    """The d×d matrix of a linear operator on images of ``shape`` = (C, H, W), d = C·H·W.
+
+    Column j is ``op(e_j)`` flattened (row-major), computed in one batch of d basis images.
+    """
+    c, h, w = (int(s) for s in shape)
+    d = c * h * w
+    basis = torch.eye(d, dtype=dtype).reshape(d, c, h, w)
+    out = op(basis)
+    if out.is_complex():
+        raise TypeError("operator returned complex values; expected a real operator")
+    return out.reshape(d, d).T.detach().cpu().numpy().astype(np.float64)

@@ -22,7 +22,7 @@ import torch
 from pds.filters import streamed_mean
 from pds.fingerprint import DATA_RTOL, RTOL, Approx, Fingerprint, fingerprint
 from pds.fourier import mirror_frequencies, power_spectrum, radius_squared
-from pds.theory import operator_matrix
+from pds.precondition import operator_matrix
 
 __all__ = ["GaussianScore", "StationaryGaussianScore", "EmpiricalScore", "check_sigma", "fit_power_law",
            "power_law_field"]

@@ -1,4 +1,8 @@
-"""Writing results so that nothing finished is lost and nothing partial is read.
+"""Where the repository keeps things, and writing there so that nothing finished is lost and nothing partial is read.
+
+* ``REPO_ROOT``, ``DATA_DIR``, ... — every path the package uses: the package lives in ``src/pds`` of the
+  repository; the shipped artefacts (filters, checkpoints, runs) are in ``data/``, notebooks write ``figures/`` and
+  keep finished runs under ``runs/`` (git-ignored), builds go to ``build/``.
 
 * :func:`atomic_write` — write through a temporary file in the same folder and rename it into place, so a reader
   sees the old file or the new one, never half of one (a kill at any moment leaves at most a ``*.tmp*`` file, which
@@ -23,8 +27,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["DiskFull", "check_output", "atomic_write", "append_text", "append_line", "read_lines", "RunLock",
+__all__ = ["REPO_ROOT", "DATA_DIR", "FIGURES_DIR", "RUNS_DIR", "BUILD_DIR", "NOTEBOOK_DIR",
+           "DiskFull", "check_output", "atomic_write", "append_text", "append_line", "read_lines", "RunLock",
            "RunLocked", "free_bytes"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA_DIR = REPO_ROOT / "data"
+FIGURES_DIR = REPO_ROOT / "figures"
+RUNS_DIR = REPO_ROOT / "runs"
+BUILD_DIR = REPO_ROOT / "build"
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
 

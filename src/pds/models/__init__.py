@@ -9,8 +9,11 @@ random-weight checkpoints, see ``tests/test_models.py``):
 
 Adapters to ``score(x, sigma)`` (σ per sample): :class:`LevelScore` for the level-indexed NCSN / NCSNv2
 networks, :class:`DiffusersScore` for a diffusers ``UNet2DModel`` (the hub's google/ncsnpp-* layout).
-Reading and writing checkpoint files is :mod:`pds.checkpoints`' job; this package imports nothing from the
-rest of ``pds`` except the leaf :mod:`pds.schedules` (the σ ladder of NCSN++'s buffer).
+The networks (this module, :mod:`~pds.models.ncsnpp`, :mod:`~pds.models.refinenet`) import nothing from the rest
+of ``pds`` except the leaf :mod:`pds.schedules` (the σ ladder of NCSN++'s buffer). Around them, in this package:
+:mod:`~pds.models.checkpoints` (reading and writing checkpoint files: every fact about them),
+:mod:`~pds.models.official` (random-weight files in the official layouts), :mod:`~pds.models.train` (the small
+models trained here) and :mod:`~pds.models.configs` (the paper's experiment settings, one table).
 """
 
 from __future__ import annotations

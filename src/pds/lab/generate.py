@@ -7,7 +7,7 @@ own generator, seeded with (seed, i), and the predictor-corrector sampler takes 
 (the released sampler at batch size 1), so a sample depends on the batch and on the process that draws it only
 through float rounding (the thread count and the batch change the order of a convolution's sums): one process and K
 processes, or another ``--batch``, give the same uint8 images but for a pixel here and there one level away
-(``pds.cache.SAMPLE_LEVELS`` / ``SAMPLE_FRACTION``). A rerun skips the shards that exist, so a killed run loses at
+(``pds.lab.cache.SAMPLE_LEVELS`` / ``SAMPLE_FRACTION``). A rerun skips the shards that exist, so a killed run loses at
 most the shards in flight.
 
 Scale-out: under ``torchrun`` (``WORLD_SIZE`` > 1) rank r draws the shards k ≡ r (mod WORLD_SIZE), on
@@ -31,13 +31,12 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from pds.checkpoints import SHIPPED_DIR, find_checkpoint, shipped_models, sidecar_path
-from pds.configs import experiment as experiment_named
-from pds.data import load_idx_images, load_image_folder
-from pds.experiments import Method, SmallModel, crop_and_clip, draw
-from pds.metrics import fid_statistics, frechet_distance, gaussian_statistics, load_classifier
-from pds.paths import RUNS_DIR
-from pds.storage import RunLock, atomic_write
+from pds.lab.data import load_idx_images, load_image_folder
+from pds.lab.experiments import Method, SmallModel, crop_and_clip, draw
+from pds.lab.metrics import fid_statistics, frechet_distance, gaussian_statistics, load_classifier
+from pds.models.checkpoints import SHIPPED_DIR, find_checkpoint, shipped_models, sidecar_path
+from pds.models.configs import experiment as experiment_named
+from pds.storage import RUNS_DIR, RunLock, atomic_write
 
 __all__ = ["resolve_model", "sample_seed", "shard_indices", "run_sharded", "load_samples", "save_grid",
            "dist_context"]
@@ -49,7 +48,7 @@ def resolve_model(checkpoint: str, config: str | None = None) -> SmallModel:
     """A checkpoint given as a path (a file trained here, with its sidecar, or an official file), the name of a
     model shipped here (``data/checkpoints/<name>.pth``) or the folder name of an official one under
     ``$PDS_CHECKPOINTS`` (``find_checkpoint``). ``config`` names the paper experiment whose sampler settings to
-    use (:mod:`pds.configs`; default: inferred)."""
+    use (:mod:`pds.models.configs`; default: inferred)."""
     exp = None if config is None else experiment_named(config)
     path = Path(checkpoint)
     if path.exists():

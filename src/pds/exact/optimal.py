@@ -41,11 +41,11 @@ from pathlib import Path
 
 import torch
 
-from pds.configs import experiment
 from pds.exact import ode_recursion, pc_recursion
 from pds.filters import save_filters
 from pds.fingerprint import Approx, Fingerprint, FingerprintTable, fingerprint, ids_in
 from pds.fourier import merge_frequencies, radius_squared
+from pds.models.configs import experiment
 from pds.modern import EDM_CHURN, Churn, edm_sigmas
 from pds.precondition import Preconditioner
 from pds.samplers import steps_within
@@ -207,7 +207,7 @@ def churn_moments(freqs: Frequencies, p: torch.Tensor, sigmas, churn: Churn = ED
 def sampler_w2(freqs: Frequencies, experiment, sampler: str, nfe: int, p: torch.Tensor,
                step_gains: torch.Tensor | None = None, relative: bool = True):
     """(W2, nfe) of ``sampler`` ("pc", "pc_kept", "edm_churn") within ``nfe`` evaluations, with the settings of
-    ``experiment`` (:mod:`pds.configs`: σ range, scales, snr), drift gain ``p`` per entry of ``freqs``."""
+    ``experiment`` (:mod:`pds.models.configs`: σ range, scales, snr), drift gain ``p`` per entry of ``freqs``."""
     e = experiment
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
@@ -412,14 +412,15 @@ class OptimumStore:
 
     def save_filter(self, which, shape, path) -> Path:
         """The frequency filter of a stored optimum (``which``: its key or its description) at ``shape`` [C, H, W],
-        saved to ``path`` with the recipe that rebuilds it (``pds.cache`` records it with every run that uses it)."""
+        saved to ``path`` with the recipe that rebuilds it (``pds.lab.cache`` records it with every run that uses
+        it)."""
         row = self._rows.get(which) if isinstance(which, str) else self.find(which)
         if row is None:
             raise KeyError(f"no stored optimum {which if isinstance(which, str) else self.key(which)}")
         opt = Optimum.from_dict(row["optimum"])
         shape = [int(s) for s in shape]
         return save_filters(path, opt.filter.frequency_filter(tuple(shape)),
-                            source=f"pds.optimal: {opt.sampler}, {opt.nfe} NFE, optimum {row['key']}",
+                            source=f"pds.exact.optimal: {opt.sampler}, {opt.nfe} NFE, optimum {row['key']}",
                             variant="optimised (alpha=None)",
                             recipe=json.dumps({"optimum": row["key"], "shape": shape}, sort_keys=True))
 

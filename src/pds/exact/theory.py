@@ -23,8 +23,9 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from pds.precondition import operator_matrix
+
 __all__ = [
-    "operator_matrix",
     "random_spd",
     "random_invertible",
     "random_skew",
@@ -44,22 +45,6 @@ __all__ = [
     "total_variation",
     "tv_noise_floor",
 ]
-
-
-# --------------------------------------------------------------------------------------------
-# dense matrices of linear operators
-def operator_matrix(op: Callable[[torch.Tensor], torch.Tensor], shape, dtype=torch.float64) -> np.ndarray:
-    """The d×d matrix of a linear operator on images of ``shape`` = (C, H, W), d = C·H·W.
-
-    Column j is ``op(e_j)`` flattened (row-major), computed in one batch of d basis images.
-    """
-    c, h, w = (int(s) for s in shape)
-    d = c * h * w
-    basis = torch.eye(d, dtype=dtype).reshape(d, c, h, w)
-    out = op(basis)
-    if out.is_complex():
-        raise TypeError("operator returned complex values; expected a real operator")
-    return out.reshape(d, d).T.detach().cpu().numpy().astype(np.float64)
 
 
 def random_spd(d: int, rng: np.random.Generator, cond: float = 10.0) -> np.ndarray:

@@ -6,7 +6,7 @@ cell tagged ``parameters`` that sets ``profile``; papermill injects the chosen o
 
 Command line (what ``make notebooks`` and the notebook tests call)::
 
-    python -m pds.notebooks --profile default --out build/notebooks/default [NAME ...]
+    python -m pds.lab.notebooks --profile default --out build/notebooks/default [NAME ...]
 
 Executed copies go to ``--out`` (git-ignored); the runner shows, per notebook, a bar of executed cells with
 the elapsed time. Where figures go is decided by the notebook itself from its ``profile`` (:func:`save_figure`),
@@ -23,9 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from pds.experiments import spread
-from pds.paths import BUILD_DIR, FIGURES_DIR, NOTEBOOK_DIR, REPO_ROOT
-from pds.storage import check_output
+from pds.lab.experiments import spread
+from pds.storage import BUILD_DIR, FIGURES_DIR, NOTEBOOK_DIR, REPO_ROOT, check_output
 
 __all__ = ["PROFILES", "choose", "check", "check_choices", "check_verdict", "figure_dir", "save_figure",
            "list_notebooks", "run_notebook", "REPO_ROOT"]
@@ -102,7 +101,7 @@ def check(name: str, value: float, bound: float, kind: str = "<=", enforce: bool
 
 
 def check_verdict(verdict, expected: bool = True):
-    """Print a :class:`pds.experiments.Verdict` and raise if it is not the finding the notebook states
+    """Print a :class:`pds.lab.experiments.Verdict` and raise if it is not the finding the notebook states
     (``expected``): a notebook fails when a finding it prints no longer holds."""
     ok = verdict.holds == expected
     print(f"{'PASS' if ok else 'FAIL'}  {verdict}")
@@ -182,7 +181,7 @@ def run_notebook(path: Path, profile: str, out_dir: Path, timeout: int | None = 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pds.notebooks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pds.lab.notebooks", description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="notebooks to run (default: all, in order)")
     parser.add_argument("--profile", default="default", choices=PROFILES)
     parser.add_argument("--out", default=None, help="folder for executed copies")
@@ -193,7 +192,7 @@ def main(argv=None) -> int:
         books = list_notebooks(args.names)
         check_output(out, "--out", folder=True)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"python -m pds.notebooks: error: {exc}", file=sys.stderr)
+        print(f"python -m pds.lab.notebooks: error: {exc}", file=sys.stderr)
         return 2
     start_all = time.perf_counter()
     for k, book in enumerate(books, start=1):

@@ -40,9 +40,8 @@ from pds.models import (
     NCSNv2,
     NCSNv2Deeper,
 )
-from pds.paths import DATA_DIR
 from pds.schedules import check_sigma_range, geometric_sigmas
-from pds.storage import atomic_write
+from pds.storage import DATA_DIR, atomic_write
 
 __all__ = [
     "ARCHITECTURES",

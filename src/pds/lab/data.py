@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pds.paths import DATA_DIR
+from pds.storage import DATA_DIR
 
 __all__ = [
     "NATURAL_PHOTOS",

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pds.data import load_idx_images
 from pds.fingerprint import DATA_RTOL, Approx, Fingerprint, fingerprint
-from pds.paths import DATA_DIR
+from pds.lab.data import load_idx_images
+from pds.storage import DATA_DIR
 
 __all__ = [
     "fashion_test_fd",
@@ -210,7 +210,7 @@ class ClassifierFD:
         self.model = model.eval()
         self.reference_name = reference_name
         self.mu, self.sigma = gaussian_statistics(self.features(reference))
-        self.recipe = None  # how to build this metric again (fashion_test_fd sets it), for pds.cache.rebuild
+        self.recipe = None  # how to build this metric again (fashion_test_fd sets it), for pds.lab.cache.rebuild
         self._reference = fingerprint("reference images", Approx(reference.detach(), DATA_RTOL))
         self._shape = list(reference.shape[1:])
         self._fingerprint = None

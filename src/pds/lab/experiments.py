@@ -1,9 +1,9 @@
 """Sample-quality experiments on the small models trained here (Fashion-MNIST stand-ins for the paper's
 NCSN on MNIST, Fig. 3, and NCSN++ on CIFAR-10, Table 1): vanilla versus PDS at given iteration
-counts, scored by the classifier-feature FD of :mod:`pds.metrics`.
+counts, scored by the classifier-feature FD of :mod:`pds.lab.metrics`.
 
 A run is described by a :class:`Method` (vanilla, or PDS with a parametric or statistics filter), an
-iteration count T, a number of samples and a seed. :class:`pds.cache.ResultCache` keeps every finished run (numbers
+iteration count T, a number of samples and a seed. :class:`pds.lab.cache.ResultCache` keeps every finished run (numbers
 as JSON lines, samples as ``.npz``) keyed by its normalised description and behaviour fingerprints of the code it
 runs, so an interrupted sweep loses nothing it finished, and a rerun with the same settings reads instead of
 recomputing.
@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pds.checkpoints import file_sha256, load_official, load_trained
-from pds.configs import EXPERIMENTS, Experiment, stand_in_for
-from pds.configs import experiment as experiment_named
-from pds.data import load_idx_images
 from pds.filters import frequency_filter, load_filters, parametric_filter
+from pds.lab.data import load_idx_images
+from pds.models.checkpoints import file_sha256, load_official, load_trained
+from pds.models.configs import EXPERIMENTS, Experiment, stand_in_for
+from pds.models.configs import experiment as experiment_named
 from pds.modern import edm_sigmas
 from pds.precondition import Preconditioner
 from pds.samplers import annealed_langevin, pc_sampler, sampler
@@ -152,15 +152,15 @@ def _experiment_of(arch: str, info: dict) -> Experiment:
 
 
 class SmallModel:
-    """A score model trained here, with its sampler: :func:`pds.checkpoints.load_trained` plus the data
+    """A score model trained here, with its sampler: :func:`pds.models.checkpoints.load_trained` plus the data
     the statistics filter is estimated from (the training images, padded like the model's input)."""
 
     def __init__(self, name: str, score=None, config=None, train_images: torch.Tensor | None = None,
                  experiment: Experiment | None = None):
-        """``score`` and ``config`` default to :func:`pds.checkpoints.load_trained` of ``name``; a config needs
+        """``score`` and ``config`` default to :func:`pds.models.checkpoints.load_trained` of ``name``; a config needs
         ``kind``, ``net`` (``image_size``, ``channels``), the noise levels and optionally ``data.pad``. The
         sampler settings are those of ``experiment``, by default the paper experiment the model stands in for
-        (:mod:`pds.configs`); a sidecar's ``sampler`` entry overrides the Langevin step."""
+        (:mod:`pds.models.configs`); a sidecar's ``sampler`` entry overrides the Langevin step."""
         if score is None:
             score, config = load_trained(name)
         self.name, self.score, self.config = name, score, config
@@ -176,8 +176,8 @@ class SmallModel:
     @classmethod
     def official(cls, path, experiment: Experiment | str | None = None, config=None,
                  image_size: int | None = None) -> SmallModel:
-        """An official checkpoint (:func:`pds.checkpoints.load_official`) with the sampler settings of its paper
-        experiment: given (a :class:`pds.configs.Experiment` or its name), or found from the file (the NCSN++
+        """An official checkpoint (:func:`pds.models.checkpoints.load_official`) with the sampler settings of its paper
+        experiment: given (a :class:`pds.models.configs.Experiment` or its name), or found from the file (the NCSN++
         configuration it matches; NCSN v1: MNIST; NCSNv2: the experiment with as many noise levels). ``config``:
         an NCSN++ network configuration that is not an official one; ``image_size``: the size to sample at (default:
         NCSN++'s own, else the experiment's)."""
@@ -333,7 +333,7 @@ def sample(model: SmallModel, method: Method, T: int, n: int, seed: int, batch_s
 
 def run_seeds(cache, model: SmallModel, method: Method, T: int, n: int, seeds, score_fn,
               batch_size: int = 500, device=None) -> list[dict]:
-    """The rows of one setting over several seeds (each read from ``cache``, a :class:`pds.cache.ResultCache`, or
+    """The rows of one setting over several seeds (each read from ``cache``, a :class:`pds.lab.cache.ResultCache`, or
     computed and stored there)."""
     return [cache.run(model, method, T, n, s, score_fn, batch_size=batch_size, device=device) for s in seeds]
 
@@ -499,7 +499,7 @@ def parametric_grid(cache, model: SmallModel, T: int, n: int, seed: int, r_value
                     device=None) -> tuple[np.ndarray, np.ndarray]:
     """Fig. 6's grid: the parametric filter (literal reading) at every (r, λ), one run of n samples with ``seed`` at
     T iterations each (through ``cache``). Returns two arrays of shape (len(r_values), len(lam_values)): the FD and
-    the samples' contrast (mean per-image pixel standard deviation, :func:`pds.metrics.image_statistics`), the
+    the samples' contrast (mean per-image pixel standard deviation, :func:`pds.lab.metrics.image_statistics`), the
     inputs of :func:`grid_verdicts`."""
     fd = np.zeros((len(r_values), len(lam_values)))
     contrast = np.zeros_like(fd)

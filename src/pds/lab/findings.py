@@ -13,7 +13,7 @@ every record the notebook's findings are written, atomically, to ``<build>/noteb
 (``$PDS_FINDINGS_DIR`` overrides the folder): the claim, the verdict, whether the notebook asserts it, and the numbers
 behind it (means, spreads and counts over seeds, bounds, n, seeds, floor), each as a number.
 
-``python -m pds.findings render --profile default`` (``make findings``) turns the profile's JSON files into one
+``python -m pds.lab.findings render --profile default`` (``make findings``) turns the profile's JSON files into one
 Markdown document — a section per notebook, a table per claim — and, for the default profile, copies the JSON files
 next to the committed ``FINDINGS.md`` (``data/findings/default/``) so that anyone can check it: every number in the
 document is one of the JSON's numbers formatted by :func:`fmt` or appears in one of its strings
@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pds.experiments import Verdict, spread
-from pds.notebooks import check as check_number
-from pds.notebooks import check_verdict
-from pds.paths import BUILD_DIR, DATA_DIR, NOTEBOOK_DIR, REPO_ROOT
+from pds.lab.experiments import Verdict, spread
+from pds.lab.notebooks import check as check_number
+from pds.lab.notebooks import check_verdict
+from pds.storage import BUILD_DIR, DATA_DIR, NOTEBOOK_DIR, REPO_ROOT
 
 __all__ = ["Findings", "findings_dir", "load", "render", "fmt", "untraced_numbers", "FINDINGS_ENV", "COMMITTED_DIR"]
 
@@ -140,7 +140,7 @@ class Findings:
         self._write()
 
     def check(self, name: str, value: float, bound: float, kind: str = "<=", enforce: bool = True) -> float:
-        """:func:`pds.notebooks.check` (print the number and its tolerance, raise when outside unless ``enforce`` is
+        """:func:`pds.lab.notebooks.check` (print the number and its tolerance, raise when outside unless ``enforce`` is
         False), recorded."""
         value = float(value)
         ok = value <= bound if kind == "<=" else value >= bound
@@ -174,7 +174,7 @@ class Findings:
 
     def _record_verdict(self, verdict: Verdict, key, expected, asserted: bool, label) -> None:
         if not isinstance(verdict, Verdict):
-            raise TypeError(f"expected a pds.experiments.Verdict, got {type(verdict).__name__}")
+            raise TypeError(f"expected a pds.lab.experiments.Verdict, got {type(verdict).__name__}")
         self._add({"kind": "verdict", "key": key, "claim": verdict.claim, "holds": bool(verdict.holds),
                    "expected": expected, "asserted": bool(asserted), "detail": verdict.detail,
                    "numbers": getattr(verdict, "numbers", None) or {}}, label)
@@ -302,7 +302,7 @@ def untraced_numbers(markdown: str, docs: list[dict]) -> list[str]:
 
 # -- command line ----------------------------------------------------------------------------------------------
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pds.findings", description="render the notebooks' findings")
+    parser = argparse.ArgumentParser(prog="python -m pds.lab.findings", description="render the notebooks' findings")
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("render", help="write the findings of a profile as Markdown")
     r.add_argument("--profile", default="default", choices=PROFILES)

@@ -1,5 +1,9 @@
 """Exact output distributions of the samplers for a stationary Gaussian target.
 
+This package holds what PDS allows to compute exactly: this module (one recursion per sampler family),
+:mod:`pds.exact.optimal` (the filter that minimises the exact error) and :mod:`pds.exact.theory` (Theorems 1-2
+checked numerically on small dense problems).
+
 For a :class:`pds.scores.StationaryGaussianScore` target (covariance diagonal in the 2-D Fourier
 basis, eigenvalues s_k) and a preconditioner with a frequency filter only (no space filter, which
 would couple frequencies), every sampler step acts on each coefficient ŷ_k of the unitary DFT as
@@ -40,12 +44,11 @@ import torch
 
 from pds.fourier import merge_frequencies
 from pds.modern import EDM_CHURN, Churn, edm_sigmas
-from pds.precondition import Preconditioner
+from pds.precondition import Preconditioner, operator_matrix
 from pds.samplers import steps_within
 from pds.schedules import ve_schedule
 from pds.scores import StationaryGaussianScore
 from pds.solenoidal import FourierSkew
-from pds.theory import operator_matrix
 
 __all__ = [
     "ExactResult",
@@ -174,7 +177,7 @@ def _abs2(a: torch.Tensor) -> torch.Tensor:
 def pc_recursion(s, weights, p, mean_sq, var, sigmas, g2s, snr: float, *, drift=None, predictor: str = "released",
                  denoise: bool = True, step_gains=None):
     """The one recursion of the PC sampler's per-frequency moments (module docstring), written once, without in-place
-    updates, so that autograd differentiates it (:mod:`pds.optimal`) and :func:`pc_exact` evaluates it.
+    updates, so that autograd differentiates it (:mod:`pds.exact.optimal`) and :func:`pc_exact` evaluates it.
 
     Per group of frequencies: ``s`` the target variance, ``weights`` their multiplicity, ``p`` the preconditioner's
     drift gain (the symbol of M⁻¹M⁻ᵀ; its noise has variance p), ``mean_sq`` = |δ₀|² the start's squared mean offset,
@@ -252,7 +255,7 @@ def ode_step_gain(s, sigma: float, sigma_next: float, gain=1.0, second_order: bo
 
 def ode_recursion(s, sigmas, *, gain=1.0, churn: Churn | None = None, second_order: bool = True):
     """The one recursion of the probability-flow samplers' per-frequency moments, for autograd
-    (:func:`pds.optimal.churn_moments`) and :func:`ode_exact`: from the prior N(0, σ_0²), per step EDM's churn
+    (:func:`pds.exact.optimal.churn_moments`) and :func:`ode_exact`: from the prior N(0, σ_0²), per step EDM's churn
     (with ``churn``: σ̂ = (1 + γ_i)σ_i, noise of variance (σ̂² − σ_i²)·S_noise²·gain, the preconditioned M⁻¹ξ) then
     an Euler or Heun step (:func:`ode_step_gain`). Returns (amplitude y/y₀ of the mean, variance, NFE)."""
     sig = [float(v) for v in sigmas]
@@ -499,7 +502,8 @@ SAMPLERS_BY_NFE = tuple(BUDGET_SAMPLERS)
 def w2_within(target: StationaryGaussianScore, settings, sampler: str, nfe: int,
               preconditioner: Preconditioner | None = None) -> float:
     """The exact relative W2 of ``sampler`` (a label of :data:`BUDGET_SAMPLERS`) within ``nfe`` network evaluations,
-    with the σ range, scales and snr of ``settings`` (a :class:`pds.configs.Experiment`); ``preconditioner`` for the
+    with the σ range, scales and snr of ``settings`` (a :class:`pds.models.configs.Experiment`); ``preconditioner`` for
+    the
     PDS variants. PC runs ⌊nfe/2⌋ iterations (at most the experiment's scales); the ODE samplers run on EDM's σ
     schedule (:func:`pds.modern.edm_sigmas`) with as many steps as fit."""
     if sampler not in BUDGET_SAMPLERS:

@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from pds.fourier import radius_squared
+from pds.filters import synthetic_filters
 from pds.models import OFFICIAL_CONFIGS, NCSNpp, NCSNppConfig
 from pds.precondition import Preconditioner
 from pds.samplers import pc_sampler
 from pds.schedules import ve_schedule
 
-__all__ = ["median_time", "device_name", "synthetic_filters", "IterationTiming", "time_pc_iteration",
+__all__ = ["median_time", "device_name", "IterationTiming", "time_pc_iteration",
            "time_preconditioner", "fit_nlogn", "extrapolate", "build_ncsnpp"]
 
 
@@ -62,17 +62,6 @@ def build_ncsnpp(config: str, nf: int | None = None, device="cpu", seed: int = 0
         torch.manual_seed(seed)
         net = NCSNpp(cfg)
     return net.to(device).eval()
-
-
-def synthetic_filters(channels: int, size: int, space: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A frequency filter shaped like Eq. 14 on a 1/f² spectrum, and optionally a positive space filter: the
-    shapes of the paper's filters (timing depends on nothing else)."""
-    power = (size * size) ** 2 / (1.0 + radius_squared(size, size))
-    freq = torch.log1p(power).expand(channels, size, size).clone()
-    a = None
-    if space:
-        a = 0.5 + torch.rand(channels, size, size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    return freq, a
 
 
 @dataclass

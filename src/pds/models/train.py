@@ -1,5 +1,5 @@
 """Denoising score matching for the three families, with EMA and resumable atomic checkpoints in the
-official layouts (:mod:`pds.checkpoints` writes and reads them, so :func:`pds.checkpoints.load_official`
+official layouts (:mod:`pds.models.checkpoints` writes and reads them, so :func:`pds.models.checkpoints.load_official`
 reads what this trains).
 
 * ``"ncsn"`` (NCSN v1, CondRefineNetDilated): a level index c ~ U{0..L−1}, x̃ = x + σ_c z, loss
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pds.checkpoints import (
+from pds.models.checkpoints import (
     KINDS,
     build_network,
     read_training_state,

@@ -8,13 +8,14 @@ sampler alone:
 * :func:`hit_statistics` — the hit distribution over the set against uniform: KL and χ² of the hit counts with the
   floor that uniform draws of the same count give, distinct images hit (and their uniform expectation), per-class
   balance (total variation between the hits' classes and the set's);
-* :class:`LandingMetric` — a result-cache metric (:class:`pds.cache.ResultCache`): per sample the distance to the
+* :class:`LandingMetric` — a result-cache metric (:class:`pds.lab.cache.ResultCache`): per sample the distance to the
   nearest image of the set relative to σ_min·√D (the distance the final noise level leaves), a sample *landed* when
   within ``radius`` (2.5) of it; per run the landed fraction, the distribution of relative distances, the hit
   statistics of the landed samples and, for Fashion-MNIST, the classifier-feature FD against the set (its value: one
   of them, lower is better);
-* :func:`exact_model` — a :class:`pds.experiments.SmallModel` whose score is the exact score of a set, with the
-  sampler settings of a paper experiment (:mod:`pds.configs`), so that every sampler and filter of the notebooks runs
+* :func:`exact_model` — a :class:`pds.lab.experiments.SmallModel` whose score is the exact score of a set, with the
+  sampler settings of a paper experiment (:mod:`pds.models.configs`), so that every sampler and filter of the notebooks
+  runs
   on it unchanged; :func:`exact_twin` — the exact score of a trained model's own training set with that model's
   settings, for comparing the network's verdicts with the sampler's.
 """
@@ -29,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pds.configs import Experiment
-from pds.data import aligned_faces, load_idx_images, load_idx_labels, natural_image_crops
-from pds.experiments import SmallModel, Verdict
 from pds.filters import estimate_filters, save_filters
 from pds.fingerprint import Fingerprint, fingerprint
-from pds.metrics import ClassifierFD, MetricResult, load_classifier
+from pds.lab.data import aligned_faces, load_idx_images, load_idx_labels, natural_image_crops
+from pds.lab.experiments import SmallModel, Verdict
+from pds.lab.metrics import ClassifierFD, MetricResult, load_classifier
+from pds.models.configs import Experiment
 from pds.schedules import geometric_sigmas
 from pds.scores import EmpiricalScore
 
@@ -104,12 +105,14 @@ PRIMARY = {"fd": "classifier-feature FD against the set (not FID)",
 
 class LandingMetric:
     """Sampler-only measures of a run on an exact image-set target (see the module docstring); a result-cache metric:
-    ``metric(samples, nfe=..., seed=...)`` → :class:`pds.metrics.MetricResult` whose ``extra`` holds every measure and
-    whose value is the ``primary`` one, lower is better like every metric the verdicts of :mod:`pds.experiments` read:
+    ``metric(samples, nfe=..., seed=...)`` → :class:`pds.lab.metrics.MetricResult` whose ``extra`` holds every measure
+    and
+    whose value is the ``primary`` one, lower is better like every metric the verdicts of :mod:`pds.lab.experiments`
+    read:
     "fd" (the classifier-feature FD against the set; needs ``classifier_fd``), "distance" (the median relative
     nearest distance) or "strayed" (1 − the landed fraction); default "fd" with a classifier, else "distance".
     ``images``: the set as the sampler outputs it (cropped, [N, C, H, W] in [0, 1]); ``sigma_min``: the target's
-    smallest noise level; ``classifier_fd``: a :class:`pds.metrics.ClassifierFD` against the set, or None."""
+    smallest noise level; ``classifier_fd``: a :class:`pds.lab.metrics.ClassifierFD` against the set, or None."""
 
     def __init__(self, images: torch.Tensor, sigma_min: float, labels=None, classifier_fd=None,
                  radius: float = LANDED_RADIUS, reference: str = "the image set", primary: str | None = None):
@@ -121,7 +124,7 @@ class LandingMetric:
         self.primary = primary
         self.name = f"{PRIMARY[primary]} (exact image-set target)"
         self.set = EmpiricalScore(images)
-        self.recipe = None  # how to build this metric again (landing_metric sets it), for pds.cache.rebuild
+        self.recipe = None  # how to build this metric again (landing_metric sets it), for pds.lab.cache.rebuild
         self.sigma_min, self.radius, self.reference = float(sigma_min), float(radius), reference
         self.labels = None if labels is None else torch.as_tensor(labels).long().cpu()
         if self.labels is not None and len(self.labels) != self.set.n:
@@ -209,7 +212,7 @@ def landing_metric(images: ImageSet, sigma_min: float) -> LandingMetric:
 
 def statistics_filter_file(images: ImageSet, path, variant: str = "released") -> Path:
     """R (Eq. 14) and A estimated from all images of the set (:func:`pds.filters.estimate_filters`), saved to ``path``
-    with the recipe that rebuilds it (``pds.cache`` records it with every run that uses the file)."""
+    with the recipe that rebuilds it (``pds.lab.cache`` records it with every run that uses the file)."""
     freq, space, n = estimate_filters(images.images, variant=variant)
     return save_filters(path, freq, space, source=f"the {n} images of {images.name}", n=n, variant=variant,
                         recipe=json.dumps({"estimate": images.recipe, "variant": variant}, sort_keys=True))
@@ -231,7 +234,7 @@ def exact_model(images: ImageSet, experiment: Experiment, pad: int = 0) -> Small
     it) with the sampler settings of ``experiment`` (σ range, levels, steps, snr, denoising, initialisation; NCSN /
     NCSNv2 experiments: annealed Langevin on the geometric σ ladder, NCSN++: the VE PC sampler), named
     ``exact:<set>[-pad<pad>]``. The statistics filter (Eq. 14) is estimated from the same images. Its config's
-    ``source`` (the set's recipe, the padding and the experiment) rebuilds it (:func:`pds.cache.rebuild`)."""
+    ``source`` (the set's recipe, the padding and the experiment) rebuilds it (:func:`pds.lab.cache.rebuild`)."""
     x = images.images
     if x.ndim != 4 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"images must be square [N, C, S, S], got {tuple(x.shape)}")

@@ -1,8 +1,8 @@
 """The result cache of the sample-quality experiments: every finished run, found again by what it computes.
 
-A run of :func:`pds.experiments.sample` scored by a metric is described by (:func:`describe`):
+A run of :func:`pds.lab.experiments.sample` scored by a metric is described by (:func:`describe`):
 
-* its **settings**, normalised: the :class:`~pds.experiments.Method` (numbers as floats and every default filled, by
+* its **settings**, normalised: the :class:`~pds.lab.experiments.Method` (numbers as floats and every default filled, by
   the method itself; a filter file by the fingerprint of its values, not its path or bytes), T, n, seed, batch size
   and the device type; and the model's: its weights (a checkpoint's SHA-256, or the fingerprint of the image set an
   exact score is made of), kind, image shape and padding, noise levels and sampler settings (σ range and
@@ -17,7 +17,7 @@ A run of :func:`pds.experiments.sample` scored by a metric is described by (:fun
     cropping and clipping — with a fixed analytic score (a stationary Gaussian field), a fixed seed and 8×8 images;
   - *network* (:func:`network_fingerprint`): the model's own network (its weights, in float64) at fixed inputs and its
     largest and smallest noise level;
-  - *metric*: ``score_fn.fingerprint()`` (:meth:`pds.metrics.ClassifierFD.fingerprint`); a metric without one is
+  - *metric*: ``score_fn.fingerprint()`` (:meth:`pds.lab.metrics.ClassifierFD.fingerprint`); a metric without one is
     known by its name only.
 
 The key is the SHA-1 (16 hex digits) of that description, its fingerprints by their ids; the fingerprints themselves
@@ -35,7 +35,7 @@ written before its row. ``shipped``: a read-only cache of the same layout consul
 ships the expensive default-profile runs in ``data/results/``). A row also records how to rebuild its metric and its
 filter file (``metric_source``, ``filter_source``); :func:`rebuild` builds any shipped run's model, method and metric
 from what it records, and :func:`recompute` draws it again from scratch and compares it with the stored one — bit for
-bit, or within the float32 tolerances of another machine (``python -m pds.cache verify KEY …``).
+bit, or within the float32 tolerances of another machine (``python -m pds.lab.cache verify KEY …``).
 """
 
 from __future__ import annotations
@@ -55,17 +55,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pds.configs import experiment as experiment_named
-from pds.experiments import Method, SmallModel, draw, sample
+from pds.exact.optimal import OptimumStore
 from pds.filters import filters_fingerprint, load_filters, save_filters
 from pds.fingerprint import Fingerprint, FingerprintTable, fingerprint, ids_in, skeleton
 from pds.fourier import radius_squared
-from pds.image_sets import exact_model, exact_twin, image_set, landing_metric, statistics_filter_file
-from pds.metrics import fashion_test_fd, image_statistics
-from pds.optimal import OptimumStore
+from pds.lab.experiments import Method, SmallModel, draw, sample
+from pds.lab.image_sets import exact_model, exact_twin, image_set, landing_metric, statistics_filter_file
+from pds.lab.metrics import fashion_test_fd, image_statistics
+from pds.models.configs import experiment as experiment_named
 from pds.schedules import geometric_sigmas
 from pds.scores import StationaryGaussianScore
-from pds.storage import append_line, atomic_write, read_lines
+from pds.storage import DATA_DIR, append_line, atomic_write, read_lines
 
 __all__ = ["ResultCache", "describe", "run_key", "model_settings", "sampling_fingerprint", "network_fingerprint",
            "metric_fingerprint", "ship_cache", "recompute"]
@@ -173,7 +173,8 @@ def _canonical_model(model: SmallModel) -> SmallModel:
 
 def sampling_fingerprint(model: SmallModel, method: Method) -> Fingerprint:
     """Digest of canonical runs of ``method`` on ``model``'s sampling path (see the module docstring): the raw
-    output of :func:`pds.experiments.draw` and the cropped, clipped output of :func:`pds.experiments.sample` (3 samples
+    output of :func:`pds.lab.experiments.draw` and the cropped, clipped output of :func:`pds.lab.experiments.sample` (3
+    samples
     in batches of 2), each at the canonical model's full length and at a shortened T, in float64. A filter file is
     replaced by a fixed one of the canonical shape (its own content is in the description). A run that diverges
     contributes its message."""
@@ -217,8 +218,8 @@ def network_fingerprint(model: SmallModel) -> Fingerprint:
 
 
 def metric_fingerprint(score_fn) -> Fingerprint:
-    """``score_fn.fingerprint()`` when the metric has one (:class:`pds.metrics.ClassifierFD`,
-    :class:`pds.image_sets.LandingMetric`), else its name (the cache cannot see inside it: change the name when the
+    """``score_fn.fingerprint()`` when the metric has one (:class:`pds.lab.metrics.ClassifierFD`,
+    :class:`pds.lab.image_sets.LandingMetric`), else its name (the cache cannot see inside it: change the name when the
     metric changes)."""
     fp = getattr(score_fn, "fingerprint", None)
     if callable(fp):
@@ -293,7 +294,7 @@ class ResultCache:
             return torch.from_numpy(data["samples"]).float() / 255.0
 
     def image_stats(self, row: dict) -> dict | None:
-        """Brightness and contrast of all of a run's samples (:func:`pds.metrics.image_statistics`): stored in the
+        """Brightness and contrast of all of a run's samples (:func:`pds.lab.metrics.image_statistics`): stored in the
         row when it was computed (a shipped cache keeps only the first samples), else computed from the samples."""
         if row.get("image_stats") is not None or row.get("diverged"):
             return row.get("image_stats")
@@ -334,7 +335,7 @@ class ResultCache:
     def run(self, model: SmallModel, method: Method, T: int, n: int, seed: int, score_fn, batch_size: int = 500,
             progress: bool = False, device=None) -> dict:
         """The row of (model, method, T, n, seed): read from the cache (:meth:`find`), or sampled, scored with
-        ``score_fn(samples, nfe=..., seed=...) -> MetricResult`` (e.g. a :class:`pds.metrics.ClassifierFD`)
+        ``score_fn(samples, nfe=..., seed=...) -> MetricResult`` (e.g. a :class:`pds.lab.metrics.ClassifierFD`)
         and written (samples, the fingerprints it names, then the row). A run that diverges (NaN/inf) is stored with
         value ``inf``, no samples and the sampler's message in ``diverged``. The row keeps how to rebuild its metric and
         its filter file (``metric_source``, ``filter_source``: :func:`rebuild`), outside its description."""
@@ -359,7 +360,7 @@ class ResultCache:
                "value": value, "reference": reference, "wall_s": wall, "diverged": diverged, "image_stats": stats,
                "metric_source": getattr(score_fn, "recipe", None), "filter_source": _filter_source(method)}
         if diverged is None and metric.extra:
-            row["extra"] = metric.extra  # the metric's other measures (pds.image_sets.LandingMetric)
+            row["extra"] = metric.extra  # the metric's other measures (pds.lab.image_sets.LandingMetric)
         append_line(self.path, row, f"the row of run {key}")  # samples first, then the row: a row always has them
         return row
 
@@ -441,22 +442,24 @@ STATS_RTOL = 1e-4  # brightness and contrast of all samples (relative)
 
 
 def method_of(row: dict, filter_path=None) -> Method:
-    """The :class:`~pds.experiments.Method` of a stored row; a filter file is named by its values only, so a row with
+    """The :class:`~pds.lab.experiments.Method` of a stored row; a filter file is named by its values only, so a row
+    with
     one needs ``filter_path`` (:func:`rebuild` makes it from the row's ``filter_source``)."""
     fields = dict(row["method"])
     fields.pop("file", None)
     fields.pop("file_sha256", None)  # rows keyed before 2026-12-02 named a filter file by its bytes
     if fields.get("filter") == "file":
         if filter_path is None:
-            raise ValueError(f"run {row['key']} uses a filter file: give its path (or rebuild it, pds.cache.rebuild)")
+            raise ValueError(f"run {row['key']} uses a filter file: give its path "
+                             "(or rebuild it, pds.lab.cache.rebuild)")
         fields["path"] = str(filter_path)
     return Method(**fields)
 
 
 def rebuild_filter(recipe: dict, path, optimal_folder=None) -> Path:
     """Write the filter file of a ``filter_source`` recipe to ``path``: ``{"estimate": <image set recipe>,
-    "variant": ...}`` (:func:`pds.image_sets.statistics_filter_file`) or ``{"optimum": KEY, "shape": [C, H, W]}``
-    (an optimum of the store in ``optimal_folder``: :meth:`pds.optimal.OptimumStore.save_filter`)."""
+    "variant": ...}`` (:func:`pds.lab.image_sets.statistics_filter_file`) or ``{"optimum": KEY, "shape": [C, H, W]}``
+    (an optimum of the store in ``optimal_folder``: :meth:`pds.exact.optimal.OptimumStore.save_filter`)."""
     if "estimate" in recipe:
         return statistics_filter_file(image_set(recipe["estimate"]), path, variant=recipe.get("variant", "released"))
     if "optimum" in recipe:
@@ -468,8 +471,10 @@ def rebuild_filter(recipe: dict, path, optimal_folder=None) -> Path:
 
 def rebuild(row: dict, workdir, optimal_folder=None, models: dict | None = None, metrics: dict | None = None):
     """(model, method, metric) of a stored row, built from what it records: a model trained here by its name, a
-    model on an image set by its ``source`` (:func:`pds.image_sets.image_set`, :func:`~pds.image_sets.exact_model`,
-    :func:`~pds.image_sets.exact_twin`), its metric by ``metric_source``, a filter file by ``filter_source`` (written
+    model on an image set by its ``source`` (:func:`pds.lab.image_sets.image_set`,
+    :func:`~pds.lab.image_sets.exact_model`,
+    :func:`~pds.lab.image_sets.exact_twin`), its metric by ``metric_source``, a filter file by ``filter_source``
+    (written
     into ``workdir``). ``models`` / ``metrics``: dicts that keep what was built for the next rows."""
     models = {} if models is None else models
     metrics = {} if metrics is None else metrics
@@ -566,7 +571,7 @@ def recompute(row: dict, model: SmallModel, method: Method, score_fn, stored_sam
 
 
 def _verify_main(keys, folder, device=None) -> int:
-    """``python -m pds.cache verify KEY …``: draw stored runs again from scratch and compare (:func:`recompute`);
+    """``python -m pds.lab.cache verify KEY …``: draw stored runs again from scratch and compare (:func:`recompute`);
     every run the notebooks ship can be rebuilt (:func:`rebuild`): the models trained here, the exact image-set
     targets, their metrics and filter files. Prints one JSON line per run and a summary; exit status 0 when every run
     is within tolerance."""
@@ -578,7 +583,7 @@ def _verify_main(keys, folder, device=None) -> int:
         for key in keys:
             row = cache.get(key)
             if row is None:
-                print(f"python -m pds.cache verify: error: no run {key} in {folder}", file=sys.stderr)
+                print(f"python -m pds.lab.cache verify: error: no run {key} in {folder}", file=sys.stderr)
                 return 2
             model, method, score_fn = rebuild(row, work, optimal if optimal.is_dir() else None, models, metrics)
             with np.load(folder / f"{key}.npz") as data:
@@ -595,12 +600,12 @@ def _verify_main(keys, folder, device=None) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pds.cache", description="recompute cached runs from scratch")
+    parser = argparse.ArgumentParser(prog="python -m pds.lab.cache", description="recompute cached runs from scratch")
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("verify", help="draw stored runs again and compare: bit for bit, or within the float32 "
                                       "tolerances of another machine")
     v.add_argument("keys", nargs="+", help="run keys (the 'key' of a row of results.jsonl)")
-    v.add_argument("--folder", default=str(Path(__file__).resolve().parents[2] / "data/results/quality/default"))
+    v.add_argument("--folder", default=str(DATA_DIR / "results/quality/default"))
     v.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     return _verify_main(args.keys, args.folder, args.device)
