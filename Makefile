@@ -7,15 +7,17 @@ PROFILE ?= default
 STAMP := $(VENV)/.pds-installed
 NB_OUT ?= build/notebooks
 
-.PHONY: setup data lint unit test notebooks findings book results full-shapes clean help
+.PHONY: setup data browser lint unit test notebooks findings book lab results full-shapes clean help
 
 help:
 	@echo "make notebooks   run every notebook in the '$(PROFILE)' profile (PROFILE=smoke|default|full)"
 	@echo "make test        lint + unit tests + every notebook in the smoke profile + the smoke book"
 	@echo "make findings    render the '$(PROFILE)' profile's findings (default: FINDINGS.md) after make notebooks"
 	@echo "make book        build/book/: the executed notebooks of '$(PROFILE)' as HTML pages, with the findings"
+	@echo "make lab         JupyterLab on notebooks/ with the pds kernel (start with 00_pds_step_by_step.ipynb)"
 	@echo "make setup       create .venv and register the 'pds' Jupyter kernel"
 	@echo "make data        install Debian's dataset-fashion-mnist when missing (needs root and apt)"
+	@echo "make browser     install Debian's chromium and chromium-driver when missing, for the browser tests"
 	@echo "make results     recompute the sample-quality runs shipped in data/results/ (hours on a CPU)"
 	@echo "make full-shapes every experiment of the full profile at the official shapes, random weights (DEVICE=, BATCH=)"
 
@@ -45,13 +47,28 @@ data:
 		echo "Fashion-MNIST: missing; run 'sudo apt-get install dataset-fashion-mnist' or put the IDX files in data/raw/fashion-mnist/"; \
 	fi
 
+# Chromium for the tests that open the book and JupyterLab in a real browser; never fatal: without it they skip
+# with one line saying so.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+		echo "Chromium: found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Chromium: installing Debian's chromium and chromium-driver"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; } || \
+		echo "Chromium: apt-get could not install it; the browser tests skip"; \
+	else \
+		echo "Chromium: missing, the browser tests skip; run 'sudo apt-get install chromium chromium-driver'"; \
+	fi
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks notebooks
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not notebook"
 
-test: $(STAMP) data
+test: $(STAMP) data browser
 	$(VENV)/bin/ruff check src tests benchmarks notebooks
 	$(PY) -m pytest --durations=15
 
@@ -66,6 +83,10 @@ findings: $(STAMP)
 
 book: $(STAMP)
 	$(PY) -m pds.lab.book --profile $(PROFILE) --src $(NB_OUT)/$(PROFILE) --out build/book
+
+# JupyterLab for teaching: the notebooks with the pds kernel; the playground of notebook 00 runs live here.
+lab: $(STAMP) data
+	$(VENV)/bin/jupyter lab --notebook-dir notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # The default profile's sample-quality runs (notebooks 05, 06, 09, 10, 11, 12) are shipped in data/results/quality/default
 # compactly (every run's numbers and image statistics, its first 32 samples; notebook 12's searches in

@@ -55,7 +55,7 @@ def test_notebook_runs_in_smoke_profile_with_plain_papermill(path, monkeypatch):
 
 
 @pytest.mark.notebook
-def test_smoke_findings_and_the_smoke_book(tmp_path):
+def test_smoke_findings_and_the_smoke_book():
     """After the smoke runs above (pytest keeps this file's order): every notebook wrote its findings, their rendering
     holds no number that is not theirs, and the book built from the executed copies has a page per notebook, every
     image of every page exists and no relative link is broken (what `PROFILE=smoke make book` builds)."""
@@ -68,9 +68,46 @@ def test_smoke_findings_and_the_smoke_book(tmp_path):
     assert [d["notebook"] for d in docs] == [p.stem for p in NOTEBOOKS]
     text = render(docs, "smoke")
     assert untraced_numbers(text, docs) == []
-    result = build("smoke", src=OUT, out=tmp_path / "book")
+    book = BUILD_DIR / "book"  # what `PROFILE=smoke make book` writes; kept for the browser test below
+    result = build("smoke", src=OUT, out=book)
     assert result["pages"] == [p.stem for p in NOTEBOOKS] and result["missing"] == []
-    assert check_site(tmp_path / "book") == []
-    page = (tmp_path / "book" / f"{NOTEBOOKS[0].stem}.html").read_text()
+    assert check_site(book) == []
+    page = (book / f"{NOTEBOOKS[0].stem}.html").read_text()
     assert page.count("data:image/png;base64,") >= 3  # the figures are in the page
-    assert "Theorem 1" in (tmp_path / "book" / "findings.html").read_text()
+    assert "On this page:" in page and (book / "mathjax" / "MathJax.js").is_file()
+    assert "Theorem 1" in (book / "findings.html").read_text()
+    index = (book / "index.html").read_text()
+    assert index.count("read first:") == len(NOTEBOOKS) and index.count(" min</span>") == len(NOTEBOOKS)
+
+
+MATH_DONE = """
+return !!(window.MathJax && MathJax.isReady && MathJax.Hub.queue.pending === 0 && MathJax.Hub.queue.running === 0)
+"""
+
+
+@pytest.mark.notebook
+def test_the_book_typesets_its_equations_offline_in_a_real_browser(browser):
+    """The smoke book (built by the test above into build/book/) opened from disk in headless Chromium with the network
+    off: the index, and notebook 00's page with its equations typeset by the MathJax copied into the book (output
+    elements present, no raw TeX left in the text, no MathJax error). Screenshots under build/book/screenshots/."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    book = BUILD_DIR / "book"
+    if not (book / "00_pds_step_by_step.html").is_file():
+        pytest.fail("no smoke book in build/book/: run the whole file (pytest tests/test_notebooks.py)")
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", {"offline": True, "latency": 0,
+                                                                 "downloadThroughput": -1, "uploadThroughput": -1})
+    shots = book / "screenshots"
+    shots.mkdir(exist_ok=True)
+    browser.get((book / "index.html").as_uri())
+    assert "Learning" in browser.title or browser.find_elements("css selector", "ol.path li")
+    browser.save_screenshot(str(shots / "index.png"))
+    browser.get((book / "00_pds_step_by_step.html").as_uri())
+    WebDriverWait(browser, 90).until(lambda d: d.execute_script(MATH_DONE))
+    typeset = browser.find_elements("css selector", ".MathJax, .MathJax_Display")
+    text = browser.execute_script("return document.body.innerText")
+    assert len(typeset) >= 10, f"only {len(typeset)} typeset equations"
+    assert "$$" not in text and "\\mathcal" not in text and "\\frac" not in text, "raw TeX left on the page"
+    assert not browser.find_elements("css selector", ".MathJax_Error") and "Math Processing Error" not in text
+    browser.save_screenshot(str(shots / "00_pds_step_by_step.png"))

@@ -10,4 +10,5 @@
 * :mod:`~pds.lab.notebooks`, :mod:`~pds.lab.findings`, :mod:`~pds.lab.book` — running the notebooks in the smoke /
   default / full profiles, the findings they state, the HTML book;
 * :mod:`~pds.lab.timing`, :mod:`~pds.lab.shapes` — Table 2's timings and the full profile at the paper's shapes.
+* :mod:`~pds.lab.playground` — notebook 00's sliders for the filter, T and the sampler on an exact score.
 """

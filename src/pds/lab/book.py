@@ -7,11 +7,15 @@ wrote (:mod:`pds.lab.findings`) into ``build/book/findings.html``, and writes ``
 all.
 Notebooks that were not executed are listed on the index as missing, with the command that runs them.
 
+The index is a learning path: for each notebook, what it teaches and what to read first (the notebook's own metadata,
+``metadata.pds.teaches`` / ``read_first``: one home, written beside the lesson) and the minutes it took to run in this
+profile (papermill's record in the executed copy). Every page opens with its contents (its sections, linked).
+
 Why nbconvert: it is Jupyter's own converter and already in the pinned set (papermill and JupyterLab bring it), it
 builds offline and the pages are self-contained. Jupyter Book 2 is a distribution of mystmd, a Node.js program that
 fetches its site template when it first builds; Jupyter Book 1 would add Sphinx, myst-nb and their dependencies for
-what is here a flat list of pages. Math is typeset by MathJax from its CDN when the page is opened online (offline the
-TeX source shows).
+what is here a flat list of pages. Math is typeset offline by MathJax 2 from the pinned package
+``jupyter-server-mathjax`` (Jupyter's own copy), copied into ``build/book/mathjax/``, with its STIX web fonts.
 
 :func:`check_site` is what ``make test`` asserts on the smoke book: every notebook has a page, every image of every
 page exists (a decodable data URI or a file in the site), every relative link resolves (anchors included).
@@ -23,7 +27,9 @@ import argparse
 import base64
 import binascii
 import html
+import importlib.util
 import json
+import re
 import shutil
 import sys
 from html.parser import HTMLParser
@@ -38,9 +44,14 @@ from pds.lab.findings import findings_dir, load, render
 from pds.lab.notebooks import PROFILES, list_notebooks
 from pds.storage import BUILD_DIR
 
-__all__ = ["build", "check_site", "BOOK_DIR"]
+__all__ = ["build", "check_site", "learning_path", "BOOK_DIR", "MATHJAX_URL"]
 
 BOOK_DIR = BUILD_DIR / "book"
+# MathJax 2 as jupyter-server-mathjax ships it: the TeX input, the HTML-CSS output with the STIX web fonts (its only
+# fonts), configured so that MathJax never asks for the TeX web fonts or image fonts it does not have.
+MATHJAX_URL = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+MATHJAX_FONTS = ('<script type="text/x-mathjax-config">MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], '
+                 'imageFont: null, preferredFont: null, webFont: "STIX-Web"}});</script>')
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 62rem; margin: 2rem auto;
@@ -52,6 +63,8 @@ code { background: #f6f6f6; padding: 0 0.2rem; }
 nav { margin-bottom: 1.5rem; }
 li { margin: 0.3rem 0; }
 .missing { color: #a00; }
+.path li { margin: 0.8rem 0; }
+.meta { color: #555; font-size: 0.9rem; }
 """
 
 
@@ -84,27 +97,31 @@ def build(profile: str = "default", src=None, out=None) -> dict:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    exporter = HTMLExporter(template_name="lab")
+    mathjax = _copy_mathjax(out)
+    exporter = HTMLExporter(template_name="lab", **({"mathjax_url": MATHJAX_URL} if mathjax else {}))
     pages, missing, items = [], [], []
-    for source in list_notebooks():
-        executed = src / source.name
-        if not executed.is_file():
+    for step in learning_path(src):
+        source = step["source"]
+        if step["executed"] is None:
             missing.append(source.stem)
             items.append(f"<li class=\"missing\">{html.escape(source.stem)}: not executed — run "
                          f"<code>PROFILE={profile} make notebooks</code></li>")
             continue
-        nb = nbformat.read(executed, as_version=4)
+        nb = nbformat.read(step["executed"], as_version=4)
         title = _title(nb)
         body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+        if mathjax:
+            body = body.replace("<head>", "<head>\n" + MATHJAX_FONTS, 1)
         banner = (f"<div style=\"font-family: sans-serif; padding: 0.4rem 1rem; background: #eef;\">"
                   f"<a href=\"index.html\">Contents</a> · <a href=\"findings.html#{_anchor(source.stem)}\">Findings of "
                   f"this notebook</a> · profile <code>{profile}</code> · source <code>notebooks/{source.name}</code>"
-                  "</div>")
+                  f"{_contents(body)}</div>")
+        body = re.sub(r'href="(\d\d_\w+)\.ipynb', r'href="\1.html', body)  # a link to a notebook opens its page
         body = body.replace("<body", "<body data-pds-book=\"1\"", 1)
         at = body.index(">", body.index("<body")) + 1
         (out / f"{source.stem}.html").write_text(body[:at] + banner + body[at:])
         pages.append(source.stem)
-        items.append(f"<li><a href=\"{source.stem}.html\">{html.escape(title)}</a></li>")
+        items.append(_path_item(step, title))
     docs = load(findings_dir(profile) if src == BUILD_DIR / "notebooks" / profile else src)
     findings_md = render(docs, profile)
     to_html = mistune.create_markdown(plugins=["table"], escape=True)
@@ -118,10 +135,55 @@ def build(profile: str = "default", src=None, out=None) -> dict:
     index = (f"{_nav('index.html')}<h1>pds: the notebooks ({html.escape(profile)} profile)</h1>"
              "<p>Preconditioned Diffusion Sampling (Ma, Zhang, Zhu, Feng, ECCV 2022), checked: each page is an "
              "executed notebook (markdown, code, outputs, figures); <a href=\"findings.html\">the findings</a> "
-             "collect every verdict the notebooks state, with the numbers behind it.</p>"
-             f"<ul>{''.join(items)}</ul>")
+             "collect every verdict the notebooks state, with the numbers behind it. Read them in this order: "
+             "each says what it teaches, what to read first and how long it ran.</p>"
+             f"<ol class=\"path\">{''.join(items)}</ol>")
     (out / "index.html").write_text(_page(f"pds notebooks ({profile})", index))
     return {"out": str(out), "pages": pages, "missing": missing}
+
+
+def learning_path(src) -> list[dict]:
+    """The notebooks in order, each with what it teaches and what to read first (its ``metadata.pds``), its
+    executed copy in ``src`` (None when missing) and the minutes that run took (papermill's record; None if unknown)."""
+    steps = []
+    for source in list_notebooks():
+        meta = nbformat.read(source, as_version=4).metadata.get("pds", {})
+        executed = Path(src) / source.name
+        minutes = None
+        if executed.is_file():
+            duration = nbformat.read(executed, as_version=4).metadata.get("papermill", {}).get("duration")
+            minutes = None if duration is None else duration / 60
+        steps.append({"source": source, "teaches": meta.get("teaches", ""), "read_first": meta.get("read_first", []),
+                      "executed": executed if executed.is_file() else None, "minutes": minutes})
+    return steps
+
+
+def _path_item(step: dict, title: str) -> str:
+    stem = step["source"].stem
+    first = ", ".join(f"<a href=\"{s}.html\">{html.escape(s)}</a>" for s in step["read_first"]) or "nothing"
+    ran = "" if step["minutes"] is None else f" · ran in {max(step['minutes'], 0.1):.1f} min"
+    return (f"<li><a href=\"{stem}.html\">{html.escape(title)}</a><br>{html.escape(step['teaches'])}"
+            f"<br><span class=\"meta\">read first: {first}{ran}</span></li>")
+
+
+def _contents(body: str) -> str:
+    """The page's sections (its h2 headings, with the anchors nbconvert gives them) as a line of links."""
+    found = re.findall(r'<h2 id="([^"]+)"[^>]*>(.*?)(?:<a class="anchor-link"|</h2>)', body, flags=re.S)
+    links = [f"<a href=\"#{hid}\">{html.escape(html.unescape(re.sub(r'<[^>]+>', '', text)).strip())}</a>"
+             for hid, text in found]
+    return "<br>On this page: " + " · ".join(links) if links else ""
+
+
+def _copy_mathjax(out: Path) -> bool:
+    """MathJax from the pinned jupyter-server-mathjax into ``out/mathjax``; False (pages use the CDN) without it."""
+    spec = importlib.util.find_spec("jupyter_server_mathjax")
+    if spec is None or not spec.submodule_search_locations:
+        print("book: jupyter-server-mathjax is not installed (make setup installs it): equations need the network",
+              file=sys.stderr)
+        return False
+    static = Path(next(iter(spec.submodule_search_locations))) / "static"
+    shutil.copytree(static, out / "mathjax", ignore=shutil.ignore_patterns("SVG"))
+    return True
 
 
 def _anchor(name: str) -> str:

@@ -1,0 +1,32 @@
+"""Shared fixtures: a headless Chromium (Debian's `chromium` and `chromium-driver`, driven by selenium) for the
+tests that look at pages in a real browser. Where either is missing those tests skip with one line saying how to
+get them (`make test` installs them where it can: root and apt)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
+
+
+def _which(names) -> str | None:
+    return next((path for name in names if (path := shutil.which(name))), None)
+
+
+@pytest.fixture
+def browser():
+    """A headless Chromium that resolves no host but localhost (nothing outside this machine can be reached)."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (make setup installs it)")
+    binary, driver = _which(CHROMIUM), _which(("chromedriver",))
+    if binary is None or driver is None:
+        pytest.skip("no Chromium here: `sudo apt-get install chromium chromium-driver` (make test does it as root)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600",
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"):
+        options.add_argument(arg)
+    chrome = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+    yield chrome
+    chrome.quit()
