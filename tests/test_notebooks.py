@@ -111,3 +111,36 @@ def test_the_book_typesets_its_equations_offline_in_a_real_browser(browser):
     assert "$$" not in text and "\\mathcal" not in text and "\\frac" not in text, "raw TeX left on the page"
     assert not browser.find_elements("css selector", ".MathJax_Error") and "Math Processing Error" not in text
     browser.save_screenshot(str(shots / "00_pds_step_by_step.png"))
+
+
+def code_lines(cell) -> int:
+    return sum(1 for line in "".join(cell["source"]).splitlines() if line.strip())
+
+
+# Notebooks not yet rewritten to teach before they audit (issue 29): each fails the rule below, and the test says so
+# (strict: a notebook that starts to pass must leave this list).
+NOT_YET_TEACHING_FIRST = {"01_fokker_planck_invariance", "02_filter_estimation", "03_exact_gaussian_benchmark",
+                          "05_ncsn_family_figs_3_4_6", "06_ncsnpp_table1_fig6", "07_official_checkpoints",
+                          "09_solenoidal", "10_modern_samplers", "11_exact_real_scores",
+                          "12_optimal_preconditioner"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(
+    p.stem in NOT_YET_TEACHING_FIRST, reason="not yet rewritten (issue 29)", strict=True)) for p in NOTEBOOKS],
+    ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_teaches_before_it_audits(path):
+    """Small cells (at most two code cells — the setup and the checks — above 15 non-blank lines, none above 40), the
+    findings stated in one final "Checks" section after the lesson, no locals() lookups; notebooks 11 and 12 at most
+    200 code lines."""
+    cells = json.loads(path.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    sizes = [code_lines(c) for c in code]
+    assert sum(s > 15 for s in sizes) <= 2 and max(sizes) <= 40, f"code cells of {sorted(sizes)[-4:]} lines"
+    assert not any("locals()" in "".join(c["source"]) for c in code)
+    checks = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                   and "".join(c["source"]).startswith("## Checks")), len(cells))
+    early = [i for i, c in enumerate(cells[:checks]) if c["cell_type"] == "code"
+             and any(k in "".join(c["source"]) for k in ("findings.", "Findings("))]
+    assert not early, f"findings stated before the Checks section, in cells {early}"
+    if path.stem[:2] in ("11", "12"):
+        assert sum(sizes) <= 200, f"{sum(sizes)} code lines"
