@@ -126,3 +126,12 @@ def test_the_readme_and_the_notebooks_markdown_type_no_computed_number():
         text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
         typed = [t for t in re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", text) if t in computed]
         assert not typed, f"{path.name}'s markdown types numbers that notebooks compute: {typed}"
+
+
+def test_expected_verdicts_are_read_from_one_file_per_notebook():
+    from pds.lab.findings import expected
+
+    found = expected("12_optimal_preconditioner")
+    assert found["moonshot"] is True and all(isinstance(v, bool) for v in found.values())
+    with pytest.raises(FileNotFoundError, match="expected verdicts live there"):
+        expected("99_nothing")

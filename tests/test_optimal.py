@@ -167,3 +167,19 @@ def test_store_keeps_optima_and_runs_only_what_is_missing(tmp_path):
                                                                          tmp_path / "g.npz")
     assert torch.equal(load_filters(tmp_path / "g.npz").freq, load_filters(path).freq)
     assert first.at_cap(3) and first.bound_note(3) and not first.at_cap(10**6) and first.bound_note(10**6) == ""
+
+
+@pytest.mark.parametrize("sampler", ["pc", "pc_kept", "edm_churn"])
+def test_the_notebook_checks_of_the_differentiable_error(sampler):
+    """agreement_with_exact and gradient_agreement (notebook 12, section 1) report what the tests above assert: the
+    autograd W2 equals pds.exact's, and its gradient central finite differences."""
+    from pds.exact.optimal import agreement_with_exact, gradient_agreement
+
+    target = gaussian(size=6)
+    freqs = Frequencies(target)
+    filt = paper_filter(target, floor=0.5 if sampler == "pc_kept" else 0.0, n_knots=5)
+    got, want, rel = agreement_with_exact(target, freqs, EXP, sampler, 10, filt)
+    assert got == pytest.approx(want, rel=1e-10) and rel <= 1e-10 and want > 0
+    if sampler == "pc":  # the notebook's use; its relative measure is loose where a component's gradient is tiny
+        errors = gradient_agreement(freqs, EXP, sampler, 10, filt, probes=5)
+        assert len(errors) == 5 and max(errors) <= 1e-5

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from pds.exact import ode_recursion, pc_recursion
+from pds.exact import ode_exact, ode_recursion, pc_exact, pc_recursion
 from pds.filters import save_filters
 from pds.fingerprint import Approx, Fingerprint, FingerprintTable, fingerprint, ids_in
 from pds.fourier import merge_frequencies, radius_squared
@@ -54,6 +54,7 @@ from pds.scores import StationaryGaussianScore
 from pds.storage import append_line, atomic_write, read_lines
 
 __all__ = ["RadialFilter", "Frequencies", "pc_moments", "churn_moments", "w2", "optimise", "Optimum", "SAMPLERS",
+           "agreement_with_exact", "gradient_agreement",
            "sampler_w2", "OptimumStore", "behaviour_fingerprint", "target_fingerprint"]
 
 SAMPLERS = ("pc", "pc_kept", "edm_churn")  # the samplers whose filter is optimised
@@ -220,6 +221,39 @@ def sampler_w2(freqs: Frequencies, experiment, sampler: str, nfe: int, p: torch.
                                 min(steps_within(sampler, nfe), e.levels),
                                 predictor="kept" if sampler == "pc_kept" else "released", step_gains=step_gains)
     return w2(freqs, delta, var, relative), used
+
+
+def agreement_with_exact(target: StationaryGaussianScore, freqs: Frequencies, experiment, sampler: str, nfe: int,
+                         filt: RadialFilter) -> tuple[float, float, float]:
+    """(the differentiable W2 of :func:`sampler_w2`, the W2 :mod:`pds.exact` computes for the same sampler, filter and
+    budget, their relative difference): the check that the autograd recursions are the exact ones."""
+    e = experiment
+    got, _ = sampler_w2(freqs, e, sampler, nfe, filt.p(freqs.radius))
+    pre, steps = filt.preconditioner(target.shape), steps_within(sampler, nfe)
+    if sampler == "edm_churn":
+        want = ode_exact(target, "edm_churn", edm_sigmas(e.sigma_min, e.sigma_max, steps), preconditioner=pre)
+    else:
+        kw = dict(prior="vanilla", predictor="kept") if sampler == "pc_kept" else {}
+        want = pc_exact(target, e.sigma_min, e.sigma_max, e.levels, e.snr, iterations=steps, preconditioner=pre, **kw)
+    return float(got), want.w2_relative, abs(float(got) / want.w2_relative - 1)
+
+
+def gradient_agreement(freqs: Frequencies, experiment, sampler: str, nfe: int, filt: RadialFilter, probes: int = 4,
+                       h: float = 1e-6) -> list[float]:
+    """Relative differences between the autograd gradient of :func:`sampler_w2` in the filter's knot values and
+    central finite differences (step ``h``), at ``probes`` knots spread over the filter."""
+    theta = filt.theta.clone().requires_grad_(True)
+    sampler_w2(freqs, experiment, sampler, nfe, filt.p(freqs.radius, theta))[0].backward()
+    errors = []
+    for j in range(0, len(theta), max(1, len(theta) // probes)):
+        step = torch.zeros_like(theta)
+        step[j] = h
+        with torch.no_grad():
+            hi = sampler_w2(freqs, experiment, sampler, nfe, filt.p(freqs.radius, theta + step))[0]
+            lo = sampler_w2(freqs, experiment, sampler, nfe, filt.p(freqs.radius, theta - step))[0]
+        fd = float(hi - lo) / (2 * h)
+        errors.append(abs(float(theta.grad[j]) - fd) / max(abs(fd), 1e-8 * float(theta.grad.abs().max())))
+    return errors
 
 
 @dataclass

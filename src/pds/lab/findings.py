@@ -38,12 +38,22 @@ from pds.lab.notebooks import check as check_number
 from pds.lab.notebooks import check_verdict
 from pds.storage import BUILD_DIR, DATA_DIR, NOTEBOOK_DIR, REPO_ROOT
 
-__all__ = ["Findings", "findings_dir", "load", "render", "fmt", "untraced_numbers", "FINDINGS_ENV", "COMMITTED_DIR"]
+__all__ = ["Findings", "findings_dir", "expected", "load", "render", "fmt", "untraced_numbers", "FINDINGS_ENV",
+           "COMMITTED_DIR"]
 
 FINDINGS_ENV = "PDS_FINDINGS_DIR"
 COMMITTED_DIR = DATA_DIR / "findings"
 PROFILES = ("smoke", "default", "full")
 SUFFIX = ".findings.json"
+
+
+def expected(notebook: str) -> dict:
+    """The verdicts a notebook states, as computed in the default profile (``notebooks/expected/<notebook>.json``):
+    declared in one place beside the notebooks instead of typed into their cells."""
+    path = NOTEBOOK_DIR / "expected" / f"{notebook}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: a notebook's expected verdicts live there")
+    return json.loads(path.read_text())
 
 
 def findings_dir(profile: str) -> Path:
