@@ -68,7 +68,9 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -m "not notebook"
 
-# Chromium installs (apt) while .venv is built (pip): the two overlap instead of adding up.
+# Chromium installs (apt) while .venv is built (pip): the two overlap instead of adding up. The tests run in two
+# workers of one thread each (pytest-xdist), a test file at a time per worker (its tests keep their order): the smoke
+# notebooks in one, everything else in the other.
 test: data
 	@mkdir -p build; \
 	$(MAKE) --no-print-directory browser > build/browser-install.log 2>&1 & browser=$$!; \
@@ -76,7 +78,7 @@ test: data
 	wait $$browser; cat build/browser-install.log; \
 	exit $$status
 	$(VENV)/bin/ruff check src tests benchmarks notebooks
-	$(PY) -m pytest --durations=15
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile --durations=15
 
 notebooks: $(STAMP) data
 	$(PY) -m pds.lab.notebooks --profile $(PROFILE) --out $(NB_OUT)/$(PROFILE)
