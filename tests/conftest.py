@@ -5,8 +5,22 @@ get them (`make test` installs them where it can: root and apt)."""
 from __future__ import annotations
 
 import shutil
+import socket
 
 import pytest
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (two test runs on one machine must not share a port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
 
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 

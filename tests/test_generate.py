@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,11 +21,6 @@ BASE = ["sample", "--checkpoint", "ncsnpp_fashion32", "--method", "pds", "--radi
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on now (two test runs on one machine must not share torchrun's port)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def shards(folder):
@@ -44,10 +38,10 @@ def agree_to_rounding(a, b) -> bool:
     return a.shape == b.shape and diff.max() <= SAMPLE_LEVELS and (diff > 0).mean() <= SAMPLE_FRACTION
 
 
-def test_one_process_and_two_torchrun_processes_give_the_same_shards(tmp_path):
+def test_one_process_and_two_torchrun_processes_give_the_same_shards(tmp_path, port):
     args = [*BASE, "--count", "6", "--batch", "2", "--shard-size", "2"]
     assert main([*args, "--out", str(tmp_path / "one"), "--grid", str(tmp_path / "grid.png")]) == 0
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
            "-m", "pds", *args, "--out", str(tmp_path / "two")]
     done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,18 +24,14 @@ from pds.storage import BUILD_DIR, NOTEBOOK_DIR
 NAME = "00_pds_step_by_step.ipynb"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
-def lab(tmp_path):
+def lab(tmp_path, port):
     root = tmp_path / "notebooks"
     root.mkdir()
     shutil.copy(NOTEBOOK_DIR / NAME, root / NAME)
-    port, token = free_port(), secrets.token_hex(16)
+    token = secrets.token_hex(16)
     settings = tmp_path / "settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)  # every cell in the page, not only those scrolled into view, so prompts can be read
     (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))

@@ -62,10 +62,11 @@ class Playground:
         self.model = exact_model(images, experiment_named(experiment), pad=pad)
         self.n = int(n)
 
-    def sample(self, state: State) -> tuple[torch.Tensor, int, torch.Tensor]:
-        """(samples in [0, 1] at the set's size, NFE, distance of each to its nearest training image)."""
+    def sample(self, state: State, pre=None) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """(samples in [0, 1] at the set's size, NFE, distance of each to its nearest training image); ``pre``: the
+        state's preconditioner when the caller has built it already."""
         method = state.method()
-        pre = self.model.preconditioner(method)
+        pre = self.model.preconditioner(method) if pre is None else pre
         gens = [torch.Generator().manual_seed(state.seed * 1000 + i) for i in range(self.n)]
         x, nfe = draw(self.model, pre, method, state.T, (self.n, *self.model.shape), gens, "cpu", corrector="sample")
         _, dist = self.model.score.nearest(x.clamp(0, 1))
@@ -79,7 +80,7 @@ class Playground:
         xi = torch.randn((1, c, h, w), generator=torch.Generator().manual_seed(state.seed), dtype=torch.float64)
         eta = xi if pre is None else pre.noise(xi)
         gain = torch.ones(h, w) if pre is None or pre.freq_gain is None else pre.freq_gain[0]
-        x, nfe, dist = self.sample(state)
+        x, nfe, dist = self.sample(state, pre)
         fig, axes = plt.subplots(1, 2 + self.n, figsize=(2.0 * (2 + self.n), 2.4))
         im = axes[0].imshow(centred(gain).numpy(), cmap="magma")
         fig.colorbar(im, ax=axes[0], fraction=0.046)
