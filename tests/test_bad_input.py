@@ -355,3 +355,15 @@ def test_a_score_of_the_wrong_shape_is_named_at_its_first_call(sampler):
     assert len(calls) == 1
     with pytest.raises(ValueError, match="returned float"):
         pc_sampler(lambda x, s: 0.0, (2, 3, 4, 4), SCHEDULE, 0.16)
+
+
+def test_a_book_without_executed_notebooks_is_one_line_and_leaves_the_old_book(tmp_path, capsys):
+    from pds.lab.book import main as book_main
+
+    old = tmp_path / "book"
+    old.mkdir()
+    (old / "index.html").write_text("the book built before")
+    assert book_main(["--profile", "smoke", "--src", str(tmp_path / "nothing"), "--out", str(old)]) == 2
+    err = capsys.readouterr().err
+    assert "no executed notebooks" in err and len(err.strip().splitlines()) == 1
+    assert (old / "index.html").read_text() == "the book built before" and not (old / "mathjax").exists()

@@ -253,11 +253,12 @@ def main(argv=None) -> int:
     parser.add_argument("--src", default=None, help="folder of executed notebooks (default build/notebooks/<profile>)")
     parser.add_argument("--out", default=None, help="site folder (default build/book)")
     args = parser.parse_args(argv)
-    result = build(args.profile, args.src, args.out)
-    if not result["pages"]:
-        print(f"no executed notebooks of the {args.profile} profile: run `PROFILE={args.profile} make notebooks` first",
-              file=sys.stderr)
+    src = Path(args.src) if args.src else BUILD_DIR / "notebooks" / args.profile
+    if not any((src / p.name).is_file() for p in list_notebooks()):  # before the site folder is replaced
+        print(f"no executed notebooks of the {args.profile} profile in {src}: run `PROFILE={args.profile} make "
+              "notebooks` first", file=sys.stderr)
         return 2
+    result = build(args.profile, src, args.out)
     problems = check_site(result["out"], result["pages"])
     for p in problems:
         print(p, file=sys.stderr)
