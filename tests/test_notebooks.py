@@ -29,6 +29,8 @@ def test_notebook_source_is_clean(path):
     cells = nb["cells"]
     assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells), "no 'parameters' cell"
     assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code"), "source holds outputs"
+    ids = [c.get("id") for c in cells]  # nbformat 4.5: every cell has a unique id (a missing one is a warning today)
+    assert None not in ids and len(set(ids)) == len(ids), "cells without an id, or with the same id"
     # a markdown cell introduces the notebook and precedes every step
     assert cells[0]["cell_type"] == "markdown"
 
@@ -117,14 +119,7 @@ def code_lines(cell) -> int:
     return sum(1 for line in "".join(cell["source"]).splitlines() if line.strip())
 
 
-# Notebooks not yet rewritten to teach before they audit (issue 29): each fails the rule below, and the test says so
-# (strict: a notebook that starts to pass must leave this list).
-NOT_YET_TEACHING_FIRST = {"11_exact_real_scores"}
-
-
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(
-    p.stem in NOT_YET_TEACHING_FIRST, reason="not yet rewritten (issue 29)", strict=True)) for p in NOTEBOOKS],
-    ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_teaches_before_it_audits(path):
     """Small cells (at most two code cells — the setup and the checks — above 15 non-blank lines, none above 40), the
     findings stated in one final "Checks" section after the lesson, no locals() lookups; notebooks 11 and 12 at most
