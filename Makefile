@@ -82,6 +82,7 @@ test: data
 
 notebooks: $(STAMP) data
 	$(PY) -m pds.lab.notebooks --profile $(PROFILE) --out $(NB_OUT)/$(PROFILE)
+	$(PY) -m pds.lab.findings compare --profile $(PROFILE) --src $(NB_OUT)/$(PROFILE)
 	@echo "findings written to $(NB_OUT)/$(PROFILE)/*.findings.json: 'make findings' renders them, 'make book' builds the book"
 
 # The notebooks write their findings next to their executed copies; the default profile's rendering is FINDINGS.md,

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 
 from pds.lab.experiments import Verdict, beats, matches
-from pds.lab.findings import COMMITTED_DIR, Findings, fmt, load, render, untraced_numbers
+from pds.lab.findings import COMMITTED_DIR, TIMED, Findings, compare, fmt, load, render, untraced_numbers
 from pds.lab.notebooks import list_notebooks
 from pds.storage import REPO_ROOT
 
@@ -135,3 +136,30 @@ def test_expected_verdicts_are_read_from_one_file_per_notebook():
     assert found["moonshot"] is True and all(isinstance(v, bool) for v in found.values())
     with pytest.raises(FileNotFoundError, match="expected verdicts live there"):
         expected("99_nothing")
+
+
+def test_compare_says_what_changed_beyond_the_timings(tmp_path):
+    """The committed findings compare equal to themselves; a changed verdict, a changed number and a missing notebook
+    are each reported; a changed time in notebook 08 is not (its verdicts alone count)."""
+    fresh = tmp_path / "fresh"
+    shutil.copytree(COMMITTED_DIR / "default", fresh)
+    assert compare(fresh, COMMITTED_DIR / "default") == []
+
+    def edit(name, change):
+        path = fresh / f"{name}.findings.json"
+        doc = json.loads(path.read_text())
+        change(doc["claims"][0]["findings"][0])
+        path.write_text(json.dumps(doc))
+
+    edit(TIMED[0], lambda f: f.update(value=f["value"] * 1.5))
+    assert compare(fresh, COMMITTED_DIR / "default") == []
+    edit("11_exact_real_scores", lambda f: f.update(holds=not f["holds"]))
+    edit("03_exact_gaussian_benchmark", lambda f: f.update(numbers={**f.get("numbers", {}), "x": 1.0},
+                                                           value=f.get("value", 0.0) + 1e-9))
+    (fresh / "12_optimal_preconditioner.findings.json").unlink()
+    diffs = compare(fresh, COMMITTED_DIR / "default")
+    assert [d.split(":")[0] for d in diffs] == ["12_optimal_preconditioner", "03_exact_gaussian_benchmark",
+                                                "11_exact_real_scores"], diffs
+    assert "holds → fails" in diffs[2] or "fails → holds" in diffs[2]
+    edit(TIMED[0], lambda f: f.update(holds=not f["holds"]))
+    assert any(d.startswith(TIMED[0]) for d in compare(fresh, COMMITTED_DIR / "default"))

@@ -18,6 +18,10 @@ Markdown document — a section per notebook, a table per claim — and, for the
 next to the committed ``FINDINGS.md`` (``data/findings/default/``) so that anyone can check it: every number in the
 document is one of the JSON's numbers formatted by :func:`fmt` or appears in one of its strings
 (:func:`untraced_numbers`; ``tests/test_findings.py``). Nothing in the document is typed by hand.
+
+``python -m pds.lab.findings compare --profile default`` (the end of ``make notebooks``) says whether the notebooks just
+run found what is committed (:func:`compare`): the same findings with the same numbers, except the wall-clock
+measurements of the notebooks in :data:`TIMED`, whose verdicts alone are compared.
 """
 
 from __future__ import annotations
@@ -38,13 +42,14 @@ from pds.lab.notebooks import check as check_number
 from pds.lab.notebooks import check_verdict
 from pds.storage import BUILD_DIR, DATA_DIR, NOTEBOOK_DIR, REPO_ROOT
 
-__all__ = ["Findings", "findings_dir", "expected", "load", "render", "fmt", "untraced_numbers", "FINDINGS_ENV",
-           "COMMITTED_DIR"]
+__all__ = ["Findings", "findings_dir", "expected", "load", "render", "fmt", "untraced_numbers", "compare",
+           "FINDINGS_ENV", "COMMITTED_DIR", "TIMED"]
 
 FINDINGS_ENV = "PDS_FINDINGS_DIR"
 COMMITTED_DIR = DATA_DIR / "findings"
 PROFILES = ("smoke", "default", "full")
 SUFFIX = ".findings.json"
+TIMED = ("08_timing_table2",)  # notebooks whose numbers are wall-clock times: they change from run to run
 
 
 def expected(notebook: str) -> dict:
@@ -310,6 +315,32 @@ def untraced_numbers(markdown: str, docs: list[dict]) -> list[str]:
     return [t for t in _numbers_in(markdown) if t.lstrip("-") not in known]
 
 
+def _outcomes(doc: dict) -> list[tuple]:
+    return [(c["label"], f["kind"], f.get("key") or f.get("name") or f.get("claim"), f["holds"], f.get("expected"),
+             f.get("asserted")) for c in doc["claims"] for f in c["findings"]]
+
+
+def compare(fresh, committed, timed=TIMED) -> list[str]:
+    """How the findings in the folder ``fresh`` differ from those in ``committed`` (e.g. ``data/findings/default``), a
+    line per difference (none: the same): a notebook on one side only; a finding added, removed or whose verdict
+    changed; for the other notebooks a claim whose context, texts or numbers changed. In the notebooks of ``timed``
+    only the verdicts count (their numbers are times)."""
+    new = {d["notebook"]: d for d in load(fresh)}
+    old = {d["notebook"]: d for d in load(committed)}
+    out = [f"{nb}: only in {where}" for nb, where in
+           [(nb, fresh) for nb in new if nb not in old] + [(nb, committed) for nb in old if nb not in new]]
+    for nb in [nb for nb in old if nb in new]:
+        a, b = _outcomes(old[nb]), _outcomes(new[nb])
+        if a != b:
+            changed = [f"{x[0]} / {x[2]}: {'holds' if x[3] else 'fails'} → {'holds' if y[3] else 'fails'}"
+                       for x, y in zip(a, b, strict=False) if x != y]
+            out.append(f"{nb}: {len(a)} findings → {len(b)}" + ("; " + "; ".join(changed[:5]) if changed else ""))
+        elif nb not in timed and old[nb] != new[nb]:
+            claims = [c["label"] for c, d in zip(old[nb]["claims"], new[nb]["claims"], strict=True) if c != d]
+            out.append(f"{nb}: the numbers or texts of {claims or 'its header'} changed")
+    return out
+
+
 # -- command line ----------------------------------------------------------------------------------------------
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pds.lab.findings", description="render the notebooks' findings")
@@ -321,8 +352,26 @@ def main(argv=None) -> int:
                                                "build/notebooks/<profile>/FINDINGS.md otherwise)")
     r.add_argument("--commit", action="store_true", help="also copy the JSON files to data/findings/<profile>/ (what "
                                                          "the committed FINDINGS.md is checked against)")
+    c = sub.add_parser("compare", help="say whether the findings just written are the committed ones (exit 1 if not)")
+    c.add_argument("--profile", default="default", choices=PROFILES)
+    c.add_argument("--src", default=None, help="folder of *.findings.json (default: where the profile writes them)")
     args = parser.parse_args(argv)
     src = Path(args.src) if args.src else findings_dir(args.profile)
+    if args.command == "compare":
+        committed = COMMITTED_DIR / args.profile
+        if not committed.is_dir():
+            print(f"no committed findings for the {args.profile} profile ({committed}): nothing to compare with")
+            return 0
+        diffs = compare(src, committed)
+        for line in diffs:
+            print("differs from the committed findings:", line, file=sys.stderr)
+        if diffs:
+            print(f"(if the change is intended: 'PROFILE={args.profile} make findings' commits the new findings)",
+                  file=sys.stderr)
+        if not diffs:
+            print(f"{src}: the committed findings ({committed}), number for number"
+                  + (f" (in {', '.join(TIMED)} the verdicts; their times are measured anew)" if TIMED else ""))
+        return 1 if diffs else 0
     docs = load(src)
     if not docs:
         print(f"no findings in {src}: run the notebooks of the {args.profile} profile first "
