@@ -18,7 +18,8 @@ The layout shows the architecture. Each layer imports only from the layers above
 * :mod:`pds.models` — the official networks (NCSN, NCSNv2, NCSN++), :mod:`~pds.models.checkpoints` (every fact
   about their files), :mod:`~pds.models.official` (random-weight files in the official layouts),
   :mod:`~pds.models.train` (the small models trained here), :mod:`~pds.models.configs` (the paper's experiment
-  settings, one table);
+  settings, one table); beside them :mod:`pds.integrations` — PDS where other libraries sample: a diffusers
+  scheduler and k-diffusion's denoiser / noise-sampler conventions (diffusers imported only there);
 * :mod:`pds.exact` — what can be computed exactly: the samplers' output distributions on Gaussian targets (one
   recursion per sampler family), :mod:`~pds.exact.optimal` (the filter that minimises it) and
   :mod:`~pds.exact.theory` (Theorems 1-2 checked numerically);

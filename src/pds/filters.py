@@ -18,6 +18,7 @@ import torch
 
 from pds.fingerprint import DATA_RTOL, Approx, Fingerprint, fingerprint
 from pds.fourier import centred, power_spectrum, radius_squared
+from pds.precondition import Preconditioner
 
 __all__ = [
     "filters_fingerprint",
@@ -31,6 +32,8 @@ __all__ = [
     "FilterSet",
     "save_filters",
     "load_filters",
+    "file_preconditioner",
+    "parametric_preconditioner",
 ]
 
 
@@ -255,3 +258,22 @@ def synthetic_filters(channels: int, size: int, space: bool) -> tuple[torch.Tens
     if space:
         a = 0.5 + torch.rand(channels, size, size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     return freq, a
+
+
+def file_preconditioner(path, alpha: float | None = 5.0, space: bool = False, shape=None) -> Preconditioner:
+    """The preconditioner of a :func:`save_filters` file (``pds filters estimate``): its R and, with ``space``, its A
+    (Fig. 1), normalised with ``alpha`` (None: as given); ``shape`` [C, H, W] refuses filters that do not fit it."""
+    filters = load_filters(path)
+    a = filters.space if space else None
+    if filters.freq is None and a is None:
+        raise ValueError(f"{path} holds no {'filter' if space else 'frequency filter'}")
+    return Preconditioner(freq=filters.freq, space=a, alpha=alpha, shape=shape)
+
+
+def parametric_preconditioner(shape, r: float, lam: float, centre: str = "paper",
+                              alpha: float | None = None) -> Preconditioner:
+    """The preconditioner of the parametric filter (Sec. 4.3) for images of ``shape`` [C, H, W]: radius ``r``·H
+    (r in units of H, as the paper's (0.2H, 1.6)), value ``lam``, ``centre`` as :func:`parametric_filter`."""
+    c, h, w = (int(v) for v in shape)
+    filt = parametric_filter((h, w), r * h, lam, channels=c, centre=centre)
+    return Preconditioner(freq=filt, alpha=alpha, shape=(c, h, w))

@@ -15,6 +15,7 @@ proportionally); for NCSN++, T is the number of predictor-corrector iterations (
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pds.filters import frequency_filter, load_filters, parametric_filter
+from pds.filters import (
+    file_preconditioner,
+    frequency_filter,
+    parametric_filter,
+    parametric_preconditioner,
+)
 from pds.lab.data import load_idx_images
 from pds.models.checkpoints import file_sha256, load_official, load_trained
 from pds.models.configs import EXPERIMENTS, Experiment, stand_in_for
@@ -183,11 +189,10 @@ class SmallModel:
         NCSN++'s own, else the experiment's)."""
         score, info = load_official(path, config=config)
         arch = info["arch"]
-        if arch == "ncsnpp-diffusers":
-            raise NotImplementedError("sampling a diffusers directory needs its σ range: load it with load_official "
-                                      "and call pds.samplers.pc_sampler directly")
         if isinstance(experiment, str):
             experiment = experiment_named(experiment)
+        if arch == "ncsnpp-diffusers":
+            return cls._diffusers(path, score, info, experiment)
         if experiment is None:
             experiment = _experiment_of(arch, info)
         size = image_size or info.get("image_size") or experiment.size
@@ -195,6 +200,25 @@ class SmallModel:
                   "net": {"image_size": int(size), "channels": int(info["channels"])}, **info,
                   "file_sha256": file_sha256(path)}
         return cls(f"{Path(path).parent.name}/{Path(path).stem}", score, config, experiment=experiment)
+
+    @classmethod
+    def _diffusers(cls, path, score, info: dict, experiment: Experiment | None) -> SmallModel:
+        """A diffusers NCSN++ with the sampler settings of its own scheduler config (σ range, scales, snr; final
+        denoising as score_sde's); the paper experiment of its size (else CIFAR-10's) for the rest."""
+        if "sigma_max" not in info:
+            raise ValueError(f"{path}: a diffusers UNet without its scheduler: give the pipeline folder "
+                             "(model_index.json, unet/, scheduler/ as on the hub), whose scheduler says the σ range "
+                             "and the number of scales")
+        if experiment is None:
+            same = [e for e in EXPERIMENTS.values() if e.model == "ncsnpp" and e.size == info["image_size"]]
+            experiment = same[0] if same else EXPERIMENTS["cifar10_ncsnpp"]
+        experiment = dataclasses.replace(experiment, name=f"diffusers {Path(path).name}", sigma_min=info["sigma_min"],
+                                         sigma_max=info["sigma_max"], levels=info["num_scales"],
+                                         vanilla_T=info["num_scales"], snr=info["snr"], denoise=True,
+                                         size=int(info["image_size"]))
+        config = {"kind": "ncsnpp", "net": {"image_size": int(info["image_size"]), "channels": int(info["channels"])},
+                  **info}
+        return cls(f"diffusers/{Path(path).name}", score, config, experiment=experiment)
 
     @property
     def full_T(self) -> int:
@@ -240,21 +264,17 @@ class SmallModel:
     def preconditioner(self, method: Method) -> Preconditioner | None:
         if method.filter is None:
             return None
-        c, h, w = self.shape
-        if method.filter in ("parametric", "flat"):
+        if method.filter == "parametric":
+            return parametric_preconditioner(self.shape, method.r, method.lam, method.centre, method.alpha)
+        if method.filter == "flat":
+            c, h, w = self.shape
             filt = parametric_filter((h, w), method.r * h, method.lam, channels=c, centre=method.centre)
-            if method.filter == "flat":
-                return Preconditioner(freq=torch.full((c, h, w), flat_equivalent(filt, method.alpha)), alpha=None,
-                                      shape=self.shape)
-        elif method.filter == "file":
-            filters = load_filters(method.path)
-            space = filters.space if method.space else None
-            if filters.freq is None and space is None:
-                raise ValueError(f"{method.path} holds no {'filter' if method.space else 'frequency filter'}")
-            return Preconditioner(freq=filters.freq, space=space, alpha=method.alpha, shape=self.shape)
-        else:
-            filt = statistics_filter(self.train_images(), method.stats_n)
-        return Preconditioner(freq=filt, alpha=method.alpha, shape=self.shape)
+            return Preconditioner(freq=torch.full((c, h, w), flat_equivalent(filt, method.alpha)), alpha=None,
+                                  shape=self.shape)
+        if method.filter == "file":
+            return file_preconditioner(method.path, method.alpha, method.space, shape=self.shape)
+        return Preconditioner(freq=statistics_filter(self.train_images(), method.stats_n), alpha=method.alpha,
+                              shape=self.shape)
 
 
 def crop_and_clip(x: torch.Tensor, pad: int) -> torch.Tensor:

@@ -8,7 +8,9 @@ Official layouts (read as published, written by ``pds train`` so that the same l
   name → tensor without the prefix.
 * NCSN++ (score_sde): ``{'model', 'ema': {'decay', 'num_updates', 'shadow_params'}, 'optimizer', 'step'}``,
   the shadow a list in ``parameters()`` order (trainable parameters only).
-* a diffusers model directory in the hub's google/ncsnpp-* layout (``config.json`` + weights).
+* a diffusers NCSN++ in the hub's google/ncsnpp-* layout: the pipeline folder (``model_index.json``, ``unet/``,
+  ``scheduler/``) or its ``unet/`` folder (``config.json`` + weights); the σ range, the number of scales and the snr
+  come from ``scheduler/scheduler_config.json`` when it is there.
 
 Runs of ``pds train`` use the same layouts (NCSN v1 appends the step and the EMA shadow after the two
 official entries, so that a run can resume) and keep their settings in a *sidecar* ``run.json`` beside
@@ -256,15 +258,25 @@ def _load_diffusers(path: Path):
         from diffusers import UNet2DModel
     except ImportError as exc:
         raise ImportError(f"{path} is a diffusers model directory; loading it needs `pip install diffusers`") from exc
-    unet = UNet2DModel.from_pretrained(str(path))
+    pipeline = (path / "model_index.json").is_file()
+    unet_dir = path / "unet" if pipeline else path
+    if not (unet_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: a diffusers pipeline folder without unet/config.json")
+    unet = UNet2DModel.from_pretrained(str(unet_dir), low_cpu_mem_usage=False)  # no `accelerate` needed, no warning
     cfg = dict(unet.config)
     if cfg.get("time_embedding_type") != "fourier":
         raise ValueError(
             f"{path}: a diffusers UNet2DModel with time_embedding_type={cfg.get('time_embedding_type')!r}; "
             "only NCSN++ models (Fourier embedding of σ, as google/ncsnpp-*) are score models"
         )
-    return DiffusersScore(unet).eval(), {"arch": "ncsnpp-diffusers", "ema": None,
-                                         "image_size": cfg.get("sample_size"), "channels": cfg.get("in_channels")}
+    info = {"arch": "ncsnpp-diffusers", "ema": None, "image_size": cfg.get("sample_size"),
+            "channels": cfg.get("in_channels")}
+    scheduler = (path if pipeline else path.parent) / "scheduler" / "scheduler_config.json"
+    if scheduler.is_file():
+        sc = json.loads(scheduler.read_text())
+        info.update(sigma_min=float(sc["sigma_min"]), sigma_max=float(sc["sigma_max"]),
+                    num_scales=int(sc["num_train_timesteps"]), snr=float(sc["snr"]))
+    return DiffusersScore(unet).eval(), info
 
 
 def _inference(net: nn.Module) -> nn.Module:
@@ -294,7 +306,7 @@ def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = Tr
     """
     if arch is not None and arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
-    if Path(path).is_dir() and (Path(path) / "config.json").is_file():
+    if Path(path).is_dir() and any((Path(path) / f).is_file() for f in ("config.json", "model_index.json")):
         if arch not in (None, "ncsnpp"):
             raise ValueError(f"{path} is a diffusers NCSN++ directory, not {arch}")
         score, info = _load_diffusers(Path(path))
