@@ -184,10 +184,12 @@ def test_save_and_load_round_trip_with_the_filters(tmp_path):
         assert back.preconditioner_for((3, 32, 32)) is not None
         assert torch.equal(run_pipeline(unet, back, 4), run_pipeline(unet, sched, 4)), name
     assert schedulers["file"].config.filters == str(file)  # saving leaves the live config as it was
-    # a pipeline saved with the scheduler reloads it (with its filters) from the pipeline folder
+    # a pipeline saved with the scheduler reloads it with its filters: the whole pipeline, or the scheduler alone
     ScoreSdeVePipeline(unet, schedulers["file"]).save_pretrained(tmp_path / "pipe")
-    back = PDSScoreSdeVeScheduler.from_pretrained(tmp_path / "pipe", subfolder="scheduler")
-    assert torch.equal(run_pipeline(unet, back, 4), run_pipeline(unet, schedulers["file"], 4))
+    want = run_pipeline(unet, schedulers["file"], 4)
+    for back in (ScoreSdeVePipeline.from_pretrained(tmp_path / "pipe").scheduler,
+                 PDSScoreSdeVeScheduler.from_pretrained(tmp_path / "pipe", subfolder="scheduler")):
+        assert isinstance(back, PDSScoreSdeVeScheduler) and torch.equal(run_pipeline(unet, back, 4), want)
 
 
 def test_bad_configurations_are_refused_in_one_line(tmp_path):

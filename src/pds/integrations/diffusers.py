@@ -36,13 +36,17 @@ import torch
 from diffusers import ScoreSdeVeScheduler
 from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_sde_ve import SdeVeOutput
-from diffusers.schedulers.scheduling_utils import SchedulerOutput
+from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutput  # noqa: F401  (see below)
 from diffusers.utils.torch_utils import randn_tensor
 
 from pds.filters import file_preconditioner, load_filters, parametric_preconditioner, save_filters
 from pds.precondition import Preconditioner
 
 __all__ = ["PDSScoreSdeVeScheduler", "FILTERS_NAME"]
+
+# SchedulerMixin is a name of this module on purpose: a saved pipeline names this module in its model_index.json, and
+# diffusers' loader looks there for the component's base class to know how to load it (``from_pretrained``). diffusers
+# loads it only once this module is imported.
 
 FILTERS_NAME = "pds_filters.npz"  # the filters beside scheduler_config.json
 
