@@ -367,3 +367,16 @@ def test_a_book_without_executed_notebooks_is_one_line_and_leaves_the_old_book(t
     err = capsys.readouterr().err
     assert "no executed notebooks" in err and len(err.strip().splitlines()) == 1
     assert (old / "index.html").read_text() == "the book built before" and not (old / "mathjax").exists()
+
+
+def test_a_diffusers_unet_without_its_scheduler_says_what_to_give(tmp_path, capsys):
+    diffusers = pytest.importorskip("diffusers")
+    unet = diffusers.UNet2DModel(sample_size=8, layers_per_block=1, block_out_channels=(32, 64),
+                                 down_block_types=("SkipDownBlock2D", "AttnSkipDownBlock2D"),
+                                 up_block_types=("AttnSkipUpBlock2D", "SkipUpBlock2D"), time_embedding_type="fourier",
+                                 norm_num_groups=32, attention_head_dim=8)
+    unet.save_pretrained(tmp_path / "alone")
+    code, err = run_cli(["sample", "--checkpoint", str(tmp_path / "alone"), "--method", "vanilla", "--T", "2",
+                         "--count", "1", "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "without its scheduler" in err and "model_index.json" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -296,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     sa = sub.add_parser("sample", help="draw samples from a checkpoint into shards (resumable; torchrun scales it out)",
                         description=__doc_sample__)
     sa.add_argument("--checkpoint", required=True,
-                    help="a .pth path, a model shipped here (e.g. ncsnpp_fashion32) or an official folder name "
+                    help="a .pth path, a diffusers NCSN++ folder in the hub's layout (google/ncsnpp-*: its σ range "
+                         "from scheduler/), a model shipped here (e.g. ncsnpp_fashion32) or an official folder name "
                          "under $PDS_CHECKPOINTS (e.g. ncsnpp_cifar10)")
     sa.add_argument("--config", default=None,
                     help="the paper experiment whose sampler settings to use (pds.models.configs)")
