@@ -24,8 +24,8 @@ from pds.fingerprint import DATA_RTOL, RTOL, Approx, Fingerprint, fingerprint
 from pds.fourier import mirror_frequencies, power_spectrum, radius_squared
 from pds.precondition import operator_matrix
 
-__all__ = ["GaussianScore", "StationaryGaussianScore", "EmpiricalScore", "check_sigma", "fit_power_law",
-           "power_law_field"]
+__all__ = ["GaussianScore", "StationaryGaussianScore", "EmpiricalScore", "LocalScore", "check_sigma",
+           "fit_power_law", "power_law_field"]
 
 
 def check_sigma(x: torch.Tensor, sigma) -> torch.Tensor:
@@ -441,3 +441,141 @@ class EmpiricalScore:
         per_chunk = batch * chunk * item * 3 + batch * chunk * 8  # d, logits, w (+ the float64 sum's temporary)
         accum = batch * D * (8 + 8 + item) + batch * (self.k + chunk) * 16  # x in float64, acc, w·X_c; candidates
         return int(stored + per_chunk + accum)
+
+
+class LocalScore:
+    """The score of Kamb & Ganguli's local score machines (ICML 2025, arXiv 2412.20292), in VE form: a closed form with
+    a CNN's inductive bias — locality and, for ELS, translation equivariance — and no training.
+
+    Each pixel p of the denoised image is a softmax-weighted average of the centre pixels of training patches:
+
+        D(x, σ)_p = Σ_{(i, q)} w_{iq}(p) X_i[q],   w(p) = softmax_{(i, q)}(−‖x_P(p) − X_{i,P(q)}‖² / (2σ²)),
+
+    x_P(p) the k × k patch of x centred on p (all channels); the candidates are every position q of every image
+    (``equivariant=True``: the ELS machine) or the same position q = p only (False: LS). The score is (D − x)/σ²
+    (Tweedie). Boundary: ``padding="zeros"`` (patches extend with zeros, as the networks trained here pad; the centre
+    pixel q is always inside the image) or ``"circular"`` (periodic) — the two modes of the authors' calibrations.
+    Patch size: ``patch`` is an odd k, or a function σ ↦ k (one per noise level, the paper's calibrated schedule or one
+    fitted here; an even k is refused). Limits: LS with a patch covering the image (k ≥ 2·max(H, W) − 1) is
+    :class:`EmpiricalScore`'s posterior mean; k = 1 is each pixel's own marginal posterior over the set's values.
+
+    Computation: squared distances ‖x_P(p)‖² + ‖X_{i,P(q)}‖² − 2⟨x_P(p), X_{i,P(q)}⟩; the first is a constant of the
+    pixel (it cancels in the softmax), the second a box filter of Σ_c X_i² computed once per k, the cross term for the
+    shift d = q − p a box filter of the product x · X_i(· + d): O(HW) per (sample, image, shift) — one shift for LS,
+    (2H − 1)(2W − 1) for ELS (H·W with circular padding) — instead of O(HW·k²). Streamed over the set in chunks of
+    ``chunk`` images with an online log-sum-exp (float64 accumulators); ``dtype`` float64 by default (float32 loses
+    the logits at small σ, as :class:`EmpiricalScore` explains).
+    """
+
+    def __init__(self, images: torch.Tensor, patch, equivariant: bool = True, padding: str = "zeros",
+                 dtype=torch.float64, device=None, chunk: int = 64):
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) < 1:
+            raise ValueError(f"images must be a non-empty tensor [N, C, H, W], got {getattr(images, 'shape', images)}")
+        if padding not in ("zeros", "circular"):
+            raise ValueError(f"padding must be 'zeros' or 'circular', got {padding!r}")
+        if dtype not in (torch.float32, torch.float64) or int(chunk) != chunk or chunk < 1:
+            raise ValueError(f"dtype must be torch.float32 or torch.float64 and chunk a positive integer, got {dtype}, "
+                             f"{chunk}")
+        if not callable(patch):
+            self._k(patch)
+        self.patch, self.equivariant, self.padding, self.dtype, self.chunk = patch, bool(equivariant), padding, dtype, \
+            int(chunk)
+        self.device = torch.device(device) if device is not None else images.device
+        self.X = images.to(device=self.device, dtype=dtype).contiguous()
+        if not bool(torch.isfinite(self.X).all()):
+            raise ValueError("images must be finite (NaN or inf found)")
+        self.shape, self.n = tuple(images.shape[1:]), len(images)
+        self._norms: dict[int, torch.Tensor] = {}
+
+    @staticmethod
+    def _k(k) -> int:
+        if isinstance(k, bool) or int(k) != k or k < 1 or int(k) % 2 == 0:
+            raise ValueError(f"the patch size must be an odd positive integer (a centre pixel), got {k!r}")
+        return int(k)
+
+    def patch_size(self, sigma: float) -> int:
+        """k at noise level ``sigma``."""
+        return self._k(self.patch(float(sigma)) if callable(self.patch) else self.patch)
+
+    def _box(self, t: torch.Tensor, k: int) -> torch.Tensor:
+        """The k × k window sums of t [..., H, W] centred on each pixel, zero or periodic beyond the edges."""
+        lead, (h, w), r = t.shape[:-2], t.shape[-2:], k // 2
+        t = t.reshape(-1, 1, h, w)
+        if self.padding == "circular":
+            out = torch.nn.functional.avg_pool2d(_periodic_pad(t, r), k, stride=1)
+        else:
+            out = torch.nn.functional.avg_pool2d(t, k, stride=1, padding=r, count_include_pad=True)
+        return (out * (k * k)).reshape(*lead, h, w)
+
+    def _shifted(self, t: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+        """t(· + d): periodic, or zero where p + d leaves the image."""
+        if self.padding == "circular":
+            return torch.roll(t, shifts=(-dy, -dx), dims=(-2, -1))
+        out = torch.zeros_like(t)
+        h, w = t.shape[-2:]
+        out[..., max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = \
+            t[..., max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
+        return out
+
+    def _patch_norms(self, k: int) -> torch.Tensor:
+        if k not in self._norms:
+            self._norms[k] = self._box((self.X**2).sum(1), k)  # ‖X_{i,P(q)}‖², [N, H, W]
+        return self._norms[k]
+
+    def _shifts(self):
+        h, w = self.shape[1:]
+        if not self.equivariant:
+            return [(0, 0)]
+        if self.padding == "circular":
+            return [(dy, dx) for dy in range(h) for dx in range(w)]
+        return [(dy, dx) for dy in range(-h + 1, h) for dx in range(-w + 1, w)]
+
+    def _posterior_mean(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        k, (c, h, w) = self.patch_size(sigma), self.shape
+        xs = x.to(device=self.device, dtype=self.dtype)
+        norms, inv = self._patch_norms(k), 0.5 / sigma**2
+        run_max = torch.full((len(x), h, w), -math.inf, dtype=torch.float64, device=self.device)
+        run_sum = torch.zeros(len(x), h, w, dtype=torch.float64, device=self.device)
+        acc = torch.zeros(len(x), c, h, w, dtype=torch.float64, device=self.device)
+        inside = torch.ones(h, w, dtype=torch.bool, device=self.device)
+        for dy, dx in self._shifts():
+            valid = inside if self.padding == "circular" else self._shifted(inside, dy, dx)
+            for a in range(0, self.n, self.chunk):
+                Xd = self._shifted(self.X[a:a + self.chunk], dy, dx)  # X_i(p + d): the candidate centres
+                cross = self._box(torch.einsum("bchw,nchw->bnhw", xs, Xd), k)
+                logits = ((2 * cross - self._shifted(norms[a:a + self.chunk], dy, dx)[None]) * inv).double()
+                logits = logits.masked_fill(~valid, -math.inf)
+                new_max = torch.maximum(run_max, logits.amax(dim=1))
+                scale = torch.exp(run_max - new_max).nan_to_num(0.0)
+                wts = torch.exp(logits - new_max[:, None]).nan_to_num(0.0)
+                run_sum = run_sum * scale + wts.sum(1)
+                acc = acc * scale[:, None] + torch.einsum("bnhw,nchw->bchw", wts, Xd.double())
+                run_max = new_max
+        return acc / run_sum[:, None]
+
+    def posterior_mean(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """D(x, σ), with x's shape and dtype (one patch size per distinct σ in the batch)."""
+        s = check_sigma(x, sigma)
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"x must have shape [B, {', '.join(map(str, self.shape))}], got {tuple(x.shape)}")
+        if (s <= 0).any():
+            raise ValueError("sigma must be > 0 for a local score machine")
+        out = torch.empty(x.shape, dtype=torch.float64, device=self.device)
+        for value in torch.unique(s).tolist():
+            rows = (s == value).nonzero()[:, 0]
+            out[rows] = self._posterior_mean(x[rows], value)
+        return out.to(device=x.device, dtype=x.dtype)
+
+    def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """(D(x, σ) − x)/σ², with x's shape and dtype."""
+        s = check_sigma(x, sigma)
+        d = self.posterior_mean(x, sigma).double()
+        return ((d - x.double()) / (s**2)[:, None, None, None]).to(x.dtype)
+
+
+def _periodic_pad(t: torch.Tensor, r: int) -> torch.Tensor:
+    """t [M, 1, H, W] padded periodically by r on each side (r may exceed H or W: the image repeats)."""
+    h, w = t.shape[-2:]
+    iy = torch.arange(-r, h + r, device=t.device) % h
+    ix = torch.arange(-r, w + r, device=t.device) % w
+    return t[..., iy[:, None], ix[None, :]]

@@ -1,0 +1,115 @@
+"""pds.scores.LocalScore (Kamb & Ganguli's LS / ELS machines): equal to a brute-force loop over every pixel, patch
+and candidate in float64 (1e-10), its limits (a patch covering the image: the exact empirical score; one pixel: each
+pixel's marginal), translation equivariance of ELS (periodic boundary) and not of LS, and bad input."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pds.scores import EmpiricalScore, LocalScore
+
+
+def brute_force(X, x, sigma, k, equivariant, padding):
+    """D(x, σ) pixel by pixel: every candidate patch written out, the softmax over them, the centre pixels averaged."""
+    N, C, H, W = X.shape
+    r = k // 2
+
+    def patch(img, p):
+        out = torch.zeros(C, k, k, dtype=torch.float64)
+        for u, v in itertools.product(range(-r, r + 1), repeat=2):
+            y, z = p[0] + u, p[1] + v
+            if padding == "circular":
+                y, z = y % H, z % W
+            elif not (0 <= y < H and 0 <= z < W):
+                continue
+            out[:, u + r, v + r] = img[:, y, z]
+        return out
+
+    D = torch.zeros_like(x)
+    for b in range(len(x)):
+        for p in itertools.product(range(H), range(W)):
+            xp = patch(x[b], p)
+            qs = list(itertools.product(range(H), range(W))) if equivariant else [p]
+            logits = torch.stack([-((xp - patch(X[i], q)) ** 2).sum() / (2 * sigma**2) for i in range(N) for q in qs])
+            centres = torch.stack([X[i][:, q[0], q[1]] for i in range(N) for q in qs])
+            D[b, :, p[0], p[1]] = (torch.softmax(logits, 0)[:, None] * centres).sum(0)
+    return D
+
+
+@pytest.mark.parametrize("equivariant", [False, True], ids=["LS", "ELS"])
+@pytest.mark.parametrize("padding", ["zeros", "circular"])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_equals_the_brute_force_loop_in_float64(equivariant, padding, k):
+    gen = torch.Generator().manual_seed(k)
+    X = torch.rand(3, 2, 4, 5, dtype=torch.float64, generator=gen)
+    x = X[:2] + 0.3 * torch.randn(2, 2, 4, 5, dtype=torch.float64, generator=gen)
+    machine = LocalScore(X, k, equivariant=equivariant, padding=padding, chunk=2)
+    for sigma in (0.05, 0.4, 3.0):
+        want = brute_force(X, x, sigma, k, equivariant, padding)
+        torch.testing.assert_close(machine.posterior_mean(x, sigma), want, rtol=0, atol=1e-10)
+        torch.testing.assert_close(machine(x, sigma), (want - x) / sigma**2, rtol=1e-10, atol=1e-10)
+
+
+def test_a_patch_covering_the_image_is_the_exact_empirical_score():
+    X = torch.rand(6, 1, 5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(3, 1, 5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    exact = EmpiricalScore(X, dtype=torch.float64)
+    for k in (9, 11):  # k ≥ 2·max(H, W) − 1: every pixel's patch holds the whole image
+        for sigma in (0.1, 1.0):
+            torch.testing.assert_close(LocalScore(X, k, equivariant=False)(x, sigma), exact(x, sigma), rtol=1e-10,
+                                       atol=1e-10)
+
+
+def test_one_pixel_patches_are_the_marginals():
+    X = torch.rand(7, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    x = torch.rand(2, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    sigma = 0.2
+    # LS: at each pixel, the set's values at that pixel weighted by their likelihood there
+    w = torch.softmax(-((x[:, None] - X[None]) ** 2).sum(2) / (2 * sigma**2), dim=1)  # [B, N, H, W]
+    torch.testing.assert_close(LocalScore(X, 1, equivariant=False).posterior_mean(x, sigma),
+                               torch.einsum("bnhw,nchw->bchw", w, X), rtol=0, atol=1e-12)
+    # ELS: every pixel of every image is a candidate for every pixel: the pooled marginal
+    pool = X.permute(0, 2, 3, 1).reshape(-1, 3)  # [N·H·W, C]
+    flat = x.permute(0, 2, 3, 1).reshape(-1, 3)
+    w = torch.softmax(-((flat[:, None] - pool[None]) ** 2).sum(-1) / (2 * sigma**2), dim=1)
+    want = (w @ pool).reshape(2, 4, 4, 3).permute(0, 3, 1, 2)
+    torch.testing.assert_close(LocalScore(X, 1).posterior_mean(x, sigma), want, rtol=0, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(dy=st.integers(0, 4), dx=st.integers(0, 5), k=st.sampled_from([1, 3, 5]), sigma=st.floats(0.05, 2.0))
+def test_els_is_translation_equivariant_and_ls_is_not(dy, dx, k, sigma):
+    X = torch.rand(4, 1, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    x = torch.rand(2, 1, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    roll = lambda t: torch.roll(t, (dy, dx), dims=(-2, -1))  # noqa: E731
+    els = LocalScore(X, k, padding="circular")
+    torch.testing.assert_close(els(roll(x), sigma), roll(els(x, sigma)), rtol=1e-9, atol=1e-9)
+    if (dy, dx) != (0, 0) and k == 3 and sigma < 0.5:
+        ls = LocalScore(X, k, equivariant=False, padding="circular")
+        assert not torch.allclose(ls(roll(x), sigma), roll(ls(x, sigma)), rtol=1e-6, atol=1e-6)
+
+
+def test_patch_schedules_dtypes_and_bad_input():
+    X = torch.rand(3, 1, 4, 4, dtype=torch.float64)
+    x = torch.rand(2, 1, 4, 4)
+    machine = LocalScore(X, lambda sigma: 5 if sigma > 0.5 else 1, dtype=torch.float32)
+    assert machine.patch_size(1.0) == 5 and machine.patch_size(0.1) == 1
+    out = machine(x, torch.tensor([0.1, 1.0]))  # one patch size per distinct σ in the batch
+    assert out.dtype == torch.float32 and out.shape == x.shape
+    torch.testing.assert_close(out[1:], LocalScore(X, 5)(x[1:].double(), 1.0).float(), rtol=1e-4, atol=1e-4)
+    for bad, match in ((4, "odd positive"), (0, "odd positive"), (2.5, "odd positive")):
+        with pytest.raises(ValueError, match=match):
+            LocalScore(X, bad)
+    with pytest.raises(ValueError, match="odd positive"):
+        LocalScore(X, lambda s: 2)(x.double(), 1.0)
+    with pytest.raises(ValueError, match="padding"):
+        LocalScore(X, 3, padding="reflect")
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        LocalScore(X, 3)(x.double(), 0.0)
+    with pytest.raises(ValueError, match="x must have shape"):
+        LocalScore(X, 3)(torch.rand(2, 1, 5, 5, dtype=torch.float64), 1.0)
