@@ -113,3 +113,13 @@ def test_patch_schedules_dtypes_and_bad_input():
         LocalScore(X, 3)(x.double(), 0.0)
     with pytest.raises(ValueError, match="x must have shape"):
         LocalScore(X, 3)(torch.rand(2, 1, 5, 5, dtype=torch.float64), 1.0)
+
+
+def test_a_large_batch_in_blocks_equals_each_sample_alone():
+    """ELS takes its B·H·W query patches 512 at a time: a batch of 600 queries equals its samples one by one."""
+    X = torch.rand(3, 1, 4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    x = torch.rand(30, 1, 4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    machine = LocalScore(X, 3)
+    whole = machine.posterior_mean(x, 0.3)
+    torch.testing.assert_close(whole, torch.cat([machine.posterior_mean(x[i : i + 1], 0.3) for i in range(30)]),
+                               rtol=0, atol=1e-12)

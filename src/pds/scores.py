@@ -453,18 +453,18 @@ class LocalScore:
 
     x_P(p) the k × k patch of x centred on p (all channels); the candidates are every position q of every image
     (``equivariant=True``: the ELS machine) or the same position q = p only (False: LS). The score is (D − x)/σ²
-    (Tweedie). Boundary: ``padding="zeros"`` (patches extend with zeros, as the networks trained here pad; the centre
-    pixel q is always inside the image) or ``"circular"`` (periodic) — the two modes of the authors' calibrations.
-    Patch size: ``patch`` is an odd k, or a function σ ↦ k (one per noise level, the paper's calibrated schedule or one
-    fitted here; an even k is refused). Limits: LS with a patch covering the image (k ≥ 2·max(H, W) − 1) is
-    :class:`EmpiricalScore`'s posterior mean; k = 1 is each pixel's own marginal posterior over the set's values.
+    (Tweedie). Boundary: ``padding="zeros"`` (patches extend with zeros, as the networks trained here pad) or
+    ``"circular"`` (periodic) — the two modes of the authors' calibrations. Patch size: ``patch`` is an odd k, or a
+    function σ ↦ k (a schedule: the paper's calibration, or one fitted here). Limits: LS with a patch covering the
+    image (k ≥ 2·max(H, W) − 1, zeros) is :class:`EmpiricalScore`; k = 1 is each pixel's marginal posterior.
 
-    Computation: squared distances ‖x_P(p)‖² + ‖X_{i,P(q)}‖² − 2⟨x_P(p), X_{i,P(q)}⟩; the first is a constant of the
-    pixel (it cancels in the softmax), the second a box filter of Σ_c X_i² computed once per k, the cross term for the
-    shift d = q − p a box filter of the product x · X_i(· + d): O(HW) per (sample, image, shift) — one shift for LS,
-    (2H − 1)(2W − 1) for ELS (H·W with circular padding) — instead of O(HW·k²). Streamed over the set in chunks of
-    ``chunk`` images with an online log-sum-exp (float64 accumulators); ``dtype`` float64 by default (float32 loses
-    the logits at small σ, as :class:`EmpiricalScore` explains).
+    Computation. LS: the distances ‖x_P(p)‖² + ‖X_{i,P(p)}‖² − 2⟨x_P(p), X_{i,P(p)}⟩, the first a constant of the pixel
+    (it cancels in the softmax), the others box filters (k × k window sums) of Σ_c X_i² and Σ_c x·X_i: O(HW) per
+    (sample, image), streamed over the set in chunks of ``chunk`` images with an online log-sum-exp. ELS: the N·H·W
+    training patches are a set of small images and D_p is the centre pixel of that set's posterior mean at x_P(p) —
+    :class:`EmpiricalScore` on patches (its float32 accuracy handling and streaming included), one matrix product of
+    the B·H·W query patches with the N·H·W training patches, O(k²C) per (pixel, candidate). ``dtype``: float64 by
+    default (exact to rounding; float32 is :class:`EmpiricalScore`'s float32).
     """
 
     def __init__(self, images: torch.Tensor, patch, equivariant: bool = True, padding: str = "zeros",
@@ -478,14 +478,14 @@ class LocalScore:
                              f"{chunk}")
         if not callable(patch):
             self._k(patch)
-        self.patch, self.equivariant, self.padding, self.dtype, self.chunk = patch, bool(equivariant), padding, dtype, \
-            int(chunk)
+        self.patch, self.equivariant, self.padding = patch, bool(equivariant), padding
+        self.dtype, self.chunk = dtype, int(chunk)
         self.device = torch.device(device) if device is not None else images.device
         self.X = images.to(device=self.device, dtype=dtype).contiguous()
         if not bool(torch.isfinite(self.X).all()):
             raise ValueError("images must be finite (NaN or inf found)")
         self.shape, self.n = tuple(images.shape[1:]), len(images)
-        self._norms: dict[int, torch.Tensor] = {}
+        self._per_k: dict[int, object] = {}  # LS: the patch norms; ELS: the EmpiricalScore of the patches
 
     @staticmethod
     def _k(k) -> int:
@@ -497,61 +497,54 @@ class LocalScore:
         """k at noise level ``sigma``."""
         return self._k(self.patch(float(sigma)) if callable(self.patch) else self.patch)
 
+    def _pad(self, t: torch.Tensor, r: int) -> torch.Tensor:
+        """t [M, C, H, W] extended by r pixels on each side: zeros, or periodically (the image repeats)."""
+        if self.padding == "zeros":
+            return torch.nn.functional.pad(t, (r, r, r, r))
+        h, w = t.shape[-2:]
+        iy, ix = torch.arange(-r, h + r, device=t.device) % h, torch.arange(-r, w + r, device=t.device) % w
+        return t[..., iy[:, None], ix[None, :]]
+
     def _box(self, t: torch.Tensor, k: int) -> torch.Tensor:
-        """The k × k window sums of t [..., H, W] centred on each pixel, zero or periodic beyond the edges."""
-        lead, (h, w), r = t.shape[:-2], t.shape[-2:], k // 2
-        t = t.reshape(-1, 1, h, w)
-        if self.padding == "circular":
-            out = torch.nn.functional.avg_pool2d(_periodic_pad(t, r), k, stride=1)
-        else:
-            out = torch.nn.functional.avg_pool2d(t, k, stride=1, padding=r, count_include_pad=True)
+        """The k × k window sums of t [..., H, W] centred on each pixel (beyond the edges as ``padding`` says)."""
+        lead, (h, w) = t.shape[:-2], t.shape[-2:]
+        out = torch.nn.functional.avg_pool2d(self._pad(t.reshape(-1, 1, h, w), k // 2), k, stride=1)
         return (out * (k * k)).reshape(*lead, h, w)
 
-    def _shifted(self, t: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-        """t(· + d): periodic, or zero where p + d leaves the image."""
-        if self.padding == "circular":
-            return torch.roll(t, shifts=(-dy, -dx), dims=(-2, -1))
-        out = torch.zeros_like(t)
-        h, w = t.shape[-2:]
-        out[..., max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = \
-            t[..., max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
-        return out
+    def _patches(self, t: torch.Tensor, k: int) -> torch.Tensor:
+        """Every k × k patch of t [M, C, H, W], as [M·H·W, C, k, k] (pixel-major within each image)."""
+        c = t.shape[1]
+        cols = torch.nn.functional.unfold(self._pad(t, k // 2), k)  # [M, C·k·k, H·W]
+        return cols.transpose(1, 2).reshape(-1, c, k, k)
 
-    def _patch_norms(self, k: int) -> torch.Tensor:
-        if k not in self._norms:
-            self._norms[k] = self._box((self.X**2).sum(1), k)  # ‖X_{i,P(q)}‖², [N, H, W]
-        return self._norms[k]
-
-    def _shifts(self):
-        h, w = self.shape[1:]
-        if not self.equivariant:
-            return [(0, 0)]
-        if self.padding == "circular":
-            return [(dy, dx) for dy in range(h) for dx in range(w)]
-        return [(dy, dx) for dy in range(-h + 1, h) for dx in range(-w + 1, w)]
-
-    def _posterior_mean(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
-        k, (c, h, w) = self.patch_size(sigma), self.shape
-        xs = x.to(device=self.device, dtype=self.dtype)
-        norms, inv = self._patch_norms(k), 0.5 / sigma**2
-        run_max = torch.full((len(x), h, w), -math.inf, dtype=torch.float64, device=self.device)
-        run_sum = torch.zeros(len(x), h, w, dtype=torch.float64, device=self.device)
-        acc = torch.zeros(len(x), c, h, w, dtype=torch.float64, device=self.device)
-        inside = torch.ones(h, w, dtype=torch.bool, device=self.device)
-        for dy, dx in self._shifts():
-            valid = inside if self.padding == "circular" else self._shifted(inside, dy, dx)
-            for a in range(0, self.n, self.chunk):
-                Xd = self._shifted(self.X[a:a + self.chunk], dy, dx)  # X_i(p + d): the candidate centres
-                cross = self._box(torch.einsum("bchw,nchw->bnhw", xs, Xd), k)
-                logits = ((2 * cross - self._shifted(norms[a:a + self.chunk], dy, dx)[None]) * inv).double()
-                logits = logits.masked_fill(~valid, -math.inf)
-                new_max = torch.maximum(run_max, logits.amax(dim=1))
-                scale = torch.exp(run_max - new_max).nan_to_num(0.0)
-                wts = torch.exp(logits - new_max[:, None]).nan_to_num(0.0)
-                run_sum = run_sum * scale + wts.sum(1)
-                acc = acc * scale[:, None] + torch.einsum("bnhw,nchw->bchw", wts, Xd.double())
-                run_max = new_max
+    def _local(self, x: torch.Tensor, sigma: float, k: int) -> torch.Tensor:
+        """LS: at each pixel, the online softmax over the set's patches at that pixel, chunk by chunk."""
+        if k not in self._per_k:
+            self._per_k[k] = self._box((self.X**2).sum(1), k)  # ‖X_{i,P(p)}‖², [N, H, W]
+        norms, inv = self._per_k[k], 0.5 / sigma**2
+        run_max = torch.full((len(x), *self.shape[1:]), -math.inf, dtype=torch.float64, device=self.device)
+        run_sum = torch.zeros_like(run_max)
+        acc = torch.zeros(len(x), *self.shape, dtype=torch.float64, device=self.device)
+        for a in range(0, self.n, self.chunk):
+            Xc = self.X[a : a + self.chunk]
+            cross = self._box(torch.einsum("bchw,nchw->bnhw", x, Xc), k)
+            logits = ((2 * cross - norms[None, a : a + self.chunk]) * inv).double()
+            new_max = torch.maximum(run_max, logits.amax(dim=1))
+            scale, wts = torch.exp(run_max - new_max), torch.exp(logits - new_max[:, None])
+            run_sum = run_sum * scale + wts.sum(1)
+            acc = acc * scale[:, None] + torch.einsum("bnhw,nchw->bchw", wts, Xc.double())
+            run_max = new_max
         return acc / run_sum[:, None]
+
+    def _equivariant(self, x: torch.Tensor, sigma: float, k: int) -> torch.Tensor:
+        """ELS: the centre pixel of the posterior mean over all N·H·W training patches, at each query patch."""
+        if k not in self._per_k:  # blocks of 512 queries × 1024 candidates: 3× faster here than larger ones
+            self._per_k[k] = EmpiricalScore(self._patches(self.X, k), dtype=self.dtype, device=self.device, chunk=1024)
+        queries, r = self._patches(x, k), k // 2
+        mean = torch.cat([self._per_k[k].posterior_mean(queries[a : a + 512], sigma)[:, :, r, r]
+                          for a in range(0, len(queries), 512)])  # [B·H·W, C]
+        h, w = self.shape[1:]
+        return mean.double().reshape(len(x), h, w, -1).permute(0, 3, 1, 2)
 
     def posterior_mean(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """D(x, σ), with x's shape and dtype (one patch size per distinct σ in the batch)."""
@@ -561,21 +554,15 @@ class LocalScore:
         if (s <= 0).any():
             raise ValueError("sigma must be > 0 for a local score machine")
         out = torch.empty(x.shape, dtype=torch.float64, device=self.device)
+        xs = x.to(device=self.device, dtype=self.dtype)
         for value in torch.unique(s).tolist():
-            rows = (s == value).nonzero()[:, 0]
-            out[rows] = self._posterior_mean(x[rows], value)
+            rows = (s == value).nonzero()[:, 0].to(self.device)
+            k = self.patch_size(value)
+            out[rows] = (self._equivariant if self.equivariant else self._local)(xs[rows], value, k)
         return out.to(device=x.device, dtype=x.dtype)
 
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """(D(x, σ) − x)/σ², with x's shape and dtype."""
         s = check_sigma(x, sigma)
-        d = self.posterior_mean(x, sigma).double()
+        d = self.posterior_mean(x, sigma).to(device=x.device, dtype=torch.float64)
         return ((d - x.double()) / (s**2)[:, None, None, None]).to(x.dtype)
-
-
-def _periodic_pad(t: torch.Tensor, r: int) -> torch.Tensor:
-    """t [M, 1, H, W] padded periodically by r on each side (r may exceed H or W: the image repeats)."""
-    h, w = t.shape[-2:]
-    iy = torch.arange(-r, h + r, device=t.device) % h
-    ix = torch.arange(-r, w + r, device=t.device) % w
-    return t[..., iy[:, None], ix[None, :]]
