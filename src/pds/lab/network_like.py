@@ -1,0 +1,89 @@
+"""How network-like a closed-form score is, and what a trained network's error looks like in frequency (issue 31).
+
+A score model is compared through its denoiser D(x, σ) = x + σ² s(x, σ) (Tweedie), on held-out images noised at σ:
+
+* :func:`r2` — Kamb & Ganguli's measure: per image, 1 − ‖D_ref − D‖² / ‖D_ref − mean(D_ref)‖² (the fraction of the
+  reference denoiser's variation over the image that the other reproduces; 1: the same output);
+* :func:`agreement` — its median and quartiles over the images, per σ, for several models against one reference;
+* :func:`calibrate_patch` — the patch size of a local score machine (:class:`pds.scores.LocalScore`) that maximises
+  the median r² against a reference at each σ: the paper's calibration, against the network trained here;
+* :func:`error_spectrum` — the power of the difference of two scores per radial frequency (the unnormalised DFT of
+  :mod:`pds.fourier`, averaged over images and channels): where in frequency a network departs from a closed form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pds.fourier import radial_profile
+
+__all__ = ["noised", "r2", "agreement", "calibrate_patch", "error_spectrum"]
+
+
+def noised(images: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
+    """``images`` + σ·ξ with ξ drawn from ``seed`` (float64): the held-out inputs at one noise level."""
+    xi = torch.randn(images.shape, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
+    return images.double() + float(sigma) * xi
+
+
+def r2(reference: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Per image (first axis), 1 − ‖reference − other‖² / ‖reference − its mean‖² (float64)."""
+    if reference.shape != other.shape:
+        raise ValueError(f"r2 needs outputs of one shape, got {tuple(reference.shape)} and {tuple(other.shape)}")
+    ref, oth = reference.double().flatten(1), other.double().flatten(1)
+    spread = ((ref - ref.mean(1, keepdim=True)) ** 2).sum(1)
+    if bool((spread == 0).any()):
+        raise ValueError("a reference output is constant over its image: r² is undefined there")
+    return 1 - ((ref - oth) ** 2).sum(1) / spread
+
+
+def _summary(values: torch.Tensor) -> dict:
+    q = np.quantile(values.numpy(), [0.25, 0.5, 0.75])
+    return {"r2 median": float(q[1]), "r2 q25": float(q[0]), "r2 q75": float(q[2])}
+
+
+def _score(model, x: torch.Tensor, sigma: float, batch: int = 64) -> torch.Tensor:
+    """s(x, σ) in float64 for a score ``model``, called in float32 (networks) or, given as ``(score, dtype)``, in that
+    dtype; in batches of ``batch``."""
+    score, dtype = model if isinstance(model, tuple) else (model, torch.float32)
+    return torch.cat([score(x[a : a + batch].to(dtype), float(sigma)).double() for a in range(0, len(x), batch)])
+
+
+def agreement(reference, models: dict, images: torch.Tensor, sigmas, seed: int = 0) -> pd.DataFrame:
+    """For each σ and each score model of ``models``: the median and quartiles over ``images`` of the r² of its
+    denoiser x + σ² s against the denoiser of ``reference``, on the images noised at σ (seed ``seed`` + the σ's
+    index). A model is a score ``score(x, σ)`` called in float32, or ``(score, dtype)``."""
+    rows = []
+    for j, sigma in enumerate(sigmas):
+        x = noised(images, sigma, seed + j)
+        ref = x + sigma**2 * _score(reference, x, sigma)
+        for name, model in models.items():
+            rows.append({"sigma": float(sigma), "model": name,
+                         **_summary(r2(ref, x + sigma**2 * _score(model, x, sigma)))})
+    return pd.DataFrame(rows)
+
+
+def calibrate_patch(reference: Callable, machine_of: Callable[[int], Callable], sizes, images: torch.Tensor, sigmas,
+                    seed: int = 0) -> pd.DataFrame:
+    """At each σ, the median r² against ``reference`` of the machine ``machine_of(k)`` for every patch size k of
+    ``sizes``; the table has one row per (σ, k) and a column ``best`` marking the k with the largest median at that σ
+    (the calibrated schedule σ ↦ k)."""
+    machines = {f"k={k}": (machine_of(k), torch.float64) for k in sizes}  # closed forms: in float64
+    table = agreement(reference, machines, images, sigmas, seed)
+    table["k"] = [int(m[2:]) for m in table["model"]]
+    table["best"] = table.groupby("sigma")["r2 median"].transform("max") == table["r2 median"]
+    return table
+
+
+def error_spectrum(a, b, x: torch.Tensor, sigma: float, bins: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(radial frequency, mean power) of s_a(x, σ) − s_b(x, σ) over the images x [B, C, H, W] (scores as in
+    :func:`agreement`): |F[s_a − s_b]|² of the unnormalised DFT on the half plane, averaged over images and channels
+    and over ``bins`` rings of |k|."""
+    diff = _score(a, x, sigma) - _score(b, x, sigma)
+    h, w = x.shape[-2:]
+    power = (torch.fft.rfft2(diff).abs() ** 2).mean(0)  # [C, H, W//2 + 1]
+    return radial_profile(power, h, w, bins=bins)

@@ -1,0 +1,63 @@
+"""pds.lab.network_like: r² against closed forms, the patch calibration finding the machine it was given, the error
+spectrum finding the frequency of a known difference."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pds.lab.network_like import agreement, calibrate_patch, error_spectrum, noised, r2
+from pds.scores import LocalScore
+
+
+def test_r2_of_itself_its_mean_and_a_known_error():
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.randn(5, 1, 6, 6, dtype=torch.float64, generator=gen)
+    assert torch.equal(r2(ref, ref), torch.ones(5, dtype=torch.float64))
+    mean = ref.flatten(1).mean(1)[:, None, None, None].expand_as(ref)
+    torch.testing.assert_close(r2(ref, mean), torch.zeros(5, dtype=torch.float64), rtol=0, atol=1e-12)
+    err = torch.randn(5, 1, 6, 6, dtype=torch.float64, generator=gen)
+    spread = ((ref - mean) ** 2).flatten(1).sum(1)
+    torch.testing.assert_close(r2(ref, ref + err), 1 - (err**2).flatten(1).sum(1) / spread, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="one shape"):
+        r2(ref, ref[:2])
+    with pytest.raises(ValueError, match="constant"):
+        r2(torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))
+
+
+def test_agreement_and_calibration_find_the_reference():
+    gen = torch.Generator().manual_seed(1)
+    X = torch.rand(5, 1, 6, 6, dtype=torch.float64, generator=gen)
+    held_out = torch.rand(4, 1, 6, 6, dtype=torch.float64, generator=gen)
+    truth = (LocalScore(X, 3, equivariant=False), torch.float64)
+    table = agreement(truth, {"itself": truth, "zero": (lambda x, s: torch.zeros_like(x), torch.float64)}, held_out,
+                      [0.1, 1.0])
+    assert list(table["sigma"]) == [0.1, 0.1, 1.0, 1.0]
+    assert (table[table.model == "itself"]["r2 median"] == 1.0).all()
+    assert (table[table.model == "zero"]["r2 median"] < 1.0).all()
+    cal = calibrate_patch(truth, lambda k: LocalScore(X, k, equivariant=False), [1, 3, 5], held_out, [0.1, 0.5])
+    assert set(cal[cal.best]["k"]) == {3} and len(cal) == 6
+
+
+def test_noised_is_seeded():
+    x = torch.zeros(2, 1, 3, 3)
+    assert torch.equal(noised(x, 0.5, 3), noised(x, 0.5, 3)) and not torch.equal(noised(x, 0.5, 3), noised(x, 0.5, 4))
+
+
+def test_error_spectrum_finds_the_frequency_of_a_known_difference():
+    h = w = 16
+    f = 4  # a cosine of 4 cycles along W
+    wave = torch.cos(2 * math.pi * f * torch.arange(w, dtype=torch.float64) / w).expand(h, w)
+
+    def a(x, sigma):
+        return x + wave
+
+    def b(x, sigma):
+        return x
+
+    x = torch.rand(3, 1, h, w, dtype=torch.float64)
+    radius, power = error_spectrum((a, torch.float64), (b, torch.float64), x, 0.5, bins=16)
+    peak = radius[power.argmax()]
+    assert abs(peak - f) < 1.0 and power.max() > 1e3 * power[radius < f - 1].max()
