@@ -320,11 +320,25 @@ def _outcomes(doc: dict) -> list[tuple]:
              f.get("asserted")) for c in doc["claims"] for f in c["findings"]]
 
 
-def compare(fresh, committed, timed=TIMED) -> list[str]:
+def _same(a, b, rtol: float) -> bool:
+    """Equal structure, strings and flags; numbers within ``rtol`` (float32 kernels round differently on other CPUs)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k], rtol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y, rtol) for x, y in zip(a, b, strict=True))
+    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool) | isinstance(b, bool):
+        if math.isnan(a) or math.isnan(b) or math.isinf(a) or math.isinf(b):
+            return (math.isnan(a) and math.isnan(b)) or a == b
+        return abs(a - b) <= rtol * max(abs(a), abs(b)) + 1e-300
+    return a == b
+
+
+def compare(fresh, committed, timed=TIMED, rtol: float = 1e-6) -> list[str]:
     """How the findings in the folder ``fresh`` differ from those in ``committed`` (e.g. ``data/findings/default``), a
     line per difference (none: the same): a notebook on one side only; a finding added, removed or whose verdict
-    changed; for the other notebooks a claim whose context, texts or numbers changed. In the notebooks of ``timed``
-    only the verdicts count (their numbers are times)."""
+    changed; for the other notebooks a claim whose context, texts or numbers changed (numbers beyond ``rtol``,
+    relative: what another CPU's float32 rounding can move is not a change). In the notebooks of ``timed`` only the
+    verdicts count (their numbers are times)."""
     new = {d["notebook"]: d for d in load(fresh)}
     old = {d["notebook"]: d for d in load(committed)}
     out = [f"{nb}: only in {where}" for nb, where in
@@ -335,8 +349,9 @@ def compare(fresh, committed, timed=TIMED) -> list[str]:
             changed = [f"{x[0]} / {x[2]}: {'holds' if x[3] else 'fails'} → {'holds' if y[3] else 'fails'}"
                        for x, y in zip(a, b, strict=False) if x != y]
             out.append(f"{nb}: {len(a)} findings → {len(b)}" + ("; " + "; ".join(changed[:5]) if changed else ""))
-        elif nb not in timed and old[nb] != new[nb]:
-            claims = [c["label"] for c, d in zip(old[nb]["claims"], new[nb]["claims"], strict=True) if c != d]
+        elif nb not in timed and not _same(old[nb], new[nb], rtol):
+            claims = [c["label"] for c, d in zip(old[nb]["claims"], new[nb]["claims"], strict=True)
+                      if not _same(c, d, rtol)]
             out.append(f"{nb}: the numbers or texts of {claims or 'its header'} changed")
     return out
 
@@ -369,7 +384,7 @@ def main(argv=None) -> int:
             print(f"(if the change is intended: 'PROFILE={args.profile} make findings' commits the new findings)",
                   file=sys.stderr)
         if not diffs:
-            print(f"{src}: the committed findings ({committed}), number for number"
+            print(f"{src}: the committed findings ({committed}), every number within 1e-6"
                   + (f" (in {', '.join(TIMED)} the verdicts; their times are measured anew)" if TIMED else ""))
         return 1 if diffs else 0
     docs = load(src)
