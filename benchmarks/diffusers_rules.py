@@ -18,7 +18,7 @@ import torch
 from diffusers import ScoreSdeVePipeline
 
 from pds.filters import frequency_filter
-from pds.integrations.diffusers import PDSScoreSdeVeScheduler
+from pds.integrations.diffusers import PDSScoreSdeVeScheduler, last_mean
 from pds.lab.image_sets import image_set
 from pds.precondition import Preconditioner
 from pds.samplers import pc_sampler
@@ -51,19 +51,10 @@ class ScoreAsUNet(torch.nn.Module):
 def pipeline(unet, pre, steps, eps):
     sched = PDSScoreSdeVeScheduler(num_train_timesteps=SCALES, snr=SNR, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX,
                                    sampling_eps=eps, preconditioner=pre)
-    last = {}
-    step_pred = sched.step_pred
-
-    def spy(*args, **kwargs):
-        out = step_pred(*args, **kwargs)
-        last["mean"] = out.prev_sample_mean
-        return out
-
-    sched.step_pred = spy
     pipe = ScoreSdeVePipeline(unet, sched)
     pipe.set_progress_bar_config(disable=True)
-    pipe(batch_size=BATCH, num_inference_steps=steps, output_type="np", generator=torch.Generator().manual_seed(SEED))
-    return last["mean"]
+    return last_mean(pipe, batch_size=BATCH, num_inference_steps=steps, output_type="np",
+                     generator=torch.Generator().manual_seed(SEED))
 
 
 def released(score, pre, steps, size, white_prior=True):

@@ -22,7 +22,7 @@ from pds.storage import REPO_ROOT
 diffusers = pytest.importorskip("diffusers")
 from diffusers import ScoreSdeVePipeline, ScoreSdeVeScheduler, UNet2DModel  # noqa: E402
 
-from pds.integrations.diffusers import FILTERS_NAME, PDSScoreSdeVeScheduler  # noqa: E402
+from pds.integrations.diffusers import FILTERS_NAME, PDSScoreSdeVeScheduler, last_mean  # noqa: E402
 from pds.integrations.kdiffusion import KDenoiser, noise_sampler, score_of_denoiser  # noqa: E402
 from pds.models import DiffusersScore  # noqa: E402
 from pds.samplers import pc_sampler  # noqa: E402
@@ -53,18 +53,8 @@ def filters_of(size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def run_pipeline(unet, scheduler, steps: int, seed: int = 3) -> torch.Tensor:
     """The pipeline's last x̄ (before its clamp to [0, 1], which would hide every difference of a random network)."""
-    last = {}
-    step_pred = scheduler.step_pred
-
-    def spy(*args, **kwargs):
-        out = step_pred(*args, **kwargs)
-        last["mean"] = out.prev_sample_mean
-        return out
-
-    scheduler.step_pred = spy
-    ScoreSdeVePipeline(unet, scheduler)(batch_size=BATCH, num_inference_steps=steps, output_type="np",
-                                        generator=torch.Generator().manual_seed(seed))
-    return last["mean"]
+    return last_mean(ScoreSdeVePipeline(unet, scheduler), batch_size=BATCH, num_inference_steps=steps,
+                     output_type="np", generator=torch.Generator().manual_seed(seed))
 
 
 # -- (a) the identity filter is diffusers' own scheduler, bit for bit ----------------------------------------------
@@ -73,6 +63,7 @@ def test_identity_filter_is_diffusers_bit_for_bit(unet):
     ours = PDSScoreSdeVeScheduler(**SETTINGS, preconditioner=Preconditioner(freq=torch.ones(3, size, size)))
     theirs = ScoreSdeVeScheduler(**SETTINGS)
     assert torch.equal(run_pipeline(unet, ours, 6), run_pipeline(unet, theirs, 6))
+    assert "step_pred" not in vars(ours)  # last_mean gave the scheduler its own method back
     plain = PDSScoreSdeVeScheduler.from_config(theirs.config)  # a pipeline's config, no filter: vanilla
     assert plain.preconditioner is None and torch.equal(run_pipeline(unet, plain, 4), run_pipeline(unet, theirs, 4))
 

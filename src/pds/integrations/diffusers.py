@@ -42,7 +42,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from pds.filters import file_preconditioner, load_filters, parametric_preconditioner, save_filters
 from pds.precondition import Preconditioner
 
-__all__ = ["PDSScoreSdeVeScheduler", "FILTERS_NAME"]
+__all__ = ["PDSScoreSdeVeScheduler", "FILTERS_NAME", "last_mean"]
 
 # SchedulerMixin is a name of this module on purpose: a saved pipeline names this module in its model_index.json, and
 # diffusers' loader looks there for the component's base class to know how to load it (``from_pretrained``). diffusers
@@ -213,3 +213,23 @@ class PDSScoreSdeVeScheduler(ScoreSdeVeScheduler):
             kwargs["filters"] = str(folder / name)
         return super().from_pretrained(pretrained_model_name_or_path, subfolder=subfolder,
                                        return_unused_kwargs=return_unused_kwargs, **kwargs)
+
+
+def last_mean(pipe, **call) -> torch.Tensor:
+    """Run ``pipe`` (a ``ScoreSdeVePipeline``, with this scheduler or diffusers' own) with the keyword arguments
+    ``call`` and return the x̄ of its last predictor step as a tensor [N, C, H, W] — what ``pc_sampler`` returns, before
+    the pipeline clamps it to [0, 1] (which hides every difference outside that range)."""
+    scheduler, last = pipe.scheduler, {}
+    step_pred = scheduler.step_pred
+
+    def keep(*args, **kwargs):
+        out = step_pred(*args, **kwargs)
+        last["mean"] = out.prev_sample_mean if isinstance(out, SdeVeOutput) else out[1]
+        return out
+
+    scheduler.step_pred = keep
+    try:
+        pipe(**call)
+    finally:
+        del scheduler.step_pred  # the class's method again
+    return last["mean"]

@@ -14,8 +14,9 @@ from collections.abc import Callable
 
 import torch
 
+from pds.modern import denoiser
 from pds.precondition import Preconditioner
-from pds.samplers import checked_score, randn
+from pds.samplers import randn
 
 __all__ = ["KDenoiser", "score_of_denoiser", "noise_sampler"]
 
@@ -27,19 +28,18 @@ class KDenoiser(torch.nn.Module):
 
     def __init__(self, score: Callable):
         super().__init__()
-        self.score = checked_score(score)
+        self.den = denoiser(score)  # Tweedie's map, one home: pds.modern
 
     def forward(self, x: torch.Tensor, sigma, **extra_args) -> torch.Tensor:
         sig = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).cpu()
         if sig.numel() not in (1, x.shape[0]):
             raise ValueError(f"sigma has {sig.numel()} values for a batch of {x.shape[0]}: give one, or one per sample")
         if sig.numel() == 1 or bool((sig == sig[0]).all()):
-            s = float(sig[0])
-            return x + s**2 * self.score(x, s)
+            return self.den(x, float(sig[0]))
         out = torch.empty_like(x)
         for s in torch.unique(sig).tolist():
             idx = torch.nonzero(sig == s).reshape(-1).to(x.device)
-            out[idx] = x[idx] + s**2 * self.score(x[idx], s)
+            out[idx] = self.den(x[idx], s)
         return out
 
 

@@ -326,7 +326,8 @@ def _same(a, b, rtol: float) -> bool:
         return a.keys() == b.keys() and all(_same(a[k], b[k], rtol) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y, rtol) for x, y in zip(a, b, strict=True))
-    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool) | isinstance(b, bool):
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
         if math.isnan(a) or math.isnan(b) or math.isinf(a) or math.isinf(b):
             return (math.isnan(a) and math.isnan(b)) or a == b
         return abs(a - b) <= rtol * max(abs(a), abs(b)) + 1e-300
