@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pds.lab.image_sets import ImageSet, LandingMetric, exact_model, exact_twin, hit_statistics, image_set
+from pds.lab.image_sets import ImageSet, LandingMetric, els_twin, exact_model, exact_twin, hit_statistics, image_set
 from pds.models.configs import experiment
 
 
@@ -87,6 +87,29 @@ def test_exact_twin_copies_the_trained_models_settings():
                                                                          "twin_of": "ncsnpp_fashion32"}
     with pytest.raises(ValueError, match="has shape"):
         exact_twin(trained, ImageSet("wrong size", torch.rand(10, 1, 30, 30), None, {}))
+
+
+def test_els_twin_is_the_local_score_machine_with_the_trained_models_settings(tmp_path):
+    from pds.lab.cache import ResultCache, rebuild
+    from pds.lab.experiments import Method, SmallModel
+    from pds.lab.metrics import MetricResult
+    from pds.scores import LocalScore, PatchSchedule
+
+    trained = SmallModel("ncsnpp_fashion32")
+    three = image_set({"set": "fashion-mnist", "split": "train", "first": 3})
+    patch = PatchSchedule((0.1, 1.0), (3, 5))
+    twin = els_twin(trained, three, patch)
+    assert twin.name == "els:fashion-mnist-train-3" and twin.shape == trained.shape and twin.full_T == trained.full_T
+    assert isinstance(twin.score, LocalScore) and twin.score.equivariant and twin.score.patch_size(0.5) == 5
+    assert twin.config["source"] == {"set": three.recipe, "twin_of": "ncsnpp_fashion32",
+                                     "els": {"sigmas": [0.1, 1.0], "ks": [3, 5]}}
+    other = els_twin(trained, three, PatchSchedule((0.1, 1.0), (3, 7)))
+    metric = lambda x, nfe=None, seed=None: MetricResult("mean", float(x.mean()), len(x), "none", seed, nfe, {})  # noqa: E731
+    cache = ResultCache(tmp_path / "cache")
+    row = cache.run(twin, Method(), 2, 2, 0, metric)
+    assert cache.key(other, Method(), 2, 2, 0, metric) != row["key"]  # the schedule is in the key
+    model, _, _ = rebuild({**row, "metric_source": {"classifier_fd": "fashion-mnist/test"}}, tmp_path)
+    assert model.score.patch_size(0.5) == 5 and model.name == "els:fashion-mnist-train-3"
 
 
 def test_image_set_recipes_rebuild_the_notebooks_sets():

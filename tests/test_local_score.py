@@ -123,3 +123,31 @@ def test_a_large_batch_in_blocks_equals_each_sample_alone():
     whole = machine.posterior_mean(x, 0.3)
     torch.testing.assert_close(whole, torch.cat([machine.posterior_mean(x[i : i + 1], 0.3) for i in range(30)]),
                                rtol=0, atol=1e-12)
+
+
+def test_patch_schedule_takes_the_nearest_calibrated_level_in_log_sigma():
+    from pds.scores import PatchSchedule
+
+    sched = PatchSchedule((1.0, 0.1, 3.0), (15, 3, 9))  # any order
+    assert sched.sigmas == [0.1, 1.0, 3.0] and sched.ks == [3, 15, 9]
+    assert [sched(s) for s in (1e-3, 0.3, 0.32, 1.7, 1.8, 1e3)] == [3, 3, 15, 15, 9, 9]  # √0.1 ≈ 0.316, √3 ≈ 1.73
+    assert PatchSchedule.from_dict(sched.to_dict()).to_dict() == sched.to_dict()
+    for bad in (((0.1, 0.1), (3, 5)), ((0.0,), (3,)), ((0.1,), (4,)), ((), ())):
+        with pytest.raises(ValueError):
+            PatchSchedule(*bad)
+
+
+def test_fingerprint_tells_schedules_and_sets_apart_and_not_float32_rounding():
+    from pds.scores import PatchSchedule
+
+    X = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    base = LocalScore(X, PatchSchedule((0.1, 1.0), (3, 5)), dtype=torch.float32).fingerprint()
+    same = LocalScore(X.clone(), PatchSchedule((1.0, 0.1), (5, 3)), dtype=torch.float32).fingerprint()
+    assert same.id == base.id
+    assert LocalScore(X, PatchSchedule((0.1, 1.0), (3, 7)), dtype=torch.float32).fingerprint().id != base.id
+    assert LocalScore(X, 3, dtype=torch.float32).fingerprint().id != base.id
+    assert LocalScore(X, 3, equivariant=False, dtype=torch.float32).fingerprint().id != \
+        LocalScore(X, 3, dtype=torch.float32).fingerprint().id
+    nudged = X * (1 + 1e-7 * torch.randn(X.shape, generator=torch.Generator().manual_seed(1)))
+    assert LocalScore(nudged, PatchSchedule((0.1, 1.0), (3, 5)), dtype=torch.float32).fingerprint().same(base)
+    assert not LocalScore(X[:2], PatchSchedule((0.1, 1.0), (3, 5)), dtype=torch.float32).fingerprint().same(base)

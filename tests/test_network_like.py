@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from pds.lab.network_like import agreement, calibrate_patch, error_spectrum, noised, r2
+from pds.lab.network_like import agreement, calibrate_patch, error_model, error_spectrum, noised, r2
 from pds.scores import LocalScore
 
 
@@ -61,3 +62,23 @@ def test_error_spectrum_finds_the_frequency_of_a_known_difference():
     radius, power = error_spectrum((a, torch.float64), (b, torch.float64), x, 0.5, bins=16)
     peak = radius[power.argmax()]
     assert abs(peak - f) < 1.0 and power.max() > 1e3 * power[radius < f - 1].max()
+
+
+def test_error_model_reads_the_measured_spectrum_and_interpolates_in_log():
+    rings, hw = np.array([0.0, 2.0, 4.0]), 16.0
+    measured = {0.1: (rings, np.array([8.0, 4.0, 2.0])), 1.0: (rings, np.array([1.0, 1.0, 1.0]))}
+    radius = torch.tensor([0.0, 1.0, 2.0, 4.0, 9.0], dtype=torch.float64)
+    model = error_model(measured, (4, 4), radius)
+    # at a measured σ and ring: the power over H·W; between rings geometric; beyond the last ring held
+    assert torch.allclose(model(0.1), torch.tensor([8, 8 / 2**0.5, 4, 2, 2], dtype=torch.float64) / hw, rtol=1e-12)
+    assert torch.allclose(model(1.0), torch.full((5,), 1 / hw, dtype=torch.float64), rtol=1e-12)
+    # between σ's, σ²E is geometric in σ; beyond them σ²E is held
+    mid = 0.1**0.5
+    want = torch.sqrt(model(0.1) * 0.01 * model(1.0)) / mid**2
+    assert torch.allclose(model(mid), want, rtol=1e-12)
+    assert torch.allclose(model(10.0), model(1.0) / 100, rtol=1e-12)
+    assert torch.allclose(model(0.01), model(0.1) * 100, rtol=1e-12)
+    with pytest.raises(ValueError, match="positive powers"):
+        error_model({0.1: (rings, np.array([1.0, 0.0, 1.0]))}, (4, 4), radius)
+    with pytest.raises(ValueError, match="at least one"):
+        error_model({}, (4, 4), radius)

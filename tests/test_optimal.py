@@ -183,3 +183,44 @@ def test_the_notebook_checks_of_the_differentiable_error(sampler):
     if sampler == "pc":  # the notebook's use; its relative measure is loose where a component's gradient is tiny
         errors = gradient_agreement(freqs, EXP, sampler, 10, filt, probes=5)
         assert len(errors) == 5 and max(errors) <= 1e-5
+
+
+def test_score_noise_in_the_recursion_equals_a_noisy_sampler():
+    """pc_recursion's score_noise (issue 31 item 4): the PC sampler (snr 1: large corrector steps, so that both terms
+    count) run with a score that carries an independent error of per-frequency variance E(σ, |k|) ends with the
+    second moment the recursion gives (Monte Carlo, 5 s.e.), and the error moves it by far more than that."""
+    from pds.exact import pc_recursion
+    from pds.fourier import radius_squared
+    from pds.samplers import pc_sampler
+    from pds.schedules import ve_schedule
+
+    target, T, B = gaussian(size=4, channels=1), 6, 6000
+    freqs = Frequencies(target)
+    sched = ve_schedule(0.01, 3.0, 100, iterations=T, dtype=torch.float64)
+    sigmas, _, g2s = sched.host()
+    radius = radius_squared(4, 4).sqrt()
+
+    def error(sigma, r):
+        return 0.5 / (sigma * (1.0 + r))
+
+    ones = torch.ones_like(freqs.s)
+    moments = {}
+    for noisy in (False, True):
+        noise = [error(float(s), freqs.radius) for s in sigmas] if noisy else None
+        amp, var, steps = pc_recursion(freqs.s, freqs.weights, ones, freqs.m_hat.abs() ** 2, sched.sigma_max**2 * ones,
+                                       sigmas, g2s, 1.0, score_noise=noise)
+        moments[noisy] = (float(((var + (amp.abs() ** 2) * freqs.m_hat.abs() ** 2) * freqs.weights).sum()),
+                          [float(e) for e in steps])
+    gen = torch.Generator().manual_seed(3)
+
+    def noisy_score(x, sigma):
+        e = error(float(torch.as_tensor(sigma).flatten()[0]), radius)  # one σ per call
+        xi = torch.fft.fft2(torch.randn(x.shape, generator=gen, dtype=x.dtype), norm="ortho")
+        return target(x, sigma) + torch.fft.ifft2(e.sqrt() * xi, norm="ortho").real
+
+    x, _ = pc_sampler(noisy_score, (B, 1, 4, 4), sched, 1.0, corrector=moments[True][1],
+                      generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    sq = ((x - target.mean) ** 2).flatten(1).sum(1)
+    se = float(sq.std()) / math.sqrt(B)
+    assert float(sq.mean()) == pytest.approx(moments[True][0], abs=5 * se)
+    assert abs(moments[True][0] - moments[False][0]) > 20 * se

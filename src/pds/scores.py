@@ -24,7 +24,7 @@ from pds.fingerprint import DATA_RTOL, RTOL, Approx, Fingerprint, fingerprint
 from pds.fourier import mirror_frequencies, power_spectrum, radius_squared
 from pds.precondition import operator_matrix
 
-__all__ = ["GaussianScore", "StationaryGaussianScore", "EmpiricalScore", "LocalScore", "check_sigma",
+__all__ = ["GaussianScore", "StationaryGaussianScore", "EmpiricalScore", "LocalScore", "PatchSchedule", "check_sigma",
            "fit_power_law", "power_law_field"]
 
 
@@ -546,6 +546,29 @@ class LocalScore:
         h, w = self.shape[1:]
         return mean.double().reshape(len(x), h, w, -1).permute(0, 3, 1, 2)
 
+    def data_fingerprint(self) -> Fingerprint:
+        """The training images' values (:mod:`pds.fingerprint`, compared to float32 rounding)."""
+        if getattr(self, "_data_fp", None) is None:
+            self._data_fp = fingerprint("image set", list(self.shape), self.n, Approx(self.X, DATA_RTOL))
+        return self._data_fp
+
+    def fingerprint(self) -> Fingerprint:
+        """A behaviour fingerprint (:mod:`pds.fingerprint`): the images, the settings, the patch size at 49 noise levels
+        from 10⁻³ to 10³, and what the code computes on a fixed tiny set (LS and ELS, both boundaries, float64 and
+        float32, the latter compared to 1e-4 as :meth:`EmpiricalScore.fingerprint` does). A result cache keys runs
+        with it."""
+        grid = [self.patch_size(float(s)) for s in np.geomspace(1e-3, 1e3, 49)]
+        parts: list = ["LocalScore", self.data_fingerprint(), self.equivariant, self.padding, str(self.dtype), grid]
+        gen = torch.Generator().manual_seed(0)
+        X0 = torch.rand(6, 1, 5, 5, generator=gen, dtype=torch.float64)
+        x0 = X0[:2] + 0.1 * torch.randn(2, 1, 5, 5, generator=gen, dtype=torch.float64)
+        for dtype, rtol in ((torch.float64, RTOL), (torch.float32, 1e-4)):
+            for equivariant in (False, True):
+                for padding in ("zeros", "circular"):
+                    canon = LocalScore(X0, 3, equivariant=equivariant, padding=padding, dtype=dtype)
+                    parts += [Approx(canon.posterior_mean(x0.to(dtype), s), rtol) for s in (0.05, 0.5)]
+        return fingerprint(*parts)
+
     def posterior_mean(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """D(x, σ), with x's shape and dtype (one patch size per distinct σ in the batch)."""
         s = check_sigma(x, sigma)
@@ -566,3 +589,30 @@ class LocalScore:
         s = check_sigma(x, sigma)
         d = self.posterior_mean(x, sigma).to(device=x.device, dtype=torch.float64)
         return ((d - x.double()) / (s**2)[:, None, None, None]).to(x.dtype)
+
+
+class PatchSchedule:
+    """A patch size per noise level from a calibration (:func:`pds.lab.network_like.calibrate_patch`): σ ↦ the k of
+    the calibrated σ nearest in log σ (below the smallest and above the largest, their k). A
+    :class:`LocalScore` takes it as ``patch``; ``to_dict`` / ``from_dict`` record it."""
+
+    def __init__(self, sigmas, ks):
+        pairs = sorted(zip((float(s) for s in sigmas), (LocalScore._k(k) for k in ks), strict=True))
+        levels = [s for s, _ in pairs]
+        if not levels or not all(math.isfinite(s) and s > 0 for s in levels) or len(set(levels)) < len(levels):
+            raise ValueError(f"a patch schedule needs distinct positive noise levels, one k each, got {sigmas}, {ks}")
+        self.sigmas, self.ks = [s for s, _ in pairs], [k for _, k in pairs]
+        self._logs = np.log(self.sigmas)
+
+    def __call__(self, sigma: float) -> int:
+        return self.ks[int(np.argmin(np.abs(self._logs - math.log(float(sigma)))))]
+
+    def __repr__(self) -> str:
+        return f"PatchSchedule({dict(zip(self.sigmas, self.ks, strict=True))})"
+
+    def to_dict(self) -> dict:
+        return {"sigmas": list(self.sigmas), "ks": list(self.ks)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PatchSchedule:
+        return cls(d["sigmas"], d["ks"])

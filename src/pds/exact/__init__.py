@@ -175,7 +175,7 @@ def _abs2(a: torch.Tensor) -> torch.Tensor:
 
 
 def pc_recursion(s, weights, p, mean_sq, var, sigmas, g2s, snr: float, *, drift=None, predictor: str = "released",
-                 denoise: bool = True, step_gains=None):
+                 denoise: bool = True, step_gains=None, score_noise=None):
     """The one recursion of the PC sampler's per-frequency moments (module docstring), written once, without in-place
     updates, so that autograd differentiates it (:mod:`pds.exact.optimal`) and :func:`pc_exact` evaluates it.
 
@@ -191,6 +191,11 @@ def pc_recursion(s, weights, p, mean_sq, var, sigmas, g2s, snr: float, *, drift=
       (drift, p) for the released predictor, (p, 2p − 1) for ``"kept"`` (:func:`pds.modern.pc_kept`) and (1, 1)
       for ``"vanilla"``.
 
+    ``score_noise`` (beyond the paper): one tensor per iteration, the variance E_i per group of an error added to the
+    score at σ_i, independent of x and of every other draw (a model of a network's error, e.g. its measured error
+    spectrum, :mod:`pds.lab.network_like`); it enters the corrector's expected norm (Σ p²(π²(v + |δ|²) + E)),
+    adds |ε·drift|²E to the corrector's variance and |G²·d|²E to the predictor's.
+
     Returns (amplitude δ/δ₀, variance, the corrector steps ε_i as tensors)."""
     if predictor not in PREDICTORS:
         raise ValueError(f"predictor must be one of {PREDICTORS}, got {predictor!r}")
@@ -201,19 +206,28 @@ def pc_recursion(s, weights, p, mean_sq, var, sigmas, g2s, snr: float, *, drift=
         raise ValueError(f"drift gains below 1/2 (min {float(p.min()):.3g}): the kept predictor needs 2p − 1 >= 0")
     if step_gains is not None and len(step_gains) != len(sigmas):
         raise ValueError(f"step_gains needs one value per iteration ({len(sigmas)}), got {len(step_gains)}")
+    if score_noise is not None and len(score_noise) != len(sigmas):
+        raise ValueError(f"score_noise needs one variance per iteration ({len(sigmas)}), got {len(score_noise)}")
     pred_drift, pred_noise = {"released": (drift, p), "kept": (p, 2.0 * p - 1.0), "vanilla": (1.0, 1.0)}[predictor]
     noise_sq = (p * weights).sum()
     amp, steps = torch.ones_like(drift), []
     for i, sigma in enumerate(sigmas):
         prec = 1.0 / (s + sigma**2)
-        eps = 2.0 * snr**2 * noise_sq / ((p * prec) ** 2 * (var + _abs2(amp) * mean_sq) * weights).sum()
+        norm_sq = (p * prec) ** 2 * (var + _abs2(amp) * mean_sq)  # E|M⁻¹M⁻ᵀ s|² per group
+        if score_noise is not None:
+            norm_sq = norm_sq + p**2 * score_noise[i]
+        eps = 2.0 * snr**2 * noise_sq / (norm_sq * weights).sum()
         if step_gains is not None:
             eps = eps * torch.exp(step_gains[i])
         steps.append(eps)
         a = 1.0 - eps * prec * drift
         amp, var = amp * a, _abs2(a) * var + 2.0 * eps * p
+        if score_noise is not None:
+            var = var + _abs2(eps * drift) * score_noise[i]
         a = 1.0 - g2s[i] * prec * pred_drift
         amp, var = amp * a, _abs2(a) * var
+        if score_noise is not None:
+            var = var + g2s[i] ** 2 * _abs2(pred_drift * torch.ones_like(p)) * score_noise[i]
         if not (denoise and i == len(sigmas) - 1):
             var = var + g2s[i] * pred_noise
     return amp, var, steps

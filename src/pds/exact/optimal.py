@@ -179,12 +179,14 @@ def w2(freqs: Frequencies, delta: torch.Tensor, var: torch.Tensor, relative: boo
 
 def pc_moments(freqs: Frequencies, p: torch.Tensor, sigma_min: float, sigma_max: float, num_scales: int, snr: float,
                iterations: int, predictor: str = "released", prior: str | None = None, denoise: bool = True,
-               step_gains: torch.Tensor | None = None):
+               step_gains: torch.Tensor | None = None, score_error=None):
     """(δ, v, nfe): the output moments of :func:`pds.samplers.pc_sampler` with drift gain ``p`` per entry of
     ``freqs`` — :func:`pds.exact.pc_exact` written for autograd (ε a tensor). ``predictor``: "released" (p in the
     predictor's drift and noise) or "kept" (noise gain 2p − 1); ``prior``: "released" (σ_max²·p) or "vanilla"
     (σ_max²), default released for the released predictor and vanilla for kept (as :func:`pds.modern.pc_kept`).
-    ``step_gains``: one scalar per iteration, the corrector's ε multiplied by exp(β_i)."""
+    ``step_gains``: one scalar per iteration, the corrector's ε multiplied by exp(β_i). ``score_error``: σ ↦ the
+    variance per entry of ``freqs`` of an error added to the score at σ (:func:`pds.exact.pc_recursion`'s
+    ``score_noise``; e.g. :func:`pds.lab.network_like.error_model` of a network's measured error spectrum)."""
     if predictor not in ("released", "kept"):
         raise ValueError(f"predictor must be 'released' or 'kept', got {predictor!r}")
     prior = prior or ("released" if predictor == "released" else "vanilla")
@@ -193,8 +195,9 @@ def pc_moments(freqs: Frequencies, p: torch.Tensor, sigma_min: float, sigma_max:
     sched = ve_schedule(sigma_min, sigma_max, num_scales, iterations=iterations, dtype=torch.float64)
     sigmas, _, g2s = sched.host()
     var = sched.sigma_max**2 * (p if prior == "released" else torch.ones_like(p))
+    noise = None if score_error is None else [score_error(float(sg)) for sg in sigmas]
     amp, var, _ = pc_recursion(freqs.s, freqs.weights, p, freqs.m_hat.abs() ** 2, var, sigmas, g2s, snr,
-                               predictor=predictor, denoise=denoise, step_gains=step_gains)
+                               predictor=predictor, denoise=denoise, step_gains=step_gains, score_noise=noise)
     return -amp * freqs.m_hat, var, 2 * sched.n
 
 
@@ -206,20 +209,22 @@ def churn_moments(freqs: Frequencies, p: torch.Tensor, sigmas, churn: Churn = ED
 
 
 def sampler_w2(freqs: Frequencies, experiment, sampler: str, nfe: int, p: torch.Tensor,
-               step_gains: torch.Tensor | None = None, relative: bool = True):
+               step_gains: torch.Tensor | None = None, relative: bool = True, score_error=None):
     """(W2, nfe) of ``sampler`` ("pc", "pc_kept", "edm_churn") within ``nfe`` evaluations, with the settings of
-    ``experiment`` (:mod:`pds.models.configs`: σ range, scales, snr), drift gain ``p`` per entry of ``freqs``."""
+    ``experiment`` (:mod:`pds.models.configs`: σ range, scales, snr), drift gain ``p`` per entry of ``freqs``;
+    ``score_error`` as in :func:`pc_moments` (the PC samplers)."""
     e = experiment
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if sampler == "edm_churn":
-        if step_gains is not None:
-            raise ValueError("per-iteration gains are for the PC samplers")
+        if step_gains is not None or score_error is not None:
+            raise ValueError("per-iteration gains and a score error are for the PC samplers")
         delta, var, used = churn_moments(freqs, p, edm_sigmas(e.sigma_min, e.sigma_max, steps_within(sampler, nfe)))
     else:
         delta, var, used = pc_moments(freqs, p, e.sigma_min, e.sigma_max, e.levels, e.snr,
                                 min(steps_within(sampler, nfe), e.levels),
-                                predictor="kept" if sampler == "pc_kept" else "released", step_gains=step_gains)
+                                predictor="kept" if sampler == "pc_kept" else "released", step_gains=step_gains,
+                                score_error=score_error)
     return w2(freqs, delta, var, relative), used
 
 
@@ -299,10 +304,11 @@ class Optimum:
 
 
 def optimise(freqs: Frequencies, experiment, sampler: str, nfe: int, start: RadialFilter, gains: bool = False,
-             max_iter: int = 60, tol: float = 1e-9) -> Optimum:
+             max_iter: int = 60, tol: float = 1e-9, score_error=None) -> Optimum:
     """Minimise the exact relative W2 of ``sampler`` within ``nfe`` evaluations over the knots of a radial filter
     (and, with ``gains``, one scalar per PC iteration on the corrector's step), by L-BFGS from ``start`` (e.g.
-    :meth:`RadialFilter.fit` of the paper's R). Minimises log W2 (the scale spans decades)."""
+    :meth:`RadialFilter.fit` of the paper's R). Minimises log W2 (the scale spans decades). ``score_error``: the W2
+    of a sampler whose score carries that error (:func:`pc_moments`), both at the start and at the end."""
     floor = 0.5 if sampler == "pc_kept" else 0.0
     if start.floor != floor:
         raise ValueError(f"{sampler} needs a filter with floor {floor}, got {start.floor}")
@@ -317,7 +323,8 @@ def optimise(freqs: Frequencies, experiment, sampler: str, nfe: int, start: Radi
     history, count, rejected = [], [0], [0]
 
     def value():
-        v, used = sampler_w2(freqs, experiment, sampler, nfe, start.p(freqs.radius, theta), beta)
+        v, used = sampler_w2(freqs, experiment, sampler, nfe, start.p(freqs.radius, theta), beta,
+                             score_error=score_error)
         return v, used
 
     with torch.no_grad():
@@ -346,7 +353,7 @@ def optimise(freqs: Frequencies, experiment, sampler: str, nfe: int, start: Radi
         raise FloatingPointError(f"{sampler} at {nfe} NFE: the search left the finite range")
     with torch.no_grad():
         w_end, _ = sampler_w2(freqs, experiment, sampler, nfe, final.p(freqs.radius),
-                              None if beta is None else beta.detach())
+                              None if beta is None else beta.detach(), score_error=score_error)
     if not math.isfinite(float(w_end)) or float(w_end) > float(w_start):
         raise FloatingPointError(f"{sampler} at {nfe} NFE: the search ended at W2 {float(w_end)} above its start "
                                  f"{float(w_start)}")

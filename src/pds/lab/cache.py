@@ -60,11 +60,11 @@ from pds.filters import filters_fingerprint, load_filters, save_filters
 from pds.fingerprint import Fingerprint, FingerprintTable, fingerprint, ids_in, skeleton
 from pds.fourier import radius_squared
 from pds.lab.experiments import Method, SmallModel, draw, sample
-from pds.lab.image_sets import exact_model, exact_twin, image_set, landing_metric, statistics_filter_file
+from pds.lab.image_sets import els_twin, exact_model, exact_twin, image_set, landing_metric, statistics_filter_file
 from pds.lab.metrics import fashion_test_fd, image_statistics
 from pds.models.configs import experiment as experiment_named
 from pds.schedules import geometric_sigmas
-from pds.scores import StationaryGaussianScore
+from pds.scores import PatchSchedule, StationaryGaussianScore
 from pds.storage import DATA_DIR, append_line, atomic_write, read_lines
 
 __all__ = ["ResultCache", "describe", "run_key", "model_settings", "sampling_fingerprint", "network_fingerprint",
@@ -472,10 +472,9 @@ def rebuild_filter(recipe: dict, path, optimal_folder=None) -> Path:
 def rebuild(row: dict, workdir, optimal_folder=None, models: dict | None = None, metrics: dict | None = None):
     """(model, method, metric) of a stored row, built from what it records: a model trained here by its name, a
     model on an image set by its ``source`` (:func:`pds.lab.image_sets.image_set`,
-    :func:`~pds.lab.image_sets.exact_model`,
-    :func:`~pds.lab.image_sets.exact_twin`), its metric by ``metric_source``, a filter file by ``filter_source``
-    (written
-    into ``workdir``). ``models`` / ``metrics``: dicts that keep what was built for the next rows."""
+    :func:`~pds.lab.image_sets.exact_model`, :func:`~pds.lab.image_sets.exact_twin`,
+    :func:`~pds.lab.image_sets.els_twin`), its metric by ``metric_source``, a filter file by ``filter_source``
+    (written into ``workdir``). ``models`` / ``metrics``: dicts that keep what was built for the next rows."""
     models = {} if models is None else models
     metrics = {} if metrics is None else metrics
     src = row["model"].get("source")
@@ -483,6 +482,9 @@ def rebuild(row: dict, workdir, optimal_folder=None, models: dict | None = None,
     if mkey not in models:
         if src is None:
             models[mkey] = SmallModel(row["name"])
+        elif "els" in src:
+            patch = PatchSchedule.from_dict(src["els"])
+            models[mkey] = els_twin(SmallModel(src["twin_of"]), image_set(src["set"]), patch)
         elif "twin_of" in src:
             models[mkey] = exact_twin(SmallModel(src["twin_of"]), image_set(src["set"]))
         else:

@@ -17,7 +17,8 @@ sampler alone:
   sampler settings of a paper experiment (:mod:`pds.models.configs`), so that every sampler and filter of the notebooks
   runs
   on it unchanged; :func:`exact_twin` — the exact score of a trained model's own training set with that model's
-  settings, for comparing the network's verdicts with the sampler's.
+  settings, for comparing the network's verdicts with the sampler's; :func:`els_twin` — the same with Kamb &
+  Ganguli's ELS machine of (part of) that set: a CNN's bias without its training error.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ from pds.lab.experiments import SmallModel, Verdict
 from pds.lab.metrics import ClassifierFD, MetricResult, load_classifier
 from pds.models.configs import Experiment
 from pds.schedules import geometric_sigmas
-from pds.scores import EmpiricalScore
+from pds.scores import EmpiricalScore, LocalScore, PatchSchedule
 
 __all__ = ["hit_statistics", "LandingMetric", "ImageSet", "image_set", "landing_metric", "statistics_filter_file",
-           "exact_model", "exact_twin", "perfect_draws", "measures", "covers", "LANDED_RADIUS", "PRIMARY"]
+           "exact_model", "exact_twin", "els_twin", "perfect_draws", "measures", "covers", "LANDED_RADIUS", "PRIMARY"]
 
 LANDED_RADIUS = 2.5  # in units of σ_min·√D: generous (PDS leaves up to α/(α − 1) of it as noise)
 
@@ -251,6 +252,18 @@ def exact_model(images: ImageSet, experiment: Experiment, pad: int = 0) -> Small
 def exact_twin(model: SmallModel, images: ImageSet) -> SmallModel:
     """The exact score of ``model``'s own training set (unpadded; padded like the model's input) with the model's own
     settings (its noise levels, sidecar sampler entry and paper experiment): the same sampler, zero model error."""
+    return _twin(model, images, EmpiricalScore, f"exact:{images.name}", {})
+
+
+def els_twin(model: SmallModel, images: ImageSet, patch: PatchSchedule) -> SmallModel:
+    """Kamb & Ganguli's ELS machine (:class:`pds.scores.LocalScore`, zero boundary, float32) of images of ``model``'s
+    training set, with the patch schedule ``patch`` and the model's own settings, as :func:`exact_twin`: the same
+    sampler, a CNN's locality and equivariance, no training error. Named ``els:<set>``."""
+    return _twin(model, images, lambda x: LocalScore(x, patch, equivariant=True, dtype=torch.float32),
+                 f"els:{images.name}", {"els": patch.to_dict()})
+
+
+def _twin(model: SmallModel, images: ImageSet, score, name: str, source: dict) -> SmallModel:
     x = images.images
     padded = torch.nn.functional.pad(x, (model.pad,) * 4) if model.pad else x
     if tuple(padded.shape[1:]) != tuple(model.shape):
@@ -258,9 +271,8 @@ def exact_twin(model: SmallModel, images: ImageSet) -> SmallModel:
     keep = ("kind", "net", "sigmas", "sigma_min", "sigma_max", "num_scales", "sampler", "data")
     cfg = {k: v for k, v in model.config.items() if k in keep}
     cfg["data"] = {**cfg.get("data", {}), "name": images.name}
-    cfg["source"] = {"set": images.recipe, "twin_of": model.name}
-    return SmallModel(f"exact:{images.name}", score=EmpiricalScore(padded), config=cfg, train_images=padded,
-                      experiment=model.experiment)
+    cfg["source"] = {"set": images.recipe, "twin_of": model.name, **source}
+    return SmallModel(name, score=score(padded), config=cfg, train_images=padded, experiment=model.experiment)
 
 
 def perfect_draws(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:

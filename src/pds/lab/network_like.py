@@ -8,7 +8,9 @@ A score model is compared through its denoiser D(x, σ) = x + σ² s(x, σ) (Twe
 * :func:`calibrate_patch` — the patch size of a local score machine (:class:`pds.scores.LocalScore`) that maximises
   the median r² against a reference at each σ: the paper's calibration, against the network trained here;
 * :func:`error_spectrum` — the power of the difference of two scores per radial frequency (the unnormalised DFT of
-  :mod:`pds.fourier`, averaged over images and channels): where in frequency a network departs from a closed form.
+  :mod:`pds.fourier`, averaged over images and channels): where in frequency a network departs from a closed form;
+* :func:`error_model` — those measurements at a few σ as a score error at every σ and frequency, the ``score_error``
+  of :func:`pds.exact.optimal.pc_moments` (a filter chosen knowing where the network errs).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 
 from pds.fourier import radial_profile
 
-__all__ = ["noised", "r2", "agreement", "calibrate_patch", "error_spectrum"]
+__all__ = ["noised", "r2", "agreement", "calibrate_patch", "error_spectrum", "error_model"]
 
 
 def noised(images: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
@@ -87,3 +89,35 @@ def error_spectrum(a, b, x: torch.Tensor, sigma: float, bins: int = 16) -> tuple
     h, w = x.shape[-2:]
     power = (torch.fft.rfft2(diff).abs() ** 2).mean(0)  # [C, H, W//2 + 1]
     return radial_profile(power, h, w, bins=bins)
+
+
+def error_model(measured: dict, size: tuple[int, int], radius: torch.Tensor) -> Callable[[float], torch.Tensor]:
+    """σ ↦ the variance of a score error at each entry of ``radius`` (|k| of the unitary DFT's coefficients, e.g.
+    :class:`pds.exact.optimal.Frequencies`' ``radius``), from :func:`error_spectrum` measurements ``measured``
+    {σ_j: (ring radii, mean power)} of an image of ``size`` (H, W): the power divided by H·W (the unitary DFT's
+    variance), interpolated linearly in log power over |k| (held at the end rings) and, as the error of σ·s (the
+    scale a network outputs), linearly in log σ between the measured σ_j (held beyond them: E ∝ 1/σ² there)."""
+    if not measured:
+        raise ValueError("error_model needs at least one measured σ")
+    hw = float(size[0] * size[1])
+    levels = sorted(float(s) for s in measured)
+    r = np.asarray(radius, dtype=np.float64)
+    logs = []  # per measured σ_j: log(σ_j² E_j) at each entry of radius
+    for sigma in levels:
+        rings, power = (np.asarray(v, dtype=np.float64) for v in measured[sigma])
+        if rings.shape != power.shape or not np.all(power > 0) or not np.all(np.diff(rings) > 0):
+            raise ValueError(f"σ = {sigma}: need increasing ring radii and positive powers of one length")
+        logs.append(np.interp(r, rings, np.log(power / hw)) + 2 * np.log(sigma))
+    logs, log_levels = np.stack(logs), np.log(levels)
+
+    def variance(sigma: float) -> torch.Tensor:
+        at = float(np.clip(np.log(sigma), log_levels[0], log_levels[-1]))
+        j = int(np.clip(np.searchsorted(log_levels, at) - 1, 0, max(len(levels) - 2, 0)))
+        if len(levels) == 1:
+            log_e = logs[0]
+        else:
+            t = (at - log_levels[j]) / (log_levels[j + 1] - log_levels[j])
+            log_e = (1 - t) * logs[j] + t * logs[j + 1]
+        return torch.from_numpy(np.exp(log_e) / sigma**2)
+
+    return variance
