@@ -1,25 +1,31 @@
 """Notebook 12's laboratory around :mod:`pds.exact.optimal`: the verdicts of the optimum at each budget, and the step
 from Gaussians to real data — the filter optimised on the Gaussian fitted to a set's images, against the paper's R,
 vanilla and EDM's churn with PDS at the same NFE, on a model of that set (an exact score or a network), each run
-found in the result cache or drawn."""
+found in the result cache or drawn. And notebook 13's prediction (issue 31, item 4): :func:`error_aware`, the same
+optimum with a network's measured score error in the recursion, on that network."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from pds.exact.optimal import Frequencies, OptimumStore, RadialFilter, optimise, target_fingerprint
+from pds.exact.optimal import Frequencies, OptimumStore, RadialFilter, optimise, sampler_w2, target_fingerprint
+from pds.fingerprint import Approx, fingerprint
 from pds.lab.cache import ResultCache
 from pds.lab.experiments import Method, SmallModel, Verdict, beats, spread
 from pds.lab.image_sets import measures
+from pds.lab.network_like import error_model
 from pds.precondition import Preconditioner
 from pds.scores import StationaryGaussianScore
 
-__all__ = ["carry_over", "carry_table", "budget_verdicts", "CARRY_METHODS"]
+__all__ = ["carry_over", "carry_table", "budget_verdicts", "CARRY_METHODS", "own_settings", "error_aware",
+           "ERROR_METHODS"]
 
 # the methods compared at a budget of ``nfe`` evaluations: (Method, its steps)
 CARRY_METHODS = ("vanilla", "paper's R", "optimised R", "edm_churn + PDS (paper's R)")
@@ -97,3 +103,59 @@ def budget_verdicts(optima: dict, variants, budgets: dict, others: Callable[[int
             f"sampler{note}", w <= ref[size], f"best within {nfe} NFE: {best} {w:.4g} vs full length {ref[size]:.4g} "
             f"(ratio {w / ref[size]:.3g})", {"best": w, "full length": ref[size], "ratio": w / ref[size]})
     return found
+
+
+ERROR_METHODS = ("vanilla", "paper's R", "optimised R", "optimised R, error-aware")
+
+
+def own_settings(model: SmallModel):
+    """``model``'s paper experiment with the model's own σ range and number of scales (a network trained here may use
+    a smaller σ_max than the paper's), named after the model: the settings its PC sampler runs with."""
+    cfg = model.config
+    return dataclasses.replace(model.experiment, name=f"{model.name} (own settings)", sigma_min=float(cfg["sigma_min"]),
+                               sigma_max=float(cfg["sigma_max"]), levels=int(cfg["num_scales"]))
+
+
+def error_aware(store: OptimumStore, cache: ResultCache, model: SmallModel, metric, n: int, images: torch.Tensor,
+                nfe: int, seeds, measured: dict, start_of: Callable[[Preconditioner, tuple], RadialFilter], knots: int,
+                max_iter: int, folder: Path, device="cpu") -> tuple[dict, pd.DataFrame]:
+    """A filter chosen from a network's measured error spectrum, tried on the network (issue 31, item 4).
+
+    On the Gaussian fitted to ``images``, with ``model``'s own PC settings (:func:`own_settings`), the released PC
+    sampler's filter is optimised for ``nfe`` evaluations twice from ``start_of`` (the paper's R): as in notebook 12,
+    and with the score error of :func:`pds.lab.network_like.error_model` (``measured``: {σ: (ring radii, power)} of
+    :func:`pds.lab.network_like.error_spectrum`) in the exact recursion (both in ``store``; files in ``folder``). Then
+    ``n`` samples of ``model`` per seed with each of :data:`ERROR_METHODS` at ``nfe`` evaluations, scored by
+    ``metric`` (from ``cache`` or drawn). Returns ({method: rows, one per seed}, a table of each filter's W2 on the
+    Gaussian without and with the error: what the error model predicts)."""
+    settings = own_settings(model)
+    g = StationaryGaussianScore.from_images(images.double())
+    freqs = Frequencies(g)
+    err = error_model(measured, g.shape[-2:], freqs.radius)
+    start = start_of(Preconditioner(freq=torch.log1p(g.expected_power()), alpha=5.0), g.shape)
+    levels = sorted(measured)
+    error_fp = fingerprint("score error spectrum", [float(s) for s in levels],
+                           *[Approx(np.asarray(measured[s][1], dtype=np.float64), 1e-3) for s in levels],
+                           *[np.asarray(measured[s][0], dtype=np.float64) for s in levels])
+    settings_of = {k: getattr(settings, k) for k in ("sigma_min", "sigma_max", "levels", "snr")}
+    filters, paths = {"vanilla": torch.ones_like(freqs.s), "paper's R": start.p(freqs.radius)}, {}
+    for name, with_error in (("optimised R", False), ("optimised R, error-aware", True)):
+        desc = {"target": target_fingerprint(g), "settings": settings_of, "sampler": "pc", "nfe": nfe, "gains": False,
+                "knots": knots, "max_iter": max_iter, "start": "paper R, alpha 5",
+                "score error": error_fp if with_error else None}
+        opt = store.get_or_run(desc, functools.partial(optimise, freqs, settings, "pc", nfe, start, max_iter=max_iter,
+                                                       score_error=err if with_error else None))
+        filters[name] = opt.filter.p(freqs.radius)
+        file = f"{model.name}-{nfe}nfe-{'error-aware' if with_error else 'optimum'}.npz"
+        paths[name] = store.save_filter(desc, g.shape, Path(folder) / file)
+    with torch.no_grad():
+        table = pd.DataFrame([{"method": name,
+                               "Gaussian W2": float(sampler_w2(freqs, settings, "pc", nfe, p)[0]),
+                               "Gaussian W2 with the network's error": float(
+                                   sampler_w2(freqs, settings, "pc", nfe, p, score_error=err)[0])}
+                              for name, p in filters.items()])
+    methods = {"vanilla": Method(), "paper's R": Method("statistics", alpha=5.0),
+               **{name: Method("file", path=str(path), alpha=None) for name, path in paths.items()}}
+    runs = {name: [cache.run(model, m, nfe // 2, n, s, metric, device=device) for s in seeds]
+            for name, m in methods.items()}
+    return runs, table
