@@ -36,8 +36,9 @@ def test_error_aware_filter_lowers_the_w2_with_the_error_and_runs_every_method(t
         return optimal.RadialFilter.fit(pre.freq_gain.expand(shape) ** 2, n_knots=5)
 
     store = optimal.OptimumStore(tmp_path / "store")
-    runs, table = error_aware(store, ResultCache(tmp_path / "cache"), model, mean_metric, 4, X, 12, (0, 1), measured,
-                              start_of, 5, 20, tmp_path)
+    cache = ResultCache(tmp_path / "cache")
+    runs, table, profiles = error_aware(store, cache, model, mean_metric, 4, X, 12, (0, 1), measured, start_of, 5, 20,
+                                        tmp_path)
     assert list(runs) == list(ERROR_METHODS) and all(len(rows) == 2 for rows in runs.values())
     assert {rows[0]["nfe"] for rows in runs.values()} == {12}
     w = table.set_index("method")
@@ -46,8 +47,12 @@ def test_error_aware_filter_lowers_the_w2_with_the_error_and_runs_every_method(t
     assert with_error["optimised R, error-aware"] < with_error["optimised R"]
     assert w["Gaussian W2"]["optimised R"] <= w["Gaussian W2"]["paper's R"]
     assert (with_error > w["Gaussian W2"]).all()  # the error costs every filter
+    assert (profiles[profiles.curve == "p: vanilla"]["value"] == 1).all()
+    assert all(g["radius"].is_monotonic_increasing for _, g in profiles.groupby("curve"))
+    assert {c for c in profiles.curve if c.startswith("E/s")} == {"E/s at σ = 0.01", "E/s at σ = 0.1", "E/s at σ = 1",
+                                                                 "E/s at σ = 5"}
     assert len(store._rows) == 2  # the two searches, found again the second time
-    again, _ = error_aware(store, ResultCache(tmp_path / "cache"), model, mean_metric, 4, X, 12, (0, 1), measured,
+    again, _, _ = error_aware(store, ResultCache(tmp_path / "cache"), model, mean_metric, 4, X, 12, (0, 1), measured,
                            start_of, 5, 20, tmp_path)
     assert len(store._rows) == 2 and again == runs
     with pytest.raises(ValueError):

@@ -21,6 +21,7 @@ from pds.lab.image_sets import covers, measures
 
 __all__ = ["Runs", "landed_all", "FIG3_METHODS", "TABLE1_LOW_METHODS", "CHURN_METHODS", "FIG5_METHODS", "fig1_methods",
            "fig3_verdicts", "fig6_verdicts", "table1_verdicts", "fig1_verdicts", "fig5_verdicts", "twin_verdicts",
+           "TWIN_KINDS", "TWINS", "twin_runs",
            "show_nearest"]
 
 # a run with no value (diverged, nothing landed) is the worst
@@ -197,42 +198,89 @@ def fig5_verdicts(runs: Runs, Ts) -> dict[str, Verdict]:
 
 
 TWIN_VERDICTS = ("vanilla matches full", "PDS matches full", "PDS beats vanilla")
+# notebook 11's section 5 and notebook 13's sampling part: each trained network (its PDS method) against its twins
+TWIN_KINDS = {"ncsnpp": ("ncsnpp_fashion32", STATISTICS), "ncsn": ("ncsn_fashion28", PARAMETRIC)}
+# per profile: n per run, the training images of the exact twin (None: all), the lengths (the full one first), the
+# seeds of the runs and of the full-length run (it costs most)
+TWINS = {
+    "smoke": dict(n=8, images=300, T={"ncsnpp": (12, 4), "ncsn": (20, 4)}, seeds=(0, 1),
+                  full_seeds={"ncsnpp": (0, 1), "ncsn": (0,)}),
+    "default": dict(n=256, images=None, T={"ncsnpp": (1000, 100, 50), "ncsn": (1000, 20)}, seeds=(0, 1, 2),
+                    full_seeds={"ncsnpp": (0, 1, 2), "ncsn": (0,)}),
+    "full": dict(n=1024, images=None, T={"ncsnpp": (1000, 200, 100, 50), "ncsn": (1000, 20)}, seeds=(0, 1, 2),
+                 full_seeds={"ncsnpp": (0, 1, 2), "ncsn": (0, 1, 2)}),
+}
+
+
+def twin_runs(cache: ResultCache, model: SmallModel, metric, kind: str, n: int, seeds, Ts, full_seeds,
+              device=None) -> Runs:
+    """The runs of one twin of a :data:`TWIN_KINDS` network: vanilla at the full length ``Ts[0]`` over ``full_seeds``
+    (none: not drawn), then vanilla and the network's PDS method ("PDS") at each shortened length ``Ts[1:]``."""
+    runs = Runs(cache, model, metric, n, seeds, device)
+    if full_seeds:
+        runs.draw(Ts[0], "vanilla", Method(), seeds=full_seeds)
+    runs.draw_all(Ts[1:], {"vanilla": Method(), "PDS": TWIN_KINDS[kind][1]})
+    return runs
+
+
+def _sides(got: dict) -> str:
+    """Whose verdict the ELS machine's is: that of the network, of the exact score, of both or of neither."""
+    if got.get("ELS") is None:
+        return "not drawn"
+    if got["trained"] == got["exact"]:
+        return "both" if got["ELS"] == got["trained"] else "neither"
+    return "the network" if got["ELS"] == got["trained"] else "the exact score"
 
 
 def twin_verdicts(kind: str, twins: dict[str, Runs], Ts) -> tuple[dict[str, Verdict], list[dict]]:
     """Each verdict of notebooks 05/06 at the shortened lengths ``Ts[1:]`` against the full length ``Ts[0]``, on the
     trained network and on the exact score of its training set (``twins``: {"trained": Runs, "exact": Runs}, methods
-    "vanilla" and "PDS"). Returns the verdicts and one line per (T, verdict) saying whose it is: "the sampler" when it
-    is the same on both, else "the network"."""
+    "vanilla" and "PDS"), and on the ELS machine where ``twins`` has an "ELS" entry (notebook 13; a verdict whose
+    runs it did not draw is left out). Returns the verdicts and one line per (T, verdict) saying whose it is: "the
+    sampler" when it is the same on the network and the exact score, else "the network"; with ELS, also its verdict
+    and whose side it takes."""
+    needs = {"vanilla matches full": (("vanilla", True), ("vanilla", False)),
+             "PDS matches full": (("PDS", True), ("vanilla", False)),
+             "PDS beats vanilla": (("PDS", True), ("vanilla", True))}
     out, lines = {}, []
     for T in Ts[1:]:
         for what in TWIN_VERDICTS:
             got = {}
             for label, runs in twins.items():
-                full, van, pds = runs.values(Ts[0], "vanilla"), runs.values(T, "vanilla"), runs.values(T, "PDS")
-                v = {"vanilla matches full": vmatches(van, full,
-                                                      f"{kind} ({label}): vanilla at T={T} matches T={Ts[0]}"),
-                     "PDS matches full": vmatches(pds, full, f"{kind} ({label}): PDS at T={T} matches T={Ts[0]}"),
-                     "PDS beats vanilla": vbeats(pds, van, f"{kind} ({label}): PDS at T={T} beats vanilla")}[what]
+                keys = [(T if short else Ts[0], name) for name, short in needs[what]]
+                if not all(k in runs.rows for k in keys):
+                    got[label] = None
+                    continue
+                a, b = (runs.values(*k) for k in keys)
+                claim = {"vanilla matches full": f"{kind} ({label}): vanilla at T={T} matches T={Ts[0]}",
+                         "PDS matches full": f"{kind} ({label}): PDS at T={T} matches T={Ts[0]}",
+                         "PDS beats vanilla": f"{kind} ({label}): PDS at T={T} beats vanilla"}[what]
+                v = (vbeats if what == "PDS beats vanilla" else vmatches)(a, b, claim)
                 out[f"E {kind} {label} {T} {what}"] = v
                 got[label] = v.holds
-            lines.append({"model": kind, "T": T, "verdict": what, "trained network": got["trained"],
-                          "exact score": got["exact"],
-                          "about": "the sampler" if got["trained"] == got["exact"] else "the network"})
+            line = {"model": kind, "T": T, "verdict": what, "trained network": got["trained"],
+                    "exact score": got["exact"],
+                    "about": "the sampler" if got["trained"] == got["exact"] else "the network"}
+            if "ELS" in twins:
+                els = "not drawn" if got["ELS"] is None else got["ELS"]
+                line |= {"ELS machine": els, "ELS sides with": _sides(got)}
+            lines.append(line)
     return out, lines
 
 
-def show_nearest(ax, runs: Runs, method: Method, T: int, title: str, count: int = 8) -> None:
+def show_nearest(ax, runs: Runs, method: Method, T: int, title: str, count: int = 8, images=None) -> None:
     """The first ``count`` samples of the first seed's run of ``method`` at ``T`` (top row) above the nearest image of
-    the set to each (bottom row), on ``ax``."""
+    the set to each (bottom row), on ``ax``; the set: ``images`` (a :class:`pds.scores.EmpiricalScore`), default the
+    landing metric's."""
     row = runs.cache.run(runs.model, method, T, runs.n, runs.seeds[0], runs.metric, device=runs.device)
     x = runs.cache.samples(row["key"])[:count]
     ax.axis("off")
     if not len(x):
         ax.set_title(title + " (diverged)", fontsize=8)
         return
-    idx, _ = runs.metric.set.nearest(x)
-    near = runs.metric.set.X[idx].reshape(len(x), *runs.metric.set.shape).cpu()
+    images = runs.metric.set if images is None else images
+    idx, _ = images.nearest(x)
+    near = images.X[idx].reshape(len(x), *images.shape).cpu()
     grid = make_grid(torch.cat([x, near]), nrow=len(x), padding=1, pad_value=1.0)
     ax.imshow(grid.permute(1, 2, 0).clamp(0, 1) if grid.shape[0] == 3 else grid[0], cmap="gray", vmin=0, vmax=1)
     ax.set_title(title, fontsize=8)

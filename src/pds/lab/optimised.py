@@ -118,7 +118,7 @@ def own_settings(model: SmallModel):
 
 def error_aware(store: OptimumStore, cache: ResultCache, model: SmallModel, metric, n: int, images: torch.Tensor,
                 nfe: int, seeds, measured: dict, start_of: Callable[[Preconditioner, tuple], RadialFilter], knots: int,
-                max_iter: int, folder: Path, device="cpu") -> tuple[dict, pd.DataFrame]:
+                max_iter: int, folder: Path, device="cpu") -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """A filter chosen from a network's measured error spectrum, tried on the network (issue 31, item 4).
 
     On the Gaussian fitted to ``images``, with ``model``'s own PC settings (:func:`own_settings`), the released PC
@@ -127,7 +127,8 @@ def error_aware(store: OptimumStore, cache: ResultCache, model: SmallModel, metr
     :func:`pds.lab.network_like.error_spectrum`) in the exact recursion (both in ``store``; files in ``folder``). Then
     ``n`` samples of ``model`` per seed with each of :data:`ERROR_METHODS` at ``nfe`` evaluations, scored by
     ``metric`` (from ``cache`` or drawn). Returns ({method: rows, one per seed}, a table of each filter's W2 on the
-    Gaussian without and with the error: what the error model predicts)."""
+    Gaussian without and with the error: what the error model predicts, and the filters and the error as radial
+    profiles: the drift gain p of each method and the error's variance over the signal's, E/s, at a few σ)."""
     settings = own_settings(model)
     g = StationaryGaussianScore.from_images(images.double())
     freqs = Frequencies(g)
@@ -154,8 +155,15 @@ def error_aware(store: OptimumStore, cache: ResultCache, model: SmallModel, metr
                                "Gaussian W2 with the network's error": float(
                                    sampler_w2(freqs, settings, "pc", nfe, p, score_error=err)[0])}
                               for name, p in filters.items()])
+    order = torch.argsort(freqs.radius, stable=True)
+    radius = freqs.radius[order].numpy()
+    profiles = pd.concat([pd.DataFrame({"curve": f"p: {name}", "radius": radius, "value": p[order].numpy()})
+                          for name, p in filters.items()]
+                         + [pd.DataFrame({"curve": f"E/s at σ = {sg:g}", "radius": radius,
+                                          "value": (err(sg) / freqs.s)[order].numpy()})
+                            for sg in (settings.sigma_min, *levels, settings.sigma_max)])
     methods = {"vanilla": Method(), "paper's R": Method("statistics", alpha=5.0),
                **{name: Method("file", path=str(path), alpha=None) for name, path in paths.items()}}
     runs = {name: [cache.run(model, m, nfe // 2, n, s, metric, device=device) for s in seeds]
             for name, m in methods.items()}
-    return runs, table
+    return runs, table, profiles
