@@ -21,9 +21,12 @@ class FakeRuns(claims.Runs):
     """Runs whose rows are given, not drawn: every (T, name) asked for has three seeds of ``default`` (a row factory)
     unless set."""
 
-    def __init__(self, default=lambda T, name, seed: row(10.0 + seed)):
+    def __init__(self, default=lambda T, name, seed: row(10.0 + seed), missing=()):
         super().__init__(cache=None, model=None, metric=None, n=10, seeds=(0, 1, 2))
-        self.default = default
+        self.default, self.missing = default, set(missing)
+
+    def __contains__(self, key):
+        return key not in self.missing
 
     def __getitem__(self, key):
         if key not in self.rows:
@@ -89,3 +92,55 @@ def test_twin_verdicts_say_whose_a_verdict_is(trained_vanilla, whose):
     assert line["trained network"] == found["E ncsn trained 20 vanilla matches full"].holds
     assert line["exact score"] is True
     assert np.isclose(found["E ncsn exact 20 vanilla matches full"].numbers["values"]["mean"], 11.0)
+
+
+def test_the_els_column_takes_a_side_and_leaves_out_what_was_not_drawn():
+    """Notebook 13's third column: PDS beats vanilla on the network and on the ELS machine but not on the exact score
+    ("the network" is whose, and ELS sides with it); without a full-length ELS run its "matches full" verdicts are
+    left out and the line says "not drawn"."""
+    def better_pds(T, name, seed):
+        return row((5.0 if name == "PDS" else 50.0) + seed)
+
+    twins = {"trained": FakeRuns(better_pds), "ELS": FakeRuns(better_pds, missing={(1000, "vanilla")}),
+             "exact": FakeRuns()}
+    found, lines = claims.twin_verdicts("ncsnpp", twins, (1000, 50))
+    beats = next(x for x in lines if x["verdict"] == "PDS beats vanilla")
+    assert beats["about"] == "the network" and beats["ELS machine"] is True and beats["ELS sides with"] == "the network"
+    assert found["E ncsnpp ELS 50 PDS beats vanilla"].holds and not found["E ncsnpp exact 50 PDS beats vanilla"].holds
+    assert "E ncsnpp ELS 50 vanilla matches full" not in found
+    full = next(x for x in lines if x["verdict"] == "vanilla matches full")
+    assert full["ELS machine"] == "not drawn" and full["ELS sides with"] == "not drawn"
+    twins["ELS"] = FakeRuns()
+    lines = claims.twin_verdicts("ncsnpp", twins, (1000, 50))[1]
+    assert next(x for x in lines if x["verdict"] == "PDS beats vanilla")["ELS sides with"] == "the exact score"
+    assert "ELS machine" not in claims.twin_verdicts("ncsnpp", {"trained": FakeRuns(), "exact": FakeRuns()},
+                                                     (1000, 50))[1][0]
+
+
+def test_novelty_counts_the_samples_within_the_landing_radius():
+    import pandas as pd
+    import torch
+
+    from pds.lab.image_sets import LANDED_RADIUS
+    from pds.scores import EmpiricalScore
+
+    images = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    unit = 0.1
+    # two samples on images (within the radius), one far from all
+    samples = torch.cat([images[:2] + 0.01, torch.full((1, 1, 4, 4), 5.0)])
+
+    class Cache:
+        def samples(self, key):
+            return samples
+
+    runs = FakeRuns()
+    runs.cache, runs.rows[(50, "vanilla")] = Cache(), [{"key": "k"}]
+    (line,) = claims.novelty(runs, EmpiricalScore(images), unit)
+    assert line["T"] == 50 and line["samples"] == 3 and line["landed"] == pytest.approx(2 / 3)
+    assert line["median distance"] == pytest.approx(0.04 / unit, rel=1e-5)  # ‖0.01·1‖ over 16 pixels = 0.04
+    where = {"kind": "ncsn", "model": "ELS", "against": "its own images"}
+    table = pd.DataFrame([{**line, **where}, {**line, "T": 20, "landed": 0.25, **where}])
+    found = claims.novelty_verdicts(table, {"ncsn": 20})
+    assert list(found) == ["N ncsn ELS new against its own images"] and found[next(iter(found))].holds
+    assert not claims.novelty_verdicts(table, {"ncsn": 50})["N ncsn ELS new against its own images"].holds
+    assert LANDED_RADIUS * unit > 0.04

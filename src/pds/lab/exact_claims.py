@@ -17,11 +17,11 @@ from torchvision.utils import make_grid
 
 from pds.lab.cache import ResultCache
 from pds.lab.experiments import Method, SmallModel, Table1, Verdict, beats, matches, run_seeds, values
-from pds.lab.image_sets import covers, measures
+from pds.lab.image_sets import LANDED_RADIUS, covers, measures
 
 __all__ = ["Runs", "landed_all", "FIG3_METHODS", "TABLE1_LOW_METHODS", "CHURN_METHODS", "FIG5_METHODS", "fig1_methods",
            "fig3_verdicts", "fig6_verdicts", "table1_verdicts", "fig1_verdicts", "fig5_verdicts", "twin_verdicts",
-           "TWIN_KINDS", "TWINS", "twin_runs",
+           "TWIN_KINDS", "TWINS", "twin_runs", "novelty", "novelty_verdicts",
            "show_nearest"]
 
 # a run with no value (diverged, nothing landed) is the worst
@@ -70,6 +70,10 @@ class Runs:
 
     def __getitem__(self, key: tuple[int, str]) -> list[dict]:
         return self.rows[key]
+
+    def __contains__(self, key: tuple[int, str]) -> bool:
+        """Whether (T, method name) was drawn."""
+        return key in self.rows
 
     def col(self, T: int, name: str, key: str) -> list[float]:
         """One measure (:func:`pds.lab.image_sets.measures`) of the runs of (T, name), a value per seed."""
@@ -248,7 +252,7 @@ def twin_verdicts(kind: str, twins: dict[str, Runs], Ts) -> tuple[dict[str, Verd
             got = {}
             for label, runs in twins.items():
                 keys = [(T if short else Ts[0], name) for name, short in needs[what]]
-                if not all(k in runs.rows for k in keys):
+                if not all(k in runs for k in keys):
                     got[label] = None
                     continue
                 a, b = (runs.values(*k) for k in keys)
@@ -266,6 +270,39 @@ def twin_verdicts(kind: str, twins: dict[str, Runs], Ts) -> tuple[dict[str, Verd
                 line |= {"ELS machine": els, "ELS sides with": _sides(got)}
             lines.append(line)
     return out, lines
+
+
+def novelty(runs: Runs, images, unit: float) -> list[dict]:
+    """Per (T, method) of ``runs``: the stored samples of its first seed's run against ``images`` (a
+    :class:`pds.scores.EmpiricalScore`) — the median distance to the nearest image in units of ``unit`` (σ_min·√D, as
+    :class:`pds.lab.image_sets.LandingMetric`) and the fraction within :data:`LANDED_RADIUS` of them ("landed": a
+    training image again, not a new one)."""
+    out = []
+    for (T, name), rows in runs.rows.items():
+        x = runs.cache.samples(rows[0]["key"])
+        if not len(x):
+            continue
+        rel = (images.nearest(x)[1] / unit).cpu().numpy()
+        out.append({"T": T, "method": name, "samples": len(x), "median distance": float(np.median(rel)),
+                    "landed": float((rel <= LANDED_RADIUS).mean())})
+    return out
+
+
+def novelty_verdicts(table: pd.DataFrame, at: dict[str, int]) -> dict[str, Verdict]:
+    """From a table of :func:`novelty` lines with columns ``kind``, ``model`` and ``against``: at the length
+    ``at[kind]`` with vanilla, whether the samples of each model are new images (fewer than half landed on the set it
+    is compared with)."""
+    out = {}
+    for (kind, model, against), g in table[table.method == "vanilla"].groupby(["kind", "model", "against"], sort=False):
+        line = g[g["T"] == at[kind]]
+        if len(line):
+            landed = float(line["landed"].iloc[0])
+            out[f"N {kind} {model} new against {against}"] = Verdict(
+                f"{kind} ({model}), vanilla at T={at[kind]}: the samples are new images (fewer than half within "
+                f"{LANDED_RADIUS} σ_min√D of one of {against})", landed < 0.5,
+                f"landed fraction {landed:.3g} of {int(line['samples'].iloc[0])} samples, median distance "
+                f"{float(line['median distance'].iloc[0]):.3g} σ_min√D", {"landed": landed})
+    return out
 
 
 def show_nearest(ax, runs: Runs, method: Method, T: int, title: str, count: int = 8, images=None) -> None:

@@ -25,7 +25,7 @@ from pds.precondition import Preconditioner
 from pds.scores import StationaryGaussianScore
 
 __all__ = ["carry_over", "carry_table", "budget_verdicts", "CARRY_METHODS", "own_settings", "error_aware",
-           "ERROR_METHODS"]
+           "ERROR_METHODS", "error_verdicts"]
 
 # the methods compared at a budget of ``nfe`` evaluations: (Method, its steps)
 CARRY_METHODS = ("vanilla", "paper's R", "optimised R", "edm_churn + PDS (paper's R)")
@@ -167,3 +167,21 @@ def error_aware(store: OptimumStore, cache: ResultCache, model: SmallModel, metr
     runs = {name: [cache.run(model, m, nfe // 2, n, s, metric, device=device) for s in seeds]
             for name, m in methods.items()}
     return runs, table, profiles
+
+
+def error_verdicts(runs: dict, nfe: int) -> dict[str, Verdict]:
+    """The verdicts of :func:`error_aware`'s runs at ``nfe`` evaluations (lower values are better; a diverged run is
+    the worst): the error-aware filter against vanilla, the paper's R and the optimum without the error, and that
+    optimum against the paper's R (what the Gaussian alone predicts)."""
+    def vals(name):
+        return [r["value"] if not r.get("diverged") else float("inf") for r in runs[name]]
+
+    aware = "optimised R, error-aware"
+    out = {f"F aware beats {key}": beats(vals(aware), vals(name), f"at {nfe} NFE the filter optimised with the "
+                                         f"network's measured error beats {what} on the network", nonfinite="worst")
+           for key, name, what in (("vanilla", "vanilla", "vanilla"), ("R", "paper's R", "the paper's R (α = 5)"),
+                                   ("optimum", "optimised R", "the filter optimised without it"))}
+    out["F optimum beats R"] = beats(vals("optimised R"), vals("paper's R"), f"at {nfe} NFE the filter optimised on "
+                                     "the Gaussian without the error beats the paper's R on the network",
+                                     nonfinite="worst")
+    return out
