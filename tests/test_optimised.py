@@ -49,8 +49,7 @@ def test_error_aware_filter_lowers_the_w2_with_the_error_and_runs_every_method(t
     assert (with_error > w["Gaussian W2"]).all()  # the error costs every filter
     assert (profiles[profiles.curve == "p: vanilla"]["value"] == 1).all()
     assert all(g["radius"].is_monotonic_increasing for _, g in profiles.groupby("curve"))
-    assert {c for c in profiles.curve if c.startswith("E/s")} == {"E/s at σ = 0.01", "E/s at σ = 0.1", "E/s at σ = 1",
-                                                                 "E/s at σ = 5"}
+    assert {c for c in profiles.curve if c.startswith("E·")} == {f"E·(s + σ²) at σ = {s}" for s in (0.01, 0.1, 1, 5)}
     assert len(store._rows) == 2  # the two searches, found again the second time
     again, _, _ = error_aware(store, ResultCache(tmp_path / "cache"), model, mean_metric, 4, X, 12, (0, 1), measured,
                            start_of, 5, 20, tmp_path)

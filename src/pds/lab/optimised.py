@@ -128,7 +128,8 @@ def error_aware(store: OptimumStore, cache: ResultCache, model: SmallModel, metr
     ``n`` samples of ``model`` per seed with each of :data:`ERROR_METHODS` at ``nfe`` evaluations, scored by
     ``metric`` (from ``cache`` or drawn). Returns ({method: rows, one per seed}, a table of each filter's W2 on the
     Gaussian without and with the error: what the error model predicts, and the filters and the error as radial
-    profiles: the drift gain p of each method and the error's variance over the signal's, E/s, at a few σ)."""
+    profiles: the drift gain p of each method and, at a few σ, the error's variance over the exact score's,
+    E·(s + σ²) — above 1 the error is the larger part of what the network returns at that frequency)."""
     settings = own_settings(model)
     g = StationaryGaussianScore.from_images(images.double())
     freqs = Frequencies(g)
@@ -159,8 +160,8 @@ def error_aware(store: OptimumStore, cache: ResultCache, model: SmallModel, metr
     radius = freqs.radius[order].numpy()
     profiles = pd.concat([pd.DataFrame({"curve": f"p: {name}", "radius": radius, "value": p[order].numpy()})
                           for name, p in filters.items()]
-                         + [pd.DataFrame({"curve": f"E/s at σ = {sg:g}", "radius": radius,
-                                          "value": (err(sg) / freqs.s)[order].numpy()})
+                         + [pd.DataFrame({"curve": f"E·(s + σ²) at σ = {sg:g}", "radius": radius,
+                                          "value": (err(sg) * (freqs.s + sg**2))[order].numpy()})
                             for sg in (settings.sigma_min, *levels, settings.sigma_max)])
     methods = {"vanilla": Method(), "paper's R": Method("statistics", alpha=5.0),
                **{name: Method("file", path=str(path), alpha=None) for name, path in paths.items()}}
