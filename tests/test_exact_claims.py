@@ -140,7 +140,8 @@ def test_novelty_counts_the_samples_within_the_landing_radius():
     assert line["median distance"] == pytest.approx(0.04 / unit, rel=1e-5)  # ‖0.01·1‖ over 16 pixels = 0.04
     where = {"kind": "ncsn", "model": "ELS", "against": "its own images"}
     table = pd.DataFrame([{**line, **where}, {**line, "T": 20, "landed": 0.25, **where}])
-    found = claims.novelty_verdicts(table, {"ncsn": 20})
-    assert list(found) == ["N ncsn ELS new against its own images"] and found[next(iter(found))].holds
-    assert not claims.novelty_verdicts(table, {"ncsn": 50})["N ncsn ELS new against its own images"].holds
+    (key, verdict), = claims.novelty_verdicts(table).items()  # vanilla at the longest length: T = 50, 2/3 landed
+    assert key == "N ncsn ELS new against its own images" and not verdict.holds and verdict.numbers["T"] == 50
+    table.loc[0, "T"] = 10
+    assert claims.novelty_verdicts(table)[key].holds  # now T = 20 is the longest: a quarter landed
     assert LANDED_RADIUS * unit > 0.04

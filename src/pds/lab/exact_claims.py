@@ -288,20 +288,19 @@ def novelty(runs: Runs, images, unit: float) -> list[dict]:
     return out
 
 
-def novelty_verdicts(table: pd.DataFrame, at: dict[str, int]) -> dict[str, Verdict]:
-    """From a table of :func:`novelty` lines with columns ``kind``, ``model`` and ``against``: at the length
-    ``at[kind]`` with vanilla, whether the samples of each model are new images (fewer than half landed on the set it
-    is compared with)."""
+def novelty_verdicts(table: pd.DataFrame) -> dict[str, Verdict]:
+    """From a table of :func:`novelty` lines with columns ``kind``, ``model`` and ``against``: for each model, with
+    vanilla at the longest length drawn, whether its samples are not training images (fewer than half landed on the
+    set it is compared with; far from every training image is not yet a good image: the FD says that)."""
     out = {}
     for (kind, model, against), g in table[table.method == "vanilla"].groupby(["kind", "model", "against"], sort=False):
-        line = g[g["T"] == at[kind]]
-        if len(line):
-            landed = float(line["landed"].iloc[0])
-            out[f"N {kind} {model} new against {against}"] = Verdict(
-                f"{kind} ({model}), vanilla at T={at[kind]}: the samples are new images (fewer than half within "
-                f"{LANDED_RADIUS} σ_min√D of one of {against})", landed < 0.5,
-                f"landed fraction {landed:.3g} of {int(line['samples'].iloc[0])} samples, median distance "
-                f"{float(line['median distance'].iloc[0]):.3g} σ_min√D", {"landed": landed})
+        line = g.loc[g["T"].idxmax()]
+        T, landed = int(line["T"]), float(line["landed"])
+        out[f"N {kind} {model} new against {against}"] = Verdict(
+            f"{kind} ({model}), vanilla at T={T}: the samples are not training images (fewer than half within "
+            f"{LANDED_RADIUS} σ_min√D of one of {against})", landed < 0.5,
+            f"landed fraction {landed:.3g} of {int(line['samples'])} samples, median distance "
+            f"{float(line['median distance']):.3g} σ_min√D", {"landed": landed, "T": T})
     return out
 
 
