@@ -125,7 +125,11 @@ def test_novelty_counts_the_samples_within_the_landing_radius():
     from pds.scores import EmpiricalScore
 
     images = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-    unit = 0.1
+    unit = 0.025 * 4  # the model's σ_min · √D, D = 16
+
+    class Model:
+        sigma_range = (1.0, 0.025)
+
     # two samples on images (within the radius), one far from all
     samples = torch.cat([images[:2] + 0.01, torch.full((1, 1, 4, 4), 5.0)])
 
@@ -134,8 +138,8 @@ def test_novelty_counts_the_samples_within_the_landing_radius():
             return samples
 
     runs = FakeRuns()
-    runs.cache, runs.rows[(50, "vanilla")] = Cache(), [{"key": "k"}]
-    (line,) = claims.novelty(runs, EmpiricalScore(images), unit)
+    runs.cache, runs.model, runs.rows[(50, "vanilla")] = Cache(), Model(), [{"key": "k"}]
+    (line,) = claims.novelty(runs, EmpiricalScore(images))
     assert line["T"] == 50 and line["samples"] == 3 and line["landed"] == pytest.approx(2 / 3)
     assert line["median distance"] == pytest.approx(0.04 / unit, rel=1e-5)  # ‖0.01·1‖ over 16 pixels = 0.04
     where = {"kind": "ncsn", "model": "ELS", "against": "its own images"}

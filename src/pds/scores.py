@@ -210,6 +210,13 @@ def power_law_field(fit: dict, size: int, mean) -> StationaryGaussianScore:
     return StationaryGaussianScore(mean_img.clone(), spectrum * size * size)
 
 
+def _data_fingerprint(score) -> Fingerprint:
+    """The fingerprint of a score's stored image set (``X``, ``shape``, ``n``), computed once per score."""
+    if getattr(score, "_data_fp", None) is None:
+        score._data_fp = fingerprint("image set", list(score.shape), score.n, Approx(score.X, DATA_RTOL))
+    return score._data_fp
+
+
 class EmpiricalScore:
     """The exact score of a real image set: the noised empirical distribution p_σ = (1/N) Σ_i N(x_i, σ²I).
 
@@ -412,9 +419,7 @@ class EmpiricalScore:
     def data_fingerprint(self) -> Fingerprint:
         """The set's values (:mod:`pds.fingerprint`, compared to float32 rounding): what the score is a function of
         (computed once: the stored set does not change)."""
-        if getattr(self, "_data_fp", None) is None:
-            self._data_fp = fingerprint("image set", list(self.shape), self.n, Approx(self.X, DATA_RTOL))
-        return self._data_fp
+        return _data_fingerprint(self)
 
     def fingerprint(self) -> Fingerprint:
         """A behaviour fingerprint (:mod:`pds.fingerprint`) of this score: the set's values and settings, and what the
@@ -547,10 +552,8 @@ class LocalScore:
         return mean.double().reshape(len(x), h, w, -1).permute(0, 3, 1, 2)
 
     def data_fingerprint(self) -> Fingerprint:
-        """The training images' values (:mod:`pds.fingerprint`, compared to float32 rounding)."""
-        if getattr(self, "_data_fp", None) is None:
-            self._data_fp = fingerprint("image set", list(self.shape), self.n, Approx(self.X, DATA_RTOL))
-        return self._data_fp
+        """The training images' values, as :meth:`EmpiricalScore.data_fingerprint`."""
+        return _data_fingerprint(self)
 
     def fingerprint(self) -> Fingerprint:
         """A behaviour fingerprint (:mod:`pds.fingerprint`): the images, the settings, the patch size at 49 noise levels

@@ -209,8 +209,7 @@ def network_fingerprint(model: SmallModel) -> Fingerprint:
         return fingerprint(type(score).__name__, score.fingerprint())
     if isinstance(score, torch.nn.Module):
         score = copy.deepcopy(score).double().eval()
-    cfg = model.config
-    levels = (cfg["sigma_max"], cfg["sigma_min"]) if model.kind == "ncsnpp" else (cfg["sigmas"][0], cfg["sigmas"][-1])
+    levels = model.sigma_range
     x = torch.rand(2, *model.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with torch.no_grad():
         outs = [score(x, float(s)) for s in levels]

@@ -9,6 +9,7 @@ verdicts keyed as the notebook's expected verdicts (``notebooks/expected/11_exac
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import pandas as pd
@@ -272,16 +273,17 @@ def twin_verdicts(kind: str, twins: dict[str, Runs], Ts) -> tuple[dict[str, Verd
     return out, lines
 
 
-def novelty(runs: Runs, images, unit: float) -> list[dict]:
+def novelty(runs: Runs, images) -> list[dict]:
     """Per (T, method) of ``runs``: the stored samples of its first seed's run against ``images`` (a
-    :class:`pds.scores.EmpiricalScore`) — the median distance to the nearest image in units of ``unit`` (σ_min·√D, as
-    :class:`pds.lab.image_sets.LandingMetric`) and the fraction within :data:`LANDED_RADIUS` of them ("landed": a
-    training image again, not a new one)."""
+    :class:`pds.scores.EmpiricalScore`) — the median distance to the nearest image in units of σ_min·√D (the model's
+    smallest noise level, D the values per sample: :class:`pds.lab.image_sets.LandingMetric`'s unit) and the fraction
+    within :data:`LANDED_RADIUS` of them ("landed": a training image again, not a new one)."""
     out = []
     for (T, name), rows in runs.rows.items():
         x = runs.cache.samples(rows[0]["key"])
         if not len(x):
             continue
+        unit = runs.model.sigma_range[1] * math.sqrt(x[0].numel())
         rel = (images.nearest(x)[1] / unit).cpu().numpy()
         out.append({"T": T, "method": name, "samples": len(x), "median distance": float(np.median(rel)),
                     "landed": float((rel <= LANDED_RADIUS).mean())})

@@ -221,6 +221,14 @@ class SmallModel:
         return cls(f"diffusers/{Path(path).name}", score, config, experiment=experiment)
 
     @property
+    def sigma_range(self) -> tuple[float, float]:
+        """(σ_max, σ_min) of the model's own noise levels (NCSN++: its continuous range; NCSN / NCSNv2: its ladder)."""
+        cfg = self.config
+        if self.kind == "ncsnpp":
+            return float(cfg["sigma_max"]), float(cfg["sigma_min"])
+        return float(cfg["sigmas"][0]), float(cfg["sigmas"][-1])
+
+    @property
     def full_T(self) -> int:
         if self.kind == "ncsnpp":
             return int(self.config["num_scales"])

@@ -15,6 +15,7 @@ A score model is compared through its denoiser D(x, σ) = x + σ² s(x, σ) (Twe
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -108,16 +109,13 @@ def error_model(measured: dict, size: tuple[int, int], radius: torch.Tensor) -> 
         if rings.shape != power.shape or not np.all(power > 0) or not np.all(np.diff(rings) > 0):
             raise ValueError(f"σ = {sigma}: need increasing ring radii and positive powers of one length")
         logs.append(np.interp(r, rings, np.log(power / hw)) + 2 * np.log(sigma))
-    logs, log_levels = np.stack(logs), np.log(levels)
+    logs = np.stack(logs)
 
+    @functools.cache  # a search asks for the same σ of its schedule at every evaluation
     def variance(sigma: float) -> torch.Tensor:
-        at = float(np.clip(np.log(sigma), log_levels[0], log_levels[-1]))
-        j = int(np.clip(np.searchsorted(log_levels, at) - 1, 0, max(len(levels) - 2, 0)))
-        if len(levels) == 1:
-            log_e = logs[0]
-        else:
-            t = (at - log_levels[j]) / (log_levels[j + 1] - log_levels[j])
-            log_e = (1 - t) * logs[j] + t * logs[j + 1]
-        return torch.from_numpy(np.exp(log_e) / sigma**2)
+        at = np.interp(np.log(sigma), np.log(levels), np.arange(len(levels)))  # a fractional index, held at the ends
+        lo = int(at)
+        hi, t = min(lo + 1, len(levels) - 1), at - lo
+        return torch.from_numpy(np.exp((1 - t) * logs[lo] + t * logs[hi]) / sigma**2)
 
     return variance

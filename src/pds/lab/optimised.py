@@ -18,6 +18,7 @@ import torch
 from pds.exact.optimal import Frequencies, OptimumStore, RadialFilter, optimise, sampler_w2, target_fingerprint
 from pds.fingerprint import Approx, fingerprint
 from pds.lab.cache import ResultCache
+from pds.lab.exact_claims import STATISTICS
 from pds.lab.experiments import Method, SmallModel, Verdict, beats, spread
 from pds.lab.image_sets import measures
 from pds.lab.network_like import error_model
@@ -45,9 +46,9 @@ def carry_over(store: OptimumStore, cache: ResultCache, model: SmallModel, metri
     opt = store.get_or_run(desc, functools.partial(optimise, Frequencies(g), settings, "pc", nfe,
                                                    start_of(pre_g, g.shape), max_iter=max_iter))
     path = store.save_filter(desc, g.shape, filter_path)
-    methods = dict(zip(CARRY_METHODS, ((Method(), nfe // 2), (Method("statistics", alpha=5.0), nfe // 2),
+    methods = dict(zip(CARRY_METHODS, ((Method(), nfe // 2), (STATISTICS, nfe // 2),
                                        (Method("file", path=str(path), alpha=None), nfe // 2),
-                                       (Method("statistics", alpha=5.0, sampler="edm_churn"), (nfe + 1) // 2)),
+                                       (dataclasses.replace(STATISTICS, sampler="edm_churn"), (nfe + 1) // 2)),
                        strict=True))
     runs = {name: [cache.run(model, m, T, n, s, metric, device=device) for s in seeds]
             for name, (m, T) in methods.items()}
@@ -163,7 +164,7 @@ def error_aware(store: OptimumStore, cache: ResultCache, model: SmallModel, metr
                          + [pd.DataFrame({"curve": f"E·(s + σ²) at σ = {sg:g}", "radius": radius,
                                           "value": (err(sg) * (freqs.s + sg**2))[order].numpy()})
                             for sg in (settings.sigma_min, *levels, settings.sigma_max)])
-    methods = {"vanilla": Method(), "paper's R": Method("statistics", alpha=5.0),
+    methods = {"vanilla": Method(), "paper's R": STATISTICS,
                **{name: Method("file", path=str(path), alpha=None) for name, path in paths.items()}}
     runs = {name: [cache.run(model, m, nfe // 2, n, s, metric, device=device) for s in seeds]
             for name, m in methods.items()}
