@@ -132,6 +132,8 @@ def test_patch_schedule_takes_the_nearest_calibrated_level_in_log_sigma():
     assert sched.sigmas == [0.1, 1.0, 3.0] and sched.ks == [3, 15, 9]
     assert [sched(s) for s in (1e-3, 0.3, 0.32, 1.7, 1.8, 1e3)] == [3, 3, 15, 15, 9, 9]  # √0.1 ≈ 0.316, √3 ≈ 1.73
     assert PatchSchedule.from_dict(sched.to_dict()).to_dict() == sched.to_dict()
+    with pytest.raises(ValueError, match="one k per noise level"):
+        PatchSchedule((0.1, 1.0), (3,))
     for bad in (((0.1, 0.1), (3, 5)), ((0.0,), (3,)), ((0.1,), (4,)), ((), ())):
         with pytest.raises(ValueError):
             PatchSchedule(*bad)

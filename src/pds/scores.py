@@ -600,6 +600,9 @@ class PatchSchedule:
     :class:`LocalScore` takes it as ``patch``; ``to_dict`` / ``from_dict`` record it."""
 
     def __init__(self, sigmas, ks):
+        sigmas, ks = list(sigmas), list(ks)
+        if len(sigmas) != len(ks):
+            raise ValueError(f"a patch schedule needs one k per noise level, got {len(sigmas)} levels and {len(ks)} ks")
         pairs = sorted(zip((float(s) for s in sigmas), (LocalScore._k(k) for k in ks), strict=True))
         levels = [s for s, _ in pairs]
         if not levels or not all(math.isfinite(s) and s > 0 for s in levels) or len(set(levels)) < len(levels):
