@@ -11,7 +11,18 @@ import shutil
 import pytest
 
 from pds.lab.experiments import Verdict, beats, matches
-from pds.lab.findings import COMMITTED_DIR, TIMED, Findings, compare, fmt, load, render, untraced_numbers
+from pds.lab.findings import (
+    COMMITTED_DIR,
+    TIMED,
+    Findings,
+    compare,
+    fmt,
+    is_residual,
+    load,
+    render,
+    same_residual,
+    untraced_numbers,
+)
 from pds.lab.notebooks import list_notebooks
 from pds.storage import REPO_ROOT
 
@@ -170,3 +181,89 @@ def test_compare_says_what_changed_beyond_the_timings(tmp_path):
     assert "holds → fails" in diffs[2] or "fails → holds" in diffs[2]
     edit(TIMED[0], lambda f: f.update(holds=not f["holds"]))
     assert any(d.startswith(TIMED[0]) for d in compare(fresh, COMMITTED_DIR / "default"))
+
+
+def _committed_check(tmp_path, notebook: str, name: str):
+    """A copy of the committed findings, and a function that sets the value of the check ``name`` of ``notebook``."""
+    fresh = tmp_path / "fresh"
+    shutil.copytree(COMMITTED_DIR / "default", fresh)
+    path = fresh / f"{notebook}.findings.json"
+
+    def set_value(value):
+        doc = json.loads(path.read_text())
+        hits = [f for c in doc["claims"] for f in c["findings"] if f.get("name") == name]
+        assert len(hits) == 1, name
+        hits[0].update(value=value, holds=value <= hits[0]["bound"])
+        path.write_text(json.dumps(doc))
+        return hits[0]
+
+    return fresh, set_value
+
+
+@pytest.mark.parametrize("notebook,name,value", [  # what another CPU (AVX-512 FP16/BF16) found (issue 37)
+    ("00_pds_step_by_step", "max |C − Σ| / max |Σ|, random 4-d Σ and P", 2.23e-15),
+    ("01_fokker_planck_invariance", "max rel. error ‖P − Σ‖/‖Σ‖, Thm 1", 1.15e-13),
+    ("01_fokker_planck_invariance", "max stationarity residual over t, VE g(t)·I", 1.12e-11),
+    ("01_fokker_planck_invariance", "|κ(M⁻¹ΣM⁻ᵀ) / κ(Σ)² − 1| (Eq. 7 squares the conditioning)", 6.9e-14),
+    ("01_fokker_planck_invariance", "max |entry| of the paper's S = Re[F − Fᵀ]", 0.0),
+])
+def test_compare_judges_a_residual_by_its_bound_not_its_digits(tmp_path, notebook, name, value):
+    """Round-off residuals that moved by 10-84 % (and to zero) on another CPU are the same finding: they meet their
+    bounds; a residual that crosses its bound, or grows by more than three orders of magnitude, is a change."""
+    fresh, set_value = _committed_check(tmp_path, notebook, name)
+    committed = json.loads((COMMITTED_DIR / "default" / f"{notebook}.findings.json").read_text())
+    assert is_residual(next(f for c in committed["claims"] for f in c["findings"] if f.get("name") == name))
+    record = set_value(value)
+    assert compare(fresh, COMMITTED_DIR / "default") == []
+    set_value(record["bound"] * 1.5)  # crosses its bound: the result changes
+    diffs = compare(fresh, COMMITTED_DIR / "default")
+    assert len(diffs) == 1 and diffs[0].startswith(notebook) and "holds → fails" in diffs[0], diffs
+
+
+def test_a_residual_that_grows_by_orders_of_magnitude_is_a_change(tmp_path):
+    name = "max rel. error ‖P − Σ‖/‖Σ‖, Thm 1"  # committed 5.9e-14, required ≤ 1e-9
+    fresh, set_value = _committed_check(tmp_path, "01_fokker_planck_invariance", name)
+    set_value(5e-12)  # 85 times larger: still round-off
+    assert compare(fresh, COMMITTED_DIR / "default") == []
+    set_value(5e-10)  # 8 500 times larger, inside its bound: something changed
+    diffs = compare(fresh, COMMITTED_DIR / "default")
+    assert len(diffs) == 1 and name in diffs[0] and "5.88e-14 → 5e-10" in diffs[0], diffs
+
+
+def test_residuals_are_told_from_measured_values():
+    check = {"kind": "check", "op": "<=", "bound": 1e-9, "value": 5.9e-14}
+    assert is_residual(check)
+    assert not is_residual({**check, "value": 0.8e-9})  # a value near its bound is a measurement
+    assert not is_residual({**check, "op": ">="})
+    assert not is_residual({**check, "value": -0.0174})  # "1/R̃ − 5/4 ≤ 1e-12": a signed measurement
+    assert not is_residual({"kind": "verdict", "numbers": {}})
+    assert same_residual(2.83e-15, 2.23e-15, 1e-10) and same_residual(0.0, 3e-17, 1e-12)
+    assert same_residual(0.0, 0.0, 0.0) and not same_residual(0.0, 1e-30, 0.0)  # "≤ 0": exactly zero
+    assert not same_residual(1e-14, 2e-9, 1e-9) and not same_residual(1e-14, -1e-14, 1e-9)
+    committed = [f for p in sorted((COMMITTED_DIR / "default").glob("*.json"))
+                 for c in json.loads(p.read_text())["claims"] for f in c["findings"]]
+    residuals = [f["name"] for f in committed if is_residual(f)]
+    assert "max rel. error ‖P − Σ‖/‖Σ‖, Thm 1" in residuals and len(residuals) >= 20
+    assert not any("TV(" in name or "observed order" in name for name in residuals)  # measured, compared by rtol
+
+
+def test_numbers_printed_in_a_text_may_flip_their_last_digit(tmp_path):
+    fresh = tmp_path / "fresh"
+    shutil.copytree(COMMITTED_DIR / "default", fresh)
+    path = fresh / "03_exact_gaussian_benchmark.findings.json"
+    doc = json.loads(path.read_text())
+    number = re.compile(r"(?<![\w.])0\.\d{4}(?![\de])")  # e.g. "0.3288": its last digit is 1e-4
+    record = next(f for c in doc["claims"] for f in c["findings"] if number.search(f["detail"]))
+    original = record["detail"]
+    token = number.search(original).group(0)
+
+    def with_detail(text):
+        record["detail"] = text
+        path.write_text(json.dumps(doc))
+        return compare(fresh, COMMITTED_DIR / "default")
+
+    flipped = f"{float(token) + 0.0001:.4f}"
+    assert with_detail(original.replace(token, flipped, 1)) == []  # one unit of the last printed digit
+    moved = f"{float(token) + 0.0002:.4f}"
+    assert with_detail(original.replace(token, moved, 1)) != []
+    assert with_detail(original + " and more") != []

@@ -20,8 +20,10 @@ document is one of the JSON's numbers formatted by :func:`fmt` or appears in one
 (:func:`untraced_numbers`; ``tests/test_findings.py``). Nothing in the document is typed by hand.
 
 ``python -m pds.lab.findings compare --profile default`` (the end of ``make notebooks``) says whether the notebooks just
-run found what is committed (:func:`compare`): the same findings with the same numbers, except the wall-clock
-measurements of the notebooks in :data:`TIMED`, whose verdicts alone are compared.
+run found what is committed (:func:`compare`): the same findings with the same results, each number judged by what it
+is — a measured value within a relative tolerance, a residual checked against a bound by that bound and its order of
+magnitude (never its digits, which are the CPU's) — except the wall-clock measurements of the notebooks in
+:data:`TIMED`, whose results alone are compared.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from pds.lab.notebooks import check_verdict
 from pds.storage import BUILD_DIR, DATA_DIR, NOTEBOOK_DIR, REPO_ROOT
 
 __all__ = ["Findings", "findings_dir", "expected", "load", "render", "fmt", "untraced_numbers", "compare",
-           "FINDINGS_ENV", "COMMITTED_DIR", "TIMED"]
+           "FINDINGS_ENV", "COMMITTED_DIR", "TIMED", "is_residual", "same_residual"]
 
 FINDINGS_ENV = "PDS_FINDINGS_DIR"
 COMMITTED_DIR = DATA_DIR / "findings"
@@ -320,12 +322,66 @@ def _outcomes(doc: dict) -> list[tuple]:
              f.get("asserted")) for c in doc["claims"] for f in c["findings"]]
 
 
+RESIDUAL_FRACTION = 0.01  # a check "value ≤ bound" found below this fraction of its bound states a residual
+ORDERS = 3  # how many orders of magnitude a residual may move before compare calls it a change
+RTOL = 1e-6  # a measured number: relative tolerance (float32 kernels round differently on other CPUs)
+
+
+def is_residual(finding: dict) -> bool:
+    """Whether a recorded finding is a residual checked against a bound: a :meth:`Findings.check` "value ≤ bound"
+    whose value lies in [0, ``RESIDUAL_FRACTION``·bound] — a round-off or discretisation error required to vanish,
+    whose digits are those of the CPU's float kernels (on another machine 2.83e-15 comes out as 2.23e-15), not a
+    result. A value near its bound, or a check "≥", is a measured value."""
+    return (finding.get("kind") == "check" and finding.get("op") == "<=" and isinstance(finding.get("value"), float)
+            and 0.0 <= finding["value"] <= RESIDUAL_FRACTION * finding["bound"])
+
+
+def same_residual(old: float, new: float, bound: float, orders: float = ORDERS) -> bool:
+    """A residual ``new`` judged against the committed ``old``: it still meets its ``bound`` and lies within
+    ``orders`` orders of magnitude of ``old`` — both read as at least 1e-6 of the bound, below which every residual is
+    the same (zero, or round-off far inside its requirement)."""
+    if not 0.0 <= new <= bound:
+        return False
+    floor = 1e-6 * bound
+    if floor == 0.0:
+        return new == old
+    return abs(math.log10(max(new, floor)) - math.log10(max(old, floor))) <= orders
+
+
+def _last_digit(token: str) -> float:
+    """One unit in the last printed digit of a number as text (``"0.0535"`` → 1e-4, ``"2.2e-15"`` → 1e-16)."""
+    mantissa, _, exponent = token.lower().partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
+def _same_text(a: str, b: str, rtol: float) -> bool:
+    """Equal texts but for their numbers, which agree within ``rtol`` or one unit of their last printed digit (a
+    number printed to 4 digits flips its last one when another CPU's rounding moves it across a half unit)."""
+    split_a, split_b = NUMBER.split(a), NUMBER.split(b)
+    if split_a != split_b:
+        return False
+    for x, y in zip(_numbers_in(a), _numbers_in(b), strict=True):
+        u, v = float(x), float(y)
+        if abs(u - v) > max(rtol * max(abs(u), abs(v)), _last_digit(x), _last_digit(y)) * (1 + 1e-9):
+            return False
+    return True
+
+
 def _same(a, b, rtol: float) -> bool:
-    """Equal structure, strings and flags; numbers within ``rtol`` (float32 kernels round differently on other CPUs)."""
+    """Equal structure and flags; numbers within ``rtol``; texts equal but for their numbers (:func:`_same_text`);
+    a residual check (:func:`is_residual`, judged from ``a``, the committed side) by :func:`same_residual`."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k], rtol) for k in a)
+        if a.keys() != b.keys():
+            return False
+        if is_residual(a) and isinstance(b.get("value"), float):
+            rest = [k for k in a if k != "value"]
+            return same_residual(a["value"], b["value"], a["bound"]) and all(_same(a[k], b[k], rtol) for k in rest)
+        return all(_same(a[k], b[k], rtol) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y, rtol) for x, y in zip(a, b, strict=True))
+    if isinstance(a, str) and isinstance(b, str):
+        return a == b or _same_text(a, b, rtol)
     numbers = (int, float)
     if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
         if math.isnan(a) or math.isnan(b) or math.isinf(a) or math.isinf(b):
@@ -334,12 +390,15 @@ def _same(a, b, rtol: float) -> bool:
     return a == b
 
 
-def compare(fresh, committed, timed=TIMED, rtol: float = 1e-6) -> list[str]:
+def compare(fresh, committed, timed=TIMED, rtol: float = RTOL) -> list[str]:
     """How the findings in the folder ``fresh`` differ from those in ``committed`` (e.g. ``data/findings/default``), a
-    line per difference (none: the same): a notebook on one side only; a finding added, removed or whose verdict
-    changed; for the other notebooks a claim whose context, texts or numbers changed (numbers beyond ``rtol``,
-    relative: what another CPU's float32 rounding can move is not a change). In the notebooks of ``timed`` only the
-    verdicts count (their numbers are times)."""
+    line per difference (none: the same), each number judged by what it is: a notebook on one side only; a finding
+    added, removed or whose result (holds, expected, asserted) changed — exactly; for the other notebooks a claim
+    whose context, texts or numbers changed: a measured number beyond ``rtol`` (relative: what another CPU's float32
+    rounding moves is not a change), a number printed in a text beyond one unit of its last digit, a residual checked
+    against a bound (:func:`is_residual`) when it no longer meets the bound or moves more than :data:`ORDERS` orders
+    of magnitude (:func:`same_residual`; never by its digits). In the notebooks of ``timed`` only the results count
+    (their numbers are times)."""
     new = {d["notebook"]: d for d in load(fresh)}
     old = {d["notebook"]: d for d in load(committed)}
     out = [f"{nb}: only in {where}" for nb, where in
@@ -351,9 +410,18 @@ def compare(fresh, committed, timed=TIMED, rtol: float = 1e-6) -> list[str]:
                        for x, y in zip(a, b, strict=False) if x != y]
             out.append(f"{nb}: {len(a)} findings → {len(b)}" + ("; " + "; ".join(changed[:5]) if changed else ""))
         elif nb not in timed and not _same(old[nb], new[nb], rtol):
+            changed = [f"{c['label']} / {f.get('key') or f.get('name') or f.get('claim')}"
+                       + (f" ({f['value']:.3g} → {g['value']:.3g})" if f["kind"] == "check" else "")
+                       for c, d in zip(old[nb]["claims"], new[nb]["claims"], strict=True)
+                       for f, g in zip(c["findings"], d["findings"], strict=True) if not _same(f, g, rtol)]
             claims = [c["label"] for c, d in zip(old[nb]["claims"], new[nb]["claims"], strict=True)
-                      if not _same(c, d, rtol)]
-            out.append(f"{nb}: the numbers or texts of {claims or 'its header'} changed")
+                      if not _same({k: v for k, v in c.items() if k != "findings"},
+                                   {k: v for k, v in d.items() if k != "findings"}, rtol)]
+            header = not _same({k: v for k, v in old[nb].items() if k != "claims"},
+                               {k: v for k, v in new[nb].items() if k != "claims"}, rtol)
+            what = changed + [f"the context of {c}" for c in claims] + (["its header"] if header else [])
+            out.append(f"{nb}: the numbers or texts changed: " + "; ".join(what[:5])
+                       + (f" (and {len(what) - 5} more)" if len(what) > 5 else ""))
     return out
 
 
@@ -385,7 +453,8 @@ def main(argv=None) -> int:
             print(f"(if the change is intended: 'PROFILE={args.profile} make findings' commits the new findings)",
                   file=sys.stderr)
         if not diffs:
-            print(f"{src}: the committed findings ({committed}), every number within 1e-6"
+            print(f"{src}: the committed findings ({committed}): the same results, measured numbers within {RTOL:g}, "
+                  f"residuals within their bounds and {ORDERS} orders of magnitude"
                   + (f" (in {', '.join(TIMED)} the verdicts; their times are measured anew)" if TIMED else ""))
         return 1 if diffs else 0
     docs = load(src)
