@@ -380,3 +380,45 @@ def test_a_diffusers_unet_without_its_scheduler_says_what_to_give(tmp_path, caps
                          "--count", "1", "--out", str(tmp_path / "out")], capsys)
     assert code == 2 and "without its scheduler" in err and "model_index.json" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+# -- issue 37: three inputs a new-user trial found accepted or misreported ------------------------------------------
+def test_cache_verify_names_a_missing_samples_file(tmp_path):
+    """A folder that lists a run but lacks its samples file: the error names that file, not 'no run'."""
+    import subprocess
+    import sys
+
+    from pds.storage import DATA_DIR
+
+    shipped = DATA_DIR / "results" / "quality" / "default"
+    row = json.loads((shipped / "results.jsonl").read_text().splitlines()[0])
+    (tmp_path / "results.jsonl").write_text(json.dumps(row) + "\n")
+    out = subprocess.run([sys.executable, "-m", "pds.lab.cache", "verify", row["key"], "--folder", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert f"{row['key']}.npz is missing" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "pds.lab.cache", "verify", "0123456789abcdef", "--folder",
+                          str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 2 and "no run 0123456789abcdef in" in out.stderr
+
+
+@pytest.mark.parametrize("sigma", [-1.0, 0.0, float("nan"), float("inf")])
+def test_the_k_diffusion_denoiser_refuses_a_sigma_that_is_no_noise_level(sigma):
+    from pds.integrations.kdiffusion import KDenoiser
+
+    score = Counting()
+    with pytest.raises(ValueError, match="sigma must be finite and > 0"):
+        KDenoiser(score)(torch.zeros(2, 1, 4, 4), torch.tensor([0.5, sigma]))
+    with pytest.raises(ValueError, match="sigma must be finite and > 0"):
+        KDenoiser(score)(torch.zeros(2, 1, 4, 4), torch.tensor(sigma))
+    assert score.calls == 0
+
+
+@pytest.mark.parametrize("field, value", [("sampler", "foo"), ("filter", "wiener"), ("centre", "middle")])
+def test_the_playground_refuses_an_unknown_setting_where_the_state_is_made(field, value):
+    from pds.lab.playground import SAMPLER_CHOICES, State
+
+    with pytest.raises(ValueError, match=f"State\\({field}='{value}'\\): unknown {field}; choose one of") as err:
+        State(**{field: value})
+    if field == "sampler":
+        assert all(name in str(err.value) for name in SAMPLER_CHOICES)

@@ -34,6 +34,9 @@ class KDenoiser(torch.nn.Module):
         sig = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).cpu()
         if sig.numel() not in (1, x.shape[0]):
             raise ValueError(f"sigma has {sig.numel()} values for a batch of {x.shape[0]}: give one, or one per sample")
+        bad = sig[~(torch.isfinite(sig) & (sig > 0))]
+        if len(bad):
+            raise ValueError(f"sigma must be finite and > 0 (a noise level), got {float(bad[0]):g}")
         if sig.numel() == 1 or bool((sig == sig[0]).all()):
             return self.den(x, float(sig[0]))
         out = torch.empty_like(x)

@@ -41,7 +41,6 @@ bit, or within the float32 tolerances of another machine (``python -m pds.lab.ca
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import hashlib
 import json
@@ -57,7 +56,7 @@ import torch
 
 from pds.exact.optimal import OptimumStore
 from pds.filters import filters_fingerprint, load_filters, save_filters
-from pds.fingerprint import Fingerprint, FingerprintTable, fingerprint, ids_in, skeleton
+from pds.fingerprint import Fingerprint, FingerprintTable, fingerprint, ids_in, score_fingerprint, skeleton
 from pds.fourier import radius_squared
 from pds.lab.experiments import Method, SmallModel, draw, sample
 from pds.lab.image_sets import els_twin, exact_model, exact_twin, image_set, landing_metric, statistics_filter_file
@@ -201,19 +200,10 @@ def sampling_fingerprint(model: SmallModel, method: Method) -> Fingerprint:
 
 
 def network_fingerprint(model: SmallModel) -> Fingerprint:
-    """Digest of ``model``'s score network with its own weights, in float64 and in eval mode (a copy), on two fixed
-    random inputs of its shape at its largest and smallest noise level. A score that is not a torch module (an
-    analytic one) is evaluated as it is, on float64 inputs."""
-    score = model.score
-    if callable(getattr(score, "fingerprint", None)):  # e.g. pds.scores.EmpiricalScore: the set and its code
-        return fingerprint(type(score).__name__, score.fingerprint())
-    if isinstance(score, torch.nn.Module):
-        score = copy.deepcopy(score).double().eval()
-    levels = model.sigma_range
-    x = torch.rand(2, *model.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    with torch.no_grad():
-        outs = [score(x, float(s)) for s in levels]
-    return fingerprint(type(model.score).__name__, *[float(s) for s in levels], *outs)
+    """Digest of ``model``'s score network with its own weights (:func:`pds.fingerprint.score_fingerprint`: in
+    float64 and eval mode, a copy) on two fixed random inputs of its shape at its largest and smallest noise level;
+    an analytic score as it is, on float64 inputs; a closed form by its own fingerprint."""
+    return score_fingerprint(model.score, model.shape, model.sigma_range)
 
 
 def metric_fingerprint(score_fn) -> Fingerprint:
@@ -584,7 +574,12 @@ def _verify_main(keys, folder, device=None) -> int:
         for key in keys:
             row = cache.get(key)
             if row is None:
-                print(f"python -m pds.lab.cache verify: error: no run {key} in {folder}", file=sys.stderr)
+                listed = key in cache._indexed(folder)[0]
+                why = (f"run {key} is listed in {folder / 'results.jsonl'} but its samples file "
+                       f"{folder / (key + '.npz')} is missing: restore it (git checkout, or copy it from the cache it "
+                       "came from)" if listed
+                       else f"no run {key} in {folder / 'results.jsonl'}")
+                print(f"python -m pds.lab.cache verify: error: {why}", file=sys.stderr)
                 return 2
             model, method, score_fn = rebuild(row, work, optimal if optimal.is_dir() else None, models, metrics)
             with np.load(folder / f"{key}.npz") as data:

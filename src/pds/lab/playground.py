@@ -44,8 +44,15 @@ class State:
     sampler: str = "released"
     seed: int = 0
 
+    def __post_init__(self):
+        for name, value, allowed in (("sampler", self.sampler, SAMPLER_CHOICES),
+                                     ("filter", self.filter, ("statistics", "parametric", "none")),
+                                     ("centre", self.centre, ("paper", "dc"))):
+            if value not in allowed:
+                raise ValueError(f"State({name}={value!r}): unknown {name}; choose one of {list(allowed)}")
+
     def method(self) -> Method:
-        if self.filter == "none" or not SAMPLERS.get(self.sampler, SAMPLERS["pc"]).preconditioned:
+        if self.filter == "none" or not SAMPLERS["pc" if self.sampler == "released" else self.sampler].preconditioned:
             return Method(sampler=self.sampler)
         if self.filter == "statistics":
             return Method("statistics", alpha=self.alpha, sampler=self.sampler)
