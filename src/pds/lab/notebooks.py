@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"python -m pds.lab.notebooks: error: {exc}", file=sys.stderr)
         return 2
-    start_all = time.perf_counter()
+    start_all, times = time.perf_counter(), {}
     for k, book in enumerate(books, start=1):
         start = time.perf_counter()
         print(f"[{args.profile}] notebook {k}/{len(books)}: {book.name}", flush=True)
@@ -203,10 +203,15 @@ def main(argv=None) -> int:
         except Exception as exc:  # keep going, report at the end
             failures.append(book.name)
             detail = f"{getattr(exc, 'ename', type(exc).__name__)}: {getattr(exc, 'evalue', exc)}"
-            print(f"  FAILED after {time.perf_counter() - start:.1f} s: {detail}", flush=True)
+            times[book.stem] = (time.perf_counter() - start, "FAILED")
+            print(f"  FAILED after {times[book.stem][0]:.1f} s: {detail}", flush=True)
             print(f"  executed copy: {out / book.name}", flush=True)
             continue
-        print(f"  done in {time.perf_counter() - start:.1f} s -> {out / book.name}", flush=True)
+        times[book.stem] = (time.perf_counter() - start, "")
+        print(f"  done in {times[book.stem][0]:.1f} s -> {out / book.name}", flush=True)
+    print(f"[{args.profile}] seconds per notebook:", flush=True)
+    for name, (seconds, status) in times.items():
+        print(f"  {seconds:7.1f}  {name} {status}".rstrip(), flush=True)
     print(f"[{args.profile}] {len(books) - len(failures)}/{len(books)} notebooks in "
           f"{time.perf_counter() - start_all:.0f} s", flush=True)
     if failures:
