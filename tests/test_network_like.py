@@ -82,3 +82,74 @@ def test_error_model_reads_the_measured_spectrum_and_interpolates_in_log():
         error_model({0.1: (rings, np.array([1.0, 0.0, 1.0]))}, (4, 4), radius)
     with pytest.raises(ValueError, match="at least one"):
         error_model({}, (4, 4), radius)
+
+
+class Calls(torch.nn.Module):
+    """A score network (a torch module with one weight) that counts its calls."""
+
+    def __init__(self, w: float = 1.0):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(w, dtype=torch.float64))
+        self.calls = 0
+
+    def forward(self, x, sigma):
+        self.calls += 1
+        return -self.w.to(x.dtype) * x / (1 + sigma**2)
+
+
+def test_stored_tables_are_found_again_by_what_they_depend_on(tmp_path):
+    """With a store, agreement / calibrate_patch / error_spectrum compute once, are read back equal (in a new store
+    object on the same folder, and from a shipped copy), and are computed anew when a score, the images or a setting
+    changes."""
+    from pds.store import Store
+
+    gen = torch.Generator().manual_seed(3)
+    X, held = torch.rand(5, 1, 6, 6, generator=gen, dtype=torch.float64), torch.rand(3, 1, 6, 6, generator=gen)
+    net = Calls()
+    machine = (LocalScore(X, 3, equivariant=False), torch.float64)
+    plain = agreement(net, {"LS": machine}, held, [0.1, 1.0])
+    store = Store(tmp_path / "runs", name="tables")
+    first = agreement(net, {"LS": machine}, held, [0.1, 1.0], store=store)
+    calls = net.calls
+    again = agreement(net, {"LS": machine}, held, [0.1, 1.0], store=Store(tmp_path / "runs", name="tables"))
+    assert net.calls == calls  # read, not computed (fingerprinting the network calls a float64 copy, not it)
+    columns = ["sigma", "r2 median", "r2 q25", "r2 q75"]
+    for table in (first, again):
+        assert list(table["model"]) == list(plain["model"])
+        assert np.allclose(table[columns].to_numpy(), plain[columns].to_numpy(), rtol=0, atol=1e-12)
+    Store(tmp_path / "runs", name="tables").ship(tmp_path / "shipped")
+    shipped = Store(tmp_path / "elsewhere", shipped=tmp_path / "shipped", name="tables")
+    agreement(net, {"LS": machine}, held, [0.1, 1.0], store=shipped)
+    assert net.calls == calls
+    for changed in (dict(reference=Calls(1.01)), dict(images=held + 1e-3), dict(sigmas=[0.1, 2.0]), dict(seed=1)):
+        args = {"reference": net, "images": held, "sigmas": [0.1, 1.0], "seed": 0, **changed}
+        before = len(store.rows())
+        agreement(args["reference"], {"LS": machine}, args["images"], args["sigmas"], args["seed"], store=store)
+        assert len(store.rows()) == before + 1, changed
+    table = calibrate_patch(net, lambda k: LocalScore(X, k, equivariant=False), (1, 3), held, [0.5], store=store)
+    assert table.equals(calibrate_patch(net, lambda k: LocalScore(X, k, equivariant=False), (1, 3), held, [0.5],
+                                        store=store))
+    x = noised(held, 0.5, seed=2)
+    radius, power = error_spectrum(net, machine, x, 0.5, bins=4, store=store)
+    calls = net.calls
+    radius2, power2 = error_spectrum(net, machine, x, 0.5, bins=4, store=store)
+    assert net.calls == calls and np.array_equal(radius, radius2) and np.array_equal(power, power2)
+    expect = error_spectrum(net, machine, x, 0.5, bins=4)
+    assert np.allclose(power, expect[1], rtol=1e-6, atol=0) and np.array_equal(radius, expect[0])
+
+
+def test_the_code_fingerprint_sees_a_numerical_change(monkeypatch):
+    """behaviour() is the module's results on canonical inputs: a change of r² by 1e-6 changes it beyond tolerance."""
+    import pds.lab.network_like as nl
+
+    before = nl.behaviour()
+    nl.behaviour.cache_clear()
+    assert nl.behaviour().same(before)
+    original = nl.r2
+    monkeypatch.setattr(nl, "r2", lambda a, b: original(a, b) * (1 + 1e-6))
+    nl.behaviour.cache_clear()
+    try:
+        assert not nl.behaviour().same(before)
+    finally:
+        monkeypatch.undo()
+        nl.behaviour.cache_clear()

@@ -34,6 +34,7 @@ which is why stores look up a run by its key first and then, among runs that dif
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -47,7 +48,7 @@ import torch
 from pds.storage import append_line, read_lines
 
 __all__ = ["Fingerprint", "fingerprint", "Approx", "summary", "FingerprintTable", "RTOL", "DATA_RTOL",
-           "is_id", "skeleton", "ids_in"]
+           "is_id", "skeleton", "ids_in", "score_fingerprint"]
 
 RTOL = 1e-9  # float64 computations
 DATA_RTOL = 1e-6  # arrays computed in float32 (or from float32 inputs)
@@ -188,6 +189,21 @@ def fingerprint(*parts, rtol: float = RTOL) -> Fingerprint:
             h.update(b"J" + json.dumps(part, sort_keys=True, default=str).encode())
         h.update(b"\x00")
     return Fingerprint(h.hexdigest()[:16], tuple(groups))
+
+
+def score_fingerprint(score, shape, sigmas) -> Fingerprint:
+    """What a score model ``score(x, σ)`` computes: its own ``fingerprint()`` where it has one (a closed form over an
+    image set, e.g. :class:`pds.scores.EmpiricalScore`), else its outputs in float64 — a torch module as a copy in
+    double precision and eval mode — on two fixed random inputs of ``shape`` [C, H, W] at each σ of ``sigmas``."""
+    name = type(score).__name__
+    if callable(getattr(score, "fingerprint", None)):
+        return fingerprint(name, score.fingerprint())
+    if isinstance(score, torch.nn.Module):
+        score = copy.deepcopy(score).double().eval()
+    x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        outs = [score(x, float(s)) for s in sigmas]
+    return fingerprint(name, *[float(s) for s in sigmas], *outs)
 
 
 def is_id(value) -> bool:

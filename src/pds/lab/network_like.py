@@ -11,6 +11,13 @@ A score model is compared through its denoiser D(x, σ) = x + σ² s(x, σ) (Twe
   :mod:`pds.fourier`, averaged over images and channels): where in frequency a network departs from a closed form;
 * :func:`error_model` — those measurements at a few σ as a score error at every σ and frequency, the ``score_error``
   of :func:`pds.exact.optimal.pc_moments` (a filter chosen knowing where the network errs).
+
+Given a :class:`pds.store.Store` (``store=``), :func:`agreement`, :func:`calibrate_patch` and :func:`error_spectrum`
+return a stored result when one was computed before, and store what they compute: each is found by what it depends on
+— the fingerprints of every score involved (:func:`pds.fingerprint.score_fingerprint`: a network's outputs in float64
+at fixed inputs, a closed form's images and code), of the images and of this module's code (:func:`behaviour`: its
+results on canonical inputs), and the settings (σ, seeds, dtypes) — so that the default profile of notebook 13 reads
+its tables from the shipped copy on any machine, and recomputes one when something it depends on changed.
 """
 
 from __future__ import annotations
@@ -22,9 +29,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pds.fingerprint import DATA_RTOL, Approx, Fingerprint, fingerprint, score_fingerprint
 from pds.fourier import radial_profile
 
-__all__ = ["noised", "r2", "agreement", "calibrate_patch", "error_spectrum", "error_model"]
+__all__ = ["noised", "r2", "agreement", "calibrate_patch", "error_spectrum", "error_model", "behaviour"]
 
 
 def noised(images: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
@@ -52,14 +60,39 @@ def _summary(values: torch.Tensor) -> dict:
 def _score(model, x: torch.Tensor, sigma: float, batch: int = 64) -> torch.Tensor:
     """s(x, σ) in float64 for a score ``model``, called in float32 (networks) or, given as ``(score, dtype)``, in that
     dtype; in batches of ``batch``."""
-    score, dtype = model if isinstance(model, tuple) else (model, torch.float32)
-    return torch.cat([score(x[a : a + batch].to(dtype), float(sigma)).double() for a in range(0, len(x), batch)])
+    score, dtype = _scored(model)
+    with torch.no_grad():
+        return torch.cat([score(x[a : a + batch].to(dtype), float(sigma)).double() for a in range(0, len(x), batch)])
 
 
-def agreement(reference, models: dict, images: torch.Tensor, sigmas, seed: int = 0) -> pd.DataFrame:
+def _scored(model) -> tuple[Callable, torch.dtype]:
+    return model if isinstance(model, tuple) else (model, torch.float32)
+
+
+def _described(model, shape, sigmas) -> dict:
+    """A score model (as :func:`agreement` takes it) by what it computes and the dtype it is called in."""
+    score, dtype = _scored(model)
+    return {"score": score_fingerprint(score, shape, sigmas), "dtype": str(dtype).replace("torch.", "")}
+
+
+def _images(images: torch.Tensor) -> Fingerprint:
+    return fingerprint("images", Approx(images, DATA_RTOL))
+
+
+def agreement(reference, models: dict, images: torch.Tensor, sigmas, seed: int = 0, store=None) -> pd.DataFrame:
     """For each σ and each score model of ``models``: the median and quartiles over ``images`` of the r² of its
     denoiser x + σ² s against the denoiser of ``reference``, on the images noised at σ (seed ``seed`` + the σ's
-    index). A model is a score ``score(x, σ)`` called in float32, or ``(score, dtype)``."""
+    index). A model is a score ``score(x, σ)`` called in float32, or ``(score, dtype)``. ``store``: a
+    :class:`pds.store.Store` to read the table from, or to keep it in (the module docstring)."""
+    sigmas = [float(s) for s in sigmas]
+    if store is not None:
+        shape = tuple(images.shape[1:])
+        desc = {"computation": "agreement", "code": behaviour(), "images": _images(images), "sigmas": sigmas,
+                "seed": int(seed), "reference": _described(reference, shape, sigmas),
+                "models": {name: _described(m, shape, sigmas) for name, m in models.items()}}
+        row = store.get_or_compute(desc, lambda: {"table": agreement(reference, models, images, sigmas, seed)
+                                                  .to_dict("records")})
+        return pd.DataFrame(row["table"])
     rows = []
     for j, sigma in enumerate(sigmas):
         x = noised(images, sigma, seed + j)
@@ -71,25 +104,49 @@ def agreement(reference, models: dict, images: torch.Tensor, sigmas, seed: int =
 
 
 def calibrate_patch(reference: Callable, machine_of: Callable[[int], Callable], sizes, images: torch.Tensor, sigmas,
-                    seed: int = 0) -> pd.DataFrame:
+                    seed: int = 0, store=None) -> pd.DataFrame:
     """At each σ, the median r² against ``reference`` of the machine ``machine_of(k)`` for every patch size k of
     ``sizes``; the table has one row per (σ, k) and a column ``best`` marking the k with the largest median at that σ
-    (the calibrated schedule σ ↦ k)."""
+    (the calibrated schedule σ ↦ k). ``store``: as :func:`agreement`'s."""
     machines = {f"k={k}": (machine_of(k), torch.float64) for k in sizes}  # closed forms: in float64
-    table = agreement(reference, machines, images, sigmas, seed)
+    table = agreement(reference, machines, images, sigmas, seed, store=store)
     table["k"] = [int(m[2:]) for m in table["model"]]
     table["best"] = table.groupby("sigma")["r2 median"].transform("max") == table["r2 median"]
     return table
 
 
-def error_spectrum(a, b, x: torch.Tensor, sigma: float, bins: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def error_spectrum(a, b, x: torch.Tensor, sigma: float, bins: int = 16, store=None) -> tuple[np.ndarray, np.ndarray]:
     """(radial frequency, mean power) of s_a(x, σ) − s_b(x, σ) over the images x [B, C, H, W] (scores as in
     :func:`agreement`): |F[s_a − s_b]|² of the unnormalised DFT on the half plane, averaged over images and channels
-    and over ``bins`` rings of |k|."""
+    and over ``bins`` rings of |k|. ``store``: as :func:`agreement`'s."""
+    if store is not None:
+        shape, at = tuple(x.shape[1:]), [float(sigma)]
+        desc = {"computation": "error_spectrum", "code": behaviour(), "x": _images(x), "sigma": float(sigma),
+                "bins": int(bins), "a": _described(a, shape, at), "b": _described(b, shape, at)}
+        row = store.get_or_compute(desc, lambda: dict(zip(("radius", "power"), (
+            v.tolist() for v in error_spectrum(a, b, x, sigma, bins)), strict=True)))
+        return np.asarray(row["radius"]), np.asarray(row["power"])
     diff = _score(a, x, sigma) - _score(b, x, sigma)
     h, w = x.shape[-2:]
     power = (torch.fft.rfft2(diff).abs() ** 2).mean(0)  # [C, H, W//2 + 1]
     return radial_profile(power, h, w, bins=bins)
+
+
+@functools.cache
+def behaviour() -> Fingerprint:
+    """What this module computes, on canonical inputs in float64 (the ``code`` part of a stored result's description):
+    :func:`calibrate_patch`'s table (through :func:`agreement`, :func:`noised`, :func:`r2`) and :func:`error_spectrum`
+    for two analytic scores of 1×6×6 images at two σ. A numerical change of the module changes it beyond tolerance,
+    and stored results are then computed anew."""
+    images = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def gaussian(v: float) -> tuple[Callable, torch.dtype]:
+        return (lambda x, sigma: (0.5 - x) / (v + sigma**2)), torch.float64
+
+    table = calibrate_patch(gaussian(0.1), lambda k: gaussian(0.02 * k)[0], (1, 3), images, (0.3, 2.0), seed=5)
+    radius, power = error_spectrum(gaussian(0.1), gaussian(0.3), noised(images, 0.5, 7), 0.5, bins=3)
+    numbers = table[["sigma", "r2 median", "r2 q25", "r2 q75"]].to_numpy()
+    return fingerprint("pds.lab.network_like", table["model"].tolist(), table["best"].tolist(), numbers, radius, power)
 
 
 def error_model(measured: dict, size: tuple[int, int], radius: torch.Tensor) -> Callable[[float], torch.Tensor]:

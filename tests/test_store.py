@@ -1,0 +1,58 @@
+"""pds.store: results found again by their description, by key or within the fingerprints' tolerances; shipped
+copies read; a cut line skipped."""
+
+from __future__ import annotations
+
+import json
+
+from pds.fingerprint import RTOL, fingerprint
+from pds.store import Store
+
+
+def boundary_pair():
+    """Two fingerprints within tolerance whose ids differ: a number at a rounding boundary of the id's digits."""
+    a, b = fingerprint(1.2345678500000000), fingerprint(1.2345678500000000 * (1 + 0.2 * RTOL))
+    if a.id == b.id:  # the rounding went the same way: move to the other side of the boundary
+        b = fingerprint(1.23456785 * (1 - 0.2 * RTOL))
+    return a, b
+
+
+def test_found_by_key_and_within_tolerance(tmp_path):
+    a, b = boundary_pair()
+    assert a.same(b) and a.id != b.id
+    store = Store(tmp_path, name="things")
+    calls = []
+    row = store.get_or_compute({"what": "x", "code": a, "n": 3}, lambda: calls.append(1) or {"value": 7})
+    assert row["value"] == 7 and calls == [1] and "wall_s" in row
+    again = Store(tmp_path, name="things")  # a new process: read from the folder
+    assert again.find({"what": "x", "code": a, "n": 3})["key"] == row["key"]
+    assert again.find({"what": "x", "code": b, "n": 3})["key"] == row["key"]  # another id, the same behaviour
+    assert again.find({"what": "x", "code": a, "n": 4}) is None
+    assert again.find({"what": "x", "code": fingerprint(1.3), "n": 3}) is None
+    assert again.get_or_compute({"what": "x", "code": b, "n": 3}, lambda: calls.append(2) or {}) == row
+    assert calls == [1]
+
+
+def test_shipped_rows_are_read_and_merged(tmp_path):
+    runs = Store(tmp_path / "runs", name="t")
+    runs.add({"i": 1, "f": fingerprint(1.0)}, value=1)
+    assert runs.ship(tmp_path / "shipped") == 1
+    other = Store(tmp_path / "runs2", name="t")
+    other.add({"i": 2, "f": fingerprint(2.0)}, value=2)
+    assert other.ship(tmp_path / "shipped") == 2  # merged with what is there
+    reader = Store(tmp_path / "fresh", shipped=tmp_path / "shipped", name="t")
+    assert reader.find({"i": 1, "f": fingerprint(1.0)})["value"] == 1
+    assert reader.find({"i": 2, "f": fingerprint(2.0)})["value"] == 2
+    fps = [json.loads(line)["id"] for line in (tmp_path / "shipped" / "fingerprints.jsonl").read_text().splitlines()]
+    assert sorted(fps) == sorted([fingerprint(1.0).id, fingerprint(2.0).id])
+
+
+def test_a_line_cut_by_a_kill_is_skipped(tmp_path):
+    store = Store(tmp_path, name="t")
+    store.add({"i": 1}, value=1)
+    with open(tmp_path / "t.jsonl", "a") as f:
+        f.write('{"key": "abc", "descr')  # a kill in the middle of a write
+    again = Store(tmp_path, name="t")
+    assert again.find({"i": 1})["value"] == 1 and len(again.rows()) == 1
+    again.add({"i": 2}, value=2)  # appended after a newline: both readable
+    assert len(Store(tmp_path, name="t").rows()) == 2
