@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 __all__ = ["signed_frequencies", "frequency_grid", "radius_squared", "mirror_frequencies", "half_plane_weights",
-           "power_spectrum", "radial_profile", "centred", "merge_frequencies"]
+           "power_spectrum", "radial_profile", "radial_sum", "centred", "merge_frequencies"]
 
 
 def signed_frequencies(n: int, half: bool = False, dtype=torch.float64) -> torch.Tensor:
@@ -75,16 +75,36 @@ def merge_frequencies(columns: list[torch.Tensor], h: int, w: int):
     return values, index, torch.zeros(len(values), dtype=torch.float64).index_add_(0, index, full)
 
 
-def radial_profile(values: torch.Tensor, h: int, w: int, bins: int = 32):
-    """Mean of a half-plane array [C, H, W//2+1] over rings of |k| (channels averaged); (radius, mean)."""
+def _rings(h: int, w: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ring of each half-plane bin, ring centres): ``bins`` equal rings of |k| from 0 to the largest |k|."""
     rad = radius_squared(h, w, half=True).sqrt().ravel().numpy()
-    vals = values.mean(0).ravel().numpy() if values.ndim == 3 else values.ravel().numpy()
     edges = np.linspace(0, rad.max() + 1e-9, bins + 1)
-    idx = np.digitize(rad, edges) - 1
+    return np.digitize(rad, edges) - 1, 0.5 * (edges[1:] + edges[:-1])
+
+
+def _ring_sums(values: torch.Tensor, h: int, w: int, bins: int):
+    idx, centres = _rings(h, w, bins)
+    vals = values.mean(0).ravel().numpy() if values.ndim == 3 else values.ravel().numpy()
     sums = np.bincount(idx, weights=vals, minlength=bins)[:bins]
     counts = np.bincount(idx, minlength=bins)[:bins]
+    return centres, sums, counts
+
+
+def radial_profile(values: torch.Tensor, h: int, w: int, bins: int = 32):
+    """Mean of a half-plane array [C, H, W//2+1] over rings of |k| (channels averaged); (radius, mean)."""
+    centres, sums, counts = _ring_sums(values, h, w, bins)
     ok = counts > 0
-    return 0.5 * (edges[1:] + edges[:-1])[ok], sums[ok] / counts[ok]
+    return centres[ok], sums[ok] / counts[ok]
+
+
+def radial_sum(values: torch.Tensor, h: int, w: int, bins: int = 32):
+    """Sum of a half-plane array [H, W//2+1] over the rings of :func:`radial_profile` (the same rings, empty ones
+    left out); (radius, sum)."""
+    if values.ndim != 2:
+        raise ValueError(f"radial_sum needs one half-plane array [H, W//2+1], got shape {tuple(values.shape)}")
+    centres, sums, counts = _ring_sums(values, h, w, bins)
+    ok = counts > 0
+    return centres[ok], sums[ok]
 
 
 def centred(filt) -> torch.Tensor:

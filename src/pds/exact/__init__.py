@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pds.fourier import merge_frequencies
+from pds.fourier import half_plane_weights, merge_frequencies, radial_profile, radial_sum
 from pds.modern import EDM_CHURN, Churn, edm_sigmas
 from pds.precondition import Preconditioner, operator_matrix
 from pds.samplers import steps_within
@@ -86,6 +86,7 @@ class ExactResult:
     corrector_steps: list = field(default_factory=list)
     index: torch.Tensor | None = None  # half-plane position -> entry
     shape: tuple | None = None  # (C, H, W//2+1)
+    width: int | None = None  # W
 
     def per_frequency(self, values: torch.Tensor) -> torch.Tensor:
         """Map a 1-D per-entry array onto the rfft half plane [C, H, W//2+1]."""
@@ -112,6 +113,18 @@ class ExactResult:
     def variance_ratio(self) -> torch.Tensor:
         """v_k / s_k on the half plane [C, H, W//2+1]: > 1 leftover noise, < 1 missing detail."""
         return self.per_frequency(self.var / self.spectrum)
+
+    def radial(self, bins: int = 48) -> dict:
+        """Per ring of |k| (the rings of :func:`pds.fourier.radial_profile`, channels together): ``radius``, the mean
+        of v_k / s_k over the ring (``ratio``) and the ring's part of W2², the sum of |δ_k|² + (√v_k − √s_k)² over its
+        frequencies of the full C·H·W grid (``w2_squared``: the rings sum to W2²); lists of floats."""
+        if self.index is None or self.width is None:
+            raise ValueError("radial profiles need a result on an image grid (from pc_exact, ode_exact, ...)")
+        h, w = self.shape[-2], self.width
+        sq = self.per_frequency(self.delta.abs() ** 2 + (self.var.sqrt() - self.spectrum.sqrt()) ** 2)
+        radius, ratio = radial_profile(self.variance_ratio(), h, w, bins=bins)
+        _, w2sq = radial_sum((sq * half_plane_weights(h, w)).sum(0), h, w, bins=bins)
+        return {"radius": radius.tolist(), "ratio": ratio.tolist(), "w2_squared": w2sq.tolist()}
 
 
 class _Setup:
@@ -164,7 +177,7 @@ class _Setup:
 
     def result(self, delta, var, nfe, steps=()) -> ExactResult:
         return ExactResult(delta=delta, var=var, spectrum=self.s, weights=self.weights, nfe=nfe,
-                           corrector_steps=[float(e) for e in steps], index=self.index, shape=self.shape)
+                           corrector_steps=[float(e) for e in steps], index=self.index, shape=self.shape, width=self.w)
 
 
 PREDICTORS = ("released", "kept", "vanilla")
