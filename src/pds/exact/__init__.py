@@ -188,7 +188,8 @@ def _abs2(a: torch.Tensor) -> torch.Tensor:
 
 
 def pc_recursion(s, weights, p, mean_sq, var, sigmas, g2s, snr: float, *, drift=None, predictor: str = "released",
-                 denoise: bool = True, step_gains=None, score_noise=None):
+                 denoise: bool = True, step_gains=None, score_noise=None, corrector: str = "released", steps=None,
+                 on_step=None):
     """The one recursion of the PC sampler's per-frequency moments (module docstring), written once, without in-place
     updates, so that autograd differentiates it (:mod:`pds.exact.optimal`) and :func:`pc_exact` evaluates it.
 
@@ -209,6 +210,13 @@ def pc_recursion(s, weights, p, mean_sq, var, sigmas, g2s, snr: float, *, drift=
     spectrum, :mod:`pds.lab.network_like`); it enters the corrector's expected norm (Σ p²(π²(v + |δ|²) + E)),
     adds |ε·drift|²E to the corrector's variance and |G²·d|²E to the predictor's.
 
+    Ablations (beyond the paper, what causes what): ``corrector="vanilla"`` runs the corrector without the
+    preconditioner (drift and noise gain 1, in its step rule too), as ``predictor="vanilla"`` does the predictor;
+    ``steps``: the corrector's ε_i given (one per iteration, e.g. vanilla's) instead of the snr rule.
+    ``on_step(i, eps, a_corrector, var_corrected, a_predictor, var_predicted)``: called after each iteration with its
+    step, the corrector's and the predictor's gains per group and the variance after each (the state's relaxation
+    along the σ ladder).
+
     Returns (amplitude δ/δ₀, variance, the corrector steps ε_i as tensors)."""
     if predictor not in PREDICTORS:
         raise ValueError(f"predictor must be one of {PREDICTORS}, got {predictor!r}")
@@ -221,41 +229,55 @@ def pc_recursion(s, weights, p, mean_sq, var, sigmas, g2s, snr: float, *, drift=
         raise ValueError(f"step_gains needs one value per iteration ({len(sigmas)}), got {len(step_gains)}")
     if score_noise is not None and len(score_noise) != len(sigmas):
         raise ValueError(f"score_noise needs one variance per iteration ({len(sigmas)}), got {len(score_noise)}")
+    if corrector not in ("released", "vanilla"):
+        raise ValueError(f"corrector must be 'released' or 'vanilla', got {corrector!r}")
+    if steps is not None and (len(steps) != len(sigmas) or step_gains is not None):
+        raise ValueError(f"steps needs one ε per iteration ({len(sigmas)}), and no step_gains beside it")
     pred_drift, pred_noise = {"released": (drift, p), "kept": (p, 2.0 * p - 1.0), "vanilla": (1.0, 1.0)}[predictor]
-    noise_sq = (p * weights).sum()
-    amp, steps = torch.ones_like(drift), []
+    cor_gain, cor_drift = (p, drift) if corrector == "released" else (torch.ones_like(p), torch.ones_like(p))
+    noise_sq = (cor_gain * weights).sum()
+    amp, used = torch.ones_like(drift), []
     for i, sigma in enumerate(sigmas):
         prec = 1.0 / (s + sigma**2)
-        norm_sq = (p * prec) ** 2 * (var + _abs2(amp) * mean_sq)  # E|M⁻¹M⁻ᵀ s|² per group
+        if steps is None:
+            norm_sq = (cor_gain * prec) ** 2 * (var + _abs2(amp) * mean_sq)  # E|M⁻¹M⁻ᵀ s|² per group
+            if score_noise is not None:
+                norm_sq = norm_sq + cor_gain**2 * score_noise[i]
+            eps = 2.0 * snr**2 * noise_sq / (norm_sq * weights).sum()
+            if step_gains is not None:
+                eps = eps * torch.exp(step_gains[i])
+        else:
+            eps = torch.as_tensor(steps[i], dtype=s.dtype)
+        used.append(eps)
+        a_c = 1.0 - eps * prec * cor_drift
+        amp, var = amp * a_c, _abs2(a_c) * var + 2.0 * eps * cor_gain
         if score_noise is not None:
-            norm_sq = norm_sq + p**2 * score_noise[i]
-        eps = 2.0 * snr**2 * noise_sq / (norm_sq * weights).sum()
-        if step_gains is not None:
-            eps = eps * torch.exp(step_gains[i])
-        steps.append(eps)
-        a = 1.0 - eps * prec * drift
-        amp, var = amp * a, _abs2(a) * var + 2.0 * eps * p
-        if score_noise is not None:
-            var = var + _abs2(eps * drift) * score_noise[i]
-        a = 1.0 - g2s[i] * prec * pred_drift
-        amp, var = amp * a, _abs2(a) * var
+            var = var + _abs2(eps * cor_drift) * score_noise[i]
+        var_c = var
+        a_p = 1.0 - g2s[i] * prec * pred_drift
+        amp, var = amp * a_p, _abs2(a_p) * var
         if score_noise is not None:
             var = var + g2s[i] ** 2 * _abs2(pred_drift * torch.ones_like(p)) * score_noise[i]
         if not (denoise and i == len(sigmas) - 1):
             var = var + g2s[i] * pred_noise
-    return amp, var, steps
+        if on_step is not None:
+            on_step(i, eps, a_c, var_c, a_p, var)
+    return amp, var, used
 
 
 def pc_exact(target: StationaryGaussianScore, sigma_min: float, sigma_max: float, num_scales: int,
              snr: float, *, iterations: int | None = None, speed_up: float | None = None,
              preconditioner: Preconditioner | None = None, solenoidal=None, omega: float = 0.0,
-             denoise: bool = True, prior: str = "released", predictor: str = "released") -> ExactResult:
+             denoise: bool = True, prior: str = "released", predictor: str = "released", corrector: str = "released",
+             steps=None, on_step=None) -> ExactResult:
     """Exact output moments of :func:`pds.samplers.pc_sampler` (expected-norm corrector step), by
     :func:`pc_recursion`; the length is given as there (``iterations`` or the released ``speed_up``).
 
     ``prior``: "released" (σ_max·M⁻¹ξ) or "vanilla" (σ_max·ξ). ``predictor``: "released" (drift gain p, noise
     gain p: the same preconditioner as the corrector), "kept" (drift gain p, noise gain 2p − 1: the p_σ-keeping
-    predictor of :func:`pds.modern.pc_kept`) or "vanilla" (no preconditioning in the predictor)."""
+    predictor of :func:`pds.modern.pc_kept`) or "vanilla" (no preconditioning in the predictor). ``corrector``,
+    ``steps``, ``on_step``: :func:`pc_recursion`'s ablations and trace (the corrector without the preconditioner,
+    its steps given, a call per iteration)."""
     if prior not in ("released", "vanilla"):
         raise ValueError(f"prior must be 'released' or 'vanilla', got {prior!r}")
     st = _Setup.cached(target, preconditioner, solenoidal, omega)
@@ -263,9 +285,10 @@ def pc_exact(target: StationaryGaussianScore, sigma_min: float, sigma_max: float
     sigmas, _, g2s = sched.host()
     delta0 = (-st.m_hat).to(torch.complex128)
     var = sched.sigma_max**2 * (st.p if prior == "released" else torch.ones_like(st.p))
-    amp, var, steps = pc_recursion(st.s, st.weights, st.p, _abs2(delta0), var, sigmas, g2s, snr,
-                                   drift=st.drift_symbol, predictor=predictor, denoise=denoise)
-    return st.result(amp * delta0, var, 2 * sched.n, steps)
+    amp, var, used = pc_recursion(st.s, st.weights, st.p, _abs2(delta0), var, sigmas, g2s, snr,
+                                  drift=st.drift_symbol, predictor=predictor, denoise=denoise, corrector=corrector,
+                                  steps=steps, on_step=on_step)
+    return st.result(amp * delta0, var, 2 * sched.n, used)
 
 
 def ode_step_gain(s, sigma: float, sigma_next: float, gain=1.0, second_order: bool = True):
