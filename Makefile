@@ -7,7 +7,7 @@ PROFILE ?= default
 STAMP := $(VENV)/.pds-installed
 NB_OUT ?= build/notebooks
 
-.PHONY: setup data browser lint unit test notebooks findings book lab results full-shapes clean help
+.PHONY: setup data browser lint unit test notebooks findings book lab results ship full-shapes clean help
 
 help:
 	@echo "make notebooks   run every notebook in the '$(PROFILE)' profile (PROFILE=smoke|default|full)"
@@ -18,7 +18,8 @@ help:
 	@echo "make setup       create .venv and register the 'pds' Jupyter kernel"
 	@echo "make data        install Debian's dataset-fashion-mnist when missing (needs root and apt)"
 	@echo "make browser     install Debian's chromium and chromium-driver when missing, for the browser tests"
-	@echo "make results     recompute the sample-quality runs shipped in data/results/ (hours on a CPU)"
+	@echo "make results     recompute the results shipped in data/results/ (hours on a CPU)"
+	@echo "make ship        copy what the default profile computed (runs/) into data/results/"
 	@echo "make full-shapes every experiment of the full profile at the official shapes, random weights (DEVICE=, BATCH=)"
 
 setup: $(STAMP)
@@ -102,13 +103,22 @@ lab: $(STAMP) data
 # data/results/optimal/default) so that a fresh clone reads them; their
 # cache keys hold behaviour fingerprints of the code (pds.lab.cache), so after a numerical change there the notebooks
 # recompute them (hours on a 2-core CPU; tests/test_cache.py says so first) and this target refreshes the shipped copy.
+# Beside them: notebook 13's r² tables, calibrations and error spectra (data/results/network_like/default) and the exact
+# results of notebooks 03, 10 and 12 (data/results/exact/default), each found by the fingerprints of what it depends on.
 RESULTS := data/results/quality/default
 results: $(STAMP) data
 	rm -rf $(RESULTS) runs/quality/default
 	rm -rf data/results/optimal/default runs/optimal/default
-	OMP_NUM_THREADS=1 $(PY) -m pds.lab.notebooks --profile default 05 06 09 10 11 12
+	rm -rf data/results/network_like/default runs/network_like/default data/results/exact/default runs/exact/default
+	OMP_NUM_THREADS=1 $(PY) -m pds.lab.notebooks --profile default 03 05 06 09 10 11 12 13
+	$(MAKE) --no-print-directory ship
+
+# Copy what the default profile computed into data/results/ (merged with what is there).
+ship: $(STAMP)
 	$(PY) -c "from pds.lab.cache import ship_cache; print(ship_cache('runs/quality/default', '$(RESULTS)'))"
 	$(PY) -c "from pds.exact.optimal import OptimumStore; print(OptimumStore('runs/optimal/default').ship('data/results/optimal/default'))"
+	$(PY) -c "from pds.store import Store; print(Store('runs/network_like/default', name='tables').ship('data/results/network_like/default'))"
+	$(PY) -c "from pds.lab.exact_results import ExactResults; print(ExactResults('runs/exact/default').ship('data/results/exact/default'))"
 
 # Every experiment of the full profile at the official network configurations and image sizes, with random weights in
 # the official layouts (written into build/full_shapes/, never shipped), one iteration each, vanilla and PDS, and one

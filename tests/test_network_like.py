@@ -153,3 +153,24 @@ def test_the_code_fingerprint_sees_a_numerical_change(monkeypatch):
     finally:
         monkeypatch.undo()
         nl.behaviour.cache_clear()
+
+
+def test_the_shipped_tables_are_found_by_the_current_code():
+    """Notebook 13's shipped tables name the current code's fingerprint and the shipped networks' (within
+    tolerance): a change that would recompute them (20 minutes) fails here first."""
+    from pds.fingerprint import score_fingerprint
+    from pds.lab.experiments import SmallModel
+    from pds.lab.network_like import behaviour
+    from pds.storage import DATA_DIR
+    from pds.store import Store
+
+    shipped = Store(DATA_DIR / "results" / "network_like" / "default", name="tables")
+    rows = shipped.rows()
+    assert len(rows) >= 10
+    now = behaviour()
+    assert all(shipped.table.known[r["description"]["code"]].same(now) for r in rows)
+    net = SmallModel("ncsnpp_fashion32")
+    first = next(r for r in rows if r["description"]["computation"] == "agreement"
+                 and len(r["description"]["sigmas"]) == 4)  # the NCSN++ is compared at 4 σ, the NCSN at 3
+    fp = score_fingerprint(net.score, net.shape, first["description"]["sigmas"])
+    assert shipped.table.known[first["description"]["reference"]["score"]].same(fp)
