@@ -83,3 +83,16 @@ def test_the_code_fingerprint_sees_a_numerical_change_of_the_recursion(monkeypat
         monkeypatch.undo()
         er.behaviour.cache_clear()
     assert er.behaviour().same(before)
+
+
+def test_the_shipped_results_are_found_by_the_current_code():
+    """Every shipped exact result names a code fingerprint that is the current code's (within tolerance): a numerical
+    change of pds.exact that would make `make notebooks` compute them all again fails here first (then: make results)."""
+    from pds.storage import DATA_DIR
+    from pds.store import Store
+
+    shipped = Store(DATA_DIR / "results" / "exact" / "default", name="exact")
+    codes = {row["description"]["code"] for row in shipped.rows()}
+    assert len(shipped.rows()) > 100 and codes
+    now = er.behaviour()
+    assert all(shipped.table.known[c].same(now) for c in codes), "pds.exact computes otherwise: run make results"
