@@ -87,7 +87,8 @@ def test_the_code_fingerprint_sees_a_numerical_change_of_the_recursion(monkeypat
 
 def test_the_shipped_results_are_found_by_the_current_code():
     """Every shipped exact result names a code fingerprint that is the current code's (within tolerance): a numerical
-    change of pds.exact that would make `make notebooks` compute them all again fails here first (then: make results)."""
+    change of pds.exact that would make `make notebooks` compute them all again fails here first (then: make
+    results)."""
     from pds.storage import DATA_DIR
     from pds.store import Store
 

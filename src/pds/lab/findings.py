@@ -416,10 +416,10 @@ def compare(fresh, committed, timed=TIMED, rtol: float = RTOL) -> list[str]:
     line per difference (none: the same), each number judged by what it is: a notebook on one side only; a finding
     added, removed or whose result (holds, expected, asserted) changed — exactly; for the other notebooks a claim
     whose context, texts or numbers changed: a measured number beyond ``rtol`` (relative to itself or to its finding's
-    largest number: what another CPU's float32 rounding moves is not a change), a number printed in a text beyond one unit of its last digit, a residual checked
-    against a bound (:func:`is_residual`) when it no longer meets the bound or moves more than :data:`ORDERS` orders
-    of magnitude (:func:`same_residual`; never by its digits). In the notebooks of ``timed`` only the results count
-    (their numbers are times), and of those only the asserted ones."""
+    largest number: what another CPU's float32 rounding moves is not a change), a number printed in a text beyond one
+    unit of its last digit, a residual checked against a bound (:func:`is_residual`) when it no longer meets the bound
+    or moves more than :data:`ORDERS` orders of magnitude (:func:`same_residual`; never by its digits). In the
+    notebooks of ``timed`` only the results count (their numbers are times), and of those only the asserted ones."""
     new = {d["notebook"]: d for d in load(fresh)}
     old = {d["notebook"]: d for d in load(committed)}
     out = [f"{nb}: only in {where}" for nb, where in
