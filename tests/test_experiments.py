@@ -189,6 +189,24 @@ def test_flat_control_has_the_filters_mean_drift_gain_and_the_step_option():
     assert "scalar control" in Method("flat", r=0.2, lam=1.6).label
 
 
+def test_a_constant_filter_is_the_scalar_drift_gain_and_equals_the_exact_analysis():
+    """Method("constant", lam=λ): drift gain 1/λ² at every frequency (the scalar control of any filter), the same
+    preconditioner as pds.exact.mechanism.scalar_preconditioner; bad settings refused in one line."""
+    from pds.exact.mechanism import scalar_preconditioner
+
+    model = toy("ncsnpp")
+    pre = model.preconditioner(Method("constant", lam=1.2**-0.5))
+    ref = scalar_preconditioner(model.shape, 1.2)
+    assert torch.allclose(pre.freq_gain.double() ** 2, ref.freq_gain**2, rtol=1e-6)
+    assert "scalar drift gain 1.2" in Method("constant", lam=1.2**-0.5).label
+    a, _ = sample(model, Method(), 5, n=2, seed=0)
+    b, _ = sample(model, Method("constant", lam=1.0), 5, n=2, seed=0)
+    assert torch.allclose(a, b, atol=1e-6)  # gain 1: vanilla
+    for bad in (dict(lam=None), dict(lam=-1.0), dict(lam=1.0, alpha=5.0), dict(lam=1.0, r=0.2)):
+        with pytest.raises(ValueError, match="a constant filter needs lam > 0"):
+            Method("constant", **bad)
+
+
 def test_solenoidal_methods_reach_the_sampler():
     model = toy("ncsnpp")
     base, _ = sample(model, Method(), 5, n=2, seed=0)

@@ -44,7 +44,7 @@ __all__ = ["Method", "SmallModel", "sample", "draw", "crop_and_clip", "statistic
            "grid_verdicts", "table1_stand_in", "parametric_grid"]
 
 
-FILTERS = (None, "parametric", "flat", "statistics", "file")
+FILTERS = (None, "parametric", "flat", "constant", "statistics", "file")
 STEPS = ("expand", "keep")
 SKEW_OPERATORS = (None, "paper", "central_h", "central_w", "central_hw")
 
@@ -56,7 +56,9 @@ class Method:
     ``filter``: None (vanilla); "parametric" (R of Sec. 4.3: radius ``r``·H, value ``lam``, ``centre`` "paper" —
     the literal reading — or "dc", see :func:`pds.filters.parametric_filter`); "flat" (the **scalar control** of that
     parametric filter: a constant R = c with the same overall step change, 1/c² = the mean over frequencies of the
-    drift gain 1/R², so that only the frequency *shape* differs); "statistics" (R of Eq. 14 from ``stats_n``
+    drift gain 1/R², so that only the frequency *shape* differs); "constant" (R ≡ ``lam`` at every frequency, no
+    normalisation: the drift gain 1/λ² everywhere, the scalar control of any filter, e.g. of R's mean gain);
+    "statistics" (R of Eq. 14 from ``stats_n``
     training images); "file" (R and, with ``space``, A from a :func:`pds.filters.save_filters` file at ``path``, as
     ``pds filters estimate`` writes them). ``alpha`` is the released normalisation strength (None: the filter as it
     is). ``sampler``: "released" (the VE PC sampler for NCSN++, annealed Langevin for NCSN / NCSNv2) or a sampler
@@ -107,6 +109,10 @@ class Method:
             raise ValueError(f"omega must be finite, got {self.omega}")
         if self.filter in ("parametric", "flat") and (self.r is None or self.lam is None):
             raise ValueError(f"a {self.filter} filter needs r (in units of H) and lam")
+        if self.filter == "constant" and (self.lam is None or not self.lam > 0 or self.alpha is not None
+                                          or self.r is not None):
+            raise ValueError(f"a constant filter needs lam > 0 (R ≡ lam: drift gain 1/lam²) and neither r nor alpha "
+                             f"(normalising a constant gives 1), got lam={self.lam}, r={self.r}, alpha={self.alpha}")
         if self.step not in STEPS:
             raise ValueError(f"step must be one of {STEPS}, got {self.step!r}")
 
@@ -124,6 +130,8 @@ class Method:
             return f"PDS parametric ({self.centre}, r={self.r:g}H, λ={self.lam:g}{a}){step}"
         if self.filter == "flat":
             return f"scalar control of ({self.centre}, r={self.r:g}H, λ={self.lam:g}{a}){step}"
+        if self.filter == "constant":
+            return f"scalar drift gain {self.lam ** -2:.4g}{step}"
         if self.filter == "file":
             return f"PDS R{' + A' if self.space else ''} from {Path(self.path).name}{a}{step}"
         return f"PDS statistics R{a}{step}"
@@ -279,6 +287,8 @@ class SmallModel:
             filt = parametric_filter((h, w), method.r * h, method.lam, channels=c, centre=method.centre)
             return Preconditioner(freq=torch.full((c, h, w), flat_equivalent(filt, method.alpha)), alpha=None,
                                   shape=self.shape)
+        if method.filter == "constant":
+            return Preconditioner(freq=torch.full(self.shape, method.lam), alpha=None, shape=self.shape)
         if method.filter == "file":
             return file_preconditioner(method.path, method.alpha, method.space, shape=self.shape)
         return Preconditioner(freq=statistics_filter(self.train_images(), method.stats_n), alpha=method.alpha,
