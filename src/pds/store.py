@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pds.fingerprint import FingerprintTable, ids_in
+from pds.fingerprint import FingerprintTable, ids_in, skeleton
 from pds.storage import append_line, atomic_write, read_lines
 
 __all__ = ["Store", "description_key"]
@@ -39,9 +39,16 @@ class Store:
         self.folder, self.shipped, self.name = Path(folder), (Path(shipped) if shipped else None), name
         self.table = FingerprintTable(self.folder, self.shipped)
         self._rows: dict[str, dict] = {}
+        self._by_skeleton: dict[str, list[dict]] = {}  # rows whose descriptions differ at most in fingerprint ids
         for where in (self.shipped, self.folder):
             if where is not None:
-                self._rows.update({row["key"]: row for row in read_lines(where / f"{name}.jsonl") if "key" in row})
+                for row in read_lines(where / f"{name}.jsonl"):
+                    if "key" in row:
+                        self._index(row)
+
+    def _index(self, row: dict) -> None:
+        self._rows[row["key"]] = row
+        self._by_skeleton.setdefault(description_key(skeleton(row["description"])), []).append(row)
 
     def rows(self) -> list[dict]:
         return list(self._rows.values())
@@ -56,7 +63,8 @@ class Store:
         row = self._rows.get(description_key(wanted))
         if row is not None:
             return row
-        return next((r for r in self._rows.values() if self.table.matches(r["description"], wanted)), None)
+        alike = self._by_skeleton.get(description_key(skeleton(wanted)), [])
+        return next((r for r in alike if self.table.matches(r["description"], wanted)), None)
 
     def add(self, description: dict, **fields) -> dict:
         """Store a finished result: ``fields`` (JSON-able) under ``description``; returns the row."""
@@ -65,7 +73,7 @@ class Store:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.table.save(wanted)
         append_line(self.folder / f"{self.name}.jsonl", row, f"the result {row['key']}")
-        self._rows[row["key"]] = row
+        self._index(row)
         return row
 
     def get_or_compute(self, description: dict, compute: Callable[[], dict]) -> dict:
