@@ -105,3 +105,12 @@ def test_a_scalar_gain_cancels_in_the_corrector_and_the_best_one_is_a_minimum():
     for q in (p * 1.05, p / 1.05):
         assert pc_exact(t, e.sigma_min, e.sigma_max, e.levels, e.snr, iterations=20,
                         preconditioner=scalar_preconditioner(t.shape, q)).w2_relative > w2
+
+
+def test_the_closest_gain_when_no_gain_is_exact():
+    r2 = 0.4  # 2r² < 1
+    p = freezing_gain(r2, closest=True)
+    w = (1 - r2) / 2
+    assert p == pytest.approx(math.sqrt(2 / (1 - r2)))
+    for q in (p * 0.97, p * 1.03):  # the fixed point at the freezing step is smallest (closest to 1 from above) at p
+        assert predictor_fixed_point(q, w) > predictor_fixed_point(p, w) > 1

@@ -74,12 +74,15 @@ def step_ratio(sigma_min: float, sigma_max: float, iterations: int) -> float:
     return (sigma_min / sigma_max) ** (2.0 / (iterations - 1))
 
 
-def freezing_gain(r2: float) -> float:
+def freezing_gain(r2: float, closest: bool = False) -> float:
     """p* = (1 − √(2r² − 1)) / (1 − r²): the predictor's drift gain whose fixed point (∗) is exact (u* = 1) at the step
-    where a frequency freezes (σ² = s, w = (1 − r²)/2); NaN when 2r² < 1 (no gain makes it exact: too few steps)."""
+    where a frequency freezes (σ² = s, w = (1 − r²)/2). When 2r² < 1 no gain makes it exact (too few steps): NaN, or
+    with ``closest`` the gain that brings (∗) closest to 1 there, √(2 / (1 − r²))."""
     if not 0 < r2 < 1:
         raise ValueError(f"r² must lie in (0, 1), got {r2}")
-    return math.nan if 2 * r2 < 1 else (1 - math.sqrt(2 * r2 - 1)) / (1 - r2)
+    if 2 * r2 < 1:
+        return math.sqrt(2.0 / (1.0 - r2)) if closest else math.nan
+    return (1 - math.sqrt(2 * r2 - 1)) / (1 - r2)
 
 
 def corrector_stationary_bias(eps, p, v):

@@ -143,8 +143,9 @@ def build(profile: str = "default", src=None, out=None) -> dict:
 
 
 def learning_path(src) -> list[dict]:
-    """The notebooks in order, each with what it teaches and what to read first (its ``metadata.pds``), its
-    executed copy in ``src`` (None when missing) and the minutes that run took (papermill's record; None if unknown)."""
+    """The notebooks in order — a notebook whose ``metadata.pds.after`` names another comes right after it — each with
+    what it teaches and what to read first (its ``metadata.pds``), its executed copy in ``src`` (None when missing)
+    and the minutes that run took (papermill's record; None if unknown)."""
     steps = []
     for source in list_notebooks():
         meta = nbformat.read(source, as_version=4).metadata.get("pds", {})
@@ -154,7 +155,13 @@ def learning_path(src) -> list[dict]:
             duration = nbformat.read(executed, as_version=4).metadata.get("papermill", {}).get("duration")
             minutes = None if duration is None else duration / 60
         steps.append({"source": source, "teaches": meta.get("teaches", ""), "read_first": meta.get("read_first", []),
-                      "executed": executed if executed.is_file() else None, "minutes": minutes})
+                      "executed": executed if executed.is_file() else None, "minutes": minutes,
+                      "after": meta.get("after")})
+    for step in [s for s in steps if s["after"]]:  # a notebook placed in the path after another ("after")
+        at = next((i for i, s in enumerate(steps) if s["source"].stem == step["after"]), None)
+        if at is not None:
+            steps.remove(step)
+            steps.insert(at + 1, step)
     return steps
 
 

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from pds.exact import BUDGET_SAMPLERS, pc_exact, w2_within
+from pds.exact.mechanism import best_scalar
 from pds.exact.optimal import target_fingerprint
 from pds.fingerprint import DATA_RTOL, Approx, Fingerprint, fingerprint
 from pds.precondition import Preconditioner
@@ -128,6 +129,16 @@ class ExactResults:
             **options))))
         return ExactSummary(**{k: tuple(v) if isinstance(v, list) else v for k, v in row.items()
                                if k in ExactSummary.__dataclass_fields__})
+
+    def best_scalar(self, target: StationaryGaussianScore, settings, iterations: int,
+                    bounds=(0.5, 4.0)) -> tuple[float, float]:
+        """:func:`pds.exact.mechanism.best_scalar` (the single drift gain with the least exact W2 of the PC sampler in
+        ``iterations`` iterations, and that W2), kept."""
+        desc = self._described(target, None, computation="best_scalar", settings=_settings(settings),
+                               iterations=int(iterations), bounds=[float(b) for b in bounds])
+        row = self.store.get_or_compute(desc, lambda: dict(zip(("p", "w2_relative"), best_scalar(
+            target, settings, iterations, bounds), strict=True)))
+        return float(row["p"]), float(row["w2_relative"])
 
     def ship(self, dst) -> int:
         return self.store.ship(dst)
