@@ -117,6 +117,31 @@ def test_the_cache_finds_a_run_whose_fingerprint_id_came_out_otherwise(tmp_path,
     assert ResultCache(tmp_path).run(model, Method(), 3, 2, 0, score_fn)["key"] != row["key"] and len(calls) == 2
 
 
+def test_a_shipped_run_is_found_when_a_setting_differs_in_its_last_bit(tmp_path):
+    """What this AMD EPYC found (issue 37): np.exp rounds otherwise than on the machine that shipped the runs, so
+    notebook 11's σ ladder of the NCSN settings came out 0.027825594022071267 instead of …264, the descriptions
+    differed and 19 shipped runs were drawn again. A float of a description is compared within SETTINGS_RTOL: every
+    shipped row with its σ ladder moved by one ulp is found, and rebuilt; moved by 1e-9 it is another setting."""
+    import math
+
+    from pds.fingerprint import SETTINGS_RTOL, alike
+    from pds.lab.cache import description_of
+
+    cache = ResultCache(tmp_path, shipped=SHIPPED)
+    rows = [r for r in shipped_rows() if r["model"].get("sigmas")][:20]
+    assert rows
+    for row in rows:
+        desc = description_of(row)
+
+        def with_sigmas(change, desc=desc):
+            return {**desc, "model": {**desc["model"], "sigmas": [change(s) for s in desc["model"]["sigmas"]]}}
+
+        assert cache.find(with_sigmas(lambda s: math.nextafter(s, 1.0)))["key"] == row["key"]
+        assert cache.find(with_sigmas(lambda s: s * (1 + 1e-9))) is None
+    assert alike({"a": [0.1, 2]}, {"a": [0.1 * (1 + SETTINGS_RTOL / 2), 2]})
+    assert not alike({"a": [0.1, 2]}, {"a": [0.1, 3]}) and not alike({"a": 0.1}, {"a": "0.1"})
+
+
 def test_alpha_5_and_5_0_are_one_method_with_one_key(tmp_path):
     assert Method("statistics", alpha=5) == Method("statistics", alpha=5.0)
     assert Method("statistics", alpha=5).alpha == 5.0 and isinstance(Method(omega=1).omega, float)

@@ -48,7 +48,7 @@ import torch
 from pds.storage import append_line, read_lines
 
 __all__ = ["Fingerprint", "fingerprint", "Approx", "summary", "FingerprintTable", "RTOL", "DATA_RTOL",
-           "is_id", "skeleton", "ids_in", "score_fingerprint"]
+           "SETTINGS_RTOL", "is_id", "skeleton", "alike", "ids_in", "score_fingerprint"]
 
 RTOL = 1e-9  # float64 computations
 DATA_RTOL = 1e-6  # arrays computed in float32 (or from float32 inputs)
@@ -210,14 +210,42 @@ def is_id(value) -> bool:
     return isinstance(value, str) and bool(_ID.match(value))
 
 
+SETTINGS_RTOL = 1e-12  # floats written in a description (settings such as a σ ladder computed with np.exp)
+
+
 def skeleton(obj):
-    """``obj`` (a JSON description) with every fingerprint id replaced by its exact part: two descriptions with the
-    same skeleton differ at most in the numbers of their fingerprints."""
+    """The shape of ``obj`` (a JSON description): every fingerprint id replaced by its exact part and every float by
+    a placeholder. Two descriptions with the same skeleton differ at most in the numbers of their fingerprints and in
+    their floats — settings computed on the CPU (a σ ladder from ``np.exp``: another CPU's SIMD exp differs in the last
+    bit), which :meth:`FingerprintTable.matches` compares within ``SETTINGS_RTOL``."""
     if isinstance(obj, dict):
         return {k: skeleton(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [skeleton(v) for v in obj]
+    if isinstance(obj, float):
+        return "<float>"
     return obj.split("~")[0] + "~" if is_id(obj) else obj
+
+
+def alike(a, b, known: dict | None = None) -> bool:
+    """Whether two JSON descriptions are the same: the same skeleton (:func:`skeleton`), every float within
+    ``SETTINGS_RTOL`` (relative) and every fingerprint id the same, or naming fingerprints of ``known`` (id →
+    :class:`Fingerprint`) that are the same within their tolerances."""
+    if skeleton(a) != skeleton(b):
+        return False
+    return _alike(a, b, known or {})
+
+
+def _alike(a, b, known: dict) -> bool:
+    if isinstance(a, dict):
+        return all(_alike(a[k], b[k], known) for k in a)
+    if isinstance(a, list | tuple):
+        return all(_alike(x, y, known) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return a == b or abs(a - b) <= SETTINGS_RTOL * max(abs(a), abs(b))
+    if is_id(a) and a != b:
+        return a in known and b in known and known[a].same(known[b])
+    return a == b
 
 
 def ids_in(obj) -> list[str]:
@@ -271,11 +299,7 @@ class FingerprintTable:
         return obj
 
     def matches(self, stored, wanted) -> bool:
-        """Whether the ``stored`` description is the ``wanted`` one within the fingerprints' tolerances."""
-        if skeleton(stored) != skeleton(wanted):
-            return False
-        for a, b in zip(ids_in(stored), ids_in(wanted), strict=True):
-            if a != b and not (a in self.known and b in self.known and self.known[a].same(self.known[b])):
-                return False
-        return True
+        """Whether the ``stored`` description is the ``wanted`` one: the same skeleton, every fingerprint the same
+        within its tolerance, every float within ``SETTINGS_RTOL`` (relative)."""
+        return alike(stored, wanted, self.known)
 

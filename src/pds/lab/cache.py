@@ -56,7 +56,7 @@ import torch
 
 from pds.exact.optimal import OptimumStore
 from pds.filters import filters_fingerprint, load_filters, save_filters
-from pds.fingerprint import Fingerprint, FingerprintTable, fingerprint, ids_in, score_fingerprint, skeleton
+from pds.fingerprint import Fingerprint, FingerprintTable, alike, fingerprint, ids_in, score_fingerprint, skeleton
 from pds.fourier import radius_squared
 from pds.lab.experiments import Method, SmallModel, draw, sample
 from pds.lab.image_sets import els_twin, exact_model, exact_twin, image_set, landing_metric, statistics_filter_file
@@ -480,8 +480,8 @@ def rebuild(row: dict, workdir, optimal_folder=None, models: dict | None = None,
             models[mkey] = exact_model(image_set(src["set"]), experiment_named(src["experiment"]), pad=src["pad"])
         built = _settings_but_weights(models[mkey])
         stored = {k: v for k, v in row["model"].items() if k != "weights"}
-        if built != stored:
-            differ = sorted(k for k in set(built) | set(stored) if built.get(k) != stored.get(k))
+        if not alike(stored, built):  # floats within SETTINGS_RTOL: a σ ladder differs in its last bit between CPUs
+            differ = sorted(k for k in set(built) | set(stored) if not alike(built.get(k), stored.get(k)))
             raise ValueError(f"run {row['key']}: the model rebuilt from its record differs in {differ} (a model or an "
                              "experiment changed after the run was drawn); it cannot be drawn again as it was")
     model = models[mkey]
