@@ -65,3 +65,16 @@ def test_check_choices_lists_the_valid_names():
         check_choices("models_to_run", ["ncsn++"], ["ncsn", "ncsnpp"])
     with pytest.raises(ValueError, match="empty"):
         check_choices("models_to_run", [], ["ncsn"])
+
+
+def test_the_learning_path_places_the_mechanism_right_after_notebook_03(tmp_path):
+    """Notebook 14 (why PDS works) is read after 01 and 03: its metadata names 03 ("after"), and the book's index
+    lists it right there; every notebook appears once."""
+    from pds.lab.book import learning_path
+
+    order = [step["source"].stem for step in learning_path(tmp_path)]
+    assert sorted(order) == sorted(p.stem for p in list_notebooks())
+    at = order.index("03_exact_gaussian_benchmark")
+    assert order[at + 1] == "14_why_pds_works"
+    step = next(s for s in learning_path(tmp_path) if s["source"].stem == "14_why_pds_works")
+    assert step["read_first"] == ["01_fokker_planck_invariance", "03_exact_gaussian_benchmark"]
