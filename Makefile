@@ -103,14 +103,16 @@ lab: $(STAMP) data
 # data/results/optimal/default) so that a fresh clone reads them; their
 # cache keys hold behaviour fingerprints of the code (pds.lab.cache), so after a numerical change there the notebooks
 # recompute them (hours on a 2-core CPU; tests/test_cache.py says so first) and this target refreshes the shipped copy.
-# Beside them: notebook 13's r² tables, calibrations and error spectra (data/results/network_like/default) and the exact
-# results of notebooks 03, 10 and 12 (data/results/exact/default), each found by the fingerprints of what it depends on.
+# Beside them: notebook 13's r² tables, calibrations and error spectra (data/results/network_like/default), the exact
+# results of notebooks 03, 10, 12 and 14 (data/results/exact/default) and notebook 02's filter-estimation errors
+# (data/results/filters/default), each found by the fingerprints of what it depends on.
 RESULTS := data/results/quality/default
 results: $(STAMP) data
 	rm -rf $(RESULTS) runs/quality/default
 	rm -rf data/results/optimal/default runs/optimal/default
 	rm -rf data/results/network_like/default runs/network_like/default data/results/exact/default runs/exact/default
-	OMP_NUM_THREADS=1 $(PY) -m pds.lab.notebooks --profile default 03 05 06 09 10 11 12 13
+	rm -rf data/results/filters/default runs/filters/default
+	OMP_NUM_THREADS=1 $(PY) -m pds.lab.notebooks --profile default 02 03 05 06 09 10 11 12 13 14
 	$(MAKE) --no-print-directory ship
 
 # Copy what the default profile computed into data/results/ (merged with what is there).
@@ -119,6 +121,7 @@ ship: $(STAMP)
 	$(PY) -c "from pds.exact.optimal import OptimumStore; print(OptimumStore('runs/optimal/default').ship('data/results/optimal/default'))"
 	$(PY) -c "from pds.store import Store; print(Store('runs/network_like/default', name='tables').ship('data/results/network_like/default'))"
 	$(PY) -c "from pds.lab.exact_results import ExactResults; print(ExactResults('runs/exact/default').ship('data/results/exact/default'))"
+	$(PY) -c "from pds.store import Store; print(Store('runs/filters/default', name='errors').ship('data/results/filters/default'))"
 
 # Every experiment of the full profile at the official network configurations and image sizes, with random weights in
 # the official layouts (written into build/full_shapes/, never shipped), one iteration each, vanilla and PDS, and one
