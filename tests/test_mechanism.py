@@ -114,3 +114,13 @@ def test_the_closest_gain_when_no_gain_is_exact():
     assert p == pytest.approx(math.sqrt(2 / (1 - r2)))
     for q in (p * 0.97, p * 1.03):  # the fixed point at the freezing step is smallest (closest to 1 from above) at p
         assert predictor_fixed_point(q, w) > predictor_fixed_point(p, w) > 1
+
+
+def test_the_trace_reports_the_predictors_w_and_fixed_point():
+    t, settings = target(), Settings(sigma_max=5.0, levels=60)
+    trace = band_trace(t, settings, 12, None, [0.0, 0.5, 3.0, 6.0])
+    sched = ve_schedule(0.01, 5.0, 60, iterations=12, dtype=torch.float64)
+    sigmas, _, g2s = sched.host()
+    s = t.spectrum[0, 0, 0].item()  # DC alone in the first band
+    assert trace["w"][3, 0] == pytest.approx(g2s[3] / (s + sigmas[3] ** 2), rel=1e-12)
+    assert trace["fixed_point"][3, 0] == pytest.approx(predictor_fixed_point(1.0, trace["w"][3, 0]), rel=1e-12)

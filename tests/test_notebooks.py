@@ -61,7 +61,7 @@ def test_smoke_findings_and_the_smoke_book():
     """After the smoke runs above (pytest keeps this file's order): every notebook wrote its findings, their rendering
     holds no number that is not theirs, and the book built from the executed copies has a page per notebook, every
     image of every page exists and no relative link is broken (what `PROFILE=smoke make book` builds)."""
-    from pds.lab.book import build, check_site
+    from pds.lab.book import build, check_site, learning_path
     from pds.lab.findings import load, render, untraced_numbers
 
     missing = [p.name for p in NOTEBOOKS if not (OUT / p.name).is_file()]
@@ -72,7 +72,8 @@ def test_smoke_findings_and_the_smoke_book():
     assert untraced_numbers(text, docs) == []
     book = BUILD_DIR / "book"  # what `PROFILE=smoke make book` writes; kept for the browser test below
     result = build("smoke", src=OUT, out=book)
-    assert result["pages"] == [p.stem for p in NOTEBOOKS] and result["missing"] == []
+    path = [step["source"].stem for step in learning_path(OUT)]  # notebook order, 14 read right after 03
+    assert result["pages"] == path and sorted(path) == [p.stem for p in NOTEBOOKS] and result["missing"] == []
     assert check_site(book) == []
     page = (book / f"{NOTEBOOKS[0].stem}.html").read_text()
     assert page.count("data:image/png;base64,") >= 3  # the figures are in the page

@@ -117,8 +117,9 @@ def band_trace(target: StationaryGaussianScore, settings, iterations: int, preco
     """Along the σ ladder of :func:`pds.exact.pc_exact` (``settings``: σ range, levels, snr; ``options``: its
     ablations), per band of |k| (``edges``: radii, increasing; band j holds edges[j] ≤ |k| < edges[j+1]): the mean over
     the band's frequencies of u after the corrector (v / (s + σ_i²)) and after the predictor (v / (s + σ_{i+1}²), σ_N
-    = 0), the corrector's contraction |1 − ε p/(s + σ_i²)| and stationary bias, and the absolute step ε p. Returns
-    arrays [iterations, bands] with ``sigma`` [iterations] and ``eps`` [iterations], and the output's W2."""
+    = 0), the corrector's contraction |1 − ε p/(s + σ_i²)| and stationary bias, the absolute step ε p, and the
+    predictor's w = G²/(s + σ_i²) and fixed point (∗) at that w. Returns arrays [iterations, bands] with ``sigma``
+    [iterations] and ``eps`` [iterations], and the output's W2."""
     e, st = settings, _Setup.cached(target, preconditioner, None, 0.0)
     c, h, w = target.shape
     rad = radius_squared(h, w, half=True).sqrt().expand(c, h, w // 2 + 1).reshape(-1)
@@ -136,13 +137,18 @@ def band_trace(target: StationaryGaussianScore, settings, iterations: int, preco
         return np.array([np.average(values[band == j], weights=weights[band == j]) if (band == j).any() else np.nan
                          for j in range(nb)])
 
-    rows = {k: [] for k in ("u_corrected", "u_predicted", "contraction", "stationary_bias", "absolute_step")}
-    eps_all = []
+    rows = {k: [] for k in ("u_corrected", "u_predicted", "contraction", "stationary_bias", "absolute_step", "w",
+                            "fixed_point")}
+    eps_all, g2s = [], sched.host()[2]
+    p_pred = st.p.numpy() if options.get("predictor", "released") == "released" else np.ones(len(st.s))
 
     def on_step(i, eps, a_c, var_c, a_p, var_p):
         eps = float(eps)
         v_i, v_next = s + sigmas[i] ** 2, s + sigmas[i + 1] ** 2
         eps_all.append(eps)
+        w = g2s[i] / v_i
+        rows["w"].append(mean(w))
+        rows["fixed_point"].append(mean(predictor_fixed_point(p_pred, w)))
         rows["u_corrected"].append(mean(var_c.numpy() / v_i))
         rows["u_predicted"].append(mean(var_p.numpy() / v_next))
         rows["contraction"].append(mean(np.abs(a_c.numpy())))
