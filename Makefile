@@ -70,8 +70,8 @@ unit: $(STAMP)
 	$(PY) -m pytest -m "not notebook"
 
 # Chromium installs (apt) while .venv is built (pip): the two overlap instead of adding up. The tests run in two
-# workers of one thread each (pytest-xdist), a test file at a time per worker (its tests keep their order): the smoke
-# notebooks in one, everything else in the other.
+# workers of one thread each (pytest-xdist), a test file at a time per worker (its tests keep their order), the
+# slowest files first (tests/conftest.py): the smoke notebooks start at once in one, the rest goes to the other.
 test: data
 	@mkdir -p build; \
 	$(MAKE) --no-print-directory browser > build/browser-install.log 2>&1 & browser=$$!; \
@@ -79,7 +79,7 @@ test: data
 	wait $$browser; cat build/browser-install.log; \
 	exit $$status
 	$(VENV)/bin/ruff check src tests benchmarks notebooks
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile --durations=15
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 notebooks: $(STAMP) data
 	$(PY) -m pds.lab.notebooks --profile $(PROFILE) --out $(NB_OUT)/$(PROFILE)
@@ -102,7 +102,8 @@ lab: $(STAMP) data
 # compactly (every run's numbers and image statistics, its first 32 samples; notebook 12's searches in
 # data/results/optimal/default) so that a fresh clone reads them; their
 # cache keys hold behaviour fingerprints of the code (pds.lab.cache), so after a numerical change there the notebooks
-# recompute them (hours on a 2-core CPU; tests/test_cache.py says so first) and this target refreshes the shipped copy.
+# recompute them (hours on a 2-core CPU; tests/test_cache.py says so first for one run of each kind, `python -m pds.lab.cache
+# found` for every run) and this target refreshes the shipped copy.
 # Beside them: notebook 13's r² tables, calibrations and error spectra (data/results/network_like/default), the exact
 # results of notebooks 03, 10, 12 and 14 (data/results/exact/default) and notebook 02's filter-estimation errors
 # (data/results/filters/default), each found by the fingerprints of what it depends on.
@@ -122,6 +123,7 @@ ship: $(STAMP)
 	$(PY) -c "from pds.store import Store; print(Store('runs/network_like/default', name='tables').ship('data/results/network_like/default'))"
 	$(PY) -c "from pds.lab.exact_results import ExactResults; print(ExactResults('runs/exact/default').ship('data/results/exact/default'))"
 	$(PY) -c "from pds.store import Store; print(Store('runs/filters/default', name='errors').ship('data/results/filters/default'))"
+	$(PY) -m pds.lab.cache found  # every shipped run rebuilt from its record and found by the current code
 
 # Every experiment of the full profile at the official network configurations and image sizes, with random weights in
 # the official layouts (written into build/full_shapes/, never shipped), one iteration each, vanilla and PDS, and one

@@ -19,7 +19,7 @@ PY=${PY:-python}
 START=$(date +%s)
 if [ "${DRY:-0}" = 1 ]; then
   DEV=cpu; SHAPES=(--tiny --batch 2 --only mnist_ncsn cifar10_ncsnpp); SPEED=(--configs cifar10 --repeats 1 --batch 1 --fir-shapes 1); TRAIN_S=90; TOTAL_S=240
-  TRAIN=(--steps 20 --save-every 10 --n 256); WIDTH=4; LIMIT=(120 120 120)
+  TRAIN=(--steps 6 --save-every 3 --n 64); WIDTH=4; LIMIT=(120 120 120)
 else
   DEV=cuda; SHAPES=(--batch 8); SPEED=(--configs ffhq_1024 bedroom --compile ffhq_1024 bedroom --repeats 5)
   TRAIN=(--steps 1000000 --save-every 500); WIDTH=32; TOTAL_S=${TOTAL_S:-720}; LIMIT=(180 300 90)

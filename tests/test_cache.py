@@ -75,6 +75,29 @@ def test_a_fingerprint_keeps_its_numbers_and_compares_them_within_tolerance():
     assert not nested.same(fingerprint("outer", base, 2.0 * (1 + 1e-6)))
 
 
+def hashed_signs(start, n, j):
+    """The fixed ±1 patterns of pds.fingerprint written from their rule, one index at a time in Python integers:
+    splitmix-style mixing of i + 1, the sign is bit 40."""
+    mult = 0x9E3779B97F4A7C15 ^ (0x632BE59BD9B4E019 * (j + 1) & 0xFFFFFFFFFFFFFFFF)
+    out = []
+    for i in range(start + 1, start + n + 1):
+        v = (i * mult) & 0xFFFFFFFFFFFFFFFF
+        v ^= v >> 31
+        v = (v * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        v ^= v >> 29
+        out.append(1.0 if (v >> 40) & 1 else -1.0)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("start,n,j", [(0, 1000, 0), (2**22 - 7, 300, 3), (5, 17, 1), (123456789, 64, 2)])
+def test_the_sign_patterns_follow_their_rule_and_their_kept_bits_come_back_the_same(start, n, j):
+    from pds.fingerprint import _signs
+
+    first, again = _signs(start, n, j), _signs(start, n, j)
+    assert first.dtype == np.float64 and np.array_equal(first, hashed_signs(start, n, j))
+    assert np.array_equal(again, first) and again is not first
+
+
 def test_ids_near_a_rounding_boundary_differ_and_the_table_still_matches(tmp_path):
     """The case a hash of rounded numbers gets wrong: two values within tolerance on either side of a boundary."""
     lo, hi = fingerprint(0.1234567849999), fingerprint(0.1234567850001)
@@ -229,47 +252,43 @@ def test_n_steps_each_is_none_for_ncsnpp_and_a_clear_error_without_steps():
         _ = model.full_T
 
 
-EVERY_RUN_SCRIPT = """
-import json, sys
-from pds.lab.cache import ResultCache, rebuild, run_key
-from pds.storage import DATA_DIR
-from pds.storage import read_lines
-work, shipped = sys.argv[1], DATA_DIR / "results" / "quality" / "default"
-cache, models, metrics = ResultCache(work + "/cache", shipped=shipped), {}, {}
-stale, by_key, rows = [], 0, read_lines(shipped / "results.jsonl")
-for row in rows:
-    model, method, metric = rebuild(row, work, DATA_DIR / "results" / "optimal" / "default", models, metrics)
-    desc = cache.describe(model, method, row["T"], row["n"], row["seed"], row["batch_size"], metric, row["device"])
-    found = cache.find(desc)
-    by_key += run_key(desc) == row["key"]
-    if found is None or found["key"] != row["key"]:
-        stale.append(f"{row['key']} ({row['label']}, T={row['T']}, seed {row['seed']})")
-print(json.dumps({"rows": len(rows), "keys": len({r["key"] for r in rows}), "by_key": by_key, "stale": stale}))
-"""
-
-
-def test_every_shipped_run_is_found_even_with_a_comment_appended_to_the_sampler_source(tmp_path, classifier_fd):
+def test_every_kind_of_shipped_run_is_found_even_with_a_comment_appended_to_the_sampler_source(tmp_path):
     """A change that alters what a shipped run would compute orphans it: this test says so (then `make results`
     redraws them) instead of letting the notebooks recompute for hours; a change that does not (the issue's
-    criterion, literally: samplers.py ends in a comment) orphans none. In a copy of the package so changed, every row
-    is rebuilt from what it records (pds.lab.cache.rebuild: the models trained here, the exact image-set targets, their
-    metrics and filter files) and looked up as the notebooks look it up (its key, or its fingerprints within
-    tolerance)."""
-    assert SHIPPED.joinpath("results.jsonl").is_file()
+    criterion, literally: samplers.py ends in a comment) orphans none. In a copy of the package so changed, one run of
+    every kind (each model, sampler, filter and option once, at its shortest T: `python -m pds.lab.cache found
+    --kinds`) is rebuilt from what it records (pds.lab.cache.rebuild: the models trained here, the exact image-set
+    targets, their metrics and filter files) and looked up as the notebooks look it up (its key, or its fingerprints
+    within tolerance). Every row, a few minutes: `python -m pds.lab.cache found`, which `make ship` runs."""
     (tmp_path / "src").mkdir()
     shutil.copytree(REPO_ROOT / "src" / "pds", tmp_path / "src" / "pds", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "data").symlink_to(DATA_DIR)
+    (REPO_ROOT / "build").mkdir(exist_ok=True)
+    (tmp_path / "build").symlink_to(REPO_ROOT / "build")  # the memo of the metric's reference statistics
     with open(tmp_path / "src" / "pds" / "samplers.py", "a") as f:
         f.write("\n# a comment: the source text changed, what the code computes did not\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "src")}
-    out = subprocess.run([sys.executable, "-c", EVERY_RUN_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "pds.lab.cache", "found", "--kinds"], capture_output=True, text=True,
                          env=env, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"{got['rows']} shipped runs: {got['by_key']} found by their key, "
-          f"{got['rows'] - got['by_key'] - len(got['stale'])} by their fingerprints within tolerance")
-    assert got["rows"] > 500 and got["keys"] == got["rows"]
+    print(out.stdout[-2000:])
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[0])
+    assert got["rows"] > 500 and got["keys"] == got["rows"] and got["checked"] >= 40
     assert not got["stale"], f"{len(got['stale'])} shipped runs no longer match the code: {got['stale'][:5]}"
+
+
+def test_one_of_each_kind_keeps_every_kind_once_at_its_shortest_length():
+    from pds.lab.cache import one_of_each_kind
+
+    rows = [json.loads(line) for line in (SHIPPED / "results.jsonl").read_text().splitlines() if line.strip()]
+    kept = one_of_each_kind(rows)
+
+    def kind(row):
+        method = {k: v for k, v in row["method"].items() if k not in ("alpha", "r", "lam", "omega")}
+        return json.dumps([row["name"], row["model"].get("source"), method], sort_keys=True)
+
+    assert len({kind(r) for r in kept}) == len(kept) == len({kind(r) for r in rows})
+    assert all(r["T"] == min(o["T"] for o in rows if kind(o) == kind(r)) for r in kept)
 
 
 OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}

@@ -1,5 +1,5 @@
 """pds.integrations: PDS as a diffusers scheduler, checked three ways on random-weight NCSN++ UNets in the hub layout
-at 32² and 64² — (a) with the identity filter it is diffusers' own ScoreSdeVeScheduler bit for bit, (b) with filters it
+at 16² and 32² — (a) with the identity filter it is diffusers' own ScoreSdeVeScheduler bit for bit, (b) with filters it
 is a reference loop written here (diffusers' update rule with pds.precondition's drift and noise), (c) against
 pds.samplers.pc_sampler (the released rules) it is equal bit for bit where the rules coincide and differs where they
 do not — its save / load round trip with the filters, the README's lines on a hub-layout folder, `pds sample` on that
@@ -41,7 +41,7 @@ def ncsnpp_unet(size: int, seed: int = 0) -> UNet2DModel:
                        norm_num_groups=32, attention_head_dim=8).eval()
 
 
-@pytest.fixture(scope="module", params=[32, 64], ids=["32", "64"])
+@pytest.fixture(scope="module", params=[16, 32], ids=["16", "32"])
 def unet(request):
     return ncsnpp_unet(request.param)
 
@@ -242,10 +242,10 @@ def test_pds_sample_reads_a_hub_layout_folder(hub_folder, tmp_path):
     done = subprocess.run([sys.executable, "-m", "pds", "sample", *args], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "2 samples of diffusers/ncsnpp-celebahq-256" in done.stdout
-    unet_only = subprocess.run([sys.executable, "-m", "pds", "sample", "--checkpoint", str(hub_folder / "unet"),
-                                "--method", "vanilla", "--T", "2", "--count", "1", "--out", str(tmp_path / "o2")],
-                               capture_output=True, text=True)
-    assert unet_only.returncode == 0, unet_only.stderr[-2000:]  # its scheduler/ found beside it
+    from pds.cli import main  # the same command in this process (a second interpreter costs seconds)
+
+    assert main(["sample", "--checkpoint", str(hub_folder / "unet"), "--method", "vanilla", "--T", "2", "--count", "1",
+                 "--out", str(tmp_path / "o2")]) in (0, None)  # its scheduler/ found beside it
 
 
 # -- k-diffusion's conventions ------------------------------------------------------------------------------------

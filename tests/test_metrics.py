@@ -8,6 +8,7 @@ import torch
 from pds.exact import pc_exact
 from pds.lab.data import DEBIAN_FASHION_MNIST, load_idx_images, load_idx_labels
 from pds.lab.metrics import (
+    ClassifierFD,
     FashionClassifier,
     InceptionWeightsMissing,
     classifier_accuracy,
@@ -69,3 +70,21 @@ def test_exact_metrics_report_nfe():
     res = pc_exact(target, 0.01, 5.0, 40, 0.16)
     metrics = exact_gaussian_metrics(res)
     assert [m.nfe for m in metrics] == [80, 80, 80] and metrics[0].value == pytest.approx(res.w2)
+
+
+def test_reference_statistics_memo_is_read_back_and_keyed_by_the_kernels(tmp_path, monkeypatch):
+    """The memo of the reference statistics gives what a computation gives; a second metric reads the file (a
+    planted value comes back); another kernel setting or another reference makes a new file instead."""
+    model = FashionClassifier().eval()
+    reference = torch.rand(300, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    plain = ClassifierFD(model, reference, "random")
+    kept = ClassifierFD(model, reference, "random", memo=tmp_path)
+    assert np.array_equal(plain.mu, kept.mu) and np.array_equal(plain.sigma, kept.sigma)
+    (path,) = tmp_path.glob("*.npz")
+    np.savez(path, mu=kept.mu + 1.0, sigma=kept.sigma)
+    assert np.array_equal(ClassifierFD(model, reference, "random", memo=tmp_path).mu, kept.mu + 1.0)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert np.array_equal(ClassifierFD(model, reference, "random", memo=tmp_path).mu, kept.mu)
+    assert np.array_equal(ClassifierFD(model, reference[:200], "random", memo=tmp_path).mu,
+                          ClassifierFD(model, reference[:200], "random").mu)
+    assert len(list(tmp_path.glob("*.npz"))) == 3 and not list(tmp_path.glob("*tmp*"))

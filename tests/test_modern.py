@@ -41,7 +41,7 @@ def test_one_euler_step_from_the_point_mass_lands_on_it():
 
 @pytest.mark.parametrize("name", ["euler", "heun", "dpmpp_2m", "edm_churn", "edm_churn_pds"])
 def test_exact_moments_match_monte_carlo_at_16x16(name):
-    target, n = _target(h=16, w=16, seed=3), 20000
+    target, n = _target(h=16, w=16, seed=3), 8000
     sig = edm_sigmas(PC["sigma_min"], PC["sigma_max"], 8)
     pre = Preconditioner(freq=parametric_filter(16, 3.0, 1.6), alpha=5.0) if name.endswith("pds") else None
     key = name.removesuffix("_pds")
@@ -55,7 +55,7 @@ def test_exact_moments_match_monte_carlo_at_16x16(name):
 
 
 def test_pc_kept_matches_its_exact_moments_and_keeps_the_target_at_full_length():
-    target, n = _target(h=16, w=16, seed=4), 20000
+    target, n = _target(h=16, w=16, seed=4), 5000
     pre = Preconditioner(freq=parametric_filter(16, 3.0, 1.6), alpha=5.0)
     res = pc_exact(target, **PC, iterations=12, preconditioner=pre, prior="vanilla", predictor="kept")
     schedule = ve_schedule(PC["sigma_min"], PC["sigma_max"], PC["num_scales"], iterations=12, dtype=torch.float64)

@@ -35,6 +35,7 @@ which is why stores look up a run by its key first and then, among runs that dif
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -67,14 +68,27 @@ class Approx:
 
 def _signs(start: int, n: int, j: int) -> np.ndarray:
     """Entries ``start … start+n−1`` of the j-th fixed ±1 pattern: an integer hash of the index (the same on every
-    machine and every numpy)."""
-    i = np.arange(start + 1, start + n + 1, dtype=np.uint64)
+    machine and every numpy). Kept as bits for the chunks :func:`summary` asks for again and again."""
+    bits = _sign_bits(start, n, j)
+    s = np.unpackbits(bits, count=n).astype(np.float64)
+    s *= 2.0
+    s -= 1.0
+    return s
+
+
+@functools.lru_cache(maxsize=128)  # at most 64 MiB: 128 chunks of CHUNK bits
+def _sign_bits(start: int, n: int, j: int) -> np.ndarray:
+    v = np.arange(start + 1, start + n + 1, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        v = i * np.uint64(0x9E3779B97F4A7C15 ^ (0x632BE59BD9B4E019 * (j + 1) & 0xFFFFFFFFFFFFFFFF))
+        v *= np.uint64(0x9E3779B97F4A7C15 ^ (0x632BE59BD9B4E019 * (j + 1) & 0xFFFFFFFFFFFFFFFF))
         v ^= v >> np.uint64(31)
         v *= np.uint64(0xBF58476D1CE4E5B9)
         v ^= v >> np.uint64(29)
-    return np.where((v >> np.uint64(40)) & np.uint64(1), 1.0, -1.0)
+    v >>= np.uint64(40)
+    v &= np.uint64(1)
+    bits = np.packbits(v.astype(np.uint8))
+    bits.flags.writeable = False
+    return bits
 
 
 CHUNK = 2**22  # entries per pass of summary(): a 60 000-image set is summarised without a float64 copy of it

@@ -595,6 +595,38 @@ def _verify_main(keys, folder, device=None) -> int:
     return 0 if counts["outside tolerance"] == 0 else 1
 
 
+def one_of_each_kind(rows: list[dict]) -> list[dict]:
+    """One row (the shortest T, then the first) per model and method with its numbers left out (α, r, λ, ω): every
+    kind of shipped run, each sampler, filter and model once, at a small part of the cost of all rows."""
+    kinds: dict[str, dict] = {}
+    for row in rows:
+        method = {k: v for k, v in row["method"].items() if k not in ("alpha", "r", "lam", "omega")}
+        kind = json.dumps([row["name"], row["model"].get("source"), method], sort_keys=True)
+        if kind not in kinds or row["T"] < kinds[kind]["T"]:
+            kinds[kind] = row
+    return list(kinds.values())
+
+
+def still_found(workdir, folder=None, optimal_folder=None, kinds_only: bool = False) -> dict:
+    """Rebuild every shipped row (or :func:`one_of_each_kind`) from its record (:func:`rebuild`) and look it up as the
+    notebooks do (its key, or its fingerprints within tolerance): the rows a code change orphaned are ``stale``."""
+    folder = Path(folder or DATA_DIR / "results" / "quality" / "default")
+    optimal_folder = optimal_folder or DATA_DIR / "results" / "optimal" / "default"
+    cache, models, metrics = ResultCache(Path(workdir) / "cache", shipped=folder), {}, {}
+    rows = read_lines(folder / "results.jsonl")
+    checked = one_of_each_kind(rows) if kinds_only else rows
+    stale, by_key = [], 0
+    for row in checked:
+        model, method, metric = rebuild(row, workdir, optimal_folder, models, metrics)
+        desc = cache.describe(model, method, row["T"], row["n"], row["seed"], row["batch_size"], metric, row["device"])
+        found = cache.find(desc)
+        by_key += run_key(desc) == row["key"]
+        if found is None or found["key"] != row["key"]:
+            stale.append(f"{row['key']} ({row['label']}, T={row['T']}, seed {row['seed']})")
+    return {"rows": len(rows), "keys": len({r["key"] for r in rows}), "checked": len(checked), "by_key": by_key,
+            "stale": stale}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pds.lab.cache", description="recompute cached runs from scratch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -603,7 +635,19 @@ def main(argv=None) -> int:
     v.add_argument("keys", nargs="+", help="run keys (the 'key' of a row of results.jsonl)")
     v.add_argument("--folder", default=str(DATA_DIR / "results/quality/default"))
     v.add_argument("--device", default=None)
+    f = sub.add_parser("found", help="rebuild the shipped runs from their records and say which ones the current "
+                                     "code no longer finds (after a change to a sampler, a score or a metric)")
+    f.add_argument("--folder", default=str(DATA_DIR / "results/quality/default"))
+    f.add_argument("--kinds", action="store_true", help="one run of each kind (minutes less), not every run")
     args = parser.parse_args(argv)
+    if args.command == "found":
+        with tempfile.TemporaryDirectory() as work:
+            got = still_found(work, args.folder, kinds_only=args.kinds)
+        print(json.dumps(got))
+        print(f"{got['checked']} of {got['rows']} shipped runs checked: {got['by_key']} found by their key, "
+              f"{got['checked'] - got['by_key'] - len(got['stale'])} by their fingerprints within tolerance, "
+              f"{len(got['stale'])} no longer found" + (" (make results draws them again)" if got["stale"] else ""))
+        return 1 if got["stale"] else 0
     return _verify_main(args.keys, args.folder, args.device)
 
 

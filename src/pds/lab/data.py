@@ -21,6 +21,7 @@ Stand-ins available offline (they are *not* the paper's data sets, and notebooks
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 from collections.abc import Iterator
@@ -62,10 +63,17 @@ class DataNotFoundError(FileNotFoundError):
 
 # -- IDX (MNIST, Fashion-MNIST) ------------------------------------------------------------------
 def read_idx(path) -> np.ndarray:
-    """Read an IDX file (optionally gzip-compressed) into a numpy array, checking its header and size."""
+    """Read an IDX file (optionally gzip-compressed) into a read-only numpy array, checking its header and size. The
+    last few files read are kept (by path, size and modification time): the notebooks read the same sets often."""
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"IDX file {path} does not exist")
+    stat = path.stat()
+    return _read_idx(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_idx(path: Path, size: int, mtime_ns: int) -> np.ndarray:
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:

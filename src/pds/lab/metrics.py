@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from torch import nn
 
 from pds.fingerprint import DATA_RTOL, Approx, Fingerprint, fingerprint
 from pds.lab.data import load_idx_images
-from pds.storage import DATA_DIR
+from pds.storage import BUILD_DIR, DATA_DIR
 
 __all__ = [
     "fashion_test_fd",
@@ -206,14 +207,37 @@ class ClassifierFD:
 
     name = "classifier-feature FD (Fashion-MNIST CNN, not FID)"
 
-    def __init__(self, model: FashionClassifier, reference: torch.Tensor, reference_name: str):
+    def __init__(self, model: FashionClassifier, reference: torch.Tensor, reference_name: str, memo=None):
+        """``memo``: a folder where the reference statistics are kept between processes, under a key made of this
+        module's source, the classifier's weights, the reference images' bytes and this process's float kernels (torch version, ATen's CPU
+        capability, the oneDNN / OpenBLAS settings), so that a process computing otherwise never reads them."""
         self.model = model.eval()
         self.reference_name = reference_name
-        self.mu, self.sigma = gaussian_statistics(self.features(reference))
+        self.mu, self.sigma = self._statistics(reference, memo)
         self.recipe = None  # how to build this metric again (fashion_test_fd sets it), for pds.lab.cache.rebuild
-        self._reference = fingerprint("reference images", Approx(reference.detach(), DATA_RTOL))
+        self._reference_images = reference.detach()
         self._shape = list(reference.shape[1:])
         self._fingerprint = None
+
+    def _statistics(self, reference: torch.Tensor, memo) -> tuple[np.ndarray, np.ndarray]:
+        if memo is None:
+            return gaussian_statistics(self.features(reference))
+        digest = hashlib.sha256(Path(__file__).read_bytes())  # the code of the features: a change there recomputes
+        for name, value in self.model.state_dict().items():
+            digest.update(name.encode() + value.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(reference.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(repr((torch.__version__, torch.backends.cpu.get_cpu_capability(), torch.get_num_threads(),
+                            [os.environ.get(k) for k in KERNEL_SETTINGS])).encode())
+        path = Path(memo) / f"{digest.hexdigest()[:32]}.npz"
+        if path.is_file():
+            with np.load(path) as kept:
+                return kept["mu"], kept["sigma"]
+        mu, sigma = gaussian_statistics(self.features(reference))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")  # one per process: two may compute it at once
+        np.savez(tmp, mu=mu, sigma=sigma)
+        os.replace(tmp, path)
+        return mu, sigma
 
     @torch.no_grad()
     def features(self, images: torch.Tensor, model: FashionClassifier | None = None) -> np.ndarray:
@@ -234,7 +258,8 @@ class ClassifierFD:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*singular.*")
                 fd = frechet_distance(*gaussian_statistics(feats[0]), *gaussian_statistics(feats[1]))
-            self._fingerprint = fingerprint(self.name, feats[0], Approx(float(fd), 1e-8), self._reference)
+            reference = fingerprint("reference images", Approx(self._reference_images, DATA_RTOL))
+            self._fingerprint = fingerprint(self.name, feats[0], Approx(float(fd), 1e-8), reference)
         return self._fingerprint
 
     def __call__(self, samples: torch.Tensor, nfe=None, seed=None) -> MetricResult:
@@ -247,11 +272,14 @@ class ClassifierFD:
 
 
 TEST_SET = "Fashion-MNIST test set"
+# the settings that change how float32 kernels round in this process (a memo computed under others is not read)
+KERNEL_SETTINGS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE", "MKL_CBWR", "OMP_NUM_THREADS")
 
 
 def fashion_test_fd() -> ClassifierFD:
     """The classifier-feature FD against the 10 000 Fashion-MNIST test images (the notebooks' FD of trained models)."""
-    fd = ClassifierFD(load_classifier(), load_idx_images("fashion-mnist", "test"), TEST_SET)
+    fd = ClassifierFD(load_classifier(), load_idx_images("fashion-mnist", "test"), TEST_SET,
+                      memo=BUILD_DIR / "cache" / "classifier-fd")
     fd.recipe = {"classifier_fd": "fashion-mnist/test"}
     return fd
 
