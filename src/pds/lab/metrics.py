@@ -209,8 +209,9 @@ class ClassifierFD:
 
     def __init__(self, model: FashionClassifier, reference: torch.Tensor, reference_name: str, memo=None):
         """``memo``: a folder where the reference statistics are kept between processes, under a key made of this
-        module's source, the classifier's weights, the reference images' bytes and this process's float kernels (torch version, ATen's CPU
-        capability, the oneDNN / OpenBLAS settings), so that a process computing otherwise never reads them."""
+        module's source, the classifier's weights, the reference images' bytes and this process's float kernels
+        (torch version, ATen's CPU capability, the oneDNN / OpenBLAS settings), so that a process computing otherwise
+        never reads them."""
         self.model = model.eval()
         self.reference_name = reference_name
         self.mu, self.sigma = self._statistics(reference, memo)
