@@ -301,3 +301,32 @@ def test_a_number_derived_from_larger_ones_is_as_precise_as_they_are(tmp_path):
     asserted[0]["holds"] = not asserted[0]["holds"]
     timed.write_text(json.dumps(doc))
     assert [d.split(":")[0] for d in compare(fresh, COMMITTED_DIR / "default")] == [TIMED[0]]
+
+
+def test_compare_matches_findings_by_name_so_an_insertion_reads_as_one_addition(tmp_path):
+    """A finding added at the top of a notebook is reported as that addition, not as every later finding changed."""
+    fresh = tmp_path / "fresh"
+    shutil.copytree(COMMITTED_DIR / "default", fresh)
+    path = fresh / "01_fokker_planck_invariance.findings.json"
+    doc = json.loads(path.read_text())
+    first = dict(doc["claims"][0]["findings"][0], name="a new check", key=None)
+    doc["claims"][0]["findings"].insert(0, first)
+    path.write_text(json.dumps(doc))
+    (diff,) = compare(fresh, COMMITTED_DIR / "default")
+    assert "added " in diff and "a new check" in diff and "→ holds" not in diff and "→ fails" not in diff, diff
+
+
+def test_the_closing_table_lists_every_finding_with_its_result(tmp_path):
+    from pds.lab.experiments import Verdict
+    from pds.lab.findings import Findings
+
+    findings = Findings("00_pds_step_by_step", "smoke", folder=tmp_path)
+    findings.claim("A claim", "what it says")
+    findings.check("a residual", 1e-15, 1e-9)
+    findings.check("a bound that fails, printed only", 2.0, 1.0, enforce=False)
+    findings.verdict(Verdict("x beats y", False, "1 vs 2"), expected=None)
+    table = findings.table()
+    assert list(table.columns) == ["claim", "finding", "result", "asserted", "numbers"]
+    assert table["result"].tolist() == ["holds", "fails", "does not hold"]
+    assert table["asserted"].tolist() == ["yes", "printed only", "printed only"]
+    assert table["claim"].unique().tolist() == ["A claim"] and "required ≤" in table["numbers"][0]

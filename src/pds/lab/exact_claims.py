@@ -14,7 +14,6 @@ import math
 import numpy as np
 import pandas as pd
 import torch
-from torchvision.utils import make_grid
 
 from pds.lab.cache import ResultCache
 from pds.lab.experiments import Method, SmallModel, Table1, Verdict, beats, matches, run_seeds, values
@@ -319,6 +318,8 @@ def show_nearest(ax, runs: Runs, method: Method, T: int, title: str, count: int 
     images = runs.metric.set if images is None else images
     idx, _ = images.nearest(x)
     near = images.X[idx].reshape(len(x), *images.shape).cpu()
+    from torchvision.utils import make_grid  # here: importing torchvision costs seconds, and only this needs it
+
     grid = make_grid(torch.cat([x, near]), nrow=len(x), padding=1, pad_value=1.0)
     ax.imshow(grid.permute(1, 2, 0).clamp(0, 1) if grid.shape[0] == 3 else grid[0], cmap="gray", vmin=0, vmax=1)
     ax.set_title(title, fontsize=8)

@@ -189,6 +189,14 @@ class Findings:
             else:
                 print(("" if self.profile == "smoke" else "(not asserted) ") + str(verdict))
 
+    def table(self):
+        """This notebook's findings so far as a table (a pandas DataFrame, one row per finding: its claim, what was
+        found, whether it holds, whether it is asserted, the numbers), for the notebook's closing "what we found"."""
+        import pandas as pd  # only here: building the book does not need it
+
+        rows = [(c["label"], *_fields(f)) for c in self.doc["claims"] for f in c["findings"]]
+        return pd.DataFrame(rows, columns=["claim", "finding", "result", "asserted", "numbers"])
+
     def _record_verdict(self, verdict: Verdict, key, expected, asserted: bool, label) -> None:
         if not isinstance(verdict, Verdict):
             raise TypeError(f"expected a pds.lab.experiments.Verdict, got {type(verdict).__name__}")
@@ -232,18 +240,20 @@ def _context(claim: dict) -> str:
     return "; ".join(parts)
 
 
-def _row(f: dict) -> str:
+def _fields(f: dict) -> tuple[str, str, str, str]:
+    """(what, result, asserted, numbers) of one finding, as FINDINGS.md and :meth:`Findings.table` show it."""
     if f["kind"] == "check":
-        result = "holds" if f["holds"] else "**fails**"
-        asserted = "yes" if f["asserted"] else "printed only"
         numbers = f"{fmt(f['value'])} (required {'≤' if f['op'] == '<=' else '≥'} {fmt(f['bound'])})"
-        return f"| {_cell(f['name'].strip())} | {result} | {asserted} | {_cell(numbers)} |"
-    result = "holds" if f["holds"] else "does not hold"
-    if f.get("expected") is not None and f["asserted"]:
-        asserted = "yes"
-    else:
-        asserted = "printed only"
-    return f"| {_cell(f['claim'])} | {result} | {asserted} | {_cell(f['detail'])} |"
+        return (f["name"].strip(), "holds" if f["holds"] else "fails", "yes" if f["asserted"] else "printed only",
+                numbers)
+    asserted = "yes" if f.get("expected") is not None and f["asserted"] else "printed only"
+    return f["claim"], "holds" if f["holds"] else "does not hold", asserted, f["detail"]
+
+
+def _row(f: dict) -> str:
+    what, result, asserted, numbers = _fields(f)
+    result = "**fails**" if result == "fails" else result
+    return f"| {_cell(what)} | {result} | {asserted} | {_cell(numbers)} |"
 
 
 def render(docs: list[dict], profile: str) -> str:
@@ -427,9 +437,13 @@ def compare(fresh, committed, timed=TIMED, rtol: float = RTOL) -> list[str]:
     for nb in [nb for nb in old if nb in new]:
         a, b = _outcomes(old[nb], nb in timed), _outcomes(new[nb], nb in timed)
         if a != b:
-            changed = [f"{x[0]} / {x[2]}: {'holds' if x[3] else 'fails'} → {'holds' if y[3] else 'fails'}"
-                       for x, y in zip(a, b, strict=False) if x != y]
-            out.append(f"{nb}: {len(a)} findings → {len(b)}" + ("; " + "; ".join(changed[:5]) if changed else ""))
+            ka, kb = {x[:3]: x for x in a}, {y[:3]: y for y in b}  # matched by claim, kind and name, not position
+            changed = [f"{k[0]} / {k[2]}: {'holds' if ka[k][3] else 'fails'} → {'holds' if kb[k][3] else 'fails'}"
+                       for k in ka if k in kb and ka[k] != kb[k]]
+            changed += [f"added {k[0]} / {k[2]}" for k in kb if k not in ka]
+            changed += [f"removed {k[0]} / {k[2]}" for k in ka if k not in kb]
+            out.append(f"{nb}: {len(a)} findings → {len(b)}" + ("; " + "; ".join(changed[:5]) if changed else "")
+                       + (f" (and {len(changed) - 5} more)" if len(changed) > 5 else ""))
         elif nb not in timed and not _same(old[nb], new[nb], rtol):
             changed = [f"{c['label']} / {f.get('key') or f.get('name') or f.get('claim')}"
                        + (f" ({f['value']:.3g} → {g['value']:.3g})" if f["kind"] == "check" else "")
