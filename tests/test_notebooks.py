@@ -35,6 +35,21 @@ def test_notebook_source_is_clean(path):
     assert cells[0]["cell_type"] == "markdown"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_ends_by_saying_what_it_found(path):
+    """After its checks every notebook closes with "What we found": its findings as a table and a paragraph."""
+    cells = json.loads(path.read_text())["cells"]
+    heads = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+             and "".join(c["source"]).startswith("## What we found")]
+    checks = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+              and "".join(c["source"]).startswith("## Checks")]
+    assert len(heads) == 1 and checks and heads[0] > checks[0], "no single '## What we found' after '## Checks'"
+    tail = cells[heads[0] + 1:]
+    assert [c["cell_type"] for c in tail] == ["code", "markdown"], [c["cell_type"] for c in tail]
+    assert "".join(tail[0]["source"]).strip() == "findings.table()"
+    assert len("".join(tail[1]["source"]).split()) >= 30, "the closing paragraph says too little"
+
+
 def snapshot(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*")) if p.is_file()}
 
