@@ -82,8 +82,8 @@ def behaviour() -> Fingerprint:
         parts += [w2_within(target, Settings(), sampler, nfe, pre) for nfe in (8, 21)]
     for options in ({}, {"denoise": False}, {"prior": "vanilla", "predictor": "kept"}, {"predictor": "vanilla"}):
         r = pc_exact(target, 0.01, 3.0, 30, 0.16, iterations=7, preconditioner=pre, **options)
-        parts += [r.var, r.delta.abs(), *r.radial(3).values()]
-    return fingerprint("pds.exact", *parts)
+        parts += [r.var, r.delta.abs(), *(torch.tensor(v, dtype=torch.float64) for v in r.radial(3).values())]
+    return fingerprint("pds.exact", *parts)  # every number within its tolerance: lists would be hashed bit for bit
 
 
 class ExactResults:
