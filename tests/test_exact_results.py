@@ -120,3 +120,19 @@ def test_the_shipped_results_are_found_by_the_current_code():
     assert len(shipped.rows()) > 100 and codes
     now = er.behaviour()
     assert all(shipped.table.known[c].same(now) for c in codes), "pds.exact computes otherwise: run make results"
+
+
+def test_given_corrector_steps_are_found_again_when_their_last_bits_differ(tmp_path, target, monkeypatch):
+    """Fixed corrector steps are computed numbers: another CPU gives them otherwise in their last bits, and the result
+    kept for them is still found; steps that differ truly are another result."""
+    steps = [0.5 / (i + 1) for i in range(9)]
+    first = ExactResults(tmp_path).pc(target, 0.01, 5.0, 30, 0.16, iterations=9, steps=steps)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(er, "pc_exact", fail)
+    nudged = [s * (1 + 4e-16) for s in steps]
+    assert ExactResults(tmp_path).pc(target, 0.01, 5.0, 30, 0.16, iterations=9, steps=nudged) == first
+    with pytest.raises(AssertionError, match="computed again"):
+        ExactResults(tmp_path).pc(target, 0.01, 5.0, 30, 0.16, iterations=9, steps=[s * 1.01 for s in steps])

@@ -86,6 +86,15 @@ def behaviour() -> Fingerprint:
     return fingerprint("pds.exact", *parts)  # every number within its tolerance: lists would be hashed bit for bit
 
 
+def _options(options: dict) -> dict:
+    """pc_exact's options as a description holds them: given corrector steps (computed numbers, whose last bits differ
+    between CPUs) by their fingerprint within 1e-9, the others as they are."""
+    out = dict(sorted(options.items()))
+    if out.get("steps") is not None:
+        out["steps"] = fingerprint("corrector steps", Approx(torch.tensor(out["steps"], dtype=torch.float64), 1e-9))
+    return out
+
+
 class ExactResults:
     """Exact results kept in ``folder`` (``shipped``: a read-only copy consulted too); see the module docstring."""
 
@@ -123,7 +132,7 @@ class ExactResults:
         settings = {"sigma_min": float(sigma_min), "sigma_max": float(sigma_max), "levels": int(num_scales),
                     "snr": float(snr)}
         desc = self._described(target, preconditioner, computation="pc_exact", settings=settings,
-                               iterations=int(iterations), options=dict(sorted(options.items())), bins=BINS)
+                               iterations=int(iterations), options=_options(options), bins=BINS)
         row = self.store.get_or_compute(desc, lambda: asdict(ExactSummary.of(pc_exact(
             target, sigma_min, sigma_max, num_scales, snr, iterations=iterations, preconditioner=preconditioner,
             **options))))
