@@ -78,3 +78,16 @@ def test_the_learning_path_places_the_mechanism_right_after_notebook_03(tmp_path
     assert order[at + 1] == "14_why_pds_works"
     step = next(s for s in learning_path(tmp_path) if s["source"].stem == "14_why_pds_works")
     assert step["read_first"] == ["01_fokker_planck_invariance", "03_exact_gaussian_benchmark"]
+
+
+def test_steady_values_draw_the_same_figure_after_last_bit_changes():
+    import numpy as np
+    import torch
+
+    from pds.lab.notebooks import steady
+
+    a = np.array([1.2345678901234, -3.3e-7, 2.5e8, 0.0, np.inf, np.nan])
+    nudged = a * (1 + 4e-16)
+    assert np.array_equal(steady(a)[:4], steady(nudged)[:4]) and np.array_equal(steady(torch.tensor(a))[:4], steady(a)[:4])
+    assert steady(a)[3] == 0.0 and np.isinf(steady(a)[4]) and np.isnan(steady(a)[5])
+    assert np.allclose(steady(a)[:3], a[:3], rtol=1e-9, atol=0) and not np.array_equal(steady(a)[:1], a[:1])

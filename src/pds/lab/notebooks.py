@@ -26,7 +26,7 @@ from pathlib import Path
 from pds.lab.experiments import spread
 from pds.storage import BUILD_DIR, FIGURES_DIR, NOTEBOOK_DIR, REPO_ROOT, check_output
 
-__all__ = ["PROFILES", "choose", "check", "check_choices", "check_verdict", "figure_dir", "save_figure",
+__all__ = ["PROFILES", "choose", "check", "check_choices", "check_verdict", "figure_dir", "save_figure", "steady",
            "list_notebooks", "run_notebook", "REPO_ROOT"]
 
 PROFILES = ("smoke", "default", "full")
@@ -81,6 +81,19 @@ def save_figure(fig, name: str, profile: str, dpi: int = 120) -> Path:
     path = figure_dir(profile) / f"{name}.png"
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
+
+
+def steady(values, digits: int = 10):
+    """``values`` (an array or tensor) as a float64 numpy array rounded to ``digits`` significant digits: a figure drawn
+    from them has the same bytes on a CPU whose float kernels round otherwise in the last bits (a line's end a pixel
+    over changes the PNG)."""
+    import numpy as np
+
+    a = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(a))))
+        out = np.round(a * scale) / scale
+    return np.where(np.isfinite(out) & (a != 0), out, a)
 
 
 def check(name: str, value: float, bound: float, kind: str = "<=", enforce: bool = True) -> float:
