@@ -37,10 +37,10 @@ SETTINGS = {16: experiment("cifar10_ncsnpp"), 32: experiment("cifar10_ncsnpp"), 
 def targets(sizes) -> dict[int, StationaryGaussianScore]:
     """The Gaussian targets of notebooks 10 and 12: fitted to 300 photograph crops (seed 0) at sizes ≤ 256, the
     power-law field fitted at 256² for 1024²."""
-    out = {size: StationaryGaussianScore.from_images(natural_image_crops(300, size, seed=0))
+    out = {size: StationaryGaussianScore.from_images(natural_image_crops(300, size, seed=0).double())
            for size in sizes if size <= 256}
     if 1024 in sizes:
-        base = out.get(256) or StationaryGaussianScore.from_images(natural_image_crops(300, 256, seed=0))
+        base = out.get(256) or StationaryGaussianScore.from_images(natural_image_crops(300, 256, seed=0).double())
         out[1024] = power_law_field(fit_power_law(base), 1024, base.mean.mean((1, 2)))
     return {size: out[size] for size in sizes}
 
