@@ -99,3 +99,23 @@ def test_the_trace_sees_every_iteration_and_its_last_state_is_the_output():
                    on_step=lambda i, eps, a_c, v_c, a_p, v_p: seen.append((i, float(eps), v_c, v_p)))
     assert [s[0] for s in seen] == list(range(7)) and [s[1] for s in seen] == res.corrector_steps
     assert torch.equal(seen[-1][3], res.var)
+
+
+def test_samples_of_a_result_follow_its_law_and_are_the_targets_own_when_exact():
+    """ExactResult.sample: 20 000 draws have the result's mean and variance per frequency (5 standard errors); with
+    δ = 0 and v = s (the target's own law) they are the target's samples for the same generator, to round-off."""
+    import dataclasses
+
+    t, n = target(), 20000
+    res = pc_exact(t, **PC, iterations=6, preconditioner=Preconditioner(freq=parametric_filter(8, 2.0, 1.6)))
+    x = res.sample(t.mean, n, torch.Generator().manual_seed(2))
+    assert x.shape == (n, 1, 8, 8) and x.dtype == torch.float64
+    y = torch.fft.rfft2(x) / 8.0
+    exact = res.per_frequency(res.var)
+    var = (y - y.mean(0)).abs().pow(2).mean(0)
+    assert float(((var - exact).abs() / exact).max()) < 5 * math.sqrt(2.0 / n)
+    m_hat = torch.fft.rfft2(t.mean) / 8.0
+    assert float(((y.mean(0) - m_hat - res.per_frequency(res.delta)).abs() / (exact / n).sqrt()).max()) < 5.5
+    own = dataclasses.replace(res, delta=torch.zeros_like(res.delta), var=res.spectrum.clone())
+    assert torch.allclose(own.sample(t.mean, 3, torch.Generator().manual_seed(5)),
+                          t.sample(3, torch.Generator().manual_seed(5)), rtol=0, atol=1e-12)

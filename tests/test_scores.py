@@ -186,3 +186,33 @@ def test_a_small_set_is_refined_by_a_float64_pass():
     fast = EmpiricalScore(X, dtype=torch.float32, k=8)
     assert fast.n <= 10 * fast.k
     torch.testing.assert_close(fast.posterior_mean(x.float(), 0.003).double(), exact, rtol=0, atol=1e-6)
+
+
+def test_the_power_law_fit_runs_to_convergence():
+    """fit_power_law recovers a spectrum of its own form to round-off, and a last-bit nudge of the spectrum (what
+    another CPU's kernels do) moves its parameters by round-off only, not by the fit's stopping tolerance."""
+    from pds.fourier import radius_squared
+    from pds.scores import fit_power_law
+
+    k2 = radius_squared(24, 24)
+    law = torch.stack([a / (k2 + k0**2) ** (b / 2) for a, b, k0 in ((3.0, 2.6, 1.4), (0.5, 3.1, 0.8))])
+    law[:, 0, 0] = 7.0  # DC: returned as it is, not fitted
+    target = StationaryGaussianScore(torch.zeros(2, 24, 24), law * 24 * 24)
+    fit = fit_power_law(target)
+    assert np.allclose(fit["A"], [3.0, 0.5], rtol=1e-10) and np.allclose(fit["beta"], [2.6, 3.1], rtol=1e-10)
+    assert np.allclose(fit["k0"], [1.4, 0.8], rtol=1e-10) and np.allclose(fit["dc"], 7.0, rtol=1e-12)
+    g = torch.Generator().manual_seed(0)
+    noisy = law * torch.exp(0.3 * torch.randn(law.shape, generator=g, dtype=torch.float64))
+    last_bits = 1 + 4e-16 * torch.randn(law.shape, generator=g, dtype=torch.float64).sign()
+    fit = fit_power_law(StationaryGaussianScore(torch.zeros(2, 24, 24), noisy * 24 * 24))
+    nudged = fit_power_law(StationaryGaussianScore(torch.zeros(2, 24, 24), noisy * last_bits * 24 * 24))
+    for name in ("A", "beta", "k0"):
+        assert np.allclose(fit[name], nudged[name], rtol=1e-12, atol=0), name
+    logs = np.log(StationaryGaussianScore(torch.zeros(2, 24, 24), noisy * 24 * 24).spectrum.numpy())
+    k2 = k2.numpy()
+    for ch in range(2):  # at the minimum the gradient Jᵀr vanishes (to round-off), written here from the model
+        a, b, k0 = fit["A"][ch], fit["beta"][ch], fit["k0"][ch]
+        d = (k2 + k0**2)[k2 > 0]
+        r = np.log(a) - 0.5 * b * np.log(d) - logs[ch][k2 > 0]
+        J = np.stack([np.ones_like(d), -0.5 * np.log(d), -b * k0**2 / d], axis=1)
+        assert np.abs(J.T @ r).max() <= 1e-11 * np.linalg.norm(J, axis=0).max() * np.linalg.norm(r)

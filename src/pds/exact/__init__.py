@@ -114,6 +114,21 @@ class ExactResult:
         """v_k / s_k on the half plane [C, H, W//2+1]: > 1 leftover noise, < 1 missing detail."""
         return self.per_frequency(self.var / self.spectrum)
 
+    def sample(self, mean: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws [n, C, H, W] from the Gaussian law this result describes — per frequency k of the unitary DFT,
+        mean m̂_k + δ_k and variance v_k — around the target's ``mean`` image; the white noise is drawn as
+        :meth:`pds.scores.StationaryGaussianScore.sample` draws it, so with δ = 0 and v = s they are the target's own
+        samples for the same generator. (A result of the expected-norm corrector: the released sampler's output law
+        up to that step rule.)"""
+        if self.index is None or self.width is None:
+            raise ValueError("samples need a result on an image grid (from pc_exact, ode_exact, ...)")
+        c, h, _ = self.shape
+        size = (h, self.width)
+        z = torch.randn(n, c, h, self.width, generator=generator, dtype=torch.float64)
+        shift = torch.fft.irfft2(self.per_frequency(self.delta) * math.sqrt(h * self.width), s=size)
+        spread = torch.fft.irfft2(torch.fft.rfft2(z) * self.per_frequency(self.var).sqrt(), s=size)
+        return mean.to(torch.float64) + shift + spread
+
     def radial(self, bins: int = 48) -> dict:
         """Per ring of |k| (the rings of :func:`pds.fourier.radial_profile`, channels together): ``radius``, the mean
         of v_k / s_k over the ring (``ratio``) and the ring's part of W2², the sum of |δ_k|² + (√v_k − √s_k)² over its

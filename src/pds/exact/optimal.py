@@ -386,9 +386,9 @@ TARGET_RTOL = 1e-4  # see target_fingerprint
 def target_fingerprint(target: StationaryGaussianScore) -> Fingerprint:
     """A Gaussian target by its mean and spectrum, compared to ``TARGET_RTOL`` (1e-4): a target estimated from
     float32 images differs between float kernels in its last bits, and the 1024² power-law field of notebooks 10 and
-    12 more — its least-squares fit (:func:`pds.scores.fit_power_law`) leaves k0 determined only to ~1e-6, so the
-    field moved by 4.6e-7 (relative) between two kernel sets on one machine
-    (``benchmarks/results/fingerprint_kernels.json``). Two different targets differ by far more."""
+    12 moved by 4.6e-7 (relative) between two kernel sets on one machine while its least-squares fit
+    (:func:`pds.scores.fit_power_law`) stopped at scipy's default tolerances (``benchmarks/results/
+    fingerprint_kernels.json``; the fit now runs to convergence). Two different targets differ by far more."""
     return fingerprint("Gaussian target", Approx(target.mean, TARGET_RTOL), Approx(target.spectrum, TARGET_RTOL))
 
 
