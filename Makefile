@@ -7,12 +7,13 @@ PROFILE ?= default
 STAMP := $(VENV)/.pds-installed
 NB_OUT ?= build/notebooks
 
-.PHONY: setup data browser lint unit test notebooks findings book lab results ship full-shapes clean help
+.PHONY: setup data browser lint unit test notebooks findings rendered book lab results ship full-shapes clean help
 
 help:
 	@echo "make notebooks   run every notebook in the '$(PROFILE)' profile (PROFILE=smoke|default|full)"
 	@echo "make test        lint + unit tests + every notebook in the smoke profile + the smoke book"
 	@echo "make findings    render the '$(PROFILE)' profile's findings (default: FINDINGS.md) after make notebooks"
+	@echo "make rendered    rendered/: the default profile's executed notebooks as Markdown pages, to commit"
 	@echo "make book        build/book/: the executed notebooks of '$(PROFILE)' as HTML pages, with the findings"
 	@echo "make lab         JupyterLab on notebooks/ with the pds kernel (start with 00_pds_step_by_step.ipynb)"
 	@echo "make setup       create .venv and register the 'pds' Jupyter kernel"
@@ -90,6 +91,9 @@ notebooks: $(STAMP) data
 # committed together with the JSON it was rendered from (data/findings/default/).
 findings: $(STAMP)
 	$(PY) -m pds.lab.findings render --profile $(PROFILE) $(if $(filter default,$(PROFILE)),--commit,)
+
+rendered: $(STAMP)
+	$(PY) -m pds.lab.rendered
 
 book: $(STAMP)
 	$(PY) -m pds.lab.book --profile $(PROFILE) --src $(NB_OUT)/$(PROFILE) --out build/book

@@ -1,12 +1,13 @@
-"""pds.lab.exact_claims: notebook 11's verdicts on synthetic runs (no sampling): the keys they produce are those the
-notebook's expected verdicts name, each verdict reads the measure it says, and a twin verdict is called the
-sampler's exactly when it comes out the same on the trained network and on the exact score."""
+"""pds.lab.exact_claims: the rules that turn notebooks 11 and 13's tables of comparisons into verdicts, on synthetic
+runs (no sampling): each rule reads the measure its row names, a table is refused where a row is malformed, a twin
+verdict is called the sampler's exactly when it comes out the same on the trained network and on the exact score; and
+the notebooks' own tables, as their committed findings recorded them, produce exactly the keys their expected verdicts
+name."""
 
 import numpy as np
 import pytest
 
 from pds.lab import exact_claims as claims
-from pds.lab.experiments import Table1, Verdict
 from pds.lab.findings import expected
 
 
@@ -42,20 +43,27 @@ class FakeRuns(claims.Runs):
         return super().values(T, name)
 
 
-def test_the_verdicts_have_the_keys_notebook_11_expects():
-    """With the default profile's lengths every builder together produces exactly the keys of
-    notebooks/expected/11_exact_real_scores.json."""
-    table1 = Table1([], {}, {}, {}, {f"{k} {T}": Verdict("x", True, "") for T in (100, 200)
-                                     for k in ("beats", "matches", "vanilla matches")})
-    keys = [*claims.fig3_verdicts(FakeRuns(), 1000, 20, 200, [9.0, 10.0, 11.0]),
-            *claims.fig6_verdicts(FakeRuns(), 20),
-            *claims.table1_verdicts(FakeRuns(), table1, 1000, (50, 20, 10, 5), 18),
-            *claims.fig1_verdicts(FakeRuns(), (100, 66, 20, 10, 5), 66, True),
-            *claims.fig5_verdicts(FakeRuns(), (166, 50, 20))]
-    for kind, Ts in (("ncsnpp", (1000, 100, 50)), ("ncsn", (1000, 20))):
-        keys += list(claims.twin_verdicts(kind, {"trained": FakeRuns(), "exact": FakeRuns()}, Ts)[0])
+@pytest.mark.parametrize("notebook", ["11_exact_real_scores", "12_optimal_preconditioner", "13_network_like_scores"])
+def test_the_tables_of_the_notebooks_give_the_keys_they_expect(notebook):
+    """The comparisons are written in the notebooks; their committed findings (data/findings/default, written by the
+    last run of the default profile) hold a verdict for every key of the expected verdicts and for no other."""
+    import json
+
+    from pds.storage import DATA_DIR
+
+    doc = json.loads((DATA_DIR / "findings" / "default" / f"{notebook}.findings.json").read_text())
+    keys = [f["key"] for c in doc["claims"] for f in c["findings"] if f["kind"] == "verdict"]
     assert len(keys) == len(set(keys))
-    assert set(keys) == set(expected("11_exact_real_scores"))
+    assert set(keys) == set(expected(notebook))
+
+
+def test_a_table_row_is_refused_where_it_is_malformed():
+    with pytest.raises(ValueError, match="choose 'lands', 'covers', 'beats' or 'matches'"):
+        claims.Compare("c", "wins", (20, "vanilla"), (20, "PDS"))
+    with pytest.raises(ValueError, match="needs another side"):
+        claims.Compare("c", "beats", (20, "vanilla"))
+    with pytest.raises(ValueError, match="needs no other side"):
+        claims.Compare("c", "lands", (20, "vanilla"), (20, "PDS"))
 
 
 def test_landed_all_needs_every_seed():
@@ -65,18 +73,33 @@ def test_landed_all_needs_every_seed():
 
 
 def test_each_verdict_reads_its_measure():
-    """PDS far better in FD but farther from the images: "beats vanilla" (FD) holds, "lands closer" (distance) does
-    not; a diverged run is the worst."""
+    """PDS far better in FD but farther from the images: "beats vanilla" on the FD holds, on the distance it does not;
+    "matches" and "lands" read theirs; a diverged run is the worst."""
     def rows(T, name, seed):
         pds = name != "vanilla"
-        return row(5.0 + 0.1 * seed if pds else 50.0 + seed, distance=0.9 if pds else 0.3)
+        return row(5.0 + 0.1 * seed if pds else 50.0 + seed, distance=0.9 if pds else 0.3, landed=0.5 if pds else 1.0)
 
-    found = claims.table1_verdicts(FakeRuns(rows), Table1([], {}, {}, {}, {}), 1000, (20,), 18)
-    assert found["B stats 20 beats vanilla"].holds and found["B parametric 20 beats vanilla"].holds
-    assert not found["B stats 20 lands closer"].holds
+    C = claims.Compare
+    found = claims.judge(FakeRuns(rows), {
+        "fd": C("PDS beats vanilla (FD)", "beats", (20, "PDS"), (20, "vanilla")),
+        "distance": C("PDS ends nearer", "beats", (20, "PDS"), (20, "vanilla"), "distance"),
+        "matches": C("vanilla matches PDS", "matches", (20, "vanilla"), (20, "PDS")),
+        "floor": C("PDS within the floor", "matches", (20, "PDS"), [4.9, 5.0, 5.1], floor=[4.9, 5.0, 5.1]),
+        "lands": C("PDS lands", "lands", (20, "PDS")), "vanilla lands": C("vanilla lands", "lands", (20, "vanilla")),
+        "covers": C("vanilla covers", "covers", (20, "vanilla"))})
+    assert found["fd"].holds and not found["distance"].holds and not found["matches"].holds and found["floor"].holds
+    assert not found["lands"].holds and found["vanilla lands"].holds and found["covers"].holds
+    assert found["fd"].claim == "PDS beats vanilla (FD)" and "floor" in found["floor"].detail
     runs = FakeRuns(lambda T, name, seed: row(1.0, distance=0.5))
     runs.rows[(20, "R + A, α=5")] = [{"value": float("inf"), "nfe": 40, "diverged": "NaN at step 3", "extra": {}}] * 3
-    assert not claims.fig1_verdicts(runs, (20,), 20, False)["C RA 20 beats vanilla"].holds
+    assert not claims.judge(runs, {"k": C("RA nearer", "beats", (20, "R + A, α=5"), (20, "vanilla"),
+                                          "distance")})["k"].holds
+
+
+# the rules notebooks 11 and 13 write for the verdicts of notebooks 05 and 06
+TWIN_RULES = {"vanilla matches full": ("matches", ("vanilla", True), ("vanilla", False)),
+              "PDS matches full": ("matches", ("PDS", True), ("vanilla", False)),
+              "PDS beats vanilla": ("beats", ("PDS", True), ("vanilla", True))}
 
 
 @pytest.mark.parametrize("trained_vanilla, whose", [(50.0, "the network"), (10.0, "the sampler")])
@@ -86,7 +109,8 @@ def test_twin_verdicts_say_whose_a_verdict_is(trained_vanilla, whose):
     def trained(T, name, seed):
         return row((trained_vanilla if (T, name) == (20, "vanilla") else 10.0) + seed)
 
-    found, lines = claims.twin_verdicts("ncsn", {"trained": FakeRuns(trained), "exact": FakeRuns()}, (1000, 20))
+    twins = {"trained": FakeRuns(trained), "exact": FakeRuns()}
+    found, lines = claims.twin_verdicts("ncsn", twins, (1000, 20), TWIN_RULES)
     line = next(x for x in lines if x["verdict"] == "vanilla matches full")
     assert line["about"] == whose
     assert line["trained network"] == found["E ncsn trained 20 vanilla matches full"].holds
@@ -103,7 +127,7 @@ def test_the_els_column_takes_a_side_and_leaves_out_what_was_not_drawn():
 
     twins = {"trained": FakeRuns(better_pds), "ELS": FakeRuns(better_pds, missing={(1000, "vanilla")}),
              "exact": FakeRuns()}
-    found, lines = claims.twin_verdicts("ncsnpp", twins, (1000, 50))
+    found, lines = claims.twin_verdicts("ncsnpp", twins, (1000, 50), TWIN_RULES)
     beats = next(x for x in lines if x["verdict"] == "PDS beats vanilla")
     assert beats["about"] == "the network" and beats["ELS machine"] is True and beats["ELS sides with"] == "the network"
     assert found["E ncsnpp ELS 50 PDS beats vanilla"].holds and not found["E ncsnpp exact 50 PDS beats vanilla"].holds
@@ -111,14 +135,15 @@ def test_the_els_column_takes_a_side_and_leaves_out_what_was_not_drawn():
     full = next(x for x in lines if x["verdict"] == "vanilla matches full")
     assert full["ELS machine"] == "not drawn" and full["ELS sides with"] == "not drawn"
     twins["ELS"] = FakeRuns()
-    lines = claims.twin_verdicts("ncsnpp", twins, (1000, 50))[1]
+    lines = claims.twin_verdicts("ncsnpp", twins, (1000, 50), TWIN_RULES)[1]
     assert next(x for x in lines if x["verdict"] == "PDS beats vanilla")["ELS sides with"] == "the exact score"
     assert "ELS machine" not in claims.twin_verdicts("ncsnpp", {"trained": FakeRuns(), "exact": FakeRuns()},
-                                                     (1000, 50))[1][0]
+                                                     (1000, 50), TWIN_RULES)[1][0]
+    assert found["E ncsnpp trained 50 PDS matches full"].claim == "ncsnpp (trained): PDS at T=50 matches T=1000"
+    assert found["E ncsnpp trained 50 PDS beats vanilla"].claim == "ncsnpp (trained): PDS at T=50 beats vanilla"
 
 
 def test_novelty_counts_the_samples_within_the_landing_radius():
-    import pandas as pd
     import torch
 
     from pds.lab.image_sets import LANDED_RADIUS
@@ -142,10 +167,4 @@ def test_novelty_counts_the_samples_within_the_landing_radius():
     (line,) = claims.novelty(runs, EmpiricalScore(images))
     assert line["T"] == 50 and line["samples"] == 3 and line["landed"] == pytest.approx(2 / 3)
     assert line["median distance"] == pytest.approx(0.04 / unit, rel=1e-5)  # ‖0.01·1‖ over 16 pixels = 0.04
-    where = {"kind": "ncsn", "model": "ELS", "against": "its own images"}
-    table = pd.DataFrame([{**line, **where}, {**line, "T": 20, "landed": 0.25, **where}])
-    (key, verdict), = claims.novelty_verdicts(table).items()  # vanilla at the longest length: T = 50, 2/3 landed
-    assert key == "N ncsn ELS new against its own images" and not verdict.holds and verdict.numbers["T"] == 50
-    table.loc[0, "T"] = 10
-    assert claims.novelty_verdicts(table)[key].holds  # now T = 20 is the longest: a quarter landed
     assert LANDED_RADIUS * unit > 0.04

@@ -13,7 +13,7 @@ from pds.exact import optimal
 from pds.lab.cache import ResultCache
 from pds.lab.image_sets import ImageSet, exact_model
 from pds.lab.metrics import MetricResult
-from pds.lab.optimised import ERROR_METHODS, error_aware, error_verdicts, own_settings
+from pds.lab.optimised import ERROR_METHODS, error_aware, own_settings
 from pds.models.configs import experiment
 
 
@@ -57,15 +57,3 @@ def test_error_aware_filter_lowers_the_w2_with_the_error_and_runs_every_method(t
     with pytest.raises(ValueError):
         error_aware(store, ResultCache(tmp_path / "cache"), model, mean_metric, 4, X, 12, (0,), {}, start_of, 5, 20,
                     tmp_path)
-
-
-def test_error_verdicts_compare_the_methods_they_name():
-    fd = {"vanilla": [400.0, 410.0], "paper's R": [70.0, 72.0], "optimised R": [120.0, 118.0],
-          "optimised R, error-aware": [75.0, 77.0]}
-    runs = {name: [{"value": v} for v in values] for name, values in fd.items()}
-    found = error_verdicts(runs, 100)
-    assert set(found) == {"F aware beats vanilla", "F aware beats R", "F aware beats optimum", "F optimum beats R"}
-    assert found["F aware beats vanilla"].holds and found["F aware beats optimum"].holds
-    assert not found["F aware beats R"].holds and not found["F optimum beats R"].holds
-    runs["optimised R, error-aware"] = [{"value": None, "diverged": "NaN"}, {"value": 1.0}]
-    assert not error_verdicts(runs, 100)["F aware beats vanilla"].holds  # a diverged run is the worst

@@ -1,27 +1,27 @@
-"""Notebook 11's laboratory: the paper's claims (Figs 1, 3, 5, 6, Table 1) as verdicts on runs of a model of a real
-image set — the exact score of :mod:`pds.lab.image_sets`, where every departure is the sampler's — and the same
-verdicts on a trained network and on the exact score of its own training set, to tell whose a verdict is.
+"""Notebook 11's laboratory: runs of a model of a real image set — the exact score of :mod:`pds.lab.image_sets`, where
+every departure is the sampler's — and of a trained network beside the exact score of its own training set, and the
+rules that turn a comparison into a verdict. What is compared, by which rule and measure, is written in the notebooks
+(11 and 13) as tables of :class:`Compare`; :func:`judge` and :func:`twin_verdicts` apply them.
 
-:class:`Runs` holds the runs of one target (each (T, method) over seeds, read from the result cache or drawn); each
-``*_verdicts`` function reads the runs its claim needs by the method names of its ``*_METHODS`` table and returns the
-verdicts keyed as the notebook's expected verdicts (``notebooks/expected/11_exact_real_scores.json``) name them."""
+:class:`Runs` holds the runs of one target (each (T, method) over seeds, read from the result cache or drawn), by the
+method names of the ``*_METHODS`` tables."""
 
 from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 from pds.lab.cache import ResultCache
-from pds.lab.experiments import Method, SmallModel, Table1, Verdict, beats, matches, run_seeds, values
+from pds.lab.experiments import Method, SmallModel, Verdict, beats, matches, run_seeds, values
 from pds.lab.image_sets import LANDED_RADIUS, covers, measures
 
-__all__ = ["Runs", "landed_all", "FIG3_METHODS", "TABLE1_LOW_METHODS", "CHURN_METHODS", "FIG5_METHODS", "fig1_methods",
-           "fig3_verdicts", "fig6_verdicts", "table1_verdicts", "fig1_verdicts", "fig5_verdicts", "twin_verdicts",
-           "TWIN_KINDS", "TWINS", "twin_runs", "novelty", "novelty_verdicts",
+__all__ = ["Runs", "landed_all", "Compare", "judge", "FIG3_METHODS", "TABLE1_LOW_METHODS", "CHURN_METHODS",
+           "FIG5_METHODS", "fig1_methods", "twin_verdicts", "TWIN_KINDS", "TWINS", "twin_runs", "novelty",
            "show_nearest"]
 
 # a run with no value (diverged, nothing landed) is the worst
@@ -101,107 +101,46 @@ def landed_all(rows, claim: str, at_least: float = 0.9) -> Verdict:
                    f"landed fractions {np.round(got, 3).tolist()} (required ≥ {at_least} in every seed)")
 
 
-def fig3_verdicts(runs: Runs, full_T: int, T: int, T_mid: int, fd_floor) -> dict[str, Verdict]:
-    """Fig. 3 on NCSN's annealed Langevin: vanilla at full length (``full_T``) against vanilla and PDS (0.2H, 1.6) at
-    ``T``, and the statistics filter at ``T_mid``; ``fd_floor``: the FD of perfect draws at the same n."""
-    full, van, pds = runs[(full_T, "vanilla")], runs[(T, "vanilla")], runs[(T, "PDS (0.2H, 1.6) paper")]
-    fd = functools.partial(runs.col, key="fd")
-    return {
-        "A full lands": landed_all(full, f"vanilla at T={full_T} lands on the set"),
-        "A full covers": covers(full, f"vanilla at T={full_T} reaches the images like uniform draws (KL of the hits "
-                                      "within the floor)"),
-        "A full matches floor": vmatches(fd(full_T, "vanilla"), fd_floor,
-                                         f"vanilla at T={full_T}: FD within the floor's"),
-        "A vanilla lands": landed_all(van, f"vanilla at T={T} lands on the set"),
-        "A pds lands": landed_all(pds, f"PDS (0.2H, 1.6) at T={T} lands on the set"),
-        "A pds beats vanilla": vbeats(fd(T, "PDS (0.2H, 1.6) paper"), fd(T, "vanilla"),
-                                      f"PDS (0.2H, 1.6) at T={T} beats vanilla (FD)", floor=fd_floor),
-        "A pds matches full": vmatches(fd(T, "PDS (0.2H, 1.6) paper"), fd(full_T, "vanilla"),
-                                       f"PDS (0.2H, 1.6) at T={T} matches vanilla at T={full_T} (FD)"),
-        "A stats beats vanilla mid": vbeats(fd(T_mid, "statistics R, α=5"), fd(T_mid, "vanilla"),
-                                            f"the statistics filter (α=5) at T={T_mid} beats vanilla (FD)"),
-        "A vanilla mid covers better": vbeats(runs.col(T_mid, "vanilla", "kl"), runs.col(full_T, "vanilla", "kl"),
-                                              f"vanilla at T={T_mid} reaches the images more evenly than at "
-                                              f"T={full_T} (KL of the hits)"),
-    }
+@dataclass(frozen=True)
+class Compare:
+    """One claim of a notebook's table, as the notebook words it: ``rule`` "lands" (the runs of ``side``, a (T, method)
+    pair, land in every seed: :func:`landed_all`), "covers" (they reach the images like uniform draws:
+    :func:`pds.lab.image_sets.covers`), "beats" or "matches" (``side``'s ``measure`` against ``other``'s, a (T, method)
+    pair or a list of values: :func:`pds.lab.experiments.beats` / :func:`~pds.lab.experiments.matches`, a run with no
+    value the worst); ``floor``: the measure of perfect draws, reported beside the verdict."""
+
+    claim: str
+    rule: str
+    side: tuple
+    other: tuple | list | None = None
+    measure: str = "fd"
+    floor: list | None = None
+
+    def __post_init__(self):
+        if self.rule not in ("lands", "covers", "beats", "matches"):
+            raise ValueError(f"Compare(rule={self.rule!r}): choose 'lands', 'covers', 'beats' or 'matches'")
+        if (self.other is None) != (self.rule in ("lands", "covers")):
+            raise ValueError(f"Compare({self.claim!r}): {self.rule!r} needs "
+                             f"{'no other side' if self.rule in ('lands', 'covers') else 'another side'}")
 
 
-def fig6_verdicts(runs: Runs, T: int) -> dict[str, Verdict]:
-    """Fig. 6's parametric filter at ``T``: the DC reading against the literal one, the shape against a scalar."""
-    fd = functools.partial(runs.col, key="fd")
-    return {"A dc beats paper": vbeats(fd(T, "PDS (0.2H, 1.6) dc"), fd(T, "PDS (0.2H, 1.6) paper"),
-                                       f"at T={T} the DC reading beats the literal one (FD)"),
-            "A shape matters": vbeats(fd(T, "PDS (0.2H, 1.6) paper"), fd(T, "scalar control"),
-                                      f"at T={T} the literal filter beats its scalar control (FD)")}
+def judge(runs: Runs, table: dict[str, Compare]) -> dict[str, Verdict]:
+    """The verdict of each :class:`Compare` of a notebook's ``table`` on ``runs``, by the table's keys."""
+    def side(x, measure):
+        return runs.col(*x, measure) if isinstance(x, tuple) else list(x)
 
-
-def table1_verdicts(runs: Runs, table1: Table1, full_T: int, low_T, churn_T: int) -> dict[str, Verdict]:
-    """Table 1 on the PC sampler: the stand-in's verdicts (:func:`pds.lab.experiments.table1_stand_in`), then at each T
-    of ``low_T`` vanilla against full length and PDS against vanilla, and EDM's samplers at ``churn_T`` steps."""
-    out = {f"B {k}": v for k, v in table1.verdicts.items()}
-    full_fd = runs.col(full_T, "vanilla", "fd")
-    for T in low_T:
-        van, stats = runs[(T, "vanilla")], (T, "statistics R, α=5")
-        out |= {
-            f"B vanilla {T} matches full": vmatches(runs.col(T, "vanilla", "fd"), full_fd,
-                                                    f"vanilla at T={T} matches vanilla at T={full_T} (FD)"),
-            f"B vanilla {T} lands": landed_all(van, f"vanilla at T={T} lands on the set"),
-            f"B stats {T} beats vanilla": vbeats(runs.col(*stats, "fd"), runs.col(T, "vanilla", "fd"),
-                                                 f"the statistics filter (α=5) at T={T} beats vanilla (FD)"),
-            f"B stats {T} lands closer": vbeats(runs.col(*stats, "distance"), runs.col(T, "vanilla", "distance"),
-                                                f"the statistics filter (α=5) at T={T} ends nearer the images than "
-                                                "vanilla (median relative distance)"),
-            f"B vanilla {T} covers": covers(van, f"vanilla at T={T} reaches the images like uniform draws"),
-            f"B stats {T} covers better": vbeats(runs.col(*stats, "kl"), runs.col(T, "vanilla", "kl"),
-                                                 f"the statistics filter (α=5) at T={T} reaches the images more "
-                                                 "evenly than vanilla (KL of the hits)"),
-            f"B parametric {T} beats vanilla": vbeats(runs.col(T, "PDS (0.2H, 1.6) paper", "fd"),
-                                                      runs.col(T, "vanilla", "fd"),
-                                                      f"PDS (0.2H, 1.6) at T={T} beats vanilla (FD)"),
-        }
-    nfe = {name: runs[(churn_T, name)][0]["nfe"] for name in CHURN_METHODS}
-    out["B churn pds beats churn"] = vbeats(runs.col(churn_T, "EDM churn + PDS", "fd"),
-                                            runs.col(churn_T, "EDM churn", "fd"),
-                                            f"EDM churn + PDS at {nfe['EDM churn']} NFE beats plain churn (FD)")
-    out["B heun matches full"] = vmatches(runs.col(churn_T, "Heun", "fd"), full_fd,
-                                          f"Heun at {nfe['Heun']} NFE matches vanilla PC at T={full_T} (FD)")
-    return out
-
-
-def fig1_verdicts(runs: Runs, Ts, T_cover: int, eq13_refused: bool) -> dict[str, Verdict]:
-    """Fig. 1 on aligned faces: whether Eq. 13's space filter was refused, then at each T of ``Ts`` landing and
-    distance of vanilla, R and R + A, and the coverage of vanilla and R + A at ``T_cover``."""
-    out = {"C eq13 refused": Verdict("Eq. 13's space filter makes M singular on these faces and is refused",
-                                     eq13_refused, "Preconditioner(space=log E[x] + 1) raised" if eq13_refused else
-                                     "accepted")}
-    for T in Ts:
-        out |= {f"C vanilla {T} lands": landed_all(runs[(T, "vanilla")], f"vanilla at T={T} lands on the faces"),
-                f"C R {T} lands": landed_all(runs[(T, "R, α=5")], f"PDS (R) at T={T} lands on the faces"),
-                f"C RA {T} lands": landed_all(runs[(T, "R + A, α=5")], f"PDS (R + A) at T={T} lands on the faces"),
-                f"C RA {T} beats vanilla": vbeats(runs.col(T, "R + A, α=5", "distance"),
-                                                  runs.col(T, "vanilla", "distance"),
-                                                  f"PDS (R + A) at T={T} ends nearer the faces than vanilla")}
-    out["C vanilla covers"] = covers(runs[(T_cover, "vanilla")], f"vanilla at T={T_cover} reaches the faces like "
-                                                                 "uniform draws (KL within the floor)")
-    out["C RA covers"] = covers(runs[(T_cover, "R + A, α=5")], f"PDS (R + A) at T={T_cover} reaches the faces like "
-                                                               "uniform draws (KL within the floor)")
-    return out
-
-
-def fig5_verdicts(runs: Runs, Ts) -> dict[str, Verdict]:
-    """Fig. 5 on 256² crops: at each T of ``Ts`` whether vanilla and PDS (R) land, and whether PDS ends nearer."""
     out = {}
-    for T in Ts:
-        van, pds = runs[(T, "vanilla")], runs[(T, "statistics R, α=5")]
-        out |= {f"D vanilla {T} lands": landed_all(van, f"vanilla at T={T} lands on the crops (no heavy noise)"),
-                f"D stats {T} lands": landed_all(pds, f"PDS (R) at T={T} lands on the crops"),
-                f"D stats {T} beats vanilla": vbeats(runs.col(T, "statistics R, α=5", "distance"),
-                                                     runs.col(T, "vanilla", "distance"),
-                                                     f"PDS (R) at T={T} ends nearer the crops than vanilla")}
+    for key, c in table.items():
+        if c.rule == "lands":
+            out[key] = landed_all(runs[c.side], c.claim)
+        elif c.rule == "covers":
+            out[key] = covers(runs[c.side], c.claim)
+        else:
+            rule = vbeats if c.rule == "beats" else vmatches
+            out[key] = rule(side(c.side, c.measure), side(c.other, c.measure), c.claim, floor=c.floor)
     return out
 
 
-TWIN_VERDICTS = ("vanilla matches full", "PDS matches full", "PDS beats vanilla")
 # notebook 11's section 5 and notebook 13's sampling part: each trained network (its PDS method) against its twins
 TWIN_KINDS = {"ncsnpp": ("ncsnpp_fashion32", STATISTICS), "ncsn": ("ncsn_fashion28", PARAMETRIC)}
 # per profile: n per run, the training images of the exact twin (None: all), the lengths (the full one first), the
@@ -236,30 +175,26 @@ def _sides(got: dict) -> str:
     return "the network" if got["ELS"] == got["trained"] else "the exact score"
 
 
-def twin_verdicts(kind: str, twins: dict[str, Runs], Ts) -> tuple[dict[str, Verdict], list[dict]]:
-    """Each verdict of notebooks 05/06 at the shortened lengths ``Ts[1:]`` against the full length ``Ts[0]``, on the
-    trained network and on the exact score of its training set (``twins``: {"trained": Runs, "exact": Runs}, methods
-    "vanilla" and "PDS"), and on the ELS machine where ``twins`` has an "ELS" entry (notebook 13; a verdict whose
-    runs it did not draw is left out). Returns the verdicts and one line per (T, verdict) saying whose it is: "the
-    sampler" when it is the same on the network and the exact score, else "the network"; with ELS, also its verdict
-    and whose side it takes."""
-    needs = {"vanilla matches full": (("vanilla", True), ("vanilla", False)),
-             "PDS matches full": (("PDS", True), ("vanilla", False)),
-             "PDS beats vanilla": (("PDS", True), ("vanilla", True))}
+def twin_verdicts(kind: str, twins: dict[str, Runs], Ts, rules: dict) -> tuple[dict[str, Verdict], list[dict]]:
+    """The notebook's ``rules`` — {verdict: (rule "beats" | "matches", side, other)}, a side being (method, whether at
+    the shortened length) — at each shortened length ``Ts[1:]`` against the full length ``Ts[0]``, on the trained
+    network and on the exact score of its training set (``twins``: {"trained": Runs, "exact": Runs}, methods "vanilla"
+    and "PDS"), and on the ELS machine where ``twins`` has an "ELS" entry (notebook 13; a verdict whose runs it did not
+    draw is left out). Returns the verdicts and one line per (T, verdict) saying whose it is: "the sampler" when it is
+    the same on the network and the exact score, else "the network"; with ELS, also its verdict and whose side it
+    takes."""
     out, lines = {}, []
     for T in Ts[1:]:
-        for what in TWIN_VERDICTS:
+        for what, (rule, side, other) in rules.items():
             got = {}
             for label, runs in twins.items():
-                keys = [(T if short else Ts[0], name) for name, short in needs[what]]
+                keys = [(T if short else Ts[0], name) for name, short in (side, other)]
                 if not all(k in runs for k in keys):
                     got[label] = None
                     continue
-                a, b = (runs.values(*k) for k in keys)
-                claim = {"vanilla matches full": f"{kind} ({label}): vanilla at T={T} matches T={Ts[0]}",
-                         "PDS matches full": f"{kind} ({label}): PDS at T={T} matches T={Ts[0]}",
-                         "PDS beats vanilla": f"{kind} ({label}): PDS at T={T} beats vanilla"}[what]
-                v = (vbeats if what == "PDS beats vanilla" else vmatches)(a, b, claim)
+                against = other[0] if other[1] else f"T={Ts[0]}"
+                claim = f"{kind} ({label}): {side[0]} at T={T} {rule} {against}"
+                v = (vbeats if rule == "beats" else vmatches)(*(runs.values(*k) for k in keys), claim)
                 out[f"E {kind} {label} {T} {what}"] = v
                 got[label] = v.holds
             line = {"model": kind, "T": T, "verdict": what, "trained network": got["trained"],
@@ -286,22 +221,6 @@ def novelty(runs: Runs, images) -> list[dict]:
         rel = (images.nearest(x)[1] / unit).cpu().numpy()
         out.append({"T": T, "method": name, "samples": len(x), "median distance": float(np.median(rel)),
                     "landed": float((rel <= LANDED_RADIUS).mean())})
-    return out
-
-
-def novelty_verdicts(table: pd.DataFrame) -> dict[str, Verdict]:
-    """From a table of :func:`novelty` lines with columns ``kind``, ``model`` and ``against``: for each model, with
-    vanilla at the longest length drawn, whether its samples are not training images (fewer than half landed on the
-    set it is compared with; far from every training image is not yet a good image: the FD says that)."""
-    out = {}
-    for (kind, model, against), g in table[table.method == "vanilla"].groupby(["kind", "model", "against"], sort=False):
-        line = g.loc[g["T"].idxmax()]
-        T, landed = int(line["T"]), float(line["landed"])
-        out[f"N {kind} {model} new against {against}"] = Verdict(
-            f"{kind} ({model}), vanilla at T={T}: the samples are not training images (fewer than half within "
-            f"{LANDED_RADIUS} σ_min√D of one of {against})", landed < 0.5,
-            f"landed fraction {landed:.3g} of {int(line['samples'])} samples, median distance "
-            f"{float(line['median distance']):.3g} σ_min√D", {"landed": landed, "T": T})
     return out
 
 

@@ -1,4 +1,4 @@
-"""Notebook 12's laboratory around :mod:`pds.exact.optimal`: the verdicts of the optimum at each budget, and the step
+"""Notebook 12's laboratory around :mod:`pds.exact.optimal` (its verdicts are written in the notebook): the step
 from Gaussians to real data — the filter optimised on the Gaussian fitted to a set's images, against the paper's R,
 vanilla and EDM's churn with PDS at the same NFE, on a model of that set (an exact score or a network), each run
 found in the result cache or drawn. And notebook 13's prediction (issue 31, item 4): :func:`error_aware`, the same
@@ -19,14 +19,13 @@ from pds.exact.optimal import Frequencies, OptimumStore, RadialFilter, optimise,
 from pds.fingerprint import Approx, fingerprint
 from pds.lab.cache import ResultCache
 from pds.lab.exact_claims import STATISTICS
-from pds.lab.experiments import Method, SmallModel, Verdict, beats, spread
+from pds.lab.experiments import Method, SmallModel, spread
 from pds.lab.image_sets import measures
 from pds.lab.network_like import error_model
 from pds.precondition import Preconditioner
 from pds.scores import StationaryGaussianScore
 
-__all__ = ["carry_over", "carry_table", "budget_verdicts", "CARRY_METHODS", "own_settings", "error_aware",
-           "ERROR_METHODS", "error_verdicts"]
+__all__ = ["carry_over", "carry_table", "CARRY_METHODS", "own_settings", "error_aware", "ERROR_METHODS"]
 
 # the methods compared at a budget of ``nfe`` evaluations: (Method, its steps)
 CARRY_METHODS = ("vanilla", "paper's R", "optimised R", "edm_churn + PDS (paper's R)")
@@ -70,40 +69,6 @@ def carry_table(carry: dict, carry_w2: dict) -> pd.DataFrame:
             line.update(landed=m["landed"].mean(), distance=m["distance"].mean())
         out.append(line)
     return pd.DataFrame(out)
-
-
-def budget_verdicts(optima: dict, variants, budgets: dict, others: Callable[[int, int], dict], ref: dict,
-                    full_nfe: dict, max_iter: int, moonshot=None) -> dict[str, Verdict]:
-    """The verdicts of the optimum at each size and budget (``optima[(size, nfe, variant)]``) against the paper's R in
-    the released PC sampler, the best of ``others(size, nfe)`` (each sampler's W2 there) and vanilla's full-length W2
-    ``ref[size]`` (at ``full_nfe[size]``); with ``moonshot`` = (size, nfe), whether that W2 is reached within nfe."""
-    found = {}
-    for size, nfes in budgets.items():
-        for nfe in nfes:
-            pc = optima[(size, nfe, "PC + optimised R")]
-            best = min((optima[(size, nfe, name)] for name in variants), key=lambda o: o.w2)
-            note, pc_note, other = best.bound_note(max_iter), pc.bound_note(max_iter), others(size, nfe)
-            found[f"{size} {nfe} beats R"] = beats(
-                [pc.w2], [other["PC + PDS (released)"]], f"{size}² at {nfe} NFE: the optimised filter beats the "
-                f"paper's R in the released PC sampler (W2){pc_note}")
-            found[f"{size} {nfe} beats best"] = beats(
-                [best.w2], [min(other.values())], f"{size}² at {nfe} NFE: the best optimised sampler beats the best of "
-                f"notebook 10's ({min(other, key=other.get)}){note}")
-            found[f"{size} {nfe} reaches full"] = Verdict(
-                f"{size}² at {nfe} NFE: an optimised sampler reaches vanilla PC's full-length W2{note}",
-                best.w2 <= ref[size], f"best optimised W2 {best.w2:.4g} vs full length {ref[size]:.4g}",
-                {"best": best.w2, "full length": ref[size]})
-    if moonshot:
-        size, nfe = moonshot
-        within = {name: min((optima[(size, n, name)] for n in budgets[size] if n <= nfe), key=lambda o: o.w2)
-                  for name in variants}
-        best = min(within, key=lambda name: within[name].w2)
-        note, w = within[best].bound_note(max_iter), within[best].w2
-        found["moonshot"] = Verdict(
-            f"{size}²: vanilla PC's full-length W2 ({full_nfe[size]} NFE) is reached within {nfe} NFE by an optimised "
-            f"sampler{note}", w <= ref[size], f"best within {nfe} NFE: {best} {w:.4g} vs full length {ref[size]:.4g} "
-            f"(ratio {w / ref[size]:.3g})", {"best": w, "full length": ref[size], "ratio": w / ref[size]})
-    return found
 
 
 ERROR_METHODS = ("vanilla", "paper's R", "optimised R", "optimised R, error-aware")
@@ -169,21 +134,3 @@ def error_aware(store: OptimumStore, cache: ResultCache, model: SmallModel, metr
     runs = {name: [cache.run(model, m, nfe // 2, n, s, metric, device=device) for s in seeds]
             for name, m in methods.items()}
     return runs, table, profiles
-
-
-def error_verdicts(runs: dict, nfe: int) -> dict[str, Verdict]:
-    """The verdicts of :func:`error_aware`'s runs at ``nfe`` evaluations (lower values are better; a diverged run is
-    the worst): the error-aware filter against vanilla, the paper's R and the optimum without the error, and that
-    optimum against the paper's R (what the Gaussian alone predicts)."""
-    def vals(name):
-        return [r["value"] if not r.get("diverged") else float("inf") for r in runs[name]]
-
-    aware = "optimised R, error-aware"
-    out = {f"F aware beats {key}": beats(vals(aware), vals(name), f"at {nfe} NFE the filter optimised with the "
-                                         f"network's measured error beats {what} on the network", nonfinite="worst")
-           for key, name, what in (("vanilla", "vanilla", "vanilla"), ("R", "paper's R", "the paper's R (α = 5)"),
-                                   ("optimum", "optimised R", "the filter optimised without it"))}
-    out["F optimum beats R"] = beats(vals("optimised R"), vals("paper's R"), f"at {nfe} NFE the filter optimised on "
-                                     "the Gaussian without the error beats the paper's R on the network",
-                                     nonfinite="worst")
-    return out
