@@ -340,7 +340,7 @@ class GaussianPlayground:
             res = self.exact(state, p)
             rad = res.radial(bins=12)
             ratio = np.asarray(rad["ratio"][1:])
-            label = f"{name}: W2 {res.w2_relative:.3g}"
+            label = f"{name}: relative W2 {res.w2_relative:.3g}"
             if ratio.min() < RATIO_RANGE[0] or ratio.max() > RATIO_RANGE[1]:
                 label += f" (v/s {ratio.min():.2g} to {ratio.max():.2g}: clipped)"
             view.lines[row].set_data(rad["radius"][1:], ratio.clip(*RATIO_RANGE))
