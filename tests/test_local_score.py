@@ -153,3 +153,71 @@ def test_fingerprint_tells_schedules_and_sets_apart_and_not_float32_rounding():
     nudged = X * (1 + 1e-7 * torch.randn(X.shape, generator=torch.Generator().manual_seed(1)))
     assert LocalScore(nudged, PatchSchedule((0.1, 1.0), (3, 5)), dtype=torch.float32).fingerprint().same(base)
     assert not LocalScore(X[:2], PatchSchedule((0.1, 1.0), (3, 5)), dtype=torch.float32).fingerprint().same(base)
+
+
+def authors_rule(X, x, sigma, k, padding):
+    """The authors' ELS rules, pixel by pixel, written from their description (not from the class): the query is the
+    k × k window at p, wrapped (circular) or cut at the edges (zeros); the candidates are the positions q whose window
+    the edges cut by as many rows and columns on each side as p's (circular: those no edge cuts), compared on the
+    window's in-image part only; D_p is the softmax average of their centre pixels."""
+    N, C, H, W = X.shape
+    r = k // 2
+
+    def cut(i, n):
+        return max(0, r - i), max(0, i + r - (n - 1))
+
+    def window(img, p, wrap):
+        ys = [(p[0] + u) % H if wrap else p[0] + u for u in range(-r, r + 1)]
+        zs = [(p[1] + v) % W if wrap else p[1] + v for v in range(-r, r + 1)]
+        ys, zs = [y for y in ys if 0 <= y < H], [z for z in zs if 0 <= z < W]
+        return img[:, ys][:, :, zs]
+
+    D = torch.zeros_like(x)
+    for b in range(len(x)):
+        for p in itertools.product(range(H), range(W)):
+            want = ((0, 0), (0, 0)) if padding == "circular" else (cut(p[0], H), cut(p[1], W))
+            qs = [q for q in itertools.product(range(H), range(W)) if (cut(q[0], H), cut(q[1], W)) == want]
+            xp = window(x[b], p, wrap=padding == "circular")
+            logits = torch.stack([-((xp - window(X[i], q, wrap=False)) ** 2).sum() / (2 * sigma**2)
+                                  for i in range(N) for q in qs])
+            centres = torch.stack([X[i][:, q[0], q[1]] for i in range(N) for q in qs])
+            D[b, :, p[0], p[1]] = (torch.softmax(logits, 0)[:, None] * centres).sum(0)
+    return D
+
+
+@pytest.mark.parametrize("padding", ["zeros", "circular"])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_the_authors_els_rules_equal_their_brute_force(padding, k):
+    g = torch.Generator().manual_seed(k)
+    X = torch.rand(3, 2, 6, 7, generator=g, dtype=torch.float64)
+    x = X[:2] + 0.3 * torch.randn(2, 2, 6, 7, generator=g, dtype=torch.float64)
+    machine = LocalScore(X, k, padding=padding, candidates="inside")
+    for sigma in (0.1, 0.6):
+        want = authors_rule(X, x, sigma, k, padding)
+        assert torch.allclose(machine.posterior_mean(x, sigma), want, rtol=0, atol=1e-10)
+
+
+def test_the_authors_rules_in_their_limits_and_without_the_padding_value():
+    """k = 1: both rules (and the all-patches machine) compare every pixel with every pixel; the boundary-broken ELS
+    with a patch covering the image is the exact empirical score; a shift of images and x by a constant shifts D by
+    it (the padding value never enters), while the all-patches machine with zeros changes; the circular rule refuses
+    a patch larger than the images."""
+    g = torch.Generator().manual_seed(3)
+    X = torch.rand(4, 1, 5, 6, generator=g, dtype=torch.float64)
+    x = X[:2] + 0.2 * torch.randn(2, 1, 5, 6, generator=g, dtype=torch.float64)
+    one = [LocalScore(X, 1, padding=p, candidates=c).posterior_mean(x, 0.3)
+           for p in ("zeros", "circular") for c in ("inside", "all")]
+    assert all(torch.allclose(d, one[0], rtol=0, atol=1e-12) for d in one[1:])
+    covering = LocalScore(X, 11, padding="zeros", candidates="inside").posterior_mean(x, 0.4)
+    assert torch.allclose(covering, EmpiricalScore(X, dtype=torch.float64).posterior_mean(x, 0.4), rtol=0, atol=1e-10)
+    for padding in ("zeros", "circular"):
+        base = LocalScore(X, 3, padding=padding, candidates="inside").posterior_mean(x, 0.3)
+        shifted = LocalScore(2 * X - 1, 3, padding=padding, candidates="inside").posterior_mean(2 * x - 1, 0.6)
+        assert torch.allclose(shifted, 2 * base - 1, rtol=0, atol=1e-10)  # [0, 1] → [−1, 1], σ scaled alike
+    old = LocalScore(X, 3, padding="zeros").posterior_mean(x, 0.3)
+    old_shifted = LocalScore(2 * X - 1, 3, padding="zeros").posterior_mean(2 * x - 1, 0.6)
+    assert (old_shifted - (2 * old - 1)).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="no patch lies inside an image"):
+        LocalScore(X, 7, padding="circular", candidates="inside").posterior_mean(x, 0.3)
+    with pytest.raises(ValueError, match="candidates must be 'all' or 'inside'"):
+        LocalScore(X, 3, equivariant=False, candidates="inside")

@@ -191,7 +191,7 @@ def fit_power_law(target: StationaryGaussianScore) -> dict:
             return np.stack([np.ones_like(k2), -0.5 * np.log(k2 + e), -beta * e / (k2 + e)], axis=1)
 
         p = least_squares(resid, x0=[float(logs.max()), 2.0, 0.0], jac=jac, ftol=1e-15, xtol=1e-15, gtol=1e-15).x
-        for _ in range(5):  # Gauss-Newton at the minimum: its fixed point is set by the gradient, not the cost's flatness
+        for _ in range(5):  # Gauss-Newton at the minimum: its fixed point is set by the gradient, not the flat cost
             p = p + np.linalg.lstsq(jac(p), -resid(p), rcond=None)[0]
         out["A"].append(float(np.exp(p[0])))
         out["beta"].append(float(p[1]))
@@ -482,12 +482,26 @@ class LocalScore:
 
         D(x, σ)_p = Σ_{(i, q)} w_{iq}(p) X_i[q],   w(p) = softmax_{(i, q)}(−‖x_P(p) − X_{i,P(q)}‖² / (2σ²)),
 
-    x_P(p) the k × k patch of x centred on p (all channels); the candidates are every position q of every image
-    (``equivariant=True``: the ELS machine) or the same position q = p only (False: LS). The score is (D − x)/σ²
-    (Tweedie). Boundary: ``padding="zeros"`` (patches extend with zeros, as the networks trained here pad) or
-    ``"circular"`` (periodic) — the two modes of the authors' calibrations. Patch size: ``patch`` is an odd k, or a
-    function σ ↦ k (a schedule: the paper's calibration, or one fitted here). Limits: LS with a patch covering the
-    image (k ≥ 2·max(H, W) − 1, zeros) is :class:`EmpiricalScore`; k = 1 is each pixel's marginal posterior.
+    x_P(p) the k × k patch of x centred on p (all channels); the candidates are the same position q = p only
+    (``equivariant=False``: LS, the authors' ``LocalScoreModule``) or many positions (``equivariant=True``: ELS). The
+    score is (D − x)/σ² (Tweedie). Boundary: ``padding="zeros"`` (as the networks trained here pad) or ``"circular"``
+    (periodic) — the two modes of the authors' calibrations. Which positions an ELS query sees, ``candidates``:
+
+    * ``"inside"`` — the authors' rules (Kamb & Ganguli's code, ``src/utils/idealscore.py``). Circular:
+      ``LocalEquivScoreModule`` — the query patch wraps around, the candidates are the patches lying fully inside a
+      training image, N·(H − k + 1)·(W − k + 1) of them. Zeros: ``LocalEquivBordersScoreModule``, the
+      "boundary-broken" ELS — a query patch keeps only its pixels inside the image, and its candidates are the
+      positions clipped the same way (as many rows and columns cut at each edge): a pixel of the interior sees the
+      fully-inside patches, one at an edge the positions at the same offset from that edge along it, one in a corner
+      its own position. A padded pixel is never compared, so the padding value does not enter: shifting the images and
+      x by a constant shifts D by it.
+    * ``"all"`` — this project's first machine: every position of every image, N·H·W patches, each padded (zeros)
+      or wrapped beyond the edges; with zeros a padded pixel counts as black, so the padding value enters (the
+      same images in [−1, 1] and in [0, 1] give different D). Kept under its name for the runs made with it.
+
+    Patch size: ``patch`` is an odd k, or a function σ ↦ k (a schedule: the paper's calibration, or one fitted here).
+    Limits: LS with a patch covering the image (k ≥ 2·max(H, W) − 1, zeros) is :class:`EmpiricalScore`, and so is the
+    boundary-broken ELS (every position then clipped its own way); k = 1 is each pixel's marginal posterior.
 
     Computation. LS: the distances ‖x_P(p)‖² + ‖X_{i,P(p)}‖² − 2⟨x_P(p), X_{i,P(p)}⟩, the first a constant of the pixel
     (it cancels in the softmax), the others box filters (k × k window sums) of Σ_c X_i² and Σ_c x·X_i: O(HW) per
@@ -499,11 +513,15 @@ class LocalScore:
     """
 
     def __init__(self, images: torch.Tensor, patch, equivariant: bool = True, padding: str = "zeros",
-                 dtype=torch.float64, device=None, chunk: int = 64):
+                 dtype=torch.float64, device=None, chunk: int = 64, candidates: str = "all"):
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) < 1:
             raise ValueError(f"images must be a non-empty tensor [N, C, H, W], got {getattr(images, 'shape', images)}")
         if padding not in ("zeros", "circular"):
             raise ValueError(f"padding must be 'zeros' or 'circular', got {padding!r}")
+        if candidates not in ("all", "inside") or (candidates == "inside" and not equivariant):
+            raise ValueError(f"candidates must be 'all' or 'inside' (the authors' ELS rules; an ELS machine, "
+                             f"equivariant=True), got {candidates!r} with equivariant={equivariant}")
+        self.candidates = candidates
         if dtype not in (torch.float32, torch.float64) or int(chunk) != chunk or chunk < 1:
             raise ValueError(f"dtype must be torch.float32 or torch.float64 and chunk a positive integer, got {dtype}, "
                              f"{chunk}")
@@ -567,8 +585,53 @@ class LocalScore:
             run_max = new_max
         return acc / run_sum[:, None]
 
+    def _clip(self, n: int, r: int) -> list[tuple[int, int]]:
+        """Per row (or column) of an axis of length n: how many rows of its window of radius r the (top, bottom) edge
+        cuts."""
+        return [(max(0, r - i), max(0, i + r - (n - 1))) for i in range(n)]
+
+    def _inside(self, x: torch.Tensor, sigma: float, k: int) -> torch.Tensor:
+        """ELS by the authors' rules (``candidates="inside"``): per class of positions clipped alike, the centre pixel
+        of the posterior mean over the training patches at the class's positions, each compared on its in-image part
+        (circular: one class, the query wrapped, the candidates the fully-inside patches)."""
+        (c, h, w), r = self.shape, k // 2
+        if self.padding == "circular":
+            if k > min(h, w):
+                raise ValueError(f"patch size {k} exceeds the {h}×{w} images: no patch lies inside an image, so the "
+                                 "authors' circular ELS has no candidate (use a smaller patch)")
+            classes = [((r, h - r), (r, w - r), (0, 0), (0, 0))]
+        else:
+            rows, cols = self._clip(h, r), self._clip(w, r)
+            span = {n: {a: (clips.index(a), len(clips) - clips[::-1].index(a)) for a in clips}  # a class's positions
+                    for n, clips in (("rows", rows), ("cols", cols))}
+            classes = [(span["rows"][a], span["cols"][b], a, b) for a in span["rows"] for b in span["cols"]]
+        out = torch.empty(len(x), c, h, w, dtype=torch.float64, device=self.device)
+        for (i0, i1), (j0, j1), (top, bottom), (left, right) in classes:
+            kh, kw = k - top - bottom, k - left - right  # the window's in-image part, the same for the whole class
+            if self.padding == "circular":
+                queries = self._patches(x, k).reshape(len(x), h * w, c, k, k)
+                key = (k, "circular")
+            else:
+                crop = (slice(i0 - r + top, i1 - 1 + r - bottom + 1), slice(j0 - r + left, j1 - 1 + r - right + 1))
+                queries = torch.nn.functional.unfold(x[:, :, crop[0], crop[1]], (kh, kw))
+                queries = queries.transpose(1, 2).reshape(len(x), -1, c, kh, kw)
+                key = (k, i0, j0)
+            if key not in self._per_k:
+                src = self.X if self.padding == "circular" else self.X[:, :, crop[0], crop[1]]
+                cand = torch.nn.functional.unfold(src, (kh, kw)).transpose(1, 2).reshape(-1, c, kh, kw)
+                self._per_k[key] = EmpiricalScore(cand, dtype=self.dtype, device=self.device, chunk=1024)
+            flat = queries.reshape(-1, c, kh, kw)
+            mean = torch.cat([self._per_k[key].posterior_mean(flat[a : a + 512], sigma)[:, :, r - top, r - left]
+                              for a in range(0, len(flat), 512)]).double()
+            if self.padding == "circular":
+                return mean.reshape(len(x), h, w, c).permute(0, 3, 1, 2)
+            out[:, :, i0:i1, j0:j1] = mean.reshape(len(x), i1 - i0, j1 - j0, c).permute(0, 3, 1, 2)
+        return out
+
     def _equivariant(self, x: torch.Tensor, sigma: float, k: int) -> torch.Tensor:
         """ELS: the centre pixel of the posterior mean over all N·H·W training patches, at each query patch."""
+        if self.candidates == "inside":
+            return self._inside(x, sigma, k)
         if k not in self._per_k:  # blocks of 512 queries × 1024 candidates: 3× faster here than larger ones
             self._per_k[k] = EmpiricalScore(self._patches(self.X, k), dtype=self.dtype, device=self.device, chunk=1024)
         queries, r = self._patches(x, k), k // 2
@@ -588,6 +651,8 @@ class LocalScore:
         with it."""
         grid = [self.patch_size(float(s)) for s in np.geomspace(1e-3, 1e3, 49)]
         parts: list = ["LocalScore", self.data_fingerprint(), self.equivariant, self.padding, str(self.dtype), grid]
+        if self.candidates != "all":  # the authors' rules (the machines of runs made before them keep their keys)
+            parts += [self.candidates]
         gen = torch.Generator().manual_seed(0)
         X0 = torch.rand(6, 1, 5, 5, generator=gen, dtype=torch.float64)
         x0 = X0[:2] + 0.1 * torch.randn(2, 1, 5, 5, generator=gen, dtype=torch.float64)
@@ -596,6 +661,10 @@ class LocalScore:
                 for padding in ("zeros", "circular"):
                     canon = LocalScore(X0, 3, equivariant=equivariant, padding=padding, dtype=dtype)
                     parts += [Approx(canon.posterior_mean(x0.to(dtype), s), rtol) for s in (0.05, 0.5)]
+        if self.candidates != "all":
+            for padding in ("zeros", "circular"):
+                canon = LocalScore(X0, 3, padding=padding, candidates=self.candidates)
+                parts += [Approx(canon.posterior_mean(x0, s), RTOL) for s in (0.05, 0.5)]
         return fingerprint(*parts)
 
     def posterior_mean(self, x: torch.Tensor, sigma) -> torch.Tensor:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import re
 import sys
 from pathlib import Path
@@ -37,8 +38,15 @@ SAVED = re.compile(r"""save_figure\(\s*\w+\s*,\s*["']([^"'{}]+)["']""")  # a lit
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
-def _code_blocks(nb) -> list[str]:
-    return [c.source.strip("\n") for c in nb.cells if c.cell_type == "code"]
+def _code_blocks(path: Path) -> list[str]:
+    """The code cells of a notebook file, read as JSON (nbformat's validation costs a second per notebook)."""
+    cells = json.loads(path.read_text())["cells"]
+    return ["".join(c["source"]).strip("\n") for c in cells if c["cell_type"] == "code"]
+
+
+def _text(value) -> str:
+    """A notebook string as stored on disk (a list of lines) or as nbformat.read gives it (one string)."""
+    return value if isinstance(value, str) else "".join(value)
 
 
 def render(nb, name: str) -> tuple[str, dict[str, bytes]]:
@@ -49,17 +57,18 @@ def render(nb, name: str) -> tuple[str, dict[str, bytes]]:
                      "python -m pds.lab.rendered -->\n"], {}
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "markdown":  # a link to another notebook opens its page
-            parts.append(re.sub(r"\]\((\d\d_\w+)\.ipynb", r"](\1.md", cell.source.strip("\n")) + "\n")
+            parts.append(re.sub(r"\]\((\d\d_\w+)\.ipynb", r"](\1.md", _text(cell.source).strip("\n")) + "\n")
             continue
         if cell.cell_type != "code":
             continue
-        parts.append("```python\n" + cell.source.strip("\n") + "\n```\n")
-        saved = SAVED.findall(cell.source)
+        source = _text(cell.source)
+        parts.append("```python\n" + source.strip("\n") + "\n```\n")
+        saved = SAVED.findall(source)
         shown = 0
         for out in cell.get("outputs", []):
             kind = out.get("output_type")
             if kind == "stream" and out.get("name") == "stdout":
-                parts.append("```text\n" + out["text"].rstrip("\n") + "\n```\n")
+                parts.append("```text\n" + _text(out["text"]).rstrip("\n") + "\n```\n")
             elif kind in ("display_data", "execute_result"):
                 data = out.get("data", {})
                 if WIDGET in data:
@@ -69,11 +78,11 @@ def render(nb, name: str) -> tuple[str, dict[str, bytes]]:
                         parts.append(f"![{saved[shown]}](../figures/{saved[shown]}.png)\n")
                     else:
                         file = f"{name}_{index}_{shown}.png"
-                        images[file] = base64.b64decode(data["image/png"])
+                        images[file] = base64.b64decode(_text(data["image/png"]))
                         parts.append(f"![{file}](figures/{file})\n")
                     shown += 1
                 elif "text/plain" in data:
-                    parts.append("```text\n" + data["text/plain"].rstrip("\n") + "\n```\n")
+                    parts.append("```text\n" + _text(data["text/plain"]).rstrip("\n") + "\n```\n")
             elif kind == "error":
                 parts.append("```text\n" + f"{out['ename']}: {out['evalue']}" + "\n```\n")
     return "\n".join(parts), images
@@ -115,7 +124,7 @@ def stale(folder=None) -> list[str]:
             lines.append(f"{source.stem}: no rendered page ({page})")
             continue
         blocks = re.findall(r"```python\n(.*?)\n```\n", page.read_text(), flags=re.S)
-        if blocks != _code_blocks(nbformat.read(source, as_version=4)):
+        if blocks != _code_blocks(source):
             lines.append(f"{source.stem}: its rendered page shows other code than notebooks/{source.name}")
     return lines
 
