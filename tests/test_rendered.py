@@ -27,7 +27,9 @@ def executed(count=1, start="2026-12-06T17:00:00"):
                      new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "ab"},
                                                       "text/plain": "VBox(children=(...))"}),
                      new_output("execute_result", data={"text/plain": "   T  W2\n0  50  0.07"}, execution_count=3)]
-    nb = new_notebook(cells=[new_markdown_cell("# Demo\nSee [03](03_exact_gaussian_benchmark.ipynb)."), code, other])
+    injected = new_code_cell("# Parameters\nprofile = \"default\"\n", metadata={"tags": ["injected-parameters"]})
+    nb = new_notebook(cells=[new_markdown_cell("# Demo\nSee [03](03_exact_gaussian_benchmark.ipynb)."), injected, code,
+                             other])
     nb.metadata["papermill"] = {"start_time": start, "end_time": start, "duration": 3.2}
     return nb
 
@@ -36,8 +38,9 @@ def test_a_page_shows_outputs_and_no_run_to_run_metadata():
     page, images = rendered.render(executed(), "07_demo")
     assert "```python\nfig = plot()" in page and "```text\nW2 0.0714\n```" in page
     assert "![07_demo](../figures/07_demo.png)" in page  # saved: linked to the committed figure
-    assert list(images) == ["07_demo_2_0.png"] and images["07_demo_2_0.png"].startswith(b"\x89PNG")
-    assert "![07_demo_2_0.png](figures/07_demo_2_0.png)" in page
+    assert list(images) == ["07_demo_3_0.png"] and images["07_demo_3_0.png"].startswith(b"\x89PNG")
+    assert "![07_demo_3_0.png](figures/07_demo_3_0.png)" in page
+    assert "*Parameters of this run (papermill):* `profile = \"default\"`" in page and page.count("```python") == 2
     assert "open the notebook in JupyterLab" in page and "VBox" not in page
     assert "   T  W2\n0  50  0.07" in page and "00:03" not in page and "2026-12-06" not in page
     assert "(03_exact_gaussian_benchmark.md)" in page and ".ipynb)" not in page
@@ -55,7 +58,7 @@ def test_build_writes_pages_and_images_and_removes_orphans(tmp_path):
     orphan.write_bytes(b"old")
     done = rendered.build(src, out)
     assert done["written"] == [name[:-6]] and len(done["missing"]) == len(list_notebooks()) - 1
-    assert (out / f"{name[:-6]}.md").exists() and (out / "figures" / f"{name[:-6]}_2_0.png").exists()
+    assert (out / f"{name[:-6]}.md").exists() and (out / "figures" / f"{name[:-6]}_3_0.png").exists()
     assert not orphan.exists()
 
 

@@ -62,6 +62,10 @@ def render(nb, name: str) -> tuple[str, dict[str, bytes]]:
         if cell.cell_type != "code":
             continue
         source = _text(cell.source)
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):  # papermill's, not the notebook's code
+            parts.append("*Parameters of this run (papermill):* `" + "; ".join(
+                line for line in source.splitlines() if line and not line.startswith("#")) + "`\n")
+            continue
         parts.append("```python\n" + source.strip("\n") + "\n```\n")
         saved = SAVED.findall(source)
         shown = 0
