@@ -106,7 +106,8 @@ def test_every_preset_draws_the_exact_moments_and_samples_of_its_filter(gaussian
     assert torch.allclose(gaussian.samples(state, pre), x, rtol=0, atol=1e-12)
     fig = gaussian.figure(state)
     legend = [t.get_text() for t in fig.axes[-2].get_legend().get_texts()]
-    assert legend[0].startswith("vanilla: relative W2") and (len(legend) == 2) == (pre is not None or preset == "vanilla")
+    assert legend[0].startswith("vanilla: relative W2")
+    assert (len(legend) == 2) == (pre is not None or preset == "vanilla")
     plt.close(fig)
 
 

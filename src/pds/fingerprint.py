@@ -18,8 +18,9 @@ A :class:`Fingerprint` has
 Two fingerprints :meth:`~Fingerprint.same` are the same behaviour when their exact parts are equal and every number
 agrees within its group's tolerance: ``RTOL`` (1e-9) for float64 computations, ``DATA_RTOL`` (1e-6) for arrays
 computed in float32 or from float32 data (a filter estimated from float32 images, an image set), and 1e-4 for the
-Gaussian targets of :mod:`pds.exact.optimal` (fitted from float32 images). Measured between two kernel sets on one machine (``benchmarks/fingerprint_kernels.py``: AVX-512 against ATen's scalar kernels, oneDNN's
-AVX2 and OpenBLAS's Haswell ones): float64 fingerprints moved by at most 4.2e-15 (relative), the filter estimated at
+Gaussian targets of :mod:`pds.exact.optimal` (fitted from float32 images). Measured between two kernel sets on one
+machine (``benchmarks/fingerprint_kernels.py``: AVX-512 against ATen's scalar kernels, oneDNN's AVX2 and OpenBLAS's
+Haswell ones): float64 fingerprints moved by at most 4.2e-15 (relative), the filter estimated at
 run time by 1.5e-16 (on another CPU the issue that asked for this saw 1e-8), the 1024² power-law target by 4.6e-7
 (before its fit ran to convergence) —
 each at least 200 times inside its tolerance; a numerical change of an algorithm moves a float64 canonical run by far
