@@ -1,8 +1,8 @@
-"""Seconds per evaluation of pds.scores.LocalScore (Kamb & Ganguli's LS and ELS machines) on Fashion-MNIST training
-images, for a batch of 256 at 28² and 32² (zero-padded) against 100 and 1 000 images, patch 5, σ = 0.5, float32,
-this CPU with its default threads — and the ratio to the operation count: nanoseconds per (sample, image, pixel) for
-LS (one candidate patch per image and pixel, box-filtered: O(1) in k), per (query pixel, candidate patch) for ELS
-(B·H·W queries against N·H·W patches, O(k²C) each as one matrix product).
+"""Seconds per evaluation of pds.models.local_score.LocalScore (Kamb & Ganguli's LS and ELS machines) on Fashion-MNIST
+training images, for a batch of 256 at 28² and 32² (zero-padded) against 100 and 1 000 images, patch 5, σ = 0.5,
+float32, this CPU with its default threads — and the ratio to the operation count: nanoseconds per (sample, image,
+pixel) for LS (one candidate patch per image and pixel, box-filtered: O(1) in k), per (query pixel, candidate patch) for
+ELS (B·H·W queries against N·H·W patches, O(k²C) each as one matrix product).
 
 Both costs are linear in the batch: ``--measured M`` times M samples and scales to 256 (default 32, about three
 minutes in all here; ``--measured 256`` measures the batch itself, about twenty).
@@ -16,7 +16,7 @@ import time
 import torch
 
 from pds.lab.data import load_idx_images
-from pds.scores import LocalScore
+from pds.models.local_score import LocalScore
 
 BATCH, PATCH, SIGMA = 256, 5, 0.5
 

@@ -93,7 +93,7 @@ def test_els_twin_is_the_local_score_machine_with_the_trained_models_settings(tm
     from pds.lab.cache import ResultCache, rebuild
     from pds.lab.experiments import Method, SmallModel
     from pds.lab.metrics import MetricResult
-    from pds.scores import LocalScore, PatchSchedule
+    from pds.models.local_score import LocalScore, PatchSchedule
 
     trained = SmallModel("ncsnpp_fashion32")
     three = image_set({"set": "fashion-mnist", "split": "train", "first": 3})

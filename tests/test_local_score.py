@@ -1,6 +1,6 @@
-"""pds.scores.LocalScore (Kamb & Ganguli's LS / ELS machines): equal to a brute-force loop over every pixel, patch
-and candidate in float64 (1e-10), its limits (a patch covering the image: the exact empirical score; one pixel: each
-pixel's marginal), translation equivariance of ELS (periodic boundary) and not of LS, and bad input."""
+"""pds.models.local_score.LocalScore (Kamb & Ganguli's LS / ELS machines): equal to a brute-force loop over every pixel,
+patch and candidate in float64 (1e-10), its limits (a patch covering the image: the exact empirical score; one pixel:
+each pixel's marginal), translation equivariance of ELS (periodic boundary) and not of LS, and bad input."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pds.scores import EmpiricalScore, LocalScore
+from pds.models.local_score import LocalScore
+from pds.scores import EmpiricalScore
 
 
 def brute_force(X, x, sigma, k, equivariant, padding):
@@ -126,7 +127,7 @@ def test_a_large_batch_in_blocks_equals_each_sample_alone():
 
 
 def test_patch_schedule_takes_the_nearest_calibrated_level_in_log_sigma():
-    from pds.scores import PatchSchedule
+    from pds.models.local_score import PatchSchedule
 
     sched = PatchSchedule((1.0, 0.1, 3.0), (15, 3, 9))  # any order
     assert sched.sigmas == [0.1, 1.0, 3.0] and sched.ks == [3, 15, 9]
@@ -140,7 +141,7 @@ def test_patch_schedule_takes_the_nearest_calibrated_level_in_log_sigma():
 
 
 def test_fingerprint_tells_schedules_and_sets_apart_and_not_float32_rounding():
-    from pds.scores import PatchSchedule
+    from pds.models.local_score import PatchSchedule
 
     X = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(0))
     base = LocalScore(X, PatchSchedule((0.1, 1.0), (3, 5)), dtype=torch.float32).fingerprint()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pds.lab.network_like import agreement, calibrate_patch, error_model, error_spectrum, noised, r2
-from pds.scores import LocalScore
+from pds.models.local_score import LocalScore
 
 
 def test_r2_of_itself_its_mean_and_a_known_error():

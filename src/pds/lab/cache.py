@@ -62,8 +62,9 @@ from pds.lab.experiments import Method, SmallModel, draw, sample
 from pds.lab.image_sets import els_twin, exact_model, exact_twin, image_set, landing_metric, statistics_filter_file
 from pds.lab.metrics import fashion_test_fd, image_statistics
 from pds.models.configs import experiment as experiment_named
+from pds.models.local_score import PatchSchedule
 from pds.schedules import geometric_sigmas
-from pds.scores import PatchSchedule, StationaryGaussianScore
+from pds.scores import StationaryGaussianScore
 from pds.storage import DATA_DIR, append_line, atomic_write, read_lines
 
 __all__ = ["ResultCache", "describe", "run_key", "model_settings", "sampling_fingerprint", "network_fingerprint",

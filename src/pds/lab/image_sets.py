@@ -37,8 +37,9 @@ from pds.lab.data import aligned_faces, load_idx_images, load_idx_labels, natura
 from pds.lab.experiments import SmallModel, Verdict
 from pds.lab.metrics import ClassifierFD, MetricResult, load_classifier
 from pds.models.configs import Experiment
+from pds.models.local_score import LocalScore, PatchSchedule
 from pds.schedules import geometric_sigmas
-from pds.scores import EmpiricalScore, LocalScore, PatchSchedule
+from pds.scores import EmpiricalScore
 
 __all__ = ["hit_statistics", "LandingMetric", "ImageSet", "image_set", "landing_metric", "statistics_filter_file",
            "exact_model", "exact_twin", "els_twin", "perfect_draws", "measures", "covers", "LANDED_RADIUS", "PRIMARY"]
@@ -256,9 +257,9 @@ def exact_twin(model: SmallModel, images: ImageSet) -> SmallModel:
 
 
 def els_twin(model: SmallModel, images: ImageSet, patch: PatchSchedule) -> SmallModel:
-    """Kamb & Ganguli's ELS machine (:class:`pds.scores.LocalScore`, zero boundary, float32) of images of ``model``'s
-    training set, with the patch schedule ``patch`` and the model's own settings, as :func:`exact_twin`: the same
-    sampler, a CNN's locality and equivariance, no training error. Named ``els:<set>``."""
+    """Kamb & Ganguli's ELS machine (:class:`pds.models.local_score.LocalScore`, zero boundary, float32) of images of
+    ``model``'s training set, with the patch schedule ``patch`` and the model's own settings, as :func:`exact_twin`: the
+    same sampler, a CNN's locality and equivariance, no training error. Named ``els:<set>``."""
     return _twin(model, images, lambda x: LocalScore(x, patch, equivariant=True, dtype=torch.float32),
                  f"els:{images.name}", {"els": patch.to_dict()})
 

@@ -5,8 +5,8 @@ A score model is compared through its denoiser D(x, σ) = x + σ² s(x, σ) (Twe
 * :func:`r2` — Kamb & Ganguli's measure: per image, 1 − ‖D_ref − D‖² / ‖D_ref − mean(D_ref)‖² (the fraction of the
   reference denoiser's variation over the image that the other reproduces; 1: the same output);
 * :func:`agreement` — its median and quartiles over the images, per σ, for several models against one reference;
-* :func:`calibrate_patch` — the patch size of a local score machine (:class:`pds.scores.LocalScore`) that maximises
-  the median r² against a reference at each σ: the paper's calibration, against the network trained here;
+* :func:`calibrate_patch` — the patch size of a local score machine (:class:`pds.models.local_score.LocalScore`) that
+  maximises the median r² against a reference at each σ: the paper's calibration, against the network trained here;
 * :func:`error_spectrum` — the power of the difference of two scores per radial frequency (the unnormalised DFT of
   :mod:`pds.fourier`, averaged over images and channels): where in frequency a network departs from a closed form;
 * :func:`error_model` — those measurements at a few σ as a score error at every σ and frequency, the ``score_error``

@@ -13,7 +13,9 @@ The networks (this module, :mod:`~pds.models.ncsnpp`, :mod:`~pds.models.refinene
 of ``pds`` except the leaf :mod:`pds.schedules` (the σ ladder of NCSN++'s buffer). Around them, in this package:
 :mod:`~pds.models.checkpoints` (reading and writing checkpoint files: every fact about them),
 :mod:`~pds.models.official` (random-weight files in the official layouts), :mod:`~pds.models.train` (the small
-models trained here) and :mod:`~pds.models.configs` (the paper's experiment settings, one table).
+models trained here), :mod:`~pds.models.configs` (the paper's experiment settings, one table) and
+:mod:`~pds.models.local_score` (Kamb & Ganguli's local score machines: models of a score built from a training set
+instead of weights).
 """
 
 from __future__ import annotations
