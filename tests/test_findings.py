@@ -334,3 +334,25 @@ def test_the_closing_table_lists_every_finding_with_its_result(tmp_path):
     assert table["result"].tolist() == ["holds", "fails", "does not hold"]
     assert table["asserted"].tolist() == ["yes", "printed only", "printed only"]
     assert table["claim"].unique().tolist() == ["A claim"] and "required ≤" in table["numbers"][0]
+
+
+def test_committing_refuses_findings_executed_from_other_code(tmp_path, monkeypatch, capsys):
+    """A notebook's findings record the digest of its code cells; `render --commit` refuses, in one line and before
+    writing anything, findings whose notebook has changed since they were executed; compare ignores the digest."""
+    from pds.lab import findings as mod
+
+    src, committed = tmp_path / "fresh", tmp_path / "committed"
+    f = Findings(NAME, "default", folder=src)
+    f.claim("A claim")
+    f.check("a number", 1.0, 2.0)
+    assert json.loads(f.path.read_text())["source"] == mod.source_digest(NAME) is not None
+    monkeypatch.setattr(mod, "COMMITTED_DIR", committed)
+    out = tmp_path / "FINDINGS.md"
+    assert mod.main(["render", "--src", str(src), "--out", str(out), "--commit"]) == 0 and out.exists()
+    doc = json.loads(f.path.read_text())
+    doc["source"] = "0" * 16  # executed from code that notebooks/ no longer holds
+    f.path.write_text(json.dumps(doc))
+    out.unlink()
+    assert mod.main(["render", "--src", str(src), "--out", str(out), "--commit"]) == 2
+    assert f"other code than notebooks/ now holds: {NAME}" in capsys.readouterr().err and not out.exists()
+    assert compare(src, committed / "default") == []  # the digest alone is not a different result

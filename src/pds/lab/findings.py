@@ -29,6 +29,7 @@ magnitude (never its digits, which are the CPU's) — except the wall-clock meas
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -118,6 +119,17 @@ def _title(notebook: str) -> str:
     return first[0].lstrip("# ").strip() if first else notebook
 
 
+def source_digest(notebook: str) -> str | None:
+    """SHA-256 (16 hex digits) of the code cells of ``notebooks/<notebook>.ipynb`` (None where there is none): recorded
+    with a notebook's findings, so that committing them can refuse findings executed from other code."""
+    path = NOTEBOOK_DIR / f"{notebook}.ipynb"
+    if not path.exists():
+        return None
+    cells = json.loads(path.read_text())["cells"]
+    code = "\n\x00".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    return hashlib.sha256(code.encode()).hexdigest()[:16]
+
+
 class Findings:
     """The findings of one notebook (see the module docstring). ``stand_in``: what stands in for the paper's data and
     models here; ``note``: what the notebook does when it states no finding of its own."""
@@ -127,7 +139,7 @@ class Findings:
         self.notebook, self.profile = notebook, profile
         self.path = Path(folder or findings_dir(profile)) / f"{notebook}{SUFFIX}"
         self.doc = {"notebook": notebook, "title": _title(notebook), "profile": profile, "stand_in": stand_in,
-                    "note": note, "claims": []}
+                    "note": note, "source": source_digest(notebook), "claims": []}
         self._current: dict | None = None
         self._claims: dict[str, dict] = {}
         self._write()
@@ -444,7 +456,8 @@ def compare(fresh, committed, timed=TIMED, rtol: float = RTOL) -> list[str]:
             changed += [f"removed {k[0]} / {k[2]}" for k in ka if k not in kb]
             out.append(f"{nb}: {len(a)} findings → {len(b)}" + ("; " + "; ".join(changed[:5]) if changed else "")
                        + (f" (and {len(changed) - 5} more)" if len(changed) > 5 else ""))
-        elif nb not in timed and not _same(old[nb], new[nb], rtol):
+        elif nb not in timed and not _same(*({k: v for k, v in d.items() if k != "source"} for d in (old[nb], new[nb])),
+                                           rtol):
             changed = [f"{c['label']} / {f.get('key') or f.get('name') or f.get('claim')}"
                        + (f" ({f['value']:.3g} → {g['value']:.3g})" if f["kind"] == "check" else "")
                        for c, d in zip(old[nb]["claims"], new[nb]["claims"], strict=True)
@@ -496,6 +509,12 @@ def main(argv=None) -> int:
     if not docs:
         print(f"no findings in {src}: run the notebooks of the {args.profile} profile first "
               f"(PROFILE={args.profile} make notebooks)", file=sys.stderr)
+        return 2
+    stale = [d["notebook"] for d in docs if d.get("source") not in (None, source_digest(d["notebook"]))]
+    if args.commit and stale:  # findings of an earlier run of other code must not become the committed ones
+        print(f"findings in {src} were executed from other code than notebooks/ now holds: {', '.join(stale)}; run "
+              f"them again first (PROFILE={args.profile} make notebooks, or python -m pds.lab.notebooks --profile "
+              f"{args.profile} {' '.join(n[:2] for n in stale)})", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else (REPO_ROOT / "FINDINGS.md" if args.profile == "default"
                                            else src / "FINDINGS.md")
