@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["signed_frequencies", "frequency_grid", "radius_squared", "mirror_frequencies", "half_plane_weights",
+__all__ = ["signed_frequencies", "frequency_grid", "radius_squared", "mirror_frequencies", "half_plane_filter",
+           "half_plane_weights",
            "power_spectrum", "radial_profile", "radial_sum", "centred", "merge_frequencies"]
 
 
@@ -50,6 +51,13 @@ def power_spectrum(x: torch.Tensor) -> torch.Tensor:
     w = x.shape[-1]
     rest = torch.roll(torch.flip(half[..., 1 : (w + 1) // 2], dims=(-2, -1)), shifts=1, dims=-2)
     return torch.cat([half, rest], dim=-1)
+
+
+def half_plane_filter(x: torch.Tensor, gain) -> torch.Tensor:
+    """F⁻¹[gain ⊙ F[x]] for real images x [..., H, W], ``gain`` on the half plane [..., H, W//2+1] of ``rfft2``
+    (a Hermitian-symmetric multiplier): one convolution, done with real FFTs. Every frequency filter of the package
+    (a preconditioner, a skew operator, a stationary Gaussian's score and samples) is this."""
+    return torch.fft.irfft2(torch.fft.rfft2(x) * gain, s=tuple(x.shape[-2:]))
 
 
 def half_plane_weights(h: int, w: int, dtype=torch.float64) -> torch.Tensor:

@@ -40,7 +40,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from pds.fourier import mirror_frequencies
+from pds.fourier import half_plane_filter, mirror_frequencies
 
 __all__ = [
     "Preconditioner",
@@ -267,8 +267,7 @@ class Preconditioner:
         if gain is None:
             return x
         if self.use_rfft:
-            h, w = x.shape[-2:]
-            return torch.fft.irfft2(torch.fft.rfft2(x) * gain, s=(h, w))
+            return half_plane_filter(x, gain)
         return torch.fft.ifft2(torch.fft.fft2(x) * gain)
 
     @staticmethod

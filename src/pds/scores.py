@@ -21,7 +21,7 @@ import torch
 
 from pds.filters import streamed_mean
 from pds.fingerprint import DATA_RTOL, RTOL, Approx, Fingerprint, fingerprint
-from pds.fourier import mirror_frequencies, power_spectrum, radius_squared
+from pds.fourier import half_plane_filter, mirror_frequencies, power_spectrum, radius_squared
 from pds.precondition import operator_matrix
 
 __all__ = ["GaussianScore", "StationaryGaussianScore", "EmpiricalScore", "check_sigma",
@@ -144,14 +144,13 @@ class StationaryGaussianScore:
         mean, spec = self._tables(x.device, dtype)
         var = spec[None] + (s.to(dtype) ** 2)[:, None, None, None]
         h, w = self.shape[-2:]
-        return -torch.fft.irfft2(torch.fft.rfft2(x - mean) / var, s=(h, w))
+        return -torch.fft.irfft2(torch.fft.rfft2(x - mean) / var, s=(h, w))  # a division: exact, not × 1/var
 
     def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float64) -> torch.Tensor:
         """Exact samples: mean + F⁻¹[√spectrum · F[z]], z white."""
         z = torch.randn(n, *self.shape, generator=generator, dtype=dtype)
         mean, spec = self._tables(z.device, dtype)
-        h, w = self.shape[-2:]
-        return mean + torch.fft.irfft2(torch.fft.rfft2(z) * spec.sqrt(), s=(h, w))
+        return mean + half_plane_filter(z, spec.sqrt())
 
     def covariance(self) -> np.ndarray:
         """The dense covariance matrix (small sizes only; for tests)."""

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from pds.fourier import frequency_grid, mirror_frequencies
+from pds.fourier import frequency_grid, half_plane_filter, mirror_frequencies
 
 __all__ = ["PaperSolenoidal", "FourierSkew", "central_difference", "MatrixSkew", "dft_matrix", "skew_term"]
 
@@ -108,7 +108,7 @@ class FourierSkew:
         if key not in self._cache:
             half = self.imag[..., : w // 2 + 1].to(device=x.device, dtype=x.dtype)
             self._cache[key] = torch.complex(torch.zeros_like(half), half)
-        return torch.fft.irfft2(torch.fft.rfft2(x) * self._cache[key], s=(h, w))
+        return half_plane_filter(x, self._cache[key])
 
 
 def central_difference(size, axis: str = "H") -> FourierSkew:

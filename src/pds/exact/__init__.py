@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pds.fourier import half_plane_weights, merge_frequencies, radial_profile, radial_sum
+from pds.fourier import half_plane_filter, half_plane_weights, merge_frequencies, radial_profile, radial_sum
 from pds.modern import EDM_CHURN, Churn, edm_sigmas
 from pds.precondition import Preconditioner, operator_matrix
 from pds.samplers import steps_within
@@ -126,8 +126,7 @@ class ExactResult:
         size = (h, self.width)
         z = torch.randn(n, c, h, self.width, generator=generator, dtype=torch.float64)
         shift = torch.fft.irfft2(self.per_frequency(self.delta) * math.sqrt(h * self.width), s=size)
-        spread = torch.fft.irfft2(torch.fft.rfft2(z) * self.per_frequency(self.var).sqrt(), s=size)
-        return mean.to(torch.float64) + shift + spread
+        return mean.to(torch.float64) + shift + half_plane_filter(z, self.per_frequency(self.var).sqrt())
 
     def radial(self, bins: int = 48) -> dict:
         """Per ring of |k| (the rings of :func:`pds.fourier.radial_profile`, channels together): ``radius``, the mean

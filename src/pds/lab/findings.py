@@ -42,7 +42,7 @@ import numpy as np
 
 from pds.lab.experiments import Verdict, spread
 from pds.lab.notebooks import check as check_number
-from pds.lab.notebooks import check_verdict
+from pds.lab.notebooks import check_verdict, code_cells
 from pds.storage import BUILD_DIR, DATA_DIR, NOTEBOOK_DIR, REPO_ROOT
 
 __all__ = ["Findings", "findings_dir", "expected", "load", "render", "fmt", "untraced_numbers", "compare",
@@ -125,9 +125,7 @@ def source_digest(notebook: str) -> str | None:
     path = NOTEBOOK_DIR / f"{notebook}.ipynb"
     if not path.exists():
         return None
-    cells = json.loads(path.read_text())["cells"]
-    code = "\n\x00".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    return hashlib.sha256(code.encode()).hexdigest()[:16]
+    return hashlib.sha256("\n\x00".join(code_cells(path)).encode()).hexdigest()[:16]
 
 
 class Findings:

@@ -28,7 +28,8 @@ from pds.models.configs import experiment
 from pds.precondition import Preconditioner
 from pds.scores import StationaryGaussianScore, fit_power_law, power_law_field
 
-__all__ = ["SETTINGS", "targets", "methods", "rule_gain", "drift_gain", "optimum_gain", "rings_table", "power_ratio"]
+__all__ = ["SETTINGS", "targets", "methods", "paper_R", "parametric", "rule_gain", "drift_gain", "optimum_gain",
+           "rings_table", "power_ratio"]
 
 SETTINGS = {16: experiment("cifar10_ncsnpp"), 32: experiment("cifar10_ncsnpp"), 256: experiment("bedroom_ncsnpp"),
             1024: experiment("ffhq_ncsnpp")}
@@ -50,6 +51,19 @@ def drift_gain(pre: Preconditioner | None, shape) -> torch.Tensor:
     if pre is None or pre.freq_gain is None:
         return torch.ones(shape, dtype=torch.float64)
     return pre.freq_gain.double().expand(shape) ** 2
+
+
+def paper_R(target: StationaryGaussianScore, alpha: float = 5.0) -> Preconditioner:
+    """The paper's statistics filter for a Gaussian target: R = log(E|F x|² + 1) (Eq. 14, exactly: the target's own
+    expected power), normalised by ``alpha`` as released."""
+    return Preconditioner(freq=torch.log1p(target.expected_power()), alpha=alpha)
+
+
+def parametric(target: StationaryGaussianScore, r: float = 0.2, lam: float = 1.6, alpha: float = 5.0) -> Preconditioner:
+    """The parametric filter of Sec. 4.3 at the target's size (``r`` in units of H, the literal reading), normalised by
+    ``alpha`` as released."""
+    c, h, w = target.shape
+    return Preconditioner(freq=parametric_filter((h, w), r * h, lam, channels=c), alpha=alpha)
 
 
 def rule_gain(target: StationaryGaussianScore, settings, iterations: int) -> torch.Tensor:
@@ -86,12 +100,8 @@ def methods(size: int, target: StationaryGaussianScore, iterations: int, store: 
     """The filters compared at one size and length (the module docstring); ``best``: the best scalar drift gain at
     this length when it is known."""
     shape = tuple(target.shape)
-    c, h, w = shape
-    R = torch.log1p(target.expected_power())
-    out: dict = {"vanilla": None, "R, α=5": Preconditioner(freq=R, alpha=5.0),
-                 "R, α=20": Preconditioner(freq=R, alpha=20.0),
-                 "parametric (0.2H, 1.6)": Preconditioner(freq=parametric_filter((h, w), 0.2 * h, 1.6, channels=c),
-                                                           alpha=5.0)}
+    out: dict = {"vanilla": None, "R, α=5": paper_R(target, 5.0), "R, α=20": paper_R(target, 20.0),
+                 "parametric (0.2H, 1.6)": parametric(target, 0.2, 1.6, 5.0)}
     opt = None if store is None else optimum_gain(store, target, SETTINGS[size], 2 * iterations)
     if opt is not None:
         out["optimum (notebook 12)"] = opt

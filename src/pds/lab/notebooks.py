@@ -18,6 +18,7 @@ so a notebook run directly with papermill behaves the same: ``smoke`` writes to
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -27,7 +28,7 @@ from pds.lab.experiments import spread
 from pds.storage import BUILD_DIR, FIGURES_DIR, NOTEBOOK_DIR, REPO_ROOT, check_output
 
 __all__ = ["PROFILES", "choose", "check", "check_choices", "check_verdict", "figure_dir", "save_figure", "steady",
-           "list_notebooks", "run_notebook", "REPO_ROOT"]
+           "code_cells", "list_notebooks", "run_notebook", "REPO_ROOT"]
 
 PROFILES = ("smoke", "default", "full")
 KERNEL_NAME = "pds"
@@ -142,6 +143,13 @@ def plot_fig6_grid(fd, contrast, r_values, lam_values, vanilla, data_contrast: f
                 cbar_kws={"label": "contrast / data contrast"})
     axes[1].set(title="sample contrast relative to the data", xlabel="λ", ylabel="r")
     return fig
+
+
+def code_cells(path) -> list[str]:
+    """The sources of a notebook file's code cells, read as JSON (nbformat's validation costs a second per notebook):
+    what a rendered page must show and what a notebook's findings record the digest of."""
+    cells = json.loads(Path(path).read_text())["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
 
 
 def list_notebooks(names=None) -> list[Path]:

@@ -33,7 +33,6 @@ import torch
 
 from pds.exact import pc_exact
 from pds.exact.optimal import OptimumStore
-from pds.filters import parametric_filter
 from pds.fourier import centred
 from pds.lab import mechanism
 from pds.lab.experiments import Method, crop_and_clip, draw
@@ -234,7 +233,6 @@ class GaussianPlayground:
         self.target = mechanism.targets([self.size])[self.size]
         self.settings = mechanism.SETTINGS[self.size]
         self.shape = tuple(self.target.shape)
-        self._R = torch.log1p(self.target.expected_power())
         self._store = OptimumStore(RUNS_DIR / "optimal" / "default",
                                    shipped=DATA_DIR / "results" / "optimal" / "default")
         self._exact: dict = {}
@@ -243,13 +241,12 @@ class GaussianPlayground:
     def preconditioner(self, state: GaussianState) -> Preconditioner | None:
         """The preset's preconditioner; None for vanilla, and for notebook 12's optimum where it did not search the
         budget 2T (:meth:`optimum_budgets` lists those it did)."""
-        c, h, w = self.shape
         if state.preset == "vanilla":
             return None
         if state.preset == "R":
-            return Preconditioner(freq=self._R, alpha=state.alpha)
+            return mechanism.paper_R(self.target, state.alpha)
         if state.preset == "parametric":
-            return Preconditioner(freq=parametric_filter((h, w), state.r * h, state.lam, channels=c), alpha=state.alpha)
+            return mechanism.parametric(self.target, state.r, state.lam, state.alpha)
         if state.preset == "P ∝ Σ":  # drift gain p_k = s_k / max s: the covariance's shape, at most vanilla's gain
             return Preconditioner(freq=(self.target.spectrum / self.target.spectrum.max()).rsqrt(), alpha=None)
         if state.preset == "optimum (notebook 12)":

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import re
 import sys
 from pathlib import Path
 
 import nbformat
 
-from pds.lab.notebooks import list_notebooks
+from pds.lab.notebooks import code_cells, list_notebooks
 from pds.storage import BUILD_DIR, REPO_ROOT
 
 __all__ = ["render", "build", "stale", "RENDERED_DIR"]
@@ -36,12 +35,6 @@ __all__ = ["render", "build", "stale", "RENDERED_DIR"]
 RENDERED_DIR = REPO_ROOT / "rendered"
 SAVED = re.compile(r"""save_figure\(\s*\w+\s*,\s*["']([^"'{}]+)["']""")  # a literal figure name
 WIDGET = "application/vnd.jupyter.widget-view+json"
-
-
-def _code_blocks(path: Path) -> list[str]:
-    """The code cells of a notebook file, read as JSON (nbformat's validation costs a second per notebook)."""
-    cells = json.loads(path.read_text())["cells"]
-    return ["".join(c["source"]).strip("\n") for c in cells if c["cell_type"] == "code"]
 
 
 def _text(value) -> str:
@@ -128,7 +121,7 @@ def stale(folder=None) -> list[str]:
             lines.append(f"{source.stem}: no rendered page ({page})")
             continue
         blocks = re.findall(r"```python\n(.*?)\n```\n", page.read_text(), flags=re.S)
-        if blocks != _code_blocks(source):
+        if blocks != [code.strip("\n") for code in code_cells(source)]:
             lines.append(f"{source.stem}: its rendered page shows other code than notebooks/{source.name}")
     return lines
 
