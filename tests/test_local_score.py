@@ -222,3 +222,111 @@ def test_the_authors_rules_in_their_limits_and_without_the_padding_value():
         LocalScore(X, 7, padding="circular", candidates="inside").posterior_mean(x, 0.3)
     with pytest.raises(ValueError, match="candidates must be 'all' or 'inside'"):
         LocalScore(X, 3, equivariant=False, candidates="inside")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_storing_each_distinct_patch_once_changes_nothing(dtype):
+    """Deduplication (identical candidate patches stored once, weighted by their multiplicity) is exact: on images with
+    zero borders and a repeated texture, where many patches repeat, the authors' machines agree with and without it
+    (to rounding: 1e-12 in float64, 1e-5 in float32), at small σ (a few candidates weigh) and large."""
+    g = torch.Generator().manual_seed(5)
+    X = torch.zeros(4, 1, 9, 9, dtype=torch.float64)
+    X[:, :, 2:7, 2:7] = (torch.rand(4, 1, 5, 5, generator=g, dtype=torch.float64) > 0.5).double()
+    x = (X[:2] + 0.2 * torch.randn(2, 1, 9, 9, generator=g, dtype=torch.float64)).to(dtype)
+    for padding in ("zeros", "circular"):
+        once, each = (LocalScore(X, 3, padding=padding, candidates="inside", dtype=dtype, dedup=d)
+                      for d in (True, False))
+        for sigma in (0.05, 0.5):
+            a, b = once.posterior_mean(x, sigma), each.posterior_mean(x, sigma)
+            assert torch.allclose(a, b, rtol=0, atol=1e-12 if dtype == torch.float64 else 1e-5)
+        stored, all_of_them = (sum(e.n for e in m._per_k.values()) for m in (once, each))
+        assert stored < 0.6 * all_of_them  # the case is one where deduplication acts
+
+
+def test_a_weighted_set_is_the_set_with_repeats_and_values_are_averaged_alike():
+    """EmpiricalScore(counts=m) equals the set with image i repeated m_i times (posterior mean, score, log density);
+    values=v returns Σ w_i v_i with the same weights (here a linear map of the images); a score of values refuses."""
+    g = torch.Generator().manual_seed(2)
+    X = torch.rand(5, 1, 3, 3, generator=g, dtype=torch.float64)
+    m = torch.tensor([1, 3, 2, 1, 4])
+    x = X[:3] + 0.3 * torch.randn(3, 1, 3, 3, generator=g, dtype=torch.float64)
+    repeated = EmpiricalScore(X.repeat_interleave(m, 0), dtype=torch.float64)
+    weighted = EmpiricalScore(X, dtype=torch.float64, counts=m)
+    for sigma in (0.05, 0.4):
+        assert torch.allclose(weighted.posterior_mean(x, sigma), repeated.posterior_mean(x, sigma), atol=1e-12)
+        assert torch.allclose(weighted(x, sigma), repeated(x, sigma), atol=1e-9)
+        assert torch.allclose(weighted.log_density(x, sigma), repeated.log_density(x, sigma), atol=1e-10)
+    A = torch.randn(9, 2, generator=g, dtype=torch.float64)
+    valued = EmpiricalScore(X, dtype=torch.float64, counts=m, values=X.reshape(5, -1) @ A)
+    assert torch.allclose(valued.posterior_mean(x, 0.2), repeated.posterior_mean(x, 0.2).reshape(3, -1) @ A, atol=1e-12)
+    with pytest.raises(ValueError, match="has no score"):
+        valued(x, 0.2)
+    with pytest.raises(ValueError, match="positive multiplicities"):
+        EmpiricalScore(X, counts=torch.tensor([1, 0, 1, 1, 1]))
+
+
+def pca_locality_rule(X, x, sigma, threshold, batches=None):
+    """Lukoianov et al.'s denoiser written from its rule, pixel by pixel in float64: the Wiener matrix by a linear
+    solve, each output pixel's mask from its column of W / diag W, a softmax over the images (or within blocks of
+    ``batches``, averaged) on the masked squared distance."""
+    N, D = len(X), X[0].numel()
+    F, f = X.reshape(N, D), x.reshape(len(x), D)
+    cov = torch.cov(F.T)
+    W = torch.linalg.solve(cov + sigma**2 * torch.eye(D, dtype=torch.float64), cov).T  # Σ(Σ + σ²I)⁻¹
+    diag = torch.where(torch.diagonal(W).abs() < 1e-6, 1.0, torch.diagonal(W))
+    ratio = torch.stack([torch.stack([(W[n, m] / diag[n]).abs() for m in range(D)]) for n in range(D)])
+    M = ratio >= threshold * ratio.max()
+    out = torch.zeros(len(x), D, dtype=torch.float64)
+    size = batches or N
+    for b in range(len(x)):
+        for m in range(D):
+            means = []
+            for a in range(0, N, size):
+                d = torch.stack([sum((f[b, n] - F[i, n]) ** 2 for n in range(D) if M[n, m])
+                                 for i in range(a, min(a + size, N))])
+                w = torch.softmax(-d / (2 * sigma**2), 0)
+                means.append((w * F[a : a + size, m]).sum())
+            out[b, m] = torch.stack(means).mean()
+    return out.reshape(x.shape)
+
+
+@pytest.mark.parametrize("batches", [None, 3])
+def test_the_pca_locality_denoiser_equals_its_rule(batches):
+    """PCALocalityScore equals the brute force of Lukoianov et al.'s rule to 1e-10 (one softmax over the set, and their
+    code's per-block softmax averaged); with threshold 0 it is the exact empirical score; bad input is refused."""
+    from pds.models.local_score import PCALocalityScore
+    from pds.scores import GaussianScore
+
+    g = torch.Generator().manual_seed(7)
+    X = torch.rand(8, 1, 3, 4, generator=g, dtype=torch.float64)
+    x = X[:2] + 0.3 * torch.randn(2, 1, 3, 4, generator=g, dtype=torch.float64)
+    wiener = GaussianScore.from_images(X)
+    for threshold in (0.1, 0.4):
+        machine = PCALocalityScore(X, wiener, threshold, batches=batches, dtype=torch.float64, chunk=3)
+        assert 0 < float(machine.mask(0.3).mean()) < 1  # the masks select: the case tests the rule
+        for sigma in (0.1, 0.5):
+            want = pca_locality_rule(X, x, sigma, threshold, batches)
+            assert torch.allclose(machine.posterior_mean(x, sigma), want, rtol=0, atol=1e-10)
+    every = PCALocalityScore(X, wiener, 0.0, dtype=torch.float64)
+    assert torch.allclose(every.posterior_mean(x, 0.2), EmpiricalScore(X, dtype=torch.float64).posterior_mean(x, 0.2),
+                          rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="wiener must be a GaussianScore"):
+        PCALocalityScore(X, GaussianScore.from_images(X[:, :, :2]), 0.1)
+    with pytest.raises(ValueError, match="threshold"):
+        PCALocalityScore(X, wiener, 1.5)
+
+
+def test_the_wiener_witness_is_the_linear_denoiser_of_the_set():
+    """GaussianScore.from_images: mean and unbiased covariance of the set; its denoiser x + σ² s equals
+    mean + Σ(Σ + σ²I)⁻¹(x − mean) written with a solve."""
+    from pds.scores import GaussianScore
+
+    g = torch.Generator().manual_seed(1)
+    X = torch.rand(30, 1, 3, 3, generator=g, dtype=torch.float64)
+    x = torch.rand(4, 1, 3, 3, generator=g, dtype=torch.float64)
+    wiener = GaussianScore.from_images(X, batch_size=7)
+    F = X.reshape(30, 9)
+    assert torch.allclose(wiener.cov, torch.cov(F.T), atol=1e-14)
+    cov, mean = torch.cov(F.T), F.mean(0)
+    want = mean + torch.linalg.solve(cov + 0.25 * torch.eye(9, dtype=torch.float64), cov @ (x.reshape(4, 9) - mean).T).T
+    assert torch.allclose(x + 0.25 * wiener(x, 0.5), want.reshape(x.shape), atol=1e-12)

@@ -3,13 +3,24 @@ spectrum finding the frequency of a known difference."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from pds.lab.network_like import agreement, calibrate_patch, error_model, error_spectrum, noised, r2
+from pds.lab.network_like import (
+    agreement,
+    calibrate_patch,
+    error_model,
+    error_spectrum,
+    noised,
+    paired,
+    per_image,
+    r2,
+    versus,
+)
 from pds.models.local_score import LocalScore
 
 
@@ -40,6 +51,39 @@ def test_agreement_and_calibration_find_the_reference():
     assert (table[table.model == "zero"]["r2 median"] < 1.0).all()
     cal = calibrate_patch(truth, lambda k: LocalScore(X, k, equivariant=False), [1, 3, 5], held_out, [0.1, 0.5])
     assert set(cal[cal.best]["k"]) == {3} and len(cal) == 6
+
+
+def exact_wilcoxon_p(diff: np.ndarray) -> float:
+    """The two-sided exact p-value of the signed-rank statistic, by enumerating every sign pattern (no ties)."""
+    ranks = np.argsort(np.argsort(np.abs(diff))) + 1
+    observed = ranks[diff > 0].sum()
+    stats = [sum(r for r, s in zip(ranks, signs, strict=True) if s) for signs in itertools.product((0, 1),
+                                                                                              repeat=len(diff))]
+    mean = ranks.sum() / 2
+    return float(np.mean([abs(t - mean) >= abs(observed - mean) for t in stats]))
+
+
+def test_per_image_pairs_the_models_and_versus_is_wilcoxon():
+    """per_image's medians are agreement's (the same noise for every model); versus's p-value is the exact signed-rank
+    test enumerated over every sign pattern; paired names the best model and compares it with each other one."""
+    gen = torch.Generator().manual_seed(4)
+    X = torch.rand(7, 1, 5, 5, dtype=torch.float64, generator=gen)
+    held_out = torch.rand(9, 1, 5, 5, dtype=torch.float64, generator=gen)
+    truth = (LocalScore(X, 3, equivariant=False), torch.float64)
+    models = {f"k={k}": (LocalScore(X, k, equivariant=False), torch.float64) for k in (1, 3, 5)}
+    table = per_image(truth, models, held_out, [0.2, 0.8])
+    medians = table.groupby(["sigma", "model"], sort=False)["r2"].median().to_numpy()
+    np.testing.assert_allclose(medians, agreement(truth, models, held_out, [0.2, 0.8])["r2 median"], rtol=1e-14)
+    for _, g in table.groupby("sigma"):
+        wide = g.pivot(index="image", columns="model", values="r2")
+        got = versus(g, "k=1", "k=5")
+        diff = (wide["k=1"] - wide["k=5"]).to_numpy()
+        assert got["p"].iloc[0] == pytest.approx(exact_wilcoxon_p(diff), rel=1e-12)
+        assert got["closer"].iloc[0] == (got["p"].iloc[0] < 0.05 and np.median(diff) > 0)
+    best = paired(table)
+    assert set(best["best"]) == {"k=3"}  # the reference itself
+    others = best[best.model != "k=3"]
+    assert (others["closer"] == (others["p"] < 0.05)).all() and (others["median difference"] > 0).all()
 
 
 def test_noised_is_seeded():

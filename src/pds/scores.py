@@ -66,6 +66,17 @@ class GaussianScore:
         self.evals, self.evecs = evals.clamp(min=0.0), evecs
         self.shape = tuple(mean.shape)
 
+    @classmethod
+    def from_images(cls, images: torch.Tensor, batch_size: int = 1024) -> GaussianScore:
+        """The Gaussian of an image set [N, C, H, W]: its mean and its covariance Σ (x_i − mean)(x_i − mean)ᵀ/(N − 1),
+        in float64; its score is the optimal linear (Wiener) denoiser's, D = mean + Σ(Σ + σ²I)⁻¹(x − mean)."""
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) < 2:
+            raise ValueError(f"images must be a tensor [N ≥ 2, C, H, W], got {tuple(getattr(images, 'shape', ()))}")
+        mean, _ = streamed_mean(images, lambda b: b, batch_size)
+        flat, m = images.reshape(len(images), -1), mean.reshape(-1)
+        cov = sum((b.double() - m).T @ (b.double() - m) for b in flat.split(batch_size))
+        return cls(mean, 0.5 * (cov + cov.T) / (len(images) - 1))
+
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
         s = check_sigma(x, sigma)
         diff = (x.to(torch.float64) - self.mean.to(x.device)).reshape(x.shape[0], -1)
@@ -264,6 +275,12 @@ class EmpiricalScore:
     beyond the k-th weigh less than e^-40 relative to the nearest when its logit gap exceeds 40, and a row where it does
     not is computed again over the whole set in float64.
 
+    Weighted sets, averaged values (for patch machines: :class:`pds.models.local_score.LocalScore`): ``counts`` [N]
+    gives each image a multiplicity m_i (w = softmax_i(log m_i − ‖x − x_i‖²/(2σ²)): the set with image i repeated m_i
+    times, so identical images can be stored once), and ``values`` [N, V] makes :meth:`posterior_mean` return
+    Σ_i w_i v_i [B, V] instead of Σ_i w_i x_i (e.g. only a patch's centre pixel); the score then needs the images
+    themselves (``values=None``).
+
     ``images``: [N, C, H, W] (any float dtype; stored in ``dtype`` on ``device``; a chunk holds at most ``chunk`` images
     and at most 2^24 values). Memory: the set in ``dtype`` plus per call a B × chunk block of logits and weights, the
     B × D float64 accumulators and a B × D product, and the refinement's float64 candidates (at most 64 MB); see
@@ -271,7 +288,7 @@ class EmpiricalScore:
     """
 
     def __init__(self, images: torch.Tensor, dtype=torch.float32, device=None, chunk: int = 4096, k: int = 32,
-                 tol: float = 1e-3):
+                 tol: float = 1e-3, counts: torch.Tensor | None = None, values: torch.Tensor | None = None):
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) < 1:
             raise ValueError(f"images must be a non-empty tensor [N, C, H, W], got {getattr(images, 'shape', images)}")
         if not torch.is_floating_point(images):
@@ -294,6 +311,19 @@ class EmpiricalScore:
         self.sq = torch.cat([(b.double() ** 2).sum(1) for b in blocks])  # ‖x_i‖² in float64, exact for stored values
         self._sq = self.sq.to(dtype)
         self._X64 = None
+        self.counts, self.V = None, self.X
+        self._logc = torch.zeros(self.n, dtype=torch.float64, device=self.device)
+        if counts is not None:
+            counts = torch.as_tensor(counts, device=self.device)
+            if counts.shape != (self.n,) or not bool((counts > 0).all()):
+                raise ValueError(f"counts must be {self.n} positive multiplicities (one per image), got shape "
+                                 f"{tuple(counts.shape)}")
+            self.counts, self._logc = counts.double(), counts.double().log()
+        if values is not None:
+            if not isinstance(values, torch.Tensor) or values.ndim != 2 or len(values) != self.n:
+                raise ValueError(f"values must be a tensor [N = {self.n}, V] (one row per image), got "
+                                 f"{tuple(getattr(values, 'shape', ()))}")
+            self.V = values.to(device=self.device, dtype=dtype).contiguous()
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
@@ -324,11 +354,13 @@ class EmpiricalScore:
         inv = (0.5 / s**2).to(dtype)[:, None]  # 1 / (2σ²)
         run_max = torch.full((B,), -math.inf, dtype=torch.float64, device=self.device)
         run_sum = torch.zeros(B, dtype=torch.float64, device=self.device)
-        acc = torch.zeros(B, flat.shape[1], dtype=torch.float64, device=self.device)
+        acc = torch.zeros(B, self.V.shape[1], dtype=torch.float64, device=self.device)
         best_d = best_i = None
         for start in range(0, self.n, self.chunk):
             Xc = self._exact_rows(start) if exact else self.X[start : start + self.chunk]
             logits = torch.addmm(sq[None, start : start + self.chunk], xc, Xc.T, beta=-1, alpha=2).mul_(inv)
+            if self.counts is not None:
+                logits.add_(self._logc[None, start : start + self.chunk].to(logits.dtype))
             new_max = torch.maximum(run_max, logits.amax(dim=1).double())
             scale = torch.exp(run_max - new_max)  # 0 for the first chunk (exp(−inf))
             if topk:  # the k nearest so far (largest logits), from approximate distances
@@ -339,7 +371,8 @@ class EmpiricalScore:
                 best_i = torch.gather(cat_i, 1, pos)
             w = logits.sub_(new_max.to(dtype)[:, None]).clamp_(min=-80.0).exp_()
             run_sum = run_sum * scale + w.sum(dim=1, dtype=torch.float64)
-            acc.mul_(scale[:, None]).add_(w @ Xc)  # in place: one B × D temporary in dtype
+            Vc = Xc if self.V is self.X else self.V[start : start + self.chunk].to(Xc.dtype)
+            acc.mul_(scale[:, None]).add_(w @ Vc)  # in place: one B × V temporary in dtype
             run_max = new_max
         lse = run_max + torch.log(run_sum) - xx * (0.5 / s**2)
         return acc / run_sum[:, None], lse, best_d, best_i
@@ -366,11 +399,12 @@ class EmpiricalScore:
         for a in range(0, len(x64), per):
             Xk = self.X[cand[a : a + per]]  # [b, k, D]: the stored values
             d = torch.sub(x64[a : a + per, None, :], Xk).square_().sum(-1)  # the differences in float64
-            logits = -d / (2.0 * s[a : a + per, None] ** 2)
+            logits = -d / (2.0 * s[a : a + per, None] ** 2) + self._logc[cand[a : a + per]]
             top = logits.max(dim=1, keepdim=True).values
             w = torch.exp(logits - top)
             total = w.sum(1, keepdim=True)
-            means.append(torch.bmm((w / total).to(self.dtype)[:, None, :], Xk)[:, 0].double())
+            Vk = Xk if self.V is self.X else self.V[cand[a : a + per]]
+            means.append(torch.bmm((w / total).to(self.dtype)[:, None, :], Vk)[:, 0].double())
             lses.append(top[:, 0] + torch.log(total[:, 0]))
             covered.append((top[:, 0] - logits.min(dim=1).values > 40.0) | (cand.shape[1] >= self.n))
         return torch.cat(means), torch.cat(lses), torch.cat(covered)
@@ -396,12 +430,17 @@ class EmpiricalScore:
 
     # -- the interface ----------------------------------------------------------------------------------------------
     def posterior_mean(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        """E[x_0 | x] = Σ_i w_i x_i (the denoiser D(x, σ)), with x's shape and dtype."""
+        """E[x_0 | x] = Σ_i w_i x_i (the denoiser D(x, σ)), with x's shape and dtype; with ``values``, Σ_i w_i v_i
+        [B, V]."""
         _, _, mean, _ = self._compute(x, sigma)
-        return mean.reshape(x.shape).to(device=x.device, dtype=x.dtype)
+        shape = x.shape if self.V is self.X else (len(x), self.V.shape[1])
+        return mean.reshape(shape).to(device=x.device, dtype=x.dtype)
 
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """∇log p_σ(x) = (Σ_i w_i x_i − x)/σ², with x's shape and dtype."""
+        if self.V is not self.X:
+            raise ValueError("this EmpiricalScore averages other values than its images (values=...): it has no score; "
+                             "build it without values")
         flat, s, mean, _ = self._compute(x, sigma)
         score = (mean - flat.double()) / (s**2)[:, None]
         return score.reshape(x.shape).to(device=x.device, dtype=x.dtype)
@@ -410,7 +449,8 @@ class EmpiricalScore:
         """log p_σ(x) per sample (float64): logsumexp_i(−‖x − x_i‖²/(2σ²)) − log N − (D/2)·log(2πσ²)."""
         flat, s, _, lse = self._compute(x, sigma)
         D = flat.shape[1]
-        return lse - math.log(self.n) - 0.5 * D * torch.log(2 * math.pi * s**2)
+        total = self.n if self.counts is None else float(self.counts.sum())
+        return lse - math.log(total) - 0.5 * D * torch.log(2 * math.pi * s**2)
 
     def nearest(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(index, Euclidean distance) of the image of the set nearest to each sample; the ``k`` best candidates of

@@ -256,12 +256,15 @@ def exact_twin(model: SmallModel, images: ImageSet) -> SmallModel:
     return _twin(model, images, EmpiricalScore, f"exact:{images.name}", {})
 
 
-def els_twin(model: SmallModel, images: ImageSet, patch: PatchSchedule) -> SmallModel:
+def els_twin(model: SmallModel, images: ImageSet, patch: PatchSchedule, candidates: str = "all") -> SmallModel:
     """Kamb & Ganguli's ELS machine (:class:`pds.models.local_score.LocalScore`, zero boundary, float32) of images of
     ``model``'s training set, with the patch schedule ``patch`` and the model's own settings, as :func:`exact_twin`: the
-    same sampler, a CNN's locality and equivariance, no training error. Named ``els:<set>``."""
-    return _twin(model, images, lambda x: LocalScore(x, patch, equivariant=True, dtype=torch.float32),
-                 f"els:{images.name}", {"els": patch.to_dict()})
+    same sampler, a CNN's locality and equivariance, no training error. ``candidates``: ``"inside"``, the authors'
+    boundary-broken ELS, or ``"all"``, this project's all-patches machine (its runs keep their names and keys). Named
+    ``els:<set>``."""
+    source = {"els": patch.to_dict(), **({"candidates": candidates} if candidates != "all" else {})}
+    return _twin(model, images, lambda x: LocalScore(x, patch, equivariant=True, dtype=torch.float32,
+                                                     candidates=candidates), f"els:{images.name}", source)
 
 
 def _twin(model: SmallModel, images: ImageSet, score, name: str, source: dict) -> SmallModel:

@@ -5,6 +5,9 @@ A score model is compared through its denoiser D(x, σ) = x + σ² s(x, σ) (Twe
 * :func:`r2` — Kamb & Ganguli's measure: per image, 1 − ‖D_ref − D‖² / ‖D_ref − mean(D_ref)‖² (the fraction of the
   reference denoiser's variation over the image that the other reproduces; 1: the same output);
 * :func:`agreement` — its median and quartiles over the images, per σ, for several models against one reference;
+* :func:`per_image`, :func:`versus` and :func:`paired` — the r² of each image, and per σ a paired comparison of two
+  models, or of the best of several against each other, on the same noised images (Wilcoxon's signed-rank test on the
+  per-image differences), as Kamb & Ganguli compare machines;
 * :func:`calibrate_patch` — the patch size of a local score machine (:class:`pds.models.local_score.LocalScore`) that
   maximises the median r² against a reference at each σ: the paper's calibration, against the network trained here;
 * :func:`error_spectrum` — the power of the difference of two scores per radial frequency (the unnormalised DFT of
@@ -32,7 +35,8 @@ import torch
 from pds.fingerprint import DATA_RTOL, Approx, Fingerprint, fingerprint, score_fingerprint
 from pds.fourier import radial_profile
 
-__all__ = ["noised", "r2", "agreement", "calibrate_patch", "error_spectrum", "error_model", "behaviour"]
+__all__ = ["noised", "r2", "agreement", "per_image", "versus", "paired", "calibrate_patch", "error_spectrum",
+           "error_model", "behaviour"]
 
 
 def noised(images: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
@@ -103,6 +107,65 @@ def agreement(reference, models: dict, images: torch.Tensor, sigmas, seed: int =
     return pd.DataFrame(rows)
 
 
+def per_image(reference, models: dict, images: torch.Tensor, sigmas, seed: int = 0, store=None) -> pd.DataFrame:
+    """The r² of every image (columns sigma, model, image, r2) for each σ and model of ``models`` against
+    ``reference``, on the noised images of :func:`agreement` (the same noise for every model: a paired design).
+    ``store``: as :func:`agreement`'s."""
+    sigmas = [float(s) for s in sigmas]
+    if store is not None:
+        shape = tuple(images.shape[1:])
+        desc = {"computation": "r2 per image", "code": behaviour(), "per image": _per_image_behaviour(),
+                "images": _images(images), "sigmas": sigmas,
+                "seed": int(seed), "reference": _described(reference, shape, sigmas),
+                "models": {name: _described(m, shape, sigmas) for name, m in models.items()}}
+        row = store.get_or_compute(desc, lambda: {"table": per_image(reference, models, images, sigmas, seed)
+                                                  .to_dict("records")})
+        return pd.DataFrame(row["table"])
+    rows = []
+    for j, sigma in enumerate(sigmas):
+        x = noised(images, sigma, seed + j)
+        ref = x + sigma**2 * _score(reference, x, sigma)
+        for name, model in models.items():
+            values = r2(ref, x + sigma**2 * _score(model, x, sigma))
+            rows += [{"sigma": sigma, "model": name, "image": i, "r2": float(v)} for i, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def versus(table: pd.DataFrame, a: str, b: str, level: float = 0.05) -> pd.DataFrame:
+    """Per σ of a :func:`per_image` table, model ``a`` against model ``b`` on the same images: the median of the
+    per-image differences r²_a − r²_b, the share of images where ``a`` is closer, the two-sided p-value of Wilcoxon's
+    signed-rank test on the differences (scipy; 1 where they all vanish), and ``closer``: p < ``level`` with a positive
+    median difference."""
+    from scipy.stats import wilcoxon
+
+    rows = []
+    for sigma, g in table.groupby("sigma", sort=True):
+        wide = g.pivot(index="image", columns="model", values="r2")
+        diff = (wide[a] - wide[b]).to_numpy()
+        p = float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
+        middle = float(np.median(diff))
+        rows.append({"sigma": float(sigma), "a": a, "b": b, "median difference": middle,
+                     "a closer on": float(np.mean(diff > 0)), "p": p, "closer": bool(p < level and middle > 0)})
+    return pd.DataFrame(rows)
+
+
+def paired(table: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
+    """Per σ of a :func:`per_image` table: each model's median r², the best model (largest median) and, for every
+    other model, :func:`versus` the best against it (``closer``: the best is closer at ``level``)."""
+    rows = []
+    for sigma, g in table.groupby("sigma", sort=True):
+        medians = g.groupby("model")["r2"].median()
+        best = str(medians.idxmax())
+        for model in medians.index:
+            line = {"sigma": float(sigma), "model": model, "r2 median": float(medians[model]), "best": best}
+            if model != best:
+                got = versus(g, best, model, level).iloc[0]
+                line |= {"median difference": got["median difference"], "best closer on": got["a closer on"],
+                         "p": got["p"], "closer": bool(got["closer"])}
+            rows.append(line)
+    return pd.DataFrame(rows)
+
+
 def calibrate_patch(reference: Callable, machine_of: Callable[[int], Callable], sizes, images: torch.Tensor, sigmas,
                     seed: int = 0, store=None) -> pd.DataFrame:
     """At each σ, the median r² against ``reference`` of the machine ``machine_of(k)`` for every patch size k of
@@ -147,6 +210,17 @@ def behaviour() -> Fingerprint:
     radius, power = error_spectrum(gaussian(0.1), gaussian(0.3), noised(images, 0.5, 7), 0.5, bins=3)
     numbers = table[["sigma", "r2 median", "r2 q25", "r2 q75"]].to_numpy()
     return fingerprint("pds.lab.network_like", table["model"].tolist(), table["best"].tolist(), numbers, radius, power)
+
+
+@functools.cache
+def _per_image_behaviour() -> Fingerprint:
+    """What :func:`per_image` computes on :func:`behaviour`'s canonical inputs (a part of its stored tables' key; the
+    other tables keep theirs)."""
+    images = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    model = (lambda x, sigma: (0.5 - x) / (0.1 + sigma**2)), torch.float64
+    table = per_image(model, {"other": ((lambda x, sigma: (0.4 - x) / (0.3 + sigma**2)), torch.float64)}, images,
+                      (0.3, 2.0), seed=5)
+    return fingerprint("pds.lab.network_like.per_image", table["image"].tolist(), table[["sigma", "r2"]].to_numpy())
 
 
 def error_model(measured: dict, size: tuple[int, int], radius: torch.Tensor) -> Callable[[float], torch.Tensor]:

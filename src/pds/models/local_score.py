@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from pds.fingerprint import RTOL, Approx, Fingerprint, fingerprint
-from pds.scores import EmpiricalScore, _data_fingerprint, check_sigma
+from pds.scores import EmpiricalScore, GaussianScore, _data_fingerprint, check_sigma
 
-__all__ = ["LocalScore", "PatchSchedule"]
+__all__ = ["LocalScore", "PatchSchedule", "PCALocalityScore"]
 
 
 class LocalScore:
@@ -51,12 +51,15 @@ class LocalScore:
     (sample, image), streamed over the set in chunks of ``chunk`` images with an online log-sum-exp. ELS: the N·H·W
     training patches are a set of small images and D_p is the centre pixel of that set's posterior mean at x_P(p) —
     :class:`EmpiricalScore` on patches (its float32 accuracy handling and streaming included), one matrix product of
-    the B·H·W query patches with the N·H·W training patches, O(k²C) per (pixel, candidate). ``dtype``: float64 by
-    default (exact to rounding; float32 is :class:`EmpiricalScore`'s float32).
+    the B·H·W query patches with the N·H·W training patches, O(k²C) per (pixel, candidate). The authors' rules
+    (``"inside"``) average only the candidates' centre pixels and, with ``dedup`` (the default), store each distinct
+    candidate patch once with its multiplicity — the same softmax, exactly: the zero patches of a padded set, repeated
+    textures (``benchmarks/local_score.py`` measures the gain). ``dtype``: float64 by default (exact to rounding;
+    float32 is :class:`EmpiricalScore`'s float32).
     """
 
     def __init__(self, images: torch.Tensor, patch, equivariant: bool = True, padding: str = "zeros",
-                 dtype=torch.float64, device=None, chunk: int = 64, candidates: str = "all"):
+                 dtype=torch.float64, device=None, chunk: int = 64, candidates: str = "all", dedup: bool = True):
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) < 1:
             raise ValueError(f"images must be a non-empty tensor [N, C, H, W], got {getattr(images, 'shape', images)}")
         if padding not in ("zeros", "circular"):
@@ -64,7 +67,7 @@ class LocalScore:
         if candidates not in ("all", "inside") or (candidates == "inside" and not equivariant):
             raise ValueError(f"candidates must be 'all' or 'inside' (the authors' ELS rules; an ELS machine, "
                              f"equivariant=True), got {candidates!r} with equivariant={equivariant}")
-        self.candidates = candidates
+        self.candidates, self.dedup = candidates, bool(dedup)
         if dtype not in (torch.float32, torch.float64) or int(chunk) != chunk or chunk < 1:
             raise ValueError(f"dtype must be torch.float32 or torch.float64 and chunk a positive integer, got {dtype}, "
                              f"{chunk}")
@@ -161,15 +164,26 @@ class LocalScore:
                 key = (k, i0, j0)
             if key not in self._per_k:
                 src = self.X if self.padding == "circular" else self.X[:, :, crop[0], crop[1]]
-                cand = torch.nn.functional.unfold(src, (kh, kw)).transpose(1, 2).reshape(-1, c, kh, kw)
-                self._per_k[key] = EmpiricalScore(cand, dtype=self.dtype, device=self.device, chunk=1024)
+                cand = torch.nn.functional.unfold(src, (kh, kw)).transpose(1, 2)  # [N, positions, C·kh·kw]
+                self._per_k[key] = self._candidates(cand.reshape(-1, c, kh, kw), r - top, r - left)
             flat = queries.reshape(-1, c, kh, kw)
-            mean = torch.cat([self._per_k[key].posterior_mean(flat[a : a + 512], sigma)[:, :, r - top, r - left]
-                              for a in range(0, len(flat), 512)]).double()
+            mean = torch.cat([self._per_k[key].posterior_mean(flat[a : a + 512], sigma)
+                              for a in range(0, len(flat), 512)]).double()  # [queries, C]: the centre pixels
             if self.padding == "circular":
                 return mean.reshape(len(x), h, w, c).permute(0, 3, 1, 2)
             out[:, :, i0:i1, j0:j1] = mean.reshape(len(x), i1 - i0, j1 - j0, c).permute(0, 3, 1, 2)
         return out
+
+    def _candidates(self, patches: torch.Tensor, cy: int, cx: int) -> EmpiricalScore:
+        """The posterior mean of a patch set's centre pixels (row ``cy``, column ``cx``): an :class:`EmpiricalScore` of
+        the patches returning only those pixels (``values``) and, with ``dedup``, each distinct patch stored once with
+        its multiplicity (``counts``): the same softmax, exactly, over fewer candidates."""
+        if self.dedup:
+            patches, counts = torch.unique(patches, dim=0, return_counts=True)
+        else:
+            counts = None
+        return EmpiricalScore(patches, dtype=self.dtype, device=self.device, chunk=1024, counts=counts,
+                              values=patches[:, :, cy, cx])
 
     def _equivariant(self, x: torch.Tensor, sigma: float, k: int) -> torch.Tensor:
         """ELS: the centre pixel of the posterior mean over all N·H·W training patches, at each query patch."""
@@ -260,3 +274,112 @@ class PatchSchedule:
     @classmethod
     def from_dict(cls, d: dict) -> PatchSchedule:
         return cls(d["sigmas"], d["ks"])
+
+
+class PCALocalityScore:
+    """Lukoianov, Yuan, Solomon & Sitzmann's analytic denoiser ("Locality in image diffusion models emerges from data
+    statistics", NeurIPS 2025, arXiv 2509.09672), as their code computes it (``PCALocalityDenoiser`` of
+    ``analytic-diffusion/analytic-diffusion-studio``, ``models/pca_locality.py``; reimplemented here from that rule):
+    locality taken from the data's correlations instead of a square patch.
+
+    The optimal linear (Wiener) denoiser of the set, W(σ) = Σ(Σ + σ²I)⁻¹ = U diag(λ/(λ + σ²)) Uᵀ (Σ = U diag(λ) Uᵀ,
+    ``wiener``: a :class:`pds.scores.GaussianScore`, e.g. ``GaussianScore.from_images``; their VP form
+    ᾱλ/(1 − ᾱ + ᾱλ) is this with σ² = (1 − ᾱ)/ᾱ), gives each output pixel m a mask: M[n, m] = 1 where
+    |W[n, m] / W[n, n]| ≥ ``threshold`` · max |W / diag W| (a row's diagonal below 1e-6 counts as 1), else 0. Then
+
+        D(x, σ)_m = Σ_i w_i(m) X_i[m],   w(m) = softmax_i(−Σ_n M[n, m] (x_n − X_i[n])² / (2σ² · temperature)),
+
+    a softmax over the training images per pixel, each compared only on that pixel's mask. ``batches``: None (the
+    default, the formula above: one softmax over the whole set) or their code's streaming — the softmax taken within
+    consecutive blocks of ``batches`` images (their data loader's batch, 512) and the blocks' averages averaged with
+    equal weight ("WSSM"), which is not the softmax over the set. ``threshold``: their code's default is 0.02, their
+    Fashion-MNIST configuration 0.005. The score is (D − x)/σ². Limit: ``threshold`` = 0 keeps every pixel (M = 1):
+    the exact empirical score (:class:`pds.scores.EmpiricalScore`).
+
+    Cost: per (sample, image) one product of the squared differences with M, O(D²): ``chunk`` images at a time, in
+    ``dtype`` (float32 by default; the differences are squared before the product, so no cancellation), the softmax in
+    float64.
+    """
+
+    def __init__(self, images: torch.Tensor, wiener: GaussianScore, threshold: float = 0.02, temperature: float = 1.0,
+                 batches: int | None = None, dtype=torch.float32, device=None, chunk: int = 256):
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) < 1:
+            raise ValueError(f"images must be a non-empty tensor [N, C, H, W], got {getattr(images, 'shape', images)}")
+        if not isinstance(wiener, GaussianScore) or tuple(wiener.shape) != tuple(images.shape[1:]):
+            raise ValueError(f"wiener must be a GaussianScore of the images' shape {tuple(images.shape[1:])} (e.g. "
+                             "GaussianScore.from_images(images))")
+        if not 0 <= threshold < 1 or not temperature > 0 or (batches is not None and int(batches) < 1):
+            raise ValueError(f"need 0 ≤ threshold < 1, temperature > 0 and batches None or ≥ 1, got {threshold}, "
+                             f"{temperature}, {batches}")
+        self.threshold, self.temperature, self.wiener = float(threshold), float(temperature), wiener
+        self.batches = None if batches is None else int(batches)
+        self.dtype, self.chunk = dtype, int(chunk)
+        self.device = torch.device(device) if device is not None else images.device
+        self.X = images.reshape(len(images), -1).to(device=self.device, dtype=dtype)
+        self.shape, self.n = tuple(images.shape[1:]), len(images)
+        self._masks: dict[float, torch.Tensor] = {}
+
+    def mask(self, sigma: float) -> torch.Tensor:
+        """M(σ) [D, D] (input pixel n, output pixel m), 0 or 1, in ``dtype``."""
+        if sigma not in self._masks:
+            U, lam = self.wiener.evecs, self.wiener.evals
+            W = (U * (lam / (lam + sigma**2))) @ U.T
+            diag = torch.diagonal(W).clone()
+            diag[diag.abs() < 1e-6] = 1.0
+            ratio = (W / diag[:, None]).abs()
+            keep = ratio >= self.threshold * ratio.max() if self.threshold > 0 else torch.ones_like(ratio, dtype=bool)
+            self._masks[sigma] = keep.to(device=self.device, dtype=self.dtype)
+        return self._masks[sigma]
+
+    def _block(self, x: torch.Tensor, M: torch.Tensor, X: torch.Tensor, inv: float):
+        """One block of images: per (sample, pixel) the running max and the sums Σ w and Σ w X over it."""
+        logits = torch.stack([(((xb[None] - X) ** 2) @ M).double() * -inv for xb in x])  # [B, n, D]
+        top = logits.amax(1)
+        w = torch.exp(logits - top[:, None])
+        return top, w.sum(1), (w * X.double()[None]).sum(1)
+
+    def posterior_mean(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """D(x, σ), with x's shape and dtype (σ a number, or one per sample)."""
+        s = check_sigma(x, sigma)
+        if tuple(x.shape[1:]) != self.shape or (s <= 0).any():
+            raise ValueError(f"x must have shape [B, {', '.join(map(str, self.shape))}] and σ > 0, got "
+                             f"{tuple(x.shape)}")
+        out = torch.empty(len(x), self.X.shape[1], dtype=torch.float64, device=self.device)
+        xs = x.reshape(len(x), -1).to(device=self.device, dtype=self.dtype)
+        for value in torch.unique(s).tolist():
+            rows = (s == value).nonzero()[:, 0].to(self.device)
+            out[rows] = self._mean(xs[rows], value)
+        return out.reshape(x.shape).to(device=x.device, dtype=x.dtype)
+
+    def _mean(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        M, inv = self.mask(sigma), 0.5 / (sigma**2 * self.temperature)
+        size = self.batches or self.n
+        blocks = []
+        for a in range(0, self.n, size):  # a block: the softmax's domain (the whole set unless ``batches``)
+            run_max = torch.full((len(x), self.X.shape[1]), -math.inf, dtype=torch.float64, device=self.device)
+            run_sum, acc = torch.zeros_like(run_max), torch.zeros_like(run_max)
+            for b in range(a, min(a + size, self.n), self.chunk):
+                top, total, weighted = self._block(x, M, self.X[b : min(b + self.chunk, a + size)], inv)
+                new = torch.maximum(run_max, top)
+                old, here = torch.exp(run_max - new), torch.exp(top - new)
+                run_sum, acc, run_max = run_sum * old + total * here, acc * old + weighted * here, new
+            blocks.append(acc / run_sum)
+        return torch.stack(blocks).mean(0)
+
+    def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """(D(x, σ) − x)/σ², with x's shape and dtype."""
+        s = check_sigma(x, sigma)
+        d = self.posterior_mean(x, sigma).to(device=x.device, dtype=torch.float64)
+        return ((d - x.double()) / (s**2)[:, None, None, None]).to(x.dtype)
+
+    def fingerprint(self) -> Fingerprint:
+        """A behaviour fingerprint: the images, the Wiener filter's spectrum, the settings, and what the code computes
+        on a fixed tiny set in float64 (both softmax domains)."""
+        gen = torch.Generator().manual_seed(0)
+        X0 = torch.rand(6, 1, 4, 4, generator=gen, dtype=torch.float64)
+        x0 = X0[:2] + 0.1 * torch.randn(2, 1, 4, 4, generator=gen, dtype=torch.float64)
+        canon = [PCALocalityScore(X0, GaussianScore.from_images(X0), 0.2, batches=b, dtype=torch.float64)
+                 for b in (None, 4)]
+        return fingerprint("PCALocalityScore", _data_fingerprint(self), Approx(self.wiener.evals, RTOL),
+                           self.threshold, self.temperature, self.batches, str(self.dtype),
+                           *[Approx(c.posterior_mean(x0, s), RTOL) for c in canon for s in (0.05, 0.5)])
