@@ -49,7 +49,7 @@ def browser():
 # The slowest test files first (measured with --durations; a scheduling hint, nothing depends on it): `make test` runs
 # two workers, a file at a time each (--dist loadfile --no-loadscope-reorder keeps this order), so the smoke notebooks
 # (about 40 % of the time) start at once on one worker while the other takes the rest, heaviest first.
-SLOW_FIRST = ("test_notebooks.py", "test_cache.py", "test_other_kernels.py", "test_lab.py", "test_models.py",
+SLOW_FIRST = ("test_notebooks.py", "test_cache.py", "test_other_kernels.py", "test_jupyterlab.py", "test_models.py",
               "test_gpu_session.py", "test_faults.py", "test_generate.py", "test_integrations.py", "test_samplers.py",
               "test_train.py", "test_shapes.py", "test_metrics.py", "test_architecture.py")
 

@@ -1,21 +1,27 @@
-"""pds.exact: the PC recursion's ablations (the corrector without the preconditioner, given steps) and its trace,
-against an independent Monte Carlo PC loop and against the recursion's own special cases."""
+"""pds.exact, the exact per-frequency recursions of the samplers on Gaussian targets: against Monte Carlo runs of the
+samplers (PC, annealed Langevin, the ODE samplers, skew drifts), against dense-matrix formulas (W2, KL), the fewest
+iterations of a speed-up, the PC recursion's ablations (the corrector without the preconditioner, given steps) and its
+trace against an independent PC loop."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from test_modern import FNS
+from test_samplers import PC, _compare, _full_grid, _moments, _target, run_pc
 
-from pds.exact import pc_exact
+from pds.exact import annealed_langevin_exact, fewest_iterations, ode_exact, pc_exact
 from pds.filters import parametric_filter
 from pds.fourier import half_plane_weights
+from pds.modern import edm_sigmas, pc_kept
 from pds.precondition import Preconditioner
-from pds.schedules import ve_schedule
+from pds.samplers import annealed_langevin
+from pds.schedules import geometric_sigmas, ve_schedule
 from pds.scores import StationaryGaussianScore
-
-PC = dict(sigma_min=0.01, sigma_max=5.0, num_scales=60, snr=0.16)
+from pds.solenoidal import central_difference, skew_term
 
 
 def target(h=8, w=8):
@@ -119,3 +125,177 @@ def test_samples_of_a_result_follow_its_law_and_are_the_targets_own_when_exact()
     own = dataclasses.replace(res, delta=torch.zeros_like(res.delta), var=res.spectrum.clone())
     assert torch.allclose(own.sample(t.mean, 3, torch.Generator().manual_seed(5)),
                           t.sample(3, torch.Generator().manual_seed(5)), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["euler", "heun", "dpmpp_2m", "edm_churn", "edm_churn_pds"])
+def test_exact_moments_match_monte_carlo_at_16x16(name):
+    target, n = _target(h=16, w=16, seed=3), 8000
+    sig = edm_sigmas(PC["sigma_min"], PC["sigma_max"], 8)
+    pre = Preconditioner(freq=parametric_filter(16, 3.0, 1.6), alpha=5.0) if name.endswith("pds") else None
+    key = name.removesuffix("_pds")
+    kw = {"s_churn": 10.0, "s_tmin": 0.05, "s_tmax": 50.0} if key == "edm_churn" else {}
+    res = ode_exact(target, key, sig, preconditioner=pre, **kw)
+    extra = {"preconditioner": pre} if key == "edm_churn" else {}
+    x, nfe = FNS[key](target, (n, 1, 16, 16), sig, generator=torch.Generator().manual_seed(5), dtype=torch.float64,
+                      **kw, **extra)
+    assert nfe == res.nfe == {"euler": 8, "heun": 15, "dpmpp_2m": 8, "edm_churn": 15}[key]
+    _compare(res, x, target, n)
+
+
+def test_pc_kept_matches_its_exact_moments_and_keeps_the_target_at_full_length():
+    target, n = _target(h=16, w=16, seed=4), 5000
+    pre = Preconditioner(freq=parametric_filter(16, 3.0, 1.6), alpha=5.0)
+    res = pc_exact(target, **PC, iterations=12, preconditioner=pre, prior="vanilla", predictor="kept")
+    schedule = ve_schedule(PC["sigma_min"], PC["sigma_max"], PC["num_scales"], iterations=12, dtype=torch.float64)
+    x, nfe = pc_kept(target, (n, 1, 16, 16), schedule, PC["snr"], preconditioner=pre, dtype=torch.float64,
+                     generator=torch.Generator().manual_seed(6))
+    assert nfe == 24
+    # pc_kept uses the batch-norm step; the exact one the expected norm: compare the totals only (5 % at 3·16²)
+    from pds.fourier import half_plane_weights
+
+    y = torch.fft.rfft2(x) / 16.0
+    var = (y - y.mean(0)).abs().pow(2).mean(0)
+    ratio = float((var * half_plane_weights(16, 16)).sum() / (res.var * res.weights).sum())
+    assert abs(ratio - 1) < 0.05
+    # at full length the kept predictor is closer to the target than the released one (which is biased)
+    full = dict(**PC, iterations=PC["num_scales"], preconditioner=pre)
+    kept = pc_exact(target, **full, prior="vanilla", predictor="kept").w2
+    released = pc_exact(target, **full).w2
+    vanilla = pc_exact(target, **{**full, "preconditioner": None}).w2
+    assert kept < released and kept < 1.5 * vanilla
+
+
+def test_w2_within_a_budget_is_the_exact_samplers():
+    from pds.exact import SAMPLERS_BY_NFE, w2_within
+    from pds.models.configs import experiment
+    from pds.scores import StationaryGaussianScore
+
+    g = torch.Generator().manual_seed(3)
+    target = StationaryGaussianScore.from_images(torch.rand(40, 1, 8, 8, generator=g, dtype=torch.float64))
+    e = experiment("cifar10_ncsnpp")
+    pre = Preconditioner(freq=torch.log1p(target.expected_power()), alpha=5.0)
+    assert w2_within(target, e, "PC + PDS (released)", 21, pre) == pc_exact(
+        target, e.sigma_min, e.sigma_max, e.levels, e.snr, iterations=10, preconditioner=pre).w2_relative
+    heun_w2 = ode_exact(target, "heun", edm_sigmas(e.sigma_min, e.sigma_max, 5)).w2_relative
+    assert w2_within(target, e, "heun", 9) == heun_w2
+    assert w2_within(target, e, "edm_churn + PDS", 9, pre) == ode_exact(
+        target, "edm_churn", edm_sigmas(e.sigma_min, e.sigma_max, 5), preconditioner=pre).w2_relative
+    assert all(w2_within(target, e, s, 12, pre) > 0 for s in SAMPLERS_BY_NFE)
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        w2_within(target, e, "ddim", 10)
+    with pytest.raises(ValueError, match="needs a preconditioner"):
+        w2_within(target, e, "edm_churn + PDS", 10)
+
+
+@pytest.mark.parametrize("kind", ["vanilla", "parametric", "solenoidal"])
+def test_pc_exact_matches_monte_carlo(kind):
+    target, n = _target(), 20000
+    pc = None if kind == "vanilla" else Preconditioner(freq=parametric_filter(8, 2.0, 1.6))
+    sol, omega = (central_difference(8, "W"), 3.0) if kind == "solenoidal" else (None, 0.0)
+    cfg = dict(**PC, speed_up=3.0)
+    res = pc_exact(target, **cfg, preconditioner=pc, solenoidal=sol, omega=omega)
+    x, _ = run_pc(target, (n, 1, 8, 8), **cfg, preconditioner=pc, skew=skew_term(sol, omega), dtype=torch.float64,
+                      corrector=res.corrector_steps, generator=torch.Generator().manual_seed(0))
+    _compare(res, x, target, n)
+
+
+def test_pc_exact_expected_norm_step_close_to_adaptive():
+    """The released adaptive step (batch norms) vs the expected-norm step: close in high dimension."""
+    target, n = _target(c=3, h=16, w=16), 64
+    res = pc_exact(target, **PC, speed_up=2.0)
+    x, _ = run_pc(target, (n, 3, 16, 16), **PC, speed_up=2.0, dtype=torch.float64,
+                      generator=torch.Generator().manual_seed(0))
+    _, var = _moments(x)
+    ratio = float((var * half_plane_weights(16, 16)).sum() / (res.var * res.weights).sum())
+    assert abs(ratio - 1) < 0.05
+
+
+def test_annealed_exact_matches_monte_carlo():
+    target, n = _target(), 20000
+    sig = geometric_sigmas(2.0, 0.02, 6)
+    pc = Preconditioner(freq=parametric_filter(8, 1.5, 0.7))
+    for init in ("gaussian", "uniform"):
+        res = annealed_langevin_exact(target, sig, 3, 5e-4, preconditioner=pc, denoise=True, init=init)
+        x, nfe = annealed_langevin(target, (n, 1, 8, 8), sig, 3, 5e-4, preconditioner=pc, denoise=True, init=init,
+                                   dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        assert nfe == res.nfe == 19
+        _compare(res, x, target, n)
+
+
+def test_exact_w2_and_kl_against_dense_formulas():
+    import scipy.linalg
+
+    target = _target(c=1, h=6, w=6)
+    res = pc_exact(target, **PC, speed_up=6.0, preconditioner=Preconditioner(freq=parametric_filter(6, 1.0, 1.6)))
+    d = 36
+    F = np.fft.fft2(np.eye(d).reshape(d, 6, 6)).reshape(d, d).T / 6.0  # unitary DFT matrix
+    cov_out = (F.conj().T @ np.diag(_full_grid(res.per_frequency(res.var), 6).ravel().numpy()) @ F).real
+    cov_t = target.covariance()
+    delta_full = torch.fft.irfft2(res.per_frequency(res.delta), s=(6, 6)) * 6.0  # E[x_out] − mean in pixels
+    dmu = delta_full.ravel().numpy()
+    root = scipy.linalg.sqrtm(scipy.linalg.sqrtm(cov_t) @ cov_out @ scipy.linalg.sqrtm(cov_t)).real
+    w2_dense = math.sqrt(dmu @ dmu + np.trace(cov_t + cov_out - 2 * root))
+    assert res.w2 == pytest.approx(w2_dense, rel=1e-6)
+    kl_dense = 0.5 * (np.trace(np.linalg.solve(cov_t, cov_out)) - d + dmu @ np.linalg.solve(cov_t, dmu)
+                      + np.linalg.slogdet(cov_t)[1] - np.linalg.slogdet(cov_out)[1])
+    assert res.kl == pytest.approx(kl_dense, rel=1e-6)
+    perfect = type(res)(delta=0 * res.delta, var=res.spectrum.clone(), spectrum=res.spectrum,
+                        weights=res.weights, nfe=0)
+    assert perfect.w2 == 0 and perfect.kl == pytest.approx(0, abs=1e-12)
+
+
+def test_exact_refuses_space_filters():
+    with pytest.raises(NotImplementedError, match="space filter"):
+        pc_exact(_target(), **PC, preconditioner=Preconditioner(space=torch.rand(1, 8, 8) + 0.5))
+
+
+def test_fewest_iterations():
+    calls = []
+
+    def f(t):
+        calls.append(t)
+        return 1.0 / t
+
+    assert fewest_iterations(f, 1 / 37, 2000) == 37
+    assert fewest_iterations(f, 1e-6, 2000) is None
+    assert fewest_iterations(f, 2.0, 2000) == 1
+    assert len(set(calls)) < 60
+
+
+@pytest.mark.parametrize("sampler", ["pc", "annealed"])
+def test_exact_skew_moments_match_monte_carlo_at_16x16(sampler):
+    """ω·S with a Fourier-diagonal skew S (central differences along H and W): the exact moments of both samplers
+    against 8 000 Monte Carlo runs at 16² (issue 14)."""
+    from pds.solenoidal import FourierSkew
+
+    target, n = _target(h=16, w=16, seed=2), 8000
+    sol = FourierSkew(central_difference(16, "H").imag + central_difference(16, "W").imag)
+    pc = Preconditioner(freq=parametric_filter(16, 3.0, 1.6))
+    if sampler == "pc":
+        cfg = dict(**PC, iterations=12)
+        res = pc_exact(target, **cfg, preconditioner=pc, solenoidal=sol, omega=2.0)
+        x, _ = run_pc(target, (n, 1, 16, 16), **cfg, preconditioner=pc, skew=skew_term(sol, 2.0),
+                      dtype=torch.float64, corrector=res.corrector_steps, generator=torch.Generator().manual_seed(3))
+    else:
+        sig = geometric_sigmas(2.0, 0.02, 5)
+        res = annealed_langevin_exact(target, sig, 3, 5e-4, preconditioner=pc, solenoidal=sol, omega=0.5,
+                                      denoise=True, init="gaussian")
+        x, _ = annealed_langevin(target, (n, 1, 16, 16), sig, 3, 5e-4, preconditioner=pc, skew=skew_term(sol, 0.5),
+                                 denoise=True, init="gaussian", dtype=torch.float64,
+                                 generator=torch.Generator().manual_seed(4))
+    _compare(res, x, target, n)
+
+
+def test_dense_exact_analysis_agrees_with_the_fourier_one():
+    """Two independent exact computations: dense matrices (any operator) and per-frequency recursions."""
+    from pds.exact import pc_exact_dense
+
+    target = _target(h=6, w=6)
+    pc = Preconditioner(freq=parametric_filter(6, 1.5, 1.6))
+    for omega in (0.0, 3.0):
+        a = pc_exact(target, **PC, iterations=20, preconditioner=pc, solenoidal=central_difference(6, "W"),
+                     omega=omega)
+        b = pc_exact_dense(target, **PC, iterations=20, preconditioner=pc, solenoidal=central_difference(6, "W"),
+                           omega=omega)
+        assert b.w2 == pytest.approx(a.w2, rel=1e-9)
+        assert b.corrector_steps == pytest.approx(a.corrector_steps, rel=1e-9)

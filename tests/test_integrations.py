@@ -195,6 +195,13 @@ def test_bad_configurations_are_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError, match="does not fit"):
         sched = PDSScoreSdeVeScheduler(**SETTINGS, preconditioner=Preconditioner(freq=torch.ones(3, 8, 8) * 2))
         run_pipeline(ncsnpp_unet(32), sched, 2)
+    x = torch.zeros(1, 3, 8, 8)
+    for cls, says in ((ScoreSdeVeScheduler, "set_timesteps"), (PDSScoreSdeVeScheduler, "call set_timesteps")):
+        unset = cls(**SETTINGS)
+        unset.timesteps = None  # as before set_timesteps: diffusers' guard, where this scheduler said len(None)
+        for step in (lambda s=unset: s.step_pred(x, 1.0, x), lambda s=unset: s.step_correct(x, x)):
+            with pytest.raises(ValueError, match=says):
+                step()
 
 
 # -- the README's lines, on a random-weight folder in the hub layout ------------------------------------------------
@@ -287,6 +294,65 @@ def test_noise_sampler_draws_pds_noise_with_covariance_m_inv_m_inv_t():
                                                            dtype=torch.float64)), rtol=0, atol=0)
     plain = noise_sampler(x[:2], None, generator=torch.Generator().manual_seed(1))()
     assert torch.equal(plain, torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+
+
+def k_diffusion_sampling():
+    """k-diffusion's ``sampling`` module, imported without its package ``__init__`` (which loads its training
+    dependencies: wandb, kornia, clean-fid, clip...); ``make setup`` installs k-diffusion with ``--no-deps`` and the
+    two libraries its sampling module needs (torchsde, torchdiffeq). Skips in one line where it is absent."""
+    import importlib.util
+    import sys
+    import types
+
+    spec = importlib.util.find_spec("k_diffusion")
+    if spec is None:
+        pytest.skip("k-diffusion is not installed: pip install --no-deps k-diffusion torchsde torchdiffeq")
+    if "k_diffusion" not in sys.modules:
+        package = types.ModuleType("k_diffusion")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["k_diffusion"] = package
+    return importlib.import_module("k_diffusion.sampling")
+
+
+def test_k_diffusion_s_own_samplers_run_pds_models_and_noise():
+    """k-diffusion's sample_euler and sample_heun on KDenoiser(score) equal pds.modern's euler and heun on the score
+    (float64, 1e-12); sample_euler_ancestral with noise_sampler(x, None, generator) equals its own default noise drawn
+    from the global generator with the same seed, bit for bit, and with a preconditioner equals its rule written out
+    here with M⁻¹ξ; KDenoiser holds a module score, so .to()/.eval()/parameters reach it."""
+    kd = k_diffusion_sampling()
+    from pds.modern import edm_sigmas, euler, heun
+
+    var = torch.rand(1, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) + 0.2
+    score, sigmas = gaussian_score(var), edm_sigmas(0.02, 20.0, 12)
+    model, s = KDenoiser(score), torch.tensor(sigmas, dtype=torch.float64)
+    x0 = torch.randn(6, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sigmas[0]
+    for ours, theirs in ((euler, kd.sample_euler), (heun, kd.sample_heun)):
+        want, _ = ours(score, x0, sigmas, dtype=torch.float64)
+        torch.testing.assert_close(theirs(model, x0.clone(), s, disable=True), want, rtol=1e-12, atol=1e-12)
+    torch.manual_seed(1)
+    default = kd.sample_euler_ancestral(model, x0.clone(), s, disable=True)
+    white = kd.sample_euler_ancestral(model, x0.clone(), s, disable=True,
+                                      noise_sampler=noise_sampler(x0, None, torch.Generator().manual_seed(1)))
+    assert torch.equal(white, default)
+    pre = Preconditioner(freq=synthetic_filters(1, 8, space=False)[0], alpha=5.0)
+    coloured = kd.sample_euler_ancestral(model, x0.clone(), s, disable=True,
+                                         noise_sampler=noise_sampler(x0, pre, torch.Generator().manual_seed(1)))
+    written = euler_ancestral(model, x0.clone(), sigmas, noise_sampler(x0, pre, torch.Generator().manual_seed(1)))
+    torch.testing.assert_close(coloured, written, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(coloured, white)
+    net = torch.nn.Conv2d(1, 1, 3, padding=1)
+    held = KDenoiser(_ModuleScore(net))
+    assert len(list(held.parameters())) == 2 and held.double().score.conv.weight.dtype == torch.float64
+    assert held.eval().score.training is False
+
+
+class _ModuleScore(torch.nn.Module):
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x, sigma):
+        return self.conv(x) / sigma
 
 
 def euler_ancestral(model, x, sigmas, noise_sampler):

@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from pds.exact import annealed_langevin_exact, fewest_iterations, pc_exact
 from pds.filters import parametric_filter
 from pds.fourier import half_plane_weights
 from pds.precondition import Preconditioner
 from pds.samplers import annealed_langevin, pc_sampler
 from pds.schedules import geometric_sigmas, shorten_schedule, ve_schedule
 from pds.scores import StationaryGaussianScore
-from pds.solenoidal import central_difference, skew_term
+from pds.solenoidal import central_difference
 
 
 def _target(c=1, h=8, w=8, seed=0):
@@ -151,41 +150,6 @@ def _compare(res, samples, target, n):
     assert float(z.max()) < 5.5, float(z.max())
 
 
-@pytest.mark.parametrize("kind", ["vanilla", "parametric", "solenoidal"])
-def test_pc_exact_matches_monte_carlo(kind):
-    target, n = _target(), 20000
-    pc = None if kind == "vanilla" else Preconditioner(freq=parametric_filter(8, 2.0, 1.6))
-    sol, omega = (central_difference(8, "W"), 3.0) if kind == "solenoidal" else (None, 0.0)
-    cfg = dict(**PC, speed_up=3.0)
-    res = pc_exact(target, **cfg, preconditioner=pc, solenoidal=sol, omega=omega)
-    x, _ = run_pc(target, (n, 1, 8, 8), **cfg, preconditioner=pc, skew=skew_term(sol, omega), dtype=torch.float64,
-                      corrector=res.corrector_steps, generator=torch.Generator().manual_seed(0))
-    _compare(res, x, target, n)
-
-
-def test_pc_exact_expected_norm_step_close_to_adaptive():
-    """The released adaptive step (batch norms) vs the expected-norm step: close in high dimension."""
-    target, n = _target(c=3, h=16, w=16), 64
-    res = pc_exact(target, **PC, speed_up=2.0)
-    x, _ = run_pc(target, (n, 3, 16, 16), **PC, speed_up=2.0, dtype=torch.float64,
-                      generator=torch.Generator().manual_seed(0))
-    _, var = _moments(x)
-    ratio = float((var * half_plane_weights(16, 16)).sum() / (res.var * res.weights).sum())
-    assert abs(ratio - 1) < 0.05
-
-
-def test_annealed_exact_matches_monte_carlo():
-    target, n = _target(), 20000
-    sig = geometric_sigmas(2.0, 0.02, 6)
-    pc = Preconditioner(freq=parametric_filter(8, 1.5, 0.7))
-    for init in ("gaussian", "uniform"):
-        res = annealed_langevin_exact(target, sig, 3, 5e-4, preconditioner=pc, denoise=True, init=init)
-        x, nfe = annealed_langevin(target, (n, 1, 8, 8), sig, 3, 5e-4, preconditioner=pc, denoise=True, init=init,
-                                   dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-        assert nfe == res.nfe == 19
-        _compare(res, x, target, n)
-
-
 def _full_grid(half: torch.Tensor, w: int) -> torch.Tensor:
     """Hermitian extension of a real half-plane array [C, H, W//2+1] to [C, H, W]."""
     h = half.shape[-2]
@@ -196,46 +160,6 @@ def _full_grid(half: torch.Tensor, w: int) -> torch.Tensor:
         else:
             full[..., j] = half[..., (-torch.arange(h)) % h, w - j]
     return full
-
-
-def test_exact_w2_and_kl_against_dense_formulas():
-    import scipy.linalg
-
-    target = _target(c=1, h=6, w=6)
-    res = pc_exact(target, **PC, speed_up=6.0, preconditioner=Preconditioner(freq=parametric_filter(6, 1.0, 1.6)))
-    d = 36
-    F = np.fft.fft2(np.eye(d).reshape(d, 6, 6)).reshape(d, d).T / 6.0  # unitary DFT matrix
-    cov_out = (F.conj().T @ np.diag(_full_grid(res.per_frequency(res.var), 6).ravel().numpy()) @ F).real
-    cov_t = target.covariance()
-    delta_full = torch.fft.irfft2(res.per_frequency(res.delta), s=(6, 6)) * 6.0  # E[x_out] − mean in pixels
-    dmu = delta_full.ravel().numpy()
-    root = scipy.linalg.sqrtm(scipy.linalg.sqrtm(cov_t) @ cov_out @ scipy.linalg.sqrtm(cov_t)).real
-    w2_dense = math.sqrt(dmu @ dmu + np.trace(cov_t + cov_out - 2 * root))
-    assert res.w2 == pytest.approx(w2_dense, rel=1e-6)
-    kl_dense = 0.5 * (np.trace(np.linalg.solve(cov_t, cov_out)) - d + dmu @ np.linalg.solve(cov_t, dmu)
-                      + np.linalg.slogdet(cov_t)[1] - np.linalg.slogdet(cov_out)[1])
-    assert res.kl == pytest.approx(kl_dense, rel=1e-6)
-    perfect = type(res)(delta=0 * res.delta, var=res.spectrum.clone(), spectrum=res.spectrum,
-                        weights=res.weights, nfe=0)
-    assert perfect.w2 == 0 and perfect.kl == pytest.approx(0, abs=1e-12)
-
-
-def test_exact_refuses_space_filters():
-    with pytest.raises(NotImplementedError, match="space filter"):
-        pc_exact(_target(), **PC, preconditioner=Preconditioner(space=torch.rand(1, 8, 8) + 0.5))
-
-
-def test_fewest_iterations():
-    calls = []
-
-    def f(t):
-        calls.append(t)
-        return 1.0 / t
-
-    assert fewest_iterations(f, 1 / 37, 2000) == 37
-    assert fewest_iterations(f, 1e-6, 2000) is None
-    assert fewest_iterations(f, 2.0, 2000) == 1
-    assert len(set(calls)) < 60
 
 
 def test_iterations_are_exact_where_the_released_division_loses_one():
@@ -292,45 +216,6 @@ def test_per_sample_generators_and_steps_make_a_sample_independent_of_its_batch(
         run_pc(target, (4, 1, 8, 8), **PC, corrector="median")
     with pytest.raises(ValueError, match="60 finite numbers >= 0, got 3"):
         run_pc(target, (4, 1, 8, 8), **PC, corrector=[0.1, 0.1, 0.1])
-
-
-@pytest.mark.parametrize("sampler", ["pc", "annealed"])
-def test_exact_skew_moments_match_monte_carlo_at_16x16(sampler):
-    """ω·S with a Fourier-diagonal skew S (central differences along H and W): the exact moments of both samplers
-    against 8 000 Monte Carlo runs at 16² (issue 14)."""
-    from pds.solenoidal import FourierSkew
-
-    target, n = _target(h=16, w=16, seed=2), 8000
-    sol = FourierSkew(central_difference(16, "H").imag + central_difference(16, "W").imag)
-    pc = Preconditioner(freq=parametric_filter(16, 3.0, 1.6))
-    if sampler == "pc":
-        cfg = dict(**PC, iterations=12)
-        res = pc_exact(target, **cfg, preconditioner=pc, solenoidal=sol, omega=2.0)
-        x, _ = run_pc(target, (n, 1, 16, 16), **cfg, preconditioner=pc, skew=skew_term(sol, 2.0),
-                      dtype=torch.float64, corrector=res.corrector_steps, generator=torch.Generator().manual_seed(3))
-    else:
-        sig = geometric_sigmas(2.0, 0.02, 5)
-        res = annealed_langevin_exact(target, sig, 3, 5e-4, preconditioner=pc, solenoidal=sol, omega=0.5,
-                                      denoise=True, init="gaussian")
-        x, _ = annealed_langevin(target, (n, 1, 16, 16), sig, 3, 5e-4, preconditioner=pc, skew=skew_term(sol, 0.5),
-                                 denoise=True, init="gaussian", dtype=torch.float64,
-                                 generator=torch.Generator().manual_seed(4))
-    _compare(res, x, target, n)
-
-
-def test_dense_exact_analysis_agrees_with_the_fourier_one():
-    """Two independent exact computations: dense matrices (any operator) and per-frequency recursions."""
-    from pds.exact import pc_exact_dense
-
-    target = _target(h=6, w=6)
-    pc = Preconditioner(freq=parametric_filter(6, 1.5, 1.6))
-    for omega in (0.0, 3.0):
-        a = pc_exact(target, **PC, iterations=20, preconditioner=pc, solenoidal=central_difference(6, "W"),
-                     omega=omega)
-        b = pc_exact_dense(target, **PC, iterations=20, preconditioner=pc, solenoidal=central_difference(6, "W"),
-                           omega=omega)
-        assert b.w2 == pytest.approx(a.w2, rel=1e-9)
-        assert b.corrector_steps == pytest.approx(a.corrector_steps, rel=1e-9)
 
 
 def test_langevin_relaxation_with_skew_operators():

@@ -85,12 +85,9 @@ def denoiser(score: Callable) -> Callable:
     return lambda x, sigma: x + sigma**2 * score(x, sigma)
 
 
-def _start(shape, sigmas, generator, dtype, device, noise=None):
+def _start(shape, sigmas, generator, dtype, device):
     shp, x = initial_state(shape, dtype, device)
-    if x is None:
-        z = randn(shp, generator, dtype, device)
-        x = (z if noise is None else noise(z)) * sigmas[0]
-    return x
+    return randn(shp, generator, dtype, device) * sigmas[0] if x is None else x
 
 
 def _setup(score, shape, sigmas, generator, dtype, device, check_every, what):

@@ -96,7 +96,16 @@ class PDSScoreSdeVeScheduler(ScoreSdeVeScheduler):
     @classmethod
     def from_config(cls, config=None, return_unused_kwargs: bool = False, **kwargs):
         """diffusers' ``from_config`` (e.g. of a pipeline's ``ScoreSdeVeScheduler`` config), also taking
-        ``preconditioner=`` (which diffusers would drop, as it is not a config entry)."""
+        ``preconditioner=`` (which diffusers would drop, as it is not a config entry).
+
+        Args:
+            config: a scheduler config (a dict or ``FrozenDict``).
+            return_unused_kwargs: as diffusers'.
+            **kwargs: config entries to override, and ``preconditioner=``.
+
+        Returns:
+            The scheduler (and the unused keyword arguments with ``return_unused_kwargs``).
+        """
         pre = kwargs.pop("preconditioner", None)
         out = super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
         if pre is not None:
@@ -114,7 +123,11 @@ class PDSScoreSdeVeScheduler(ScoreSdeVeScheduler):
         return usual if a is None else float(a)
 
     def use(self, preconditioner: Preconditioner) -> None:
-        """Sample with ``preconditioner`` (refused when the config already names filters or the parametric filter)."""
+        """Sample with ``preconditioner`` (refused when the config already names filters or the parametric filter).
+
+        Args:
+            preconditioner: a :class:`pds.precondition.Preconditioner` for the images this scheduler will sample.
+        """
         if not isinstance(preconditioner, Preconditioner):
             raise TypeError(f"preconditioner must be a pds.Preconditioner, got {type(preconditioner).__name__}")
         if self.config.filters is not None or self.config.parametric_r is not None:
@@ -123,7 +136,14 @@ class PDSScoreSdeVeScheduler(ScoreSdeVeScheduler):
 
     # -- the preconditioner -------------------------------------------------------------------
     def preconditioner_for(self, shape) -> Preconditioner | None:
-        """The preconditioner for images of ``shape`` [C, H, W] (the parametric filter is built per size)."""
+        """The preconditioner for images of ``shape`` (the parametric filter is built per size).
+
+        Args:
+            shape: the images' shape [C, H, W].
+
+        Returns:
+            The :class:`pds.precondition.Preconditioner` used for them, or None (vanilla: diffusers' own steps).
+        """
         shape = tuple(int(s) for s in shape)
         if self.config.parametric_r is not None:
             if shape not in self._parametric:
@@ -143,15 +163,45 @@ class PDSScoreSdeVeScheduler(ScoreSdeVeScheduler):
 
     def prior(self, shape, generator: torch.Generator | None = None, device=None,
               dtype=torch.float32) -> torch.Tensor:
-        """x_T = σ_max·M⁻¹ξ, the released code's preconditioned prior, drawn as the pipeline draws its white one."""
+        """x_T = σ_max·M⁻¹ξ, the released code's preconditioned prior, drawn as the pipeline draws its white one.
+
+        Args:
+            shape: the batch's shape [B, C, H, W].
+            generator: the ``torch.Generator`` of the draw (as the pipeline's).
+            device: where the prior goes (drawn on the CPU, as ``randn_tensor`` draws for a CPU generator).
+            dtype: its dtype.
+
+        Returns:
+            The initial sample, a tensor of ``shape``.
+        """
         xi = randn_tensor(tuple(shape), generator=generator, dtype=dtype).to(device or "cpu")
         return self._operators(xi)[1](xi) * self.init_noise_sigma
 
     # -- the steps: diffusers' update rules with M⁻¹M⁻ᵀ on the score and M⁻¹ on the noise ------------------
+    def _check_timesteps(self) -> None:
+        if self.timesteps is None:
+            raise ValueError("`self.timesteps` is not set: call set_timesteps(num_inference_steps) (and set_sigmas) "
+                             "after creating the scheduler, as for diffusers' ScoreSdeVeScheduler")
+
     def step_pred(self, model_output: torch.Tensor, timestep, sample: torch.Tensor,
                   generator: torch.Generator | None = None, return_dict: bool = True):
         """Reverse diffusion from level j to j − 1: x̄ = x + M⁻¹M⁻ᵀ(G² s), x = x̄ + G·M⁻¹ξ, G² = σ_j² − σ_{j−1}² (the
-        released predictor; j = int(t·(N − 1)) as diffusers and score_sde compute it)."""
+        released predictor; j = int(t·(N − 1)) as diffusers and score_sde compute it).
+
+        Args:
+            model_output: the score s(x, σ_j) of ``sample`` (what ``UNet2DModel`` returns for this scheduler).
+            timestep: t of this step, one of ``self.timesteps``.
+            sample: the current x, [B, C, H, W].
+            generator: the ``torch.Generator`` of the noise ξ.
+            return_dict: return an ``SdeVeOutput`` (else a tuple).
+
+        Returns:
+            ``SdeVeOutput(prev_sample=x, prev_sample_mean=x̄)``, or ``(x, x̄)``.
+
+        Raises:
+            ValueError: before ``set_timesteps`` (there are no levels yet), as diffusers' own scheduler does.
+        """
+        self._check_timesteps()
         drift, noise = self._operators(sample)
         t = timestep * torch.ones(sample.shape[0], device=sample.device)
         levels = (t * (len(self.timesteps) - 1)).long().to(self.discrete_sigmas.device)
@@ -167,7 +217,21 @@ class PDSScoreSdeVeScheduler(ScoreSdeVeScheduler):
     def step_correct(self, model_output: torch.Tensor, sample: torch.Tensor,
                      generator: torch.Generator | None = None, return_dict: bool = True):
         """One preconditioned Langevin step (Alg. 1): g = M⁻¹M⁻ᵀ s, η = M⁻¹ξ, ε = 2(snr·mean‖η‖/mean‖g‖)² (norms
-        per sample, averaged over the batch), x̄ = x + ε g, x = x̄ + √(2ε) η."""
+        per sample, averaged over the batch), x̄ = x + ε g, x = x̄ + √(2ε) η.
+
+        Args:
+            model_output: the score s(x, σ) of ``sample``.
+            sample: the current x, [B, C, H, W].
+            generator: the ``torch.Generator`` of the noise ξ.
+            return_dict: return a ``SchedulerOutput`` (else a tuple).
+
+        Returns:
+            ``SchedulerOutput(prev_sample=x)``, or ``(x,)``.
+
+        Raises:
+            ValueError: before ``set_timesteps``, as diffusers' own scheduler does.
+        """
+        self._check_timesteps()
         drift, noise = self._operators(sample)
         eta = noise(randn_tensor(sample.shape, layout=sample.layout, generator=generator).to(sample.device))
         g = drift(model_output)
@@ -179,7 +243,13 @@ class PDSScoreSdeVeScheduler(ScoreSdeVeScheduler):
     # -- saving and loading with the filters ------------------------------------------------------------
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs) -> None:
         """``scheduler_config.json`` and, with filters, ``pds_filters.npz`` beside it, which the saved config's
-        ``filters`` names (this scheduler's own config is left as it is)."""
+        ``filters`` names (this scheduler's own config is left as it is).
+
+        Args:
+            save_directory: the folder to write (made if absent).
+            push_to_hub: as diffusers' (the filters file is written to the folder first).
+            **kwargs: passed to diffusers' ``save_pretrained``.
+        """
         pre = self.preconditioner
         if pre is None:
             return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
@@ -201,7 +271,20 @@ class PDSScoreSdeVeScheduler(ScoreSdeVeScheduler):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path=None, subfolder: str | None = None,
                         return_unused_kwargs: bool = False, **kwargs):
-        """diffusers' ``from_pretrained``, with the filters file of a local folder found beside its config."""
+        """diffusers' ``from_pretrained``, with the filters file of a local folder found beside its config.
+
+        Args:
+            pretrained_model_name_or_path: a local folder (or a hub id whose config names no filters file).
+            subfolder: the scheduler's subfolder (e.g. "scheduler" of a saved pipeline).
+            return_unused_kwargs: as diffusers'.
+            **kwargs: config entries to override (``filters=`` a path overrides the saved file).
+
+        Returns:
+            The scheduler (and the unused keyword arguments with ``return_unused_kwargs``).
+
+        Raises:
+            FileNotFoundError: the config names a filters file but the source is not a local folder.
+        """
         config = cls.load_config(pretrained_model_name_or_path, subfolder=subfolder, **kwargs)
         name = config.get("filters")
         if name is not None and "filters" not in kwargs and not Path(name).is_absolute():
@@ -217,8 +300,16 @@ class PDSScoreSdeVeScheduler(ScoreSdeVeScheduler):
 
 def last_mean(pipe, **call) -> torch.Tensor:
     """Run ``pipe`` (a ``ScoreSdeVePipeline``, with this scheduler or diffusers' own) with the keyword arguments
-    ``call`` and return the x̄ of its last predictor step as a tensor [N, C, H, W] — what ``pc_sampler`` returns, before
-    the pipeline clamps it to [0, 1] (which hides every difference outside that range)."""
+    ``call`` and return the x̄ of its last predictor step — what ``pc_sampler`` returns, before the pipeline clamps it
+    to [0, 1] (which hides every difference outside that range).
+
+    Args:
+        pipe: the pipeline.
+        **call: its call's keyword arguments (``num_inference_steps``, ``generator``, ``batch_size``...).
+
+    Returns:
+        x̄ of the last predictor step, a tensor [N, C, H, W].
+    """
     scheduler, last = pipe.scheduler, {}
     step_pred = scheduler.step_pred
 

@@ -24,11 +24,18 @@ __all__ = ["KDenoiser", "score_of_denoiser", "noise_sampler"]
 class KDenoiser(torch.nn.Module):
     """``model(x, sigma) -> D(x, σ) = x + σ² s(x, σ)`` (Tweedie) for a score ``score(x, σ)`` (σ a float), called as
     k-diffusion calls a denoiser: σ a number, a 0-d tensor or one value per sample. The score is evaluated once per
-    distinct σ in the batch (k-diffusion passes one level for all samples: one call)."""
+    distinct σ in the batch (k-diffusion passes one level for all samples: one call). A score that is a
+    ``torch.nn.Module`` is held as a submodule (``self.score``), so that ``.to()``, ``.eval()``, ``.parameters()`` and
+    ``state_dict()`` reach it, as k-diffusion's own wrappers hold their inner model."""
 
     def __init__(self, score: Callable):
         super().__init__()
-        self.den = denoiser(score)  # Tweedie's map, one home: pds.modern
+        if not callable(score):
+            raise TypeError(f"the score must be callable as score(x, sigma), got {type(score).__name__}")
+        self.score = score
+
+    def den(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        return denoiser(self.score)(x, sigma)  # Tweedie's map, one home: pds.modern
 
     def forward(self, x: torch.Tensor, sigma, **extra_args) -> torch.Tensor:
         sig = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).cpu()

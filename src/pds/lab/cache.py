@@ -317,11 +317,6 @@ class ResultCache:
         """The key of (model, method, T, n, seed) with ``score_fn``, as :meth:`run` computes it here."""
         return run_key(self.describe(model, method, T, n, seed, batch_size, score_fn, device))
 
-    def lookup(self, model: SmallModel, method: Method, T: int, n: int, seed: int, score_fn, batch_size: int = 500,
-               device=None) -> dict | None:
-        """The stored row of (model, method, T, n, seed) with ``score_fn``, or None: what :meth:`run` would serve."""
-        return self.find(self.describe(model, method, T, n, seed, batch_size, score_fn, device))
-
     def run(self, model: SmallModel, method: Method, T: int, n: int, seed: int, score_fn, batch_size: int = 500,
             progress: bool = False, device=None) -> dict:
         """The row of (model, method, T, n, seed): read from the cache (:meth:`find`), or sampled, scored with

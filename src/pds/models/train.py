@@ -101,12 +101,6 @@ class EMA:
         for s, p in zip(self.shadow, (p for p in net.parameters() if p.requires_grad), strict=True):
             s.mul_(rate).add_(p.detach(), alpha=1.0 - rate)
 
-    def copy_to(self, net: nn.Module) -> None:
-        with torch.no_grad():
-            for s, p in zip(self.shadow, (p for p in net.parameters() if p.requires_grad), strict=True):
-                p.copy_(s)
-
-
 def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
