@@ -66,7 +66,7 @@ def test_results_are_computed_once_and_equal_the_exact_ones(tmp_path, target, mo
 
 
 def test_the_code_fingerprint_sees_a_numerical_change_of_the_recursion(monkeypatch):
-    import pds.exact as exact
+    import pds.exact.recursions as exact
 
     before = er.behaviour()
     original = exact.pc_recursion
@@ -89,7 +89,7 @@ def test_the_code_fingerprint_keeps_its_id_under_last_bit_changes(monkeypatch):
     """Another CPU rounds the recursion's float64 sums otherwise in their last bits: the code fingerprint keeps its
     exact part (its id's first half) and matches, so the shipped results are still found by their key's fingerprints
     (the radial profiles were once hashed bit for bit, and another kernel set recomputed notebook 03)."""
-    import pds.exact as exact
+    import pds.exact.recursions as exact
 
     before = er.behaviour()
     original = exact.pc_recursion

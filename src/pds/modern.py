@@ -41,6 +41,7 @@ from pds.samplers import (
     initial_state,
     operators,
     pc_sampler,
+    prior,
     randn,
     register,
 )
@@ -85,9 +86,15 @@ def denoiser(score: Callable) -> Callable:
     return lambda x, sigma: x + sigma**2 * score(x, sigma)
 
 
+def to_d(x: torch.Tensor, sigma: float, denoised: torch.Tensor) -> torch.Tensor:
+    """(x − D(x, σ))/σ = −σ s(x, σ): the probability-flow ODE's slope dx/dσ in the VE form (Karras et al. 2022, Eq. 3
+    with s(t) = 1, σ(t) = t; k-diffusion's ``to_d``)."""
+    return (x - denoised) / sigma
+
+
 def _start(shape, sigmas, generator, dtype, device):
     shp, x = initial_state(shape, dtype, device)
-    return randn(shp, generator, dtype, device) * sigmas[0] if x is None else x
+    return prior(shp, sigmas[0], generator, dtype, device) if x is None else x
 
 
 def _setup(score, shape, sigmas, generator, dtype, device, check_every, what):
@@ -111,7 +118,7 @@ def euler(score: Callable, shape, sigmas, *, generator=None, device=None, dtype=
     """Euler steps of the probability-flow ODE from σ_0 to 0 (the prior x ~ N(0, σ_0²I)); NFE = N."""
     sig, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every, "Euler's state")
     for i in range(len(sig) - 1):
-        d = (x - den(x, sig[i])) / sig[i]
+        d = to_d(x, sig[i], den(x, sig[i]))
         x = x + (sig[i + 1] - sig[i]) * d
         finite(x, i, sig[i], final=i == len(sig) - 2)
     return x, len(sig) - 1
@@ -120,7 +127,7 @@ def euler(score: Callable, shape, sigmas, *, generator=None, device=None, dtype=
 def _heun_step(den, x, sigma, sigma_next, drift=None):
     """One step of EDM's Algorithm 1 from σ to σ_next (Euler when σ_next = 0). ``drift`` maps the score part."""
     def slope(y, sig):
-        v = (y - den(y, sig)) / sig  # = −σ s(y, σ)
+        v = to_d(y, sig, den(y, sig))
         return v if drift is None else drift(v)
 
     d = slope(x, sigma)
@@ -224,6 +231,6 @@ def pc_kept(score: Callable, shape, schedule: VESchedule, snr: float, *, precond
         return pc_sampler(score, shape, schedule, snr, **kw)
     shp, x = initial_state(shape, dtype, device)
     if x is None:
-        x = randn(shp, generator, dtype, device) * schedule.sigma_max  # the vanilla prior: p_σmax ≈ N(0, σ_max²I)
+        x = prior(shp, schedule.sigma_max, generator, dtype, device)  # the vanilla prior: p_σmax ≈ N(0, σ_max²I)
     return pc_sampler(score, x, schedule, snr, preconditioner=preconditioner,
                       predictor=kept_noise_gain(preconditioner), **kw)

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from pds.precondition import Preconditioner
 from pds.schedules import VESchedule
 
-__all__ = ["pc_sampler", "annealed_langevin", "checked_score", "initial_state", "randn", "rand", "FiniteCheck",
+__all__ = ["pc_sampler", "annealed_langevin", "checked_score", "initial_state", "prior", "randn", "rand", "FiniteCheck",
            "operators", "check_schedule", "Sampler", "SAMPLERS", "register", "sampler",
            "steps_within"]
 
@@ -117,6 +117,13 @@ def _draw(fn, shape, generator, dtype, device):
 def randn(shape, generator, dtype, device):
     """Standard normal draws from one generator or one per sample (see :func:`_draw`)."""
     return _draw(torch.randn, shape, generator, dtype, device)
+
+
+def prior(shape, sigma: float, generator, dtype, device, noise=None) -> torch.Tensor:
+    """x_T = σ·ξ, or σ·M⁻¹ξ with ``noise`` the preconditioner's noise transform M⁻¹ (Eq. 11: the released prior), ξ
+    from :func:`randn`: every sampler's first draw."""
+    xi = randn(shape, generator, dtype, device)
+    return (xi if noise is None else noise(xi)) * sigma
 
 
 def rand(shape, generator, dtype, device):
@@ -240,7 +247,7 @@ def pc_sampler(score: Callable, shape, schedule: VESchedule, snr: float, *,
     noise_pred = noise if predictor is None else operators(predictor, shp or tuple(x.shape))[1]
     step_size, score = _corrector_rule(corrector, snr, schedule.n), checked_score(score)
     if x is None:
-        x = noise(randn(shp, generator, dtype, device)) * schedule.sigma_max
+        x = prior(shp, schedule.sigma_max, generator, dtype, device, noise)
     shp, dev = tuple(x.shape), x.device
     sigmas, gs, g2s = schedule.host()
     finite = FiniteCheck(None, dev, "the PC sampler's state")
@@ -307,7 +314,7 @@ def annealed_langevin(score: Callable, shape, sigmas, n_steps_each, step_lr: flo
         if init == "uniform":
             x = rand(shp, generator, dtype, device)
         else:
-            x = noise(randn(shp, generator, dtype, device)) * float(sig[0])
+            x = prior(shp, float(sig[0]), generator, dtype, device, noise)
     shp, dev = tuple(x.shape), x.device
     finite = FiniteCheck(check_every, dev, "a Langevin step")
     nfe, total = 0, sum(steps)

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
-from pds.exact import _Setup, pc_exact
+from pds.exact.recursions import _Setup, pc_exact
 from pds.fourier import radius_squared
 from pds.precondition import Preconditioner
 from pds.schedules import ve_schedule

@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pds.lab.experiments import Verdict, spread
+from pds.lab.notebooks import PROFILES, check_verdict, code_cells
 from pds.lab.notebooks import check as check_number
-from pds.lab.notebooks import check_verdict, code_cells
+from pds.lab.verdicts import Verdict, summary
 from pds.storage import BUILD_DIR, DATA_DIR, NOTEBOOK_DIR, REPO_ROOT
 
 __all__ = ["Findings", "findings_dir", "expected", "load", "render", "fmt", "untraced_numbers", "compare",
@@ -50,7 +50,6 @@ __all__ = ["Findings", "findings_dir", "expected", "load", "render", "fmt", "unt
 
 FINDINGS_ENV = "PDS_FINDINGS_DIR"
 COMMITTED_DIR = DATA_DIR / "findings"
-PROFILES = ("smoke", "default", "full")
 SUFFIX = ".findings.json"
 TIMED = ("08_timing_table2",)  # notebooks whose numbers are wall-clock times: they change from run to run
 
@@ -101,12 +100,6 @@ def _plain(x):
         v = float(x)
         return v if math.isfinite(v) else str(v)
     return x
-
-
-def summary(values) -> dict:
-    """Mean, standard deviation (ddof 1) and count of values over seeds, with the values."""
-    m, s, k = spread(values)
-    return {"mean": m, "std": s, "count": k, "values": [float(v) for v in values]}
 
 
 def _title(notebook: str) -> str:

@@ -34,6 +34,7 @@ import torch
 
 from pds.fingerprint import DATA_RTOL, Approx, Fingerprint, fingerprint, score_fingerprint
 from pds.fourier import radial_profile
+from pds.modern import denoiser
 
 __all__ = ["noised", "r2", "agreement", "per_image", "versus", "paired", "calibrate_patch", "error_spectrum",
            "error_model", "behaviour"]
@@ -69,6 +70,11 @@ def _score(model, x: torch.Tensor, sigma: float, batch: int = 64) -> torch.Tenso
         return torch.cat([score(x[a : a + batch].to(dtype), float(sigma)).double() for a in range(0, len(x), batch)])
 
 
+def _denoised(model, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """D(x, σ) = x + σ² s(x, σ) (:func:`pds.modern.denoiser`) of a model as :func:`_score` calls it, in float64."""
+    return denoiser(lambda y, s: _score(model, y, s))(x, sigma)
+
+
 def _scored(model) -> tuple[Callable, torch.dtype]:
     return model if isinstance(model, tuple) else (model, torch.float32)
 
@@ -100,10 +106,10 @@ def agreement(reference, models: dict, images: torch.Tensor, sigmas, seed: int =
     rows = []
     for j, sigma in enumerate(sigmas):
         x = noised(images, sigma, seed + j)
-        ref = x + sigma**2 * _score(reference, x, sigma)
+        ref = _denoised(reference, x, sigma)
         for name, model in models.items():
             rows.append({"sigma": float(sigma), "model": name,
-                         **_summary(r2(ref, x + sigma**2 * _score(model, x, sigma)))})
+                         **_summary(r2(ref, _denoised(model, x, sigma)))})
     return pd.DataFrame(rows)
 
 
@@ -124,9 +130,9 @@ def per_image(reference, models: dict, images: torch.Tensor, sigmas, seed: int =
     rows = []
     for j, sigma in enumerate(sigmas):
         x = noised(images, sigma, seed + j)
-        ref = x + sigma**2 * _score(reference, x, sigma)
+        ref = _denoised(reference, x, sigma)
         for name, model in models.items():
-            values = r2(ref, x + sigma**2 * _score(model, x, sigma))
+            values = r2(ref, _denoised(model, x, sigma))
             rows += [{"sigma": sigma, "model": name, "image": i, "r2": float(v)} for i, v in enumerate(values)]
     return pd.DataFrame(rows)
 

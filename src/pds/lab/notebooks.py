@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from pds.lab.experiments import spread
+from pds.lab.verdicts import spread
 from pds.storage import BUILD_DIR, FIGURES_DIR, NOTEBOOK_DIR, REPO_ROOT, check_output
 
 __all__ = ["PROFILES", "choose", "check", "check_choices", "check_verdict", "figure_dir", "save_figure", "steady",

@@ -1,0 +1,552 @@
+"""The exact recursions of the samplers (see :mod:`pds.exact`): per-frequency mean and variance of the PC, ODE and
+annealed-Langevin samplers on a stationary Gaussian target, their dense-matrix counterparts for small problems, and
+the W2 of a sampler within an NFE budget."""
+
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from pds.fourier import half_plane_filter, half_plane_weights, merge_frequencies, radial_profile, radial_sum
+from pds.modern import EDM_CHURN, Churn, edm_sigmas
+from pds.precondition import Preconditioner, operator_matrix
+from pds.samplers import steps_within
+from pds.schedules import ve_schedule
+from pds.scores import StationaryGaussianScore
+from pds.solenoidal import FourierSkew
+
+__all__ = [
+    "ExactResult",
+    "pc_exact",
+    "annealed_langevin_exact",
+    "fewest_iterations",
+    "DenseResult",
+    "pc_exact_dense",
+    "langevin_stationary_dense",
+    "best_step_contraction",
+    "ode_exact",
+    "pc_recursion",
+    "ode_recursion",
+    "ode_step_gain",
+    "SAMPLERS_BY_NFE",
+    "BUDGET_SAMPLERS",
+    "w2_within",
+]
+
+
+@dataclass
+class ExactResult:
+    """Output moments per group of identical frequencies, and the distances to the target.
+
+    ``delta`` (E[ŷ] − m̂, complex), ``var`` (E|ŷ − Eŷ|²), ``spectrum`` (target s_k) and ``weights``
+    (how many of the C·H·W frequencies each entry stands for) are 1-D; :meth:`per_frequency` maps
+    any of them back onto the rfft half plane [C, H, W//2+1].
+    """
+
+    delta: torch.Tensor
+    var: torch.Tensor
+    spectrum: torch.Tensor
+    weights: torch.Tensor
+    nfe: int
+    corrector_steps: list = field(default_factory=list)
+    index: torch.Tensor | None = None  # half-plane position -> entry
+    shape: tuple | None = None  # (C, H, W//2+1)
+    width: int | None = None  # W
+
+    def per_frequency(self, values: torch.Tensor) -> torch.Tensor:
+        """Map a 1-D per-entry array onto the rfft half plane [C, H, W//2+1]."""
+        if self.index is None:
+            return values
+        return values[self.index].reshape(self.shape)
+
+    @property
+    def w2(self) -> float:
+        sq = (self.delta.abs() ** 2 + (self.var.sqrt() - self.spectrum.sqrt()) ** 2) * self.weights
+        return math.sqrt(float(sq.sum()))
+
+    @property
+    def w2_relative(self) -> float:
+        """W2 / √(E‖x − mean‖²) of the target: 1 means an error as large as the data's spread."""
+        return self.w2 / math.sqrt(float((self.spectrum * self.weights).sum()))
+
+    @property
+    def kl(self) -> float:
+        ratio = self.var / self.spectrum
+        terms = ratio - 1.0 - torch.log(ratio) + self.delta.abs() ** 2 / self.spectrum
+        return 0.5 * float((terms * self.weights).sum())
+
+    def variance_ratio(self) -> torch.Tensor:
+        """v_k / s_k on the half plane [C, H, W//2+1]: > 1 leftover noise, < 1 missing detail."""
+        return self.per_frequency(self.var / self.spectrum)
+
+    def sample(self, mean: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws [n, C, H, W] from the Gaussian law this result describes — per frequency k of the unitary DFT,
+        mean m̂_k + δ_k and variance v_k — around the target's ``mean`` image; the white noise is drawn as
+        :meth:`pds.scores.StationaryGaussianScore.sample` draws it, so with δ = 0 and v = s they are the target's own
+        samples for the same generator. (A result of the expected-norm corrector: the released sampler's output law
+        up to that step rule.)"""
+        if self.index is None or self.width is None:
+            raise ValueError("samples need a result on an image grid (from pc_exact, ode_exact, ...)")
+        c, h, _ = self.shape
+        size = (h, self.width)
+        z = torch.randn(n, c, h, self.width, generator=generator, dtype=torch.float64)
+        shift = torch.fft.irfft2(self.per_frequency(self.delta) * math.sqrt(h * self.width), s=size)
+        return mean.to(torch.float64) + shift + half_plane_filter(z, self.per_frequency(self.var).sqrt())
+
+    def radial(self, bins: int = 48) -> dict:
+        """Per ring of |k| (the rings of :func:`pds.fourier.radial_profile`, channels together): ``radius``, the mean
+        of v_k / s_k over the ring (``ratio``) and the ring's part of W2², the sum of |δ_k|² + (√v_k − √s_k)² over its
+        frequencies of the full C·H·W grid (``w2_squared``: the rings sum to W2²); lists of floats."""
+        if self.index is None or self.width is None:
+            raise ValueError("radial profiles need a result on an image grid (from pc_exact, ode_exact, ...)")
+        h, w = self.shape[-2], self.width
+        sq = self.per_frequency(self.delta.abs() ** 2 + (self.var.sqrt() - self.spectrum.sqrt()) ** 2)
+        radius, ratio = radial_profile(self.variance_ratio(), h, w, bins=bins)
+        _, w2sq = radial_sum((sq * half_plane_weights(h, w)).sum(0), h, w, bins=bins)
+        return {"radius": radius.tolist(), "ratio": ratio.tolist(), "w2_squared": w2sq.tolist()}
+
+
+class _Setup:
+    def __init__(self, target: StationaryGaussianScore, preconditioner, solenoidal, omega):
+        if not isinstance(target, StationaryGaussianScore):
+            raise TypeError("exact analysis needs a StationaryGaussianScore target")
+        c, h, w = target.shape
+        self.h, self.w = h, w
+        wh = w // 2 + 1
+        s = target.spectrum[..., :wh].clone()
+        if (s <= 0).any():
+            raise ValueError("the target spectrum must be > 0 at every frequency for W2/KL to be defined")
+        m_hat = torch.fft.rfft2(target.mean) / math.sqrt(h * w)  # unitary DFT of the target mean
+        gain = torch.ones_like(s)
+        if preconditioner is not None:
+            if preconditioner.space is not None:
+                raise NotImplementedError(
+                    "a space filter couples frequencies; the exact analysis covers frequency filters only"
+                )
+            if not preconditioner.hermitian:
+                raise NotImplementedError("the exact analysis needs a Hermitian-symmetric frequency filter")
+            if preconditioner.freq_gain is not None:
+                gain = preconditioner.freq_gain.expand(c, h, w)[..., :wh].clone()
+        sol = torch.zeros_like(s)
+        if solenoidal is not None and omega != 0:
+            if not isinstance(solenoidal, FourierSkew):
+                raise NotImplementedError("the exact analysis supports FourierSkew solenoidal operators only")
+            sol = omega * solenoidal.imag.expand(c, h, w)[..., :wh].to(torch.float64)
+        self.shape = tuple(s.shape)
+        is_dc = torch.zeros(self.shape, dtype=torch.float64)
+        is_dc[..., 0, 0] = 1.0  # keeps DC apart: its start differs for a uniform initial sample
+        uniq, self.index, self.weights = merge_frequencies([s, gain**2, sol, m_hat.real, m_hat.imag, is_dc], h, w)
+        self.s, self.p, self.sol = uniq[:, 0], uniq[:, 1], uniq[:, 2]
+        self.m_hat = torch.complex(uniq[:, 3], uniq[:, 4])
+        # the drift's symbol: the gain p, plus iω·S̃ with a solenoidal term (then the recursions run in complex)
+        self.drift_symbol = torch.complex(self.p, self.sol) if bool((self.sol != 0).any()) else self.p
+
+    @classmethod
+    def cached(cls, target, preconditioner, solenoidal, omega) -> _Setup:
+        """One setup per (target, preconditioner, solenoidal, ω), kept on the target object."""
+        cache = target.__dict__.setdefault("_exact_setups", {})
+        key = (id(preconditioner), id(solenoidal), float(omega))
+        if key not in cache:
+            # keep the objects alive with the entry, so that their ids cannot be reused
+            cache[key] = (cls(target, preconditioner, solenoidal, omega), preconditioner, solenoidal)
+        return cache[key][0]
+
+    def sum(self, values: torch.Tensor) -> float:
+        return float((values * self.weights).sum())
+
+    def result(self, delta, var, nfe, steps=()) -> ExactResult:
+        return ExactResult(delta=delta, var=var, spectrum=self.s, weights=self.weights, nfe=nfe,
+                           corrector_steps=[float(e) for e in steps], index=self.index, shape=self.shape, width=self.w)
+
+
+PREDICTORS = ("released", "kept", "vanilla")
+
+
+def _abs2(a: torch.Tensor) -> torch.Tensor:
+    return a.real**2 + a.imag**2 if a.is_complex() else a * a
+
+
+def pc_recursion(s, weights, p, mean_sq, var, sigmas, g2s, snr: float, *, drift=None, predictor: str = "released",
+                 denoise: bool = True, step_gains=None, score_noise=None, corrector: str = "released", steps=None,
+                 on_step=None):
+    """The one recursion of the PC sampler's per-frequency moments (module docstring), written once, without in-place
+    updates, so that autograd differentiates it (:mod:`pds.exact.optimal`) and :func:`pc_exact` evaluates it.
+
+    Per group of frequencies: ``s`` the target variance, ``weights`` their multiplicity, ``p`` the preconditioner's
+    drift gain (the symbol of M⁻¹M⁻ᵀ; its noise has variance p), ``mean_sq`` = |δ₀|² the start's squared mean offset,
+    ``var`` the start's variance; ``drift`` the drift's symbol (p, or p + iω·S̃ with a solenoidal term; default p);
+    ``sigmas`` / ``g2s`` the schedule's σ_i and G_i² (:meth:`pds.schedules.VESchedule.host`). Per iteration, with
+    π = 1/(s + σ_i²) (``prec``, the precision of p_σ):
+
+    * corrector: ε = 2·snr²·Σ p / Σ p²π²(v + |δ|²) (expected norms, times exp(β_i) with ``step_gains``), gain
+      a = 1 − επ·drift: δ ← aδ, v ← |a|²v + 2εp;
+    * predictor: gain a = 1 − G²π·d, v ← |a|²v + G²·q (not after the last step with ``denoise``), where (d, q) is
+      (drift, p) for the released predictor, (p, 2p − 1) for ``"kept"`` (:func:`pds.modern.pc_kept`) and (1, 1)
+      for ``"vanilla"``.
+
+    ``score_noise`` (beyond the paper): one tensor per iteration, the variance E_i per group of an error added to the
+    score at σ_i, independent of x and of every other draw (a model of a network's error, e.g. its measured error
+    spectrum, :mod:`pds.lab.network_like`); it enters the corrector's expected norm (Σ p²(π²(v + |δ|²) + E)),
+    adds |ε·drift|²E to the corrector's variance and |G²·d|²E to the predictor's.
+
+    Ablations (beyond the paper, what causes what): ``corrector="vanilla"`` runs the corrector without the
+    preconditioner (drift and noise gain 1, in its step rule too), as ``predictor="vanilla"`` does the predictor;
+    ``steps``: the corrector's ε_i given (one per iteration, e.g. vanilla's) instead of the snr rule.
+    ``on_step(i, eps, a_corrector, var_corrected, a_predictor, var_predicted)``: called after each iteration with its
+    step, the corrector's and the predictor's gains per group and the variance after each (the state's relaxation
+    along the σ ladder).
+
+    Returns (amplitude δ/δ₀, variance, the corrector steps ε_i as tensors)."""
+    if predictor not in PREDICTORS:
+        raise ValueError(f"predictor must be one of {PREDICTORS}, got {predictor!r}")
+    drift = p if drift is None else drift
+    if predictor != "released" and drift.is_complex():
+        raise NotImplementedError("the kept / vanilla predictors are analysed without a solenoidal term")
+    if predictor == "kept" and bool((p < 0.5).any()):
+        raise ValueError(f"drift gains below 1/2 (min {float(p.min()):.3g}): the kept predictor needs 2p − 1 >= 0")
+    if step_gains is not None and len(step_gains) != len(sigmas):
+        raise ValueError(f"step_gains needs one value per iteration ({len(sigmas)}), got {len(step_gains)}")
+    if score_noise is not None and len(score_noise) != len(sigmas):
+        raise ValueError(f"score_noise needs one variance per iteration ({len(sigmas)}), got {len(score_noise)}")
+    if corrector not in ("released", "vanilla"):
+        raise ValueError(f"corrector must be 'released' or 'vanilla', got {corrector!r}")
+    if steps is not None and (len(steps) != len(sigmas) or step_gains is not None):
+        raise ValueError(f"steps needs one ε per iteration ({len(sigmas)}), and no step_gains beside it")
+    pred_drift, pred_noise = {"released": (drift, p), "kept": (p, 2.0 * p - 1.0), "vanilla": (1.0, 1.0)}[predictor]
+    cor_gain, cor_drift = (p, drift) if corrector == "released" else (torch.ones_like(p), torch.ones_like(p))
+    noise_sq = (cor_gain * weights).sum()
+    amp, used = torch.ones_like(drift), []
+    for i, sigma in enumerate(sigmas):
+        prec = 1.0 / (s + sigma**2)
+        if steps is None:
+            norm_sq = (cor_gain * prec) ** 2 * (var + _abs2(amp) * mean_sq)  # E|M⁻¹M⁻ᵀ s|² per group
+            if score_noise is not None:
+                norm_sq = norm_sq + cor_gain**2 * score_noise[i]
+            eps = 2.0 * snr**2 * noise_sq / (norm_sq * weights).sum()
+            if step_gains is not None:
+                eps = eps * torch.exp(step_gains[i])
+        else:
+            eps = torch.as_tensor(steps[i], dtype=s.dtype)
+        used.append(eps)
+        a_c = 1.0 - eps * prec * cor_drift
+        amp, var = amp * a_c, _abs2(a_c) * var + 2.0 * eps * cor_gain
+        if score_noise is not None:
+            var = var + _abs2(eps * cor_drift) * score_noise[i]
+        var_c = var
+        a_p = 1.0 - g2s[i] * prec * pred_drift
+        amp, var = amp * a_p, _abs2(a_p) * var
+        if score_noise is not None:
+            var = var + g2s[i] ** 2 * _abs2(pred_drift * torch.ones_like(p)) * score_noise[i]
+        if not (denoise and i == len(sigmas) - 1):
+            var = var + g2s[i] * pred_noise
+        if on_step is not None:
+            on_step(i, eps, a_c, var_c, a_p, var)
+    return amp, var, used
+
+
+def pc_exact(target: StationaryGaussianScore, sigma_min: float, sigma_max: float, num_scales: int,
+             snr: float, *, iterations: int | None = None, speed_up: float | None = None,
+             preconditioner: Preconditioner | None = None, solenoidal=None, omega: float = 0.0,
+             denoise: bool = True, prior: str = "released", predictor: str = "released", corrector: str = "released",
+             steps=None, on_step=None) -> ExactResult:
+    """Exact output moments of :func:`pds.samplers.pc_sampler` (expected-norm corrector step), by
+    :func:`pc_recursion`; the length is given as there (``iterations`` or the released ``speed_up``).
+
+    ``prior``: "released" (σ_max·M⁻¹ξ) or "vanilla" (σ_max·ξ). ``predictor``: "released" (drift gain p, noise
+    gain p: the same preconditioner as the corrector), "kept" (drift gain p, noise gain 2p − 1: the p_σ-keeping
+    predictor of :func:`pds.modern.pc_kept`) or "vanilla" (no preconditioning in the predictor). ``corrector``,
+    ``steps``, ``on_step``: :func:`pc_recursion`'s ablations and trace (the corrector without the preconditioner,
+    its steps given, a call per iteration)."""
+    if prior not in ("released", "vanilla"):
+        raise ValueError(f"prior must be 'released' or 'vanilla', got {prior!r}")
+    st = _Setup.cached(target, preconditioner, solenoidal, omega)
+    sched = ve_schedule(sigma_min, sigma_max, num_scales, speed_up, iterations=iterations, dtype=torch.float64)
+    sigmas, _, g2s = sched.host()
+    delta0 = (-st.m_hat).to(torch.complex128)
+    var = sched.sigma_max**2 * (st.p if prior == "released" else torch.ones_like(st.p))
+    amp, var, used = pc_recursion(st.s, st.weights, st.p, _abs2(delta0), var, sigmas, g2s, snr,
+                                  drift=st.drift_symbol, predictor=predictor, denoise=denoise, corrector=corrector,
+                                  steps=steps, on_step=on_step)
+    return st.result(amp * delta0, var, 2 * sched.n, used)
+
+
+def ode_step_gain(s, sigma: float, sigma_next: float, gain=1.0, second_order: bool = True):
+    """(a, evaluations): the per-frequency gain y ← a·y of one probability-flow step from σ to σ_next on a Gaussian
+    target of variance ``s`` (the denoiser is linear: (y − D)/σ = σ/(s + σ²)·y), the drift through the gain ``gain``:
+    Euler's, or Heun's (EDM's Algorithm 1: Euler at the last step, σ_next = 0)."""
+    slope = gain * sigma / (s + sigma**2)
+    a = 1.0 + (sigma_next - sigma) * slope
+    if not second_order or sigma_next == 0:
+        return a, 1
+    slope2 = gain * sigma_next / (s + sigma_next**2)
+    return 1.0 + (sigma_next - sigma) * 0.5 * (slope + slope2 * a), 2
+
+
+def ode_recursion(s, sigmas, *, gain=1.0, churn: Churn | None = None, second_order: bool = True):
+    """The one recursion of the probability-flow samplers' per-frequency moments, for autograd
+    (:func:`pds.exact.optimal.churn_moments`) and :func:`ode_exact`: from the prior N(0, σ_0²), per step EDM's churn
+    (with ``churn``: σ̂ = (1 + γ_i)σ_i, noise of variance (σ̂² − σ_i²)·S_noise²·gain, the preconditioned M⁻¹ξ) then
+    an Euler or Heun step (:func:`ode_step_gain`). Returns (amplitude y/y₀ of the mean, variance, NFE)."""
+    sig = [float(v) for v in sigmas]
+    amp, var = torch.ones_like(s), torch.full_like(s, sig[0] ** 2)
+    n, nfe = len(sig) - 1, 0
+    for i in range(n):
+        sigma = sig[i]
+        if churn is not None:
+            sigma_hat = sigma * (1 + churn.gamma(sigma, n))
+            var = var + (sigma_hat**2 - sigma**2) * churn.s_noise**2 * gain
+            sigma = sigma_hat
+        a, k = ode_step_gain(s, sigma, sig[i + 1], gain, second_order)
+        amp, var, nfe = amp * a, a**2 * var, nfe + k
+    return amp, var, nfe
+
+
+def ode_exact(target: StationaryGaussianScore, sampler: str, sigmas, *, preconditioner: Preconditioner | None = None,
+              s_churn: float = EDM_CHURN.s_churn, s_tmin: float = EDM_CHURN.s_tmin, s_tmax: float = EDM_CHURN.s_tmax,
+              s_noise: float = EDM_CHURN.s_noise) -> ExactResult:
+    """Exact output moments of the samplers of :mod:`pds.modern` on the noise levels ``sigmas``
+    (:func:`pds.modern.edm_sigmas`): "euler", "heun", "dpmpp_2m" and "edm_churn" (with an optional preconditioner:
+    churn noise M⁻¹ξ, drift gain p). Per frequency the denoiser is linear, D − m = s/(s + σ²)·(x − m), so every step
+    maps the deviation y = x − m to a·y (plus independent churn noise): :func:`ode_recursion`; DPM-Solver++'s
+    two-step rule is a two-term recursion of the amplitude. The prior is N(0, σ_0²I)."""
+    if sampler not in ("euler", "heun", "dpmpp_2m", "edm_churn"):
+        raise ValueError(f"sampler must be one of euler, heun, dpmpp_2m, edm_churn; got {sampler!r}")
+    st = _Setup.cached(target, preconditioner if sampler == "edm_churn" else None, None, 0.0)
+    delta0 = (-st.m_hat).to(torch.complex128)
+    if sampler == "dpmpp_2m":
+        sig = [float(v) for v in sigmas]
+        amp, prev_amp, prev_kappa = torch.ones_like(st.s), None, None
+        for i in range(len(sig) - 1):
+            kappa = st.s / (st.s + sig[i] ** 2)
+            ratio = sig[i + 1] / sig[i]
+            if prev_amp is None or sig[i + 1] == 0:
+                new = ratio * amp + (1 - ratio) * kappa * amp
+            else:
+                c = 1 / (2 * math.log(sig[i - 1] / sig[i]) / math.log(sig[i] / sig[i + 1]))  # 1/(2r), r = h_{i−1}/h_i
+                new = ratio * amp + (1 - ratio) * ((1 + c) * kappa * amp - c * prev_kappa * prev_amp)
+            prev_amp, prev_kappa, amp = amp, kappa, new
+        return st.result(amp * delta0, amp**2 * sig[0] ** 2, len(sig) - 1)
+    churn = Churn(s_churn, s_tmin, s_tmax, s_noise) if sampler == "edm_churn" else None
+    amp, var, nfe = ode_recursion(st.s, sigmas, gain=st.p if churn else 1.0, churn=churn,
+                                  second_order=sampler != "euler")
+    return st.result(amp * delta0, var, nfe)
+
+
+def annealed_langevin_exact(target: StationaryGaussianScore, sigmas, n_steps_each, step_lr: float, *,
+                            preconditioner: Preconditioner | None = None, solenoidal=None, omega: float = 0.0,
+                            denoise: bool = False, init: str = "uniform") -> ExactResult:
+    """Exact output moments of :func:`pds.samplers.annealed_langevin`."""
+    st = _Setup.cached(target, preconditioner, solenoidal, omega)
+    sig = np.asarray(sigmas, dtype=np.float64)
+    steps = [int(n_steps_each)] * len(sig) if np.isscalar(n_steps_each) else [int(n) for n in n_steps_each]
+    if init == "uniform":
+        const = torch.zeros(st.shape, dtype=torch.complex128)
+        const[..., 0, 0] = 0.5 * math.sqrt(st.h * st.w)  # unitary DFT of the constant image 0.5
+        start = torch.zeros(len(st.s), dtype=torch.complex128).index_put_((st.index,), const.reshape(-1))
+        delta = start - st.m_hat
+        var = torch.full_like(st.s, 1.0 / 12.0)
+    elif init == "gaussian":
+        delta = (-st.m_hat).to(torch.complex128)
+        var = float(sig[0]) ** 2 * st.p
+    else:
+        raise ValueError(f"init must be 'uniform' or 'gaussian', got {init!r}")
+    nfe = 0
+    for sigma, n_c in zip(sig, steps, strict=True):
+        alpha = step_lr * (sigma / sig[-1]) ** 2
+        prec = 1.0 / (st.s + sigma**2)
+        a = 1.0 - alpha * prec * st.drift_symbol
+        a2 = a.abs() ** 2
+        for _ in range(n_c):
+            delta = a * delta
+            var = a2 * var + 2.0 * alpha * st.p
+            nfe += 1
+    if denoise:
+        a = 1.0 - sig[-1] ** 2 / (st.s + sig[-1] ** 2)
+        delta, var = a * delta, a**2 * var
+        nfe += 1
+    return st.result(delta, var, nfe)
+
+
+def fewest_iterations(w2_of_t, target: float, t_max: int, t_min: int = 1, grid=None) -> int | None:
+    """Smallest T in [t_min, t_max] with ``w2_of_t(T) <= target``, or None if no grid point reaches it.
+
+    Scans ``grid`` (default: 24 geometric points) upwards, then bisects between the last miss and
+    the first hit, assuming W2(T) is monotone between those two points. Pass a cached ``w2_of_t``
+    when evaluations are expensive.
+    """
+    if grid is None:
+        grid = np.geomspace(t_min, t_max, 24)
+    grid = sorted({int(round(v)) for v in grid if t_min <= round(v) <= t_max} | {t_min, t_max})
+    lo, hi = None, None
+    for t in grid:
+        if w2_of_t(t) <= target:
+            hi = t
+            break
+        lo = t
+    if hi is None:
+        return None
+    if lo is None:
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if w2_of_t(mid) <= target:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+# -- dense linear algebra: any linear preconditioner and skew operator, on small images ----------------
+@dataclass
+class DenseResult:
+    """Output mean and covariance of a sampler on a Gaussian target, as dense arrays (small images)."""
+
+    mean: np.ndarray  # [d]
+    cov: np.ndarray  # [d, d]
+    target_mean: np.ndarray
+    target_cov: np.ndarray
+    nfe: int
+    corrector_steps: list = field(default_factory=list)
+
+    @property
+    def w2(self) -> float:
+        import scipy.linalg
+
+        root_t = scipy.linalg.sqrtm(self.target_cov).real
+        cross = scipy.linalg.sqrtm(root_t @ self.cov @ root_t).real
+        dm = self.mean - self.target_mean
+        return math.sqrt(max(float(dm @ dm + np.trace(self.cov + self.target_cov - 2.0 * cross)), 0.0))
+
+    @property
+    def w2_relative(self) -> float:
+        return self.w2 / math.sqrt(float(np.trace(self.target_cov)))
+
+
+def _dense_operators(target, preconditioner, solenoidal, omega):
+    """(Σ, M⁻¹M⁻ᵀ, M⁻¹, ω·S) as dense d×d matrices for a Gaussian ``target`` of dim = C·H·W pixels (identities and
+    zero where there is no preconditioner or skew term)."""
+    shape = tuple(target.shape)
+    dim = int(np.prod(shape))
+    target_cov = np.asarray(target.cov if hasattr(target, "cov") else target.covariance(), dtype=np.float64)
+    if preconditioner is None:
+        drift, noise = np.eye(dim), np.eye(dim)
+    else:
+        drift, noise = operator_matrix(preconditioner.drift, shape), operator_matrix(preconditioner.noise, shape)
+    skew = np.zeros((dim, dim)) if solenoidal is None or omega == 0 else omega * operator_matrix(solenoidal, shape)
+    return target_cov, drift, noise, skew
+
+
+def pc_exact_dense(target, sigma_min: float, sigma_max: float, num_scales: int, snr: float, *,
+                   iterations: int | None = None, speed_up: float | None = None,
+                   preconditioner: Preconditioner | None = None, solenoidal=None, omega: float = 0.0,
+                   denoise: bool = True) -> DenseResult:
+    """Exact output mean and covariance of :func:`pds.samplers.pc_sampler` for a Gaussian ``target`` with a
+    dense covariance (:class:`pds.scores.GaussianScore`, or a stationary one through its ``covariance()``), any
+    preconditioner (space filter included) and any linear skew operator ``solenoidal`` (e.g.
+    :class:`pds.solenoidal.MatrixSkew`), applied as the sampler applies them: the corrector's step ε from
+    expected norms (as :func:`pc_exact`), computed from the preconditioned drift before ω·S is added, and ω·S
+    scaled by ε in the corrector and by G² in the predictor. Meant for small images (dim = C·H·W up to a few hundred).
+    """
+    target_cov, drift, noise, skew = _dense_operators(target, preconditioner, solenoidal, omega)
+    dim = len(target_cov)
+    mu = target.mean.reshape(-1).numpy() if isinstance(target.mean, torch.Tensor) else np.asarray(target.mean).ravel()
+    noise_cov = noise @ noise.T
+    sched = ve_schedule(sigma_min, sigma_max, num_scales, speed_up, iterations=iterations, dtype=torch.float64)
+    sigmas, _, g2s = sched.host()
+    m, cov = np.zeros(dim), sched.sigma_max**2 * noise_cov
+    steps, noise_sq = [], float(np.trace(noise_cov))
+    for i in range(sched.n):
+        prec = np.linalg.inv(target_cov + sigmas[i] ** 2 * np.eye(dim))
+        dl = drift @ prec
+        second = cov + np.outer(m - mu, m - mu)
+        eps = 2.0 * snr**2 * noise_sq / float(np.trace(dl @ second @ dl.T))
+        steps.append(eps)
+        a = np.eye(dim) - eps * (drift + skew) @ prec
+        m, cov = mu + a @ (m - mu), a @ cov @ a.T + 2.0 * eps * noise_cov
+        a = np.eye(dim) - g2s[i] * (drift + skew) @ prec
+        m, cov = mu + a @ (m - mu), a @ cov @ a.T
+        if not (denoise and i == sched.n - 1):
+            cov = cov + g2s[i] * noise_cov
+    return DenseResult(m, 0.5 * (cov + cov.T), mu, target_cov, 2 * sched.n, steps)
+
+
+def langevin_stationary_dense(target, step: float, *, preconditioner: Preconditioner | None = None,
+                              solenoidal=None, omega: float = 0.0) -> dict:
+    """The Langevin corrector at a fixed noise level as a stationary chain, exactly: x ← x + ε(P + ωS)∇log p(x) +
+    √(2ε)·M⁻¹ξ for the Gaussian ``target`` (P = M⁻¹M⁻ᵀ). Returns the continuous-time relaxation rates of the
+    drift −(P + ωS)Σ⁻¹ (slowest and fastest: Thm 1's SDE), the spectral radius of the one-step map (< 1: the
+    discrete chain converges, its per-step contraction), and the W2 between the chain's stationary law and the
+    target (the discretisation's bias; ``inf`` when it diverges)."""
+    import scipy.linalg
+
+    target_cov, drift, noise, skew = _dense_operators(target, preconditioner, solenoidal, omega)
+    dim = len(target_cov)
+    j = -(drift + skew) @ np.linalg.inv(target_cov)
+    rates = -np.linalg.eigvals(j).real
+    a = np.eye(dim) + step * j
+    radius = float(np.max(np.abs(np.linalg.eigvals(a))))
+    out = {"slowest_rate": float(rates.min()), "fastest_rate": float(rates.max()), "spectral_radius": radius,
+           "w2": math.inf}
+    if radius < 1:
+        stationary = scipy.linalg.solve_discrete_lyapunov(a, 2.0 * step * noise @ noise.T)
+        res = DenseResult(np.zeros(dim), 0.5 * (stationary + stationary.T), np.zeros(dim), target_cov, 0)
+        out["w2"] = res.w2
+        out["w2_relative"] = res.w2_relative
+    return out
+
+
+def best_step_contraction(target, *, preconditioner: Preconditioner | None = None, solenoidal=None,
+                          omega: float = 0.0) -> dict:
+    """The fastest the discrete Langevin corrector x ← x + ε(P + ωS)∇log p + √(2ε)·M⁻¹ξ can relax on a Gaussian
+    target: the step ε* minimising the spectral radius ρ(I + εJ) of its one-step map (J = −(P + ωS)Σ⁻¹; ρ is
+    convex in ε), that radius, the largest stable step, and the steps per e-fold of the slowest mode, −1/log ρ*."""
+    from scipy.optimize import brentq, minimize_scalar
+
+    target_cov, drift, _, skew = _dense_operators(target, preconditioner, solenoidal, omega)
+    mu = np.linalg.eigvals(-(drift + skew) @ np.linalg.inv(target_cov))
+    if np.max(mu.real) >= 0:
+        raise ValueError("the drift is not stable: no step size converges")
+
+    def radius(eps):
+        return float(np.max(np.abs(1.0 + eps * mu)))
+
+    top = 2.0 / float(np.max(-mu.real))  # beyond it the fastest real mode alone diverges
+    best = minimize_scalar(radius, bounds=(0.0, top), method="bounded", options={"xatol": top * 1e-9})
+    largest = brentq(lambda e: radius(e) - 1.0, best.x, top) if radius(top) > 1.0 else top
+    rho = radius(best.x)
+    return {"step": float(best.x), "radius": rho, "largest_stable_step": float(largest),
+            "steps_per_efold": -1.0 / math.log(rho) if rho < 1 else math.inf}
+
+
+# the samplers compared at a budget of network evaluations (notebooks 10 and 12): display label -> (registered sampler,
+# with PDS); the evaluations per step are the registry's (pds.samplers.SAMPLERS: PC two per iteration, Heun's and EDM's
+# samplers 2k − 1 for k steps, Euler and DPM-Solver++(2M) one per step)
+BUDGET_SAMPLERS = {"PC vanilla": ("pc", False), "PC + PDS (released)": ("pc", True),
+                   "pc_kept (PDS keeping p_σ)": ("pc_kept", True), "euler": ("euler", False), "heun": ("heun", False),
+                   "dpmpp_2m": ("dpmpp_2m", False), "edm_churn": ("edm_churn", False),
+                   "edm_churn + PDS": ("edm_churn", True)}
+SAMPLERS_BY_NFE = tuple(BUDGET_SAMPLERS)
+
+
+def w2_within(target: StationaryGaussianScore, settings, sampler: str, nfe: int,
+              preconditioner: Preconditioner | None = None) -> float:
+    """The exact relative W2 of ``sampler`` (a label of :data:`BUDGET_SAMPLERS`) within ``nfe`` network evaluations,
+    with the σ range, scales and snr of ``settings`` (a :class:`pds.models.configs.Experiment`); ``preconditioner`` for
+    the
+    PDS variants. PC runs ⌊nfe/2⌋ iterations (at most the experiment's scales); the ODE samplers run on EDM's σ
+    schedule (:func:`pds.modern.edm_sigmas`) with as many steps as fit."""
+    if sampler not in BUDGET_SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS_BY_NFE}, got {sampler!r}")
+    name, pds = BUDGET_SAMPLERS[sampler]
+    if pds and preconditioner is None:
+        raise ValueError(f"{sampler} needs a preconditioner")
+    pre, e, steps = preconditioner if pds else None, settings, steps_within(name, nfe)
+    if name in ("pc", "pc_kept"):
+        kept = dict(prior="vanilla", predictor="kept") if name == "pc_kept" else {}
+        return pc_exact(target, e.sigma_min, e.sigma_max, e.levels, e.snr, iterations=min(steps, e.levels),
+                        preconditioner=pre, **kept).w2_relative
+    return ode_exact(target, name, edm_sigmas(e.sigma_min, e.sigma_max, steps), preconditioner=pre).w2_relative
