@@ -299,3 +299,16 @@ def test_dense_exact_analysis_agrees_with_the_fourier_one():
                            omega=omega)
         assert b.w2 == pytest.approx(a.w2, rel=1e-9)
         assert b.corrector_steps == pytest.approx(a.corrector_steps, rel=1e-9)
+
+
+def test_the_exact_side_names_only_registered_samplers():
+    """One source of sampler names: the filters optimised (pds.exact.optimal.OPTIMISED) and the budget comparisons
+    (BUDGET_SAMPLERS: label → (registered name, with PDS)) name samplers of pds.samplers.SAMPLERS, preconditioned where
+    PDS is applied; each registered name is its function's."""
+    from pds.exact import BUDGET_SAMPLERS
+    from pds.exact.optimal import OPTIMISED
+    from pds.samplers import SAMPLERS
+
+    assert all(SAMPLERS[name].preconditioned for name in OPTIMISED)
+    assert all(name in SAMPLERS and (SAMPLERS[name].preconditioned or not pds) for name, pds in BUDGET_SAMPLERS.values())
+    assert all(entry.fn.__name__ in (name, f"{name}_sampler") for name, entry in SAMPLERS.items())

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from pds.filters import parametric_filter
-from pds.modern import dpmpp_2m, edm_sigmas, edm_stochastic, euler, heun, kept_noise_gain
+from pds.modern import dpmpp_2m, edm_sigmas, edm_churn, euler, heun, kept_noise_gain
 from pds.precondition import Preconditioner
 
-FNS = {"euler": euler, "heun": heun, "dpmpp_2m": dpmpp_2m, "edm_churn": edm_stochastic}
+FNS = {"euler": euler, "heun": heun, "dpmpp_2m": dpmpp_2m, "edm_churn": edm_churn}
 
 
 def test_edm_sigmas_follow_the_published_formula():

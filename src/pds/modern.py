@@ -8,7 +8,7 @@ Karras et al. (2022, "EDM") and Lu et al. (2022, DPM-Solver++). On it, with EDM'
 * :func:`euler` — the probability-flow ODE dx/dσ = (x − D(x, σ))/σ by Euler steps (N evaluations);
 * :func:`heun` — EDM's Algorithm 1, Heun's 2nd-order method, the last step Euler (2N − 1 evaluations);
 * :func:`dpmpp_2m` — DPM-Solver++(2M), the multistep 2nd-order data-prediction solver (N evaluations);
-* :func:`edm_stochastic` — EDM's Algorithm 2: "churn" noise raising σ_i to σ̂ = (1 + γ)σ_i, then a Heun step;
+* :func:`edm_churn` — EDM's Algorithm 2: "churn" noise raising σ_i to σ̂ = (1 + γ)σ_i, then a Heun step;
   with a preconditioner the churn noise is M⁻¹ξ and the drift's score goes through M⁻¹M⁻ᵀ (PDS applied to the
   Langevin-like part);
 * :func:`pc_kept` — the released predictor-corrector sampler with PDS in a form that keeps the marginals p_σ of a
@@ -47,7 +47,7 @@ from pds.samplers import (
 )
 from pds.schedules import VESchedule
 
-__all__ = ["edm_sigmas", "denoiser", "euler", "heun", "dpmpp_2m", "edm_stochastic", "pc_kept", "kept_noise_gain",
+__all__ = ["edm_sigmas", "denoiser", "euler", "heun", "dpmpp_2m", "edm_churn", "pc_kept", "kept_noise_gain",
            "Churn", "EDM_CHURN"]
 
 
@@ -176,7 +176,7 @@ def dpmpp_2m(score: Callable, shape, sigmas, *, generator=None, device=None, dty
 
 @register("edm_churn", "ode", per_step=2, saved=1)
 @torch.no_grad()
-def edm_stochastic(score: Callable, shape, sigmas, *, s_churn: float = EDM_CHURN.s_churn,
+def edm_churn(score: Callable, shape, sigmas, *, s_churn: float = EDM_CHURN.s_churn,
                    s_tmin: float = EDM_CHURN.s_tmin, s_tmax: float = EDM_CHURN.s_tmax,
                    s_noise: float = EDM_CHURN.s_noise, preconditioner: Preconditioner | None = None,
                    generator=None, device=None, dtype=torch.float32, check_every: int | None = None):

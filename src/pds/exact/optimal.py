@@ -53,11 +53,11 @@ from pds.schedules import ve_schedule
 from pds.scores import StationaryGaussianScore
 from pds.storage import append_line, atomic_write, read_lines
 
-__all__ = ["RadialFilter", "Frequencies", "pc_moments", "churn_moments", "w2", "optimise", "Optimum", "SAMPLERS",
+__all__ = ["RadialFilter", "Frequencies", "pc_moments", "churn_moments", "w2", "optimise", "Optimum", "OPTIMISED",
            "agreement_with_exact", "gradient_agreement",
            "sampler_w2", "OptimumStore", "behaviour_fingerprint", "target_fingerprint"]
 
-SAMPLERS = ("pc", "pc_kept", "edm_churn")  # the samplers whose filter is optimised
+OPTIMISED = ("pc", "pc_kept", "edm_churn")  # the registered samplers (pds.samplers.SAMPLERS) whose filter is optimised
 OVERFLOW_LOSS = 50.0  # log W2 returned to L-BFGS for a trial filter whose recursion overflows (W2 = e^50)
 
 
@@ -214,8 +214,8 @@ def sampler_w2(freqs: Frequencies, experiment, sampler: str, nfe: int, p: torch.
     ``experiment`` (:mod:`pds.models.configs`: σ range, scales, snr), drift gain ``p`` per entry of ``freqs``;
     ``score_error`` as in :func:`pc_moments` (the PC samplers)."""
     e = experiment
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if sampler not in OPTIMISED:
+        raise ValueError(f"sampler must be one of {OPTIMISED}, got {sampler!r}")
     if sampler == "edm_churn":
         if step_gains is not None or score_error is not None:
             raise ValueError("per-iteration gains and a score error are for the PC samplers")
@@ -370,7 +370,7 @@ def behaviour_fingerprint() -> Fingerprint:
     freqs = Frequencies(StationaryGaussianScore.from_images(x))
     e = experiment("cifar10_ncsnpp")
     parts = []
-    for sampler in SAMPLERS:
+    for sampler in OPTIMISED:
         f = RadialFilter(torch.linspace(0.3, -0.1, 6, dtype=torch.float64), freqs.k_max,
                          0.5 if sampler == "pc_kept" else 0.0)
         th = f.theta.clone().requires_grad_(True)
