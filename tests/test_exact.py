@@ -310,5 +310,6 @@ def test_the_exact_side_names_only_registered_samplers():
     from pds.samplers import SAMPLERS
 
     assert all(SAMPLERS[name].preconditioned for name in OPTIMISED)
-    assert all(name in SAMPLERS and (SAMPLERS[name].preconditioned or not pds) for name, pds in BUDGET_SAMPLERS.values())
+    assert all(name in SAMPLERS and (SAMPLERS[name].preconditioned or not with_pds)
+               for name, with_pds in BUDGET_SAMPLERS.values())
     assert all(entry.fn.__name__ in (name, f"{name}_sampler") for name, entry in SAMPLERS.items())
