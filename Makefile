@@ -107,7 +107,7 @@ lab: $(STAMP) data
 # compactly (every run's numbers and image statistics, its first 32 samples; notebook 12's searches in
 # data/results/optimal/default) so that a fresh clone reads them; their
 # cache keys hold behaviour fingerprints of the code (pds.lab.cache), so after a numerical change there the notebooks
-# recompute them (hours on a 2-core CPU; tests/test_cache.py says so first for one run of each kind, `python -m pds.lab.cache
+# recompute them (hours on a 2-core CPU; tests/test_cache.py says so first for one run of each kind, `python -m pds.lab.recompute
 # found` for every run) and this target refreshes the shipped copy.
 # Beside them: notebook 13's r² tables, calibrations and error spectra (data/results/network_like/default), the exact
 # results of notebooks 03, 10, 12 and 14 (data/results/exact/default) and notebook 02's filter-estimation errors
@@ -128,7 +128,7 @@ ship: $(STAMP)
 	$(PY) -c "from pds.store import Store; print(Store('runs/network_like/default', name='tables').ship('data/results/network_like/default'))"
 	$(PY) -c "from pds.lab.exact_results import ExactResults; print(ExactResults('runs/exact/default').ship('data/results/exact/default'))"
 	$(PY) -c "from pds.store import Store; print(Store('runs/filters/default', name='errors').ship('data/results/filters/default'))"
-	$(PY) -m pds.lab.cache found  # every shipped run rebuilt from its record and found by the current code
+	$(PY) -m pds.lab.recompute found  # every shipped run rebuilt from its record and found by the current code
 
 # Every experiment of the full profile at the official network configurations and image sizes, with random weights in
 # the official layouts (written into build/full_shapes/, never shipped), one iteration each, vanilla and PDS, and one

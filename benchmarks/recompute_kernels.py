@@ -1,9 +1,9 @@
 """Shipped runs drawn again from scratch, under this machine's float kernels and under another set: how far they land
-from the stored ones, against the tolerances of ``python -m pds.lab.cache verify``.
+from the stored ones, against the tolerances of ``python -m pds.lab.recompute verify``.
 
 Picks one shipped run per model, sampler, filter kind, solenoidal term and space filter (the cheapest, by T·n) and runs
-``python -m pds.lab.cache verify`` on them twice, with one torch thread: with this machine's kernels (the proof that the
-re-keyed rows are the drawn runs: written to ``data/results/recomputed-<date>.jsonl``) and under
+``python -m pds.lab.recompute verify`` on them twice, with one torch thread: with this machine's kernels (the proof
+that the re-keyed rows are the drawn runs: written to ``data/results/recomputed-<date>.jsonl``) and under
 ``ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell`` (the differences another CPU makes:
 ``benchmarks/results/recompute_kernels.json``). Prints per run the verdict, the fraction of stored pixels that moved,
 the largest move in uint8 levels and the relative differences of the value and of the image statistics.
@@ -41,7 +41,7 @@ def picked(limit: int | None) -> list[dict]:
 
 
 def verify(keys: list[str], env: dict) -> list[dict]:
-    out = subprocess.run([sys.executable, "-m", "pds.lab.cache", "verify", *keys], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "pds.lab.recompute", "verify", *keys], capture_output=True, text=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1", **env}, cwd=REPO_ROOT)
     if out.returncode not in (0, 1):
         raise SystemExit(out.stderr[-3000:])

@@ -393,11 +393,11 @@ def test_cache_verify_names_a_missing_samples_file(tmp_path):
     shipped = DATA_DIR / "results" / "quality" / "default"
     row = json.loads((shipped / "results.jsonl").read_text().splitlines()[0])
     (tmp_path / "results.jsonl").write_text(json.dumps(row) + "\n")
-    out = subprocess.run([sys.executable, "-m", "pds.lab.cache", "verify", row["key"], "--folder", str(tmp_path)],
+    out = subprocess.run([sys.executable, "-m", "pds.lab.recompute", "verify", row["key"], "--folder", str(tmp_path)],
                          capture_output=True, text=True)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert f"{row['key']}.npz is missing" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "pds.lab.cache", "verify", "0123456789abcdef", "--folder",
+    out = subprocess.run([sys.executable, "-m", "pds.lab.recompute", "verify", "0123456789abcdef", "--folder",
                           str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 2 and "no run 0123456789abcdef in" in out.stderr
 

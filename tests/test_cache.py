@@ -256,10 +256,10 @@ def test_every_kind_of_shipped_run_is_found_even_with_a_comment_appended_to_the_
     """A change that alters what a shipped run would compute orphans it: this test says so (then `make results`
     redraws them) instead of letting the notebooks recompute for hours; a change that does not (the issue's
     criterion, literally: samplers.py ends in a comment) orphans none. In a copy of the package so changed, one run of
-    every kind (each model, sampler, filter and option once, at its shortest T: `python -m pds.lab.cache found
-    --kinds`) is rebuilt from what it records (pds.lab.cache.rebuild: the models trained here, the exact image-set
+    every kind (each model, sampler, filter and option once, at its shortest T: `python -m pds.lab.recompute found
+    --kinds`) is rebuilt from what it records (pds.lab.recompute.rebuild: the models trained here, the exact image-set
     targets, their metrics and filter files) and looked up as the notebooks look it up (its key, or its fingerprints
-    within tolerance). Every row, a few minutes: `python -m pds.lab.cache found`, which `make ship` runs."""
+    within tolerance). Every row, a few minutes: `python -m pds.lab.recompute found`, which `make ship` runs."""
     (tmp_path / "src").mkdir()
     shutil.copytree(REPO_ROOT / "src" / "pds", tmp_path / "src" / "pds", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "data").symlink_to(DATA_DIR)
@@ -268,8 +268,8 @@ def test_every_kind_of_shipped_run_is_found_even_with_a_comment_appended_to_the_
     with open(tmp_path / "src" / "pds" / "samplers.py", "a") as f:
         f.write("\n# a comment: the source text changed, what the code computes did not\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "src")}
-    out = subprocess.run([sys.executable, "-m", "pds.lab.cache", "found", "--kinds"], capture_output=True, text=True,
-                         env=env, cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-m", "pds.lab.recompute", "found", "--kinds"], capture_output=True,
+                         text=True, env=env, cwd=tmp_path)
     print(out.stdout[-2000:])
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[0])
@@ -278,7 +278,7 @@ def test_every_kind_of_shipped_run_is_found_even_with_a_comment_appended_to_the_
 
 
 def test_one_of_each_kind_keeps_every_kind_once_at_its_shortest_length():
-    from pds.lab.cache import one_of_each_kind
+    from pds.lab.recompute import one_of_each_kind
 
     rows = [json.loads(line) for line in (SHIPPED / "results.jsonl").read_text().splitlines() if line.strip()]
     kept = one_of_each_kind(rows)
@@ -298,7 +298,7 @@ def test_shipped_runs_recomputed_under_another_kernel_set_are_within_tolerance(c
     """Two shipped runs drawn again from scratch in a process whose float kernels round otherwise (ATen's scalar
     kernels, oneDNN's AVX2, OpenBLAS's Haswell ones): the released PC sampler with notebook 12's optimised filter
     (its file rebuilt from the stored optimum) on the NCSN++ trained here (256 samples, T = 10) and PDS (R + A from a
-    filter file estimated at run time) on the exact score of the LFW faces (500 samples). `python -m pds.lab.cache
+    filter file estimated at run time) on the exact score of the LFW faces (500 samples). `python -m pds.lab.recompute
     verify` finds them by their fingerprints and their samples, values and
     statistics within the float32 tolerances; it says whether they also came out bit for bit."""
     (trained,) = [r for r in shipped_rows() if r["name"] == "ncsnpp_fashion32" and r["method"]["sampler"] == "released"
@@ -306,7 +306,7 @@ def test_shipped_runs_recomputed_under_another_kernel_set_are_within_tolerance(c
     (faces,) = [r for r in shipped_rows() if r["name"] == "exact:lfw-faces-25" and r["method"]["space"]
                 and r["T"] == 20 and r["seed"] == 0]
     env = {**os.environ, **OTHER_KERNELS, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-m", "pds.lab.cache", "verify", trained["key"], faces["key"]],
+    out = subprocess.run([sys.executable, "-m", "pds.lab.recompute", "verify", trained["key"], faces["key"]],
                          capture_output=True, text=True, env=env)
     print(out.stdout[-3000:], out.stderr[-3000:])
     assert out.returncode == 0, out.stderr[-2000:]

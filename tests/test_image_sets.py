@@ -90,9 +90,10 @@ def test_exact_twin_copies_the_trained_models_settings():
 
 
 def test_els_twin_is_the_local_score_machine_with_the_trained_models_settings(tmp_path):
-    from pds.lab.cache import ResultCache, rebuild
+    from pds.lab.cache import ResultCache
     from pds.lab.experiments import Method, SmallModel
     from pds.lab.metrics import MetricResult
+    from pds.lab.recompute import rebuild
     from pds.models.local_score import LocalScore, PatchSchedule
 
     trained = SmallModel("ncsnpp_fashion32")

@@ -5,7 +5,8 @@
 * :mod:`~pds.lab.experiments` — sample-quality runs on the small models (a :class:`~pds.lab.experiments.Method`,
   T, n, a seed), verdicts with their spread;
 * :mod:`~pds.lab.image_sets` — exact-score experiments on small real image sets;
-* :mod:`~pds.lab.cache` — every finished run kept and found again on any CPU (``python -m pds.lab.cache verify``);
+* :mod:`~pds.lab.cache` — every finished run kept and found again on any CPU; :mod:`~pds.lab.recompute` — stored
+  runs rebuilt from their records and drawn again (``python -m pds.lab.recompute verify``);
 * :mod:`~pds.lab.generate` — ``pds sample``: sharded, resumable sampling from a checkpoint;
 * :mod:`~pds.lab.notebooks`, :mod:`~pds.lab.findings`, :mod:`~pds.lab.book` — running the notebooks in the smoke /
   default / full profiles, the findings they state, the HTML book;

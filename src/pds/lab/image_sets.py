@@ -126,7 +126,7 @@ class LandingMetric:
         self.primary = primary
         self.name = f"{PRIMARY[primary]} (exact image-set target)"
         self.set = EmpiricalScore(images)
-        self.recipe = None  # how to build this metric again (landing_metric sets it), for pds.lab.cache.rebuild
+        self.recipe = None  # how to build this metric again (landing_metric sets it), for pds.lab.recompute.rebuild
         self.sigma_min, self.radius, self.reference = float(sigma_min), float(radius), reference
         self.labels = None if labels is None else torch.as_tensor(labels).long().cpu()
         if self.labels is not None and len(self.labels) != self.set.n:
@@ -236,7 +236,7 @@ def exact_model(images: ImageSet, experiment: Experiment, pad: int = 0) -> Small
     it) with the sampler settings of ``experiment`` (σ range, levels, steps, snr, denoising, initialisation; NCSN /
     NCSNv2 experiments: annealed Langevin on the geometric σ ladder, NCSN++: the VE PC sampler), named
     ``exact:<set>[-pad<pad>]``. The statistics filter (Eq. 14) is estimated from the same images. Its config's
-    ``source`` (the set's recipe, the padding and the experiment) rebuilds it (:func:`pds.lab.cache.rebuild`)."""
+    ``source`` (the set's recipe, the padding and the experiment) rebuilds it (:func:`pds.lab.recompute.rebuild`)."""
     x = images.images
     if x.ndim != 4 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"images must be square [N, C, S, S], got {tuple(x.shape)}")

@@ -215,7 +215,7 @@ class ClassifierFD:
         self.model = model.eval()
         self.reference_name = reference_name
         self.mu, self.sigma = self._statistics(reference, memo)
-        self.recipe = None  # how to build this metric again (fashion_test_fd sets it), for pds.lab.cache.rebuild
+        self.recipe = None  # how to build this metric again (fashion_test_fd sets it), for pds.lab.recompute.rebuild
         self._reference_images = reference.detach()
         self._shape = list(reference.shape[1:])
         self._fingerprint = None
