@@ -124,7 +124,7 @@ results: $(STAMP) data
 # Copy what the default profile computed into data/results/ (merged with what is there).
 ship: $(STAMP)
 	$(PY) -c "from pds.lab.cache import ship_cache; print(ship_cache('runs/quality/default', '$(RESULTS)'))"
-	$(PY) -c "from pds.exact.optimal import OptimumStore; print(OptimumStore('runs/optimal/default').ship('data/results/optimal/default'))"
+	$(PY) -c "from pds.lab.optima import OptimumStore; print(OptimumStore('runs/optimal/default').ship('data/results/optimal/default'))"
 	$(PY) -c "from pds.store import Store; print(Store('runs/network_like/default', name='tables').ship('data/results/network_like/default'))"
 	$(PY) -c "from pds.lab.exact_results import ExactResults; print(ExactResults('runs/exact/default').ship('data/results/exact/default'))"
 	$(PY) -c "from pds.store import Store; print(Store('runs/filters/default', name='errors').ship('data/results/filters/default'))"

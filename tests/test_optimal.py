@@ -133,8 +133,9 @@ def test_optimise_lowers_w2_and_refuses_wrong_input():
 
 
 def test_store_keeps_optima_and_runs_only_what_is_missing(tmp_path):
-    from pds.exact.optimal import OptimumStore, target_fingerprint
+    from pds.exact.optimal import target_fingerprint
     from pds.filters import load_filters
+    from pds.lab.optima import OptimumStore
 
     target = gaussian(size=6)
     freqs = Frequencies(target)

@@ -13,6 +13,7 @@ from pds.exact import optimal
 from pds.lab.cache import ResultCache
 from pds.lab.image_sets import ImageSet, exact_model
 from pds.lab.metrics import MetricResult
+from pds.lab.optima import OptimumStore
 from pds.lab.optimised import ERROR_METHODS, error_aware, own_settings
 from pds.models.configs import experiment
 
@@ -35,7 +36,7 @@ def test_error_aware_filter_lowers_the_w2_with_the_error_and_runs_every_method(t
     def start_of(pre, shape):
         return optimal.RadialFilter.fit(pre.freq_gain.expand(shape) ** 2, n_knots=5)
 
-    store = optimal.OptimumStore(tmp_path / "store")
+    store = OptimumStore(tmp_path / "store")
     cache = ResultCache(tmp_path / "cache")
     runs, table, profiles = error_aware(store, cache, model, mean_metric, 4, X, 12, (0, 1), measured, start_of, 5, 20,
                                         tmp_path)
@@ -50,10 +51,10 @@ def test_error_aware_filter_lowers_the_w2_with_the_error_and_runs_every_method(t
     assert (profiles[profiles.curve == "p: vanilla"]["value"] == 1).all()
     assert all(g["radius"].is_monotonic_increasing for _, g in profiles.groupby("curve"))
     assert {c for c in profiles.curve if c.startswith("E·")} == {f"E·(s + σ²) at σ = {s}" for s in (0.01, 0.1, 1, 5)}
-    assert len(store._rows) == 2  # the two searches, found again the second time
+    assert len(store.store.rows()) == 2  # the two searches, found again the second time
     again, _, _ = error_aware(store, ResultCache(tmp_path / "cache"), model, mean_metric, 4, X, 12, (0, 1), measured,
                            start_of, 5, 20, tmp_path)
-    assert len(store._rows) == 2 and again == runs
+    assert len(store.store.rows()) == 2 and again == runs
     with pytest.raises(ValueError):
         error_aware(store, ResultCache(tmp_path / "cache"), model, mean_metric, 4, X, 12, (0,), {}, start_of, 5, 20,
                     tmp_path)

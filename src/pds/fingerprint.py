@@ -1,6 +1,6 @@
 """Fingerprints: what a piece of code computes, or what a computed array holds, compared within a tolerance.
 
-A result store (:mod:`pds.lab.cache`, :class:`pds.exact.optimal.OptimumStore`) must find a finished run again on any
+A result store (:mod:`pds.lab.cache`, :class:`pds.lab.optima.OptimumStore`) must find a finished run again on any
 machine.
 Its key cannot hash raw float bytes: float kernels differ between CPUs (AVX-512 with or without FP16/BF16, AVX2, the
 scalar fallback), so the last bits of a float32 FFT or convolution, and of a float64 BLAS sum, are not the same

@@ -53,6 +53,10 @@ class Store:
     def rows(self) -> list[dict]:
         return list(self._rows.values())
 
+    def row(self, key: str) -> dict | None:
+        """The stored row of ``key``, or None."""
+        return self._rows.get(key)
+
     def key(self, description: dict) -> str:
         """The key of ``description`` (which may hold :class:`~pds.fingerprint.Fingerprint` s)."""
         return description_key(self.table.ids(description))

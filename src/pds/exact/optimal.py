@@ -32,18 +32,13 @@ Everything is checked against :mod:`pds.exact` to 1e-10 and by finite difference
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from pds.exact import ode_exact, ode_recursion, pc_exact, pc_recursion
-from pds.filters import save_filters
-from pds.fingerprint import Approx, Fingerprint, FingerprintTable, fingerprint, ids_in
+from pds.fingerprint import Approx, Fingerprint, fingerprint
 from pds.fourier import merge_frequencies, radius_squared
 from pds.models.configs import experiment
 from pds.modern import EDM_CHURN, Churn, edm_sigmas
@@ -51,11 +46,10 @@ from pds.precondition import Preconditioner
 from pds.samplers import steps_within
 from pds.schedules import ve_schedule
 from pds.scores import StationaryGaussianScore
-from pds.storage import append_line, atomic_write, read_lines
 
 __all__ = ["RadialFilter", "Frequencies", "pc_moments", "churn_moments", "w2", "optimise", "Optimum", "OPTIMISED",
            "agreement_with_exact", "gradient_agreement",
-           "sampler_w2", "OptimumStore", "behaviour_fingerprint", "target_fingerprint"]
+           "sampler_w2", "behaviour_fingerprint", "target_fingerprint"]
 
 OPTIMISED = ("pc", "pc_kept", "edm_churn")  # the registered samplers (pds.samplers.SAMPLERS) whose filter is optimised
 OVERFLOW_LOSS = 50.0  # log W2 returned to L-BFGS for a trial filter whose recursion overflows (W2 = e^50)
@@ -390,93 +384,3 @@ def target_fingerprint(target: StationaryGaussianScore) -> Fingerprint:
     (:func:`pds.scores.fit_power_law`) stopped at scipy's default tolerances (``benchmarks/results/
     fingerprint_kernels.json``; the fit now runs to convergence). Two different targets differ by far more."""
     return fingerprint("Gaussian target", Approx(target.mean, TARGET_RTOL), Approx(target.spectrum, TARGET_RTOL))
-
-
-class OptimumStore:
-    """Finished optima, one JSON line each (``optima.jsonl`` in ``folder``; ``shipped``: a read-only folder of the
-    same form, e.g. the default profile's ``data/results/optimal/default``), keyed by the description of the search
-    (the target's fingerprint, settings, sampler, NFE, gains, knots, iterations) and :func:`behaviour_fingerprint`,
-    the fingerprints kept in ``fingerprints.jsonl`` beside them. A search is found by its key or, where a
-    fingerprint's id came out otherwise on this machine, by a description that matches within the fingerprints'
-    tolerances (:class:`pds.fingerprint.FingerprintTable`). A search killed midway loses only itself;
-    :meth:`get_or_run` runs what is missing."""
-
-    def __init__(self, folder, shipped=None):
-        self.folder, self.shipped = Path(folder), (Path(shipped) if shipped else None)
-        self.table = FingerprintTable(self.folder, self.shipped)
-        self._fingerprint = None
-        self._rows = {}
-        for where in (self.shipped, self.folder):
-            if where is not None:
-                self._rows.update({row["key"]: row for row in read_lines(where / "optima.jsonl")})
-
-    @property
-    def fingerprint(self) -> Fingerprint:
-        if self._fingerprint is None:
-            self._fingerprint = behaviour_fingerprint()
-        return self._fingerprint
-
-    def _full(self, description: dict) -> dict:
-        return self.table.ids({"description": description, "fingerprint": self.fingerprint})
-
-    def key(self, description: dict) -> str:
-        """The key of a search (its description may hold :class:`~pds.fingerprint.Fingerprint` s, e.g. the target's
-        :func:`target_fingerprint`)."""
-        return hashlib.sha1(json.dumps(self._full(description), sort_keys=True).encode()).hexdigest()[:16]
-
-    def find(self, description: dict) -> dict | None:
-        """The stored row of a search, by its key or by a matching description."""
-        key = self.key(description)
-        if key in self._rows:
-            return self._rows[key]
-        full = self._full(description)
-        for row in self._rows.values():
-            if self.table.matches({"description": row["description"], "fingerprint": row["fingerprint"]}, full):
-                return row
-        return None
-
-    def get_or_run(self, description: dict, run) -> Optimum:
-        """The stored optimum of ``description`` or, when there is none, ``run()``'s (stored at once)."""
-        row = self.find(description)
-        if row is not None:
-            return Optimum.from_dict(row["optimum"])
-        t0 = time.perf_counter()
-        opt = run()
-        full = self._full(description)
-        key = self.key(description)
-        row = {"key": key, **full, "optimum": opt.to_dict(), "wall_s": time.perf_counter() - t0}
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.table.save(full)
-        append_line(self.folder / "optima.jsonl", row, f"the optimum {key}")
-        self._rows[key] = row
-        return opt
-
-    def save_filter(self, which, shape, path) -> Path:
-        """The frequency filter of a stored optimum (``which``: its key or its description) at ``shape`` [C, H, W],
-        saved to ``path`` with the recipe that rebuilds it (``pds.lab.cache`` records it with every run that uses
-        it)."""
-        row = self._rows.get(which) if isinstance(which, str) else self.find(which)
-        if row is None:
-            raise KeyError(f"no stored optimum {which if isinstance(which, str) else self.key(which)}")
-        opt = Optimum.from_dict(row["optimum"])
-        shape = [int(s) for s in shape]
-        return save_filters(path, opt.filter.frequency_filter(tuple(shape)),
-                            source=f"pds.exact.optimal: {opt.sampler}, {opt.nfe} NFE, optimum {row['key']}",
-                            variant="optimised (alpha=None)",
-                            recipe=json.dumps({"optimum": row["key"], "shape": shape}, sort_keys=True))
-
-    def ship(self, dst) -> int:
-        """Write every stored optimum into ``dst``/optima.jsonl (merged with what is there) and the fingerprints they
-        name into ``dst``/fingerprints.jsonl; returns the count."""
-        dst = Path(dst)
-        dst.mkdir(parents=True, exist_ok=True)
-        there = OptimumStore(dst)
-        merged = dict(there._rows)
-        merged.update(self._rows)
-        self.table.add(*there.table.known.values())
-        used = sorted({i for r in merged.values() for i in ids_in({"d": r["description"], "f": r["fingerprint"]})})
-        fps = "".join(json.dumps(self.table.known[i].to_dict()) + "\n" for i in used)
-        atomic_write(dst / FingerprintTable.NAME, lambda tmp: tmp.write_text(fps), "the fingerprints of the optima")
-        text = "".join(json.dumps(r) + "\n" for r in merged.values())
-        atomic_write(dst / "optima.jsonl", lambda tmp: tmp.write_text(text), "the shipped optima")
-        return len(merged)

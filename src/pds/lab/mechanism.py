@@ -20,10 +20,11 @@ import pandas as pd
 import torch
 
 from pds.exact.mechanism import freezing_gain, scalar_preconditioner, step_ratio
-from pds.exact.optimal import Optimum, OptimumStore, target_fingerprint
+from pds.exact.optimal import Optimum, target_fingerprint
 from pds.filters import parametric_filter
 from pds.fourier import power_spectrum, radial_profile
 from pds.lab.data import natural_image_crops
+from pds.lab.optima import OptimumStore
 from pds.models.configs import experiment
 from pds.precondition import Preconditioner
 from pds.scores import StationaryGaussianScore, fit_power_law, power_law_field

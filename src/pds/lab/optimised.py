@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pds.exact.optimal import Frequencies, OptimumStore, RadialFilter, optimise, sampler_w2, target_fingerprint
+from pds.exact.optimal import Frequencies, RadialFilter, optimise, sampler_w2, target_fingerprint
 from pds.fingerprint import Approx, fingerprint
 from pds.lab.cache import ResultCache
 from pds.lab.exact_claims import STATISTICS
 from pds.lab.experiments import Method, SmallModel, spread
 from pds.lab.image_sets import measures
 from pds.lab.network_like import error_model
+from pds.lab.optima import OptimumStore
 from pds.precondition import Preconditioner
 from pds.scores import StationaryGaussianScore
 

@@ -32,11 +32,11 @@ import numpy as np
 import torch
 
 from pds.exact import pc_exact
-from pds.exact.optimal import OptimumStore
 from pds.fourier import centred
 from pds.lab import mechanism
 from pds.lab.experiments import Method, crop_and_clip, draw
 from pds.lab.image_sets import ImageSet, exact_model
+from pds.lab.optima import OptimumStore
 from pds.models.configs import experiment as experiment_named
 from pds.precondition import Preconditioner
 from pds.samplers import SAMPLERS

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pds.exact.optimal import OptimumStore
 from pds.fingerprint import FingerprintTable, alike
 from pds.lab.cache import (
     SAMPLE_FRACTION,
@@ -34,6 +33,7 @@ from pds.lab.cache import (
 from pds.lab.experiments import Method, SmallModel
 from pds.lab.image_sets import els_twin, exact_model, exact_twin, image_set, landing_metric, statistics_filter_file
 from pds.lab.metrics import fashion_test_fd, image_statistics
+from pds.lab.optima import OptimumStore
 from pds.models.configs import experiment as experiment_named
 from pds.models.local_score import PatchSchedule
 from pds.storage import DATA_DIR, read_lines
@@ -59,7 +59,7 @@ def method_of(row: dict, filter_path=None) -> Method:
 def rebuild_filter(recipe: dict, path, optimal_folder=None) -> Path:
     """Write the filter file of a ``filter_source`` recipe to ``path``: ``{"estimate": <image set recipe>,
     "variant": ...}`` (:func:`pds.lab.image_sets.statistics_filter_file`) or ``{"optimum": KEY, "shape": [C, H, W]}``
-    (an optimum of the store in ``optimal_folder``: :meth:`pds.exact.optimal.OptimumStore.save_filter`)."""
+    (an optimum of the store in ``optimal_folder``: :meth:`pds.lab.optima.OptimumStore.save_filter`)."""
     if "estimate" in recipe:
         return statistics_filter_file(image_set(recipe["estimate"]), path, variant=recipe.get("variant", "released"))
     if "optimum" in recipe:

@@ -1,0 +1,70 @@
+"""Finished searches of :func:`pds.exact.optimal.optimise`, kept and found again on any machine: :class:`OptimumStore`,
+a :class:`pds.store.Store` of optima (the exact maths stays in :mod:`pds.exact.optimal`; this is its file storage)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pds.exact.optimal import Optimum, behaviour_fingerprint
+from pds.filters import save_filters
+from pds.fingerprint import Fingerprint
+from pds.store import Store
+
+__all__ = ["OptimumStore"]
+
+
+class OptimumStore:
+    """Finished optima, one JSON line each (``optima.jsonl`` in ``folder``; ``shipped``: a read-only folder of the
+    same form, e.g. the default profile's ``data/results/optimal/default``): a :class:`pds.store.Store` whose
+    description of a search is ``{"description": the search's (the target's fingerprint, settings, sampler, NFE, gains,
+    knots, iterations), "fingerprint": :func:`pds.exact.optimal.behaviour_fingerprint`}``, so that a search is found by
+    its key or, where a fingerprint's id came out otherwise on this machine, by a description that matches within the
+    fingerprints' tolerances. A search killed midway loses only itself; :meth:`get_or_run` runs what is missing."""
+
+    def __init__(self, folder, shipped=None):
+        self.store = Store(folder, shipped, name="optima")
+        self.folder, self.shipped, self.table = self.store.folder, self.store.shipped, self.store.table
+        self._fingerprint = None
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        if self._fingerprint is None:
+            self._fingerprint = behaviour_fingerprint()
+        return self._fingerprint
+
+    def _full(self, description: dict) -> dict:
+        return {"description": description, "fingerprint": self.fingerprint}
+
+    def key(self, description: dict) -> str:
+        """The key of a search (its description may hold :class:`~pds.fingerprint.Fingerprint` s, e.g. the target's
+        :func:`pds.exact.optimal.target_fingerprint`)."""
+        return self.store.key(self._full(description))
+
+    def find(self, description: dict) -> dict | None:
+        """The stored row of a search, by its key or by a matching description."""
+        return self.store.find(self._full(description))
+
+    def get_or_run(self, description: dict, run) -> Optimum:
+        """The stored optimum of ``description`` or, when there is none, ``run()``'s (stored at once)."""
+        row = self.store.get_or_compute(self._full(description), lambda: {"optimum": run().to_dict()})
+        return Optimum.from_dict(row["optimum"])
+
+    def save_filter(self, which, shape, path) -> Path:
+        """The frequency filter of a stored optimum (``which``: its key or its description) at ``shape`` [C, H, W],
+        saved to ``path`` with the recipe that rebuilds it (``pds.lab.cache`` records it with every run that uses
+        it)."""
+        row = self.store.row(which) if isinstance(which, str) else self.find(which)
+        if row is None:
+            raise KeyError(f"no stored optimum {which if isinstance(which, str) else self.key(which)}")
+        opt = Optimum.from_dict(row["optimum"])
+        shape = [int(s) for s in shape]
+        return save_filters(path, opt.filter.frequency_filter(tuple(shape)),
+                            source=f"pds.exact.optimal: {opt.sampler}, {opt.nfe} NFE, optimum {row['key']}",
+                            variant="optimised (alpha=None)",
+                            recipe=json.dumps({"optimum": row["key"], "shape": shape}, sort_keys=True))
+
+    def ship(self, dst) -> int:
+        """Write every stored optimum into ``dst``/optima.jsonl (merged with what is there) and the fingerprints they
+        name into ``dst``/fingerprints.jsonl; returns the count."""
+        return self.store.ship(dst)
