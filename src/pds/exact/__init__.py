@@ -34,38 +34,7 @@ still exact, and the W2 reported is that of the Gaussian with those moments, a l
 true W2 (Gelbrich's bound).
 """
 
-from pds.exact.recursions import (  # noqa: F401  (the recursions' code lives in pds.exact.recursions)
-    BUDGET_SAMPLERS,
-    SAMPLERS_BY_NFE,
-    DenseResult,
-    ExactResult,
-    annealed_langevin_exact,
-    best_step_contraction,
-    fewest_iterations,
-    langevin_stationary_dense,
-    ode_exact,
-    ode_recursion,
-    ode_step_gain,
-    pc_exact,
-    pc_exact_dense,
-    pc_recursion,
-    w2_within,
-)
+from pds.exact import recursions
+from pds.exact.recursions import *  # noqa: F403  (the recursions' code lives in pds.exact.recursions)
 
-__all__ = [
-    "ExactResult",
-    "pc_exact",
-    "annealed_langevin_exact",
-    "fewest_iterations",
-    "DenseResult",
-    "pc_exact_dense",
-    "langevin_stationary_dense",
-    "best_step_contraction",
-    "ode_exact",
-    "pc_recursion",
-    "ode_recursion",
-    "ode_step_gain",
-    "SAMPLERS_BY_NFE",
-    "BUDGET_SAMPLERS",
-    "w2_within",
-]
+__all__ = list(recursions.__all__)

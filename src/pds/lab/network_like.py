@@ -89,6 +89,25 @@ def _images(images: torch.Tensor) -> Fingerprint:
     return fingerprint("images", Approx(images, DATA_RTOL))
 
 
+def _stored(store, computation: dict, reference, models: dict, images, sigmas, seed: int, compute) -> pd.DataFrame:
+    """``compute()``'s table, read from ``store`` or kept there under the description of the computation: what it is
+    (``computation``), this module's behaviour, the images, σ, the seed and the fingerprints of every score."""
+    shape = tuple(images.shape[1:])
+    desc = {**computation, "code": behaviour(), "images": _images(images), "sigmas": sigmas, "seed": int(seed),
+            "reference": _described(reference, shape, sigmas),
+            "models": {name: _described(m, shape, sigmas) for name, m in models.items()}}
+    return pd.DataFrame(store.get_or_compute(desc, lambda: {"table": compute().to_dict("records")})["table"])
+
+
+def _r2s(reference, models: dict, images: torch.Tensor, sigmas, seed: int):
+    """(σ, model name, the r² of each image) for each σ and model, on the images noised at σ (seed + σ's index)."""
+    for j, sigma in enumerate(sigmas):
+        x = noised(images, sigma, seed + j)
+        ref = _denoised(reference, x, sigma)
+        for name, model in models.items():
+            yield sigma, name, r2(ref, _denoised(model, x, sigma))
+
+
 def agreement(reference, models: dict, images: torch.Tensor, sigmas, seed: int = 0, store=None) -> pd.DataFrame:
     """For each σ and each score model of ``models``: the median and quartiles over ``images`` of the r² of its
     denoiser x + σ² s against the denoiser of ``reference``, on the images noised at σ (seed ``seed`` + the σ's
@@ -96,21 +115,10 @@ def agreement(reference, models: dict, images: torch.Tensor, sigmas, seed: int =
     :class:`pds.store.Store` to read the table from, or to keep it in (the module docstring)."""
     sigmas = [float(s) for s in sigmas]
     if store is not None:
-        shape = tuple(images.shape[1:])
-        desc = {"computation": "agreement", "code": behaviour(), "images": _images(images), "sigmas": sigmas,
-                "seed": int(seed), "reference": _described(reference, shape, sigmas),
-                "models": {name: _described(m, shape, sigmas) for name, m in models.items()}}
-        row = store.get_or_compute(desc, lambda: {"table": agreement(reference, models, images, sigmas, seed)
-                                                  .to_dict("records")})
-        return pd.DataFrame(row["table"])
-    rows = []
-    for j, sigma in enumerate(sigmas):
-        x = noised(images, sigma, seed + j)
-        ref = _denoised(reference, x, sigma)
-        for name, model in models.items():
-            rows.append({"sigma": float(sigma), "model": name,
-                         **_summary(r2(ref, _denoised(model, x, sigma)))})
-    return pd.DataFrame(rows)
+        return _stored(store, {"computation": "agreement"}, reference, models, images, sigmas, seed,
+                       lambda: agreement(reference, models, images, sigmas, seed))
+    return pd.DataFrame([{"sigma": float(sigma), "model": name, **_summary(values)}
+                         for sigma, name, values in _r2s(reference, models, images, sigmas, seed)])
 
 
 def per_image(reference, models: dict, images: torch.Tensor, sigmas, seed: int = 0, store=None) -> pd.DataFrame:
@@ -119,22 +127,11 @@ def per_image(reference, models: dict, images: torch.Tensor, sigmas, seed: int =
     ``store``: as :func:`agreement`'s."""
     sigmas = [float(s) for s in sigmas]
     if store is not None:
-        shape = tuple(images.shape[1:])
-        desc = {"computation": "r2 per image", "code": behaviour(), "per image": _per_image_behaviour(),
-                "images": _images(images), "sigmas": sigmas,
-                "seed": int(seed), "reference": _described(reference, shape, sigmas),
-                "models": {name: _described(m, shape, sigmas) for name, m in models.items()}}
-        row = store.get_or_compute(desc, lambda: {"table": per_image(reference, models, images, sigmas, seed)
-                                                  .to_dict("records")})
-        return pd.DataFrame(row["table"])
-    rows = []
-    for j, sigma in enumerate(sigmas):
-        x = noised(images, sigma, seed + j)
-        ref = _denoised(reference, x, sigma)
-        for name, model in models.items():
-            values = r2(ref, _denoised(model, x, sigma))
-            rows += [{"sigma": sigma, "model": name, "image": i, "r2": float(v)} for i, v in enumerate(values)]
-    return pd.DataFrame(rows)
+        return _stored(store, {"computation": "r2 per image", "per image": _per_image_behaviour()}, reference,
+                       models, images, sigmas, seed, lambda: per_image(reference, models, images, sigmas, seed))
+    return pd.DataFrame([{"sigma": sigma, "model": name, "image": i, "r2": float(v)}
+                         for sigma, name, values in _r2s(reference, models, images, sigmas, seed)
+                         for i, v in enumerate(values)])
 
 
 def versus(table: pd.DataFrame, a: str, b: str, level: float = 0.05) -> pd.DataFrame:
