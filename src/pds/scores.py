@@ -399,7 +399,9 @@ class EmpiricalScore:
         for a in range(0, len(x64), per):
             Xk = self.X[cand[a : a + per]]  # [b, k, D]: the stored values
             d = torch.sub(x64[a : a + per, None, :], Xk).square_().sum(-1)  # the differences in float64
-            logits = -d / (2.0 * s[a : a + per, None] ** 2) + self._logc[cand[a : a + per]]
+            logits = -d / (2.0 * s[a : a + per, None] ** 2)
+            if self.counts is not None:
+                logits = logits + self._logc[cand[a : a + per]]
             top = logits.max(dim=1, keepdim=True).values
             w = torch.exp(logits - top)
             total = w.sum(1, keepdim=True)

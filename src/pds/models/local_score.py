@@ -17,6 +17,13 @@ from pds.scores import EmpiricalScore, GaussianScore, _data_fingerprint, check_s
 __all__ = ["LocalScore", "PatchSchedule", "PCALocalityScore"]
 
 
+def _score_of(machine, x: torch.Tensor, sigma) -> torch.Tensor:
+    """(D(x, σ) − x)/σ² (Tweedie) of a machine's ``posterior_mean``, computed in float64, returned in x's dtype."""
+    s = check_sigma(x, sigma)
+    d = machine.posterior_mean(x, sigma).to(device=x.device, dtype=torch.float64)
+    return ((d - x.double()) / (s**2)[:, None, None, None]).to(x.dtype)
+
+
 class LocalScore:
     """The score of Kamb & Ganguli's local score machines (ICML 2025, arXiv 2412.20292), in VE form: a closed form with
     a CNN's inductive bias — locality and, for ELS, translation equivariance — and no training.
@@ -241,9 +248,7 @@ class LocalScore:
 
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """(D(x, σ) − x)/σ², with x's shape and dtype."""
-        s = check_sigma(x, sigma)
-        d = self.posterior_mean(x, sigma).to(device=x.device, dtype=torch.float64)
-        return ((d - x.double()) / (s**2)[:, None, None, None]).to(x.dtype)
+        return _score_of(self, x, sigma)
 
 
 class PatchSchedule:
@@ -368,9 +373,7 @@ class PCALocalityScore:
 
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """(D(x, σ) − x)/σ², with x's shape and dtype."""
-        s = check_sigma(x, sigma)
-        d = self.posterior_mean(x, sigma).to(device=x.device, dtype=torch.float64)
-        return ((d - x.double()) / (s**2)[:, None, None, None]).to(x.dtype)
+        return _score_of(self, x, sigma)
 
     def fingerprint(self) -> Fingerprint:
         """A behaviour fingerprint: the images, the Wiener filter's spectrum, the settings, and what the code computes
