@@ -61,7 +61,7 @@ def released(score, pre, steps, size, white_prior=True):
     gen = torch.Generator().manual_seed(SEED)
     start = torch.randn(BATCH, 3, size, size, generator=gen) * SIGMA_MAX if white_prior else (BATCH, 3, size, size)
     sched = ve_schedule(SIGMA_MIN, SIGMA_MAX, SCALES, iterations=steps)
-    return pc_sampler(score, start, sched, SNR, preconditioner=pre, generator=gen)[0]
+    return pc_sampler(score, start, sched, snr=SNR, preconditioner=pre, generator=gen)[0]
 
 
 def main():

@@ -59,7 +59,7 @@ def bench_size(size: int, args) -> None:
 
     def one_iteration(pc):
         # num_scales = 1: exactly one PC iteration, started from the given state x (no prior draw)
-        return lambda: pc_sampler(score, x, ve_schedule(0.01, 100.0, 1), 0.16, preconditioner=pc, device=dev,
+        return lambda: pc_sampler(score, x, ve_schedule(0.01, 100.0, 1), snr=0.16, preconditioner=pc, device=dev,
                                   generator=torch.Generator(device=dev).manual_seed(0))
 
     it = {"vanilla": median_time(one_iteration(None), args.repeats, 1, dev)}

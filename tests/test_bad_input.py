@@ -15,7 +15,7 @@ from pds.models import NCSNv2
 from pds.models.checkpoints import SHIPPED_DIR, load_official, load_trained, sidecar_path, write_sidecar
 from pds.precondition import Preconditioner
 from pds.samplers import annealed_langevin, pc_sampler
-from pds.schedules import geometric_sigmas, ve_schedule
+from pds.schedules import LangevinLadder, geometric_sigmas, ve_schedule
 
 PC = dict(sigma_min=0.01, sigma_max=5.0, num_scales=20)
 SCHEDULE = ve_schedule(**PC)
@@ -40,7 +40,7 @@ def listing(folder):
 def test_negative_snr_is_refused():
     score = Counting()
     with pytest.raises(ValueError, match="snr must be a finite number >= 0"):
-        pc_sampler(score, (1, 1, 4, 4), SCHEDULE, -0.16)
+        pc_sampler(score, (1, 1, 4, 4), SCHEDULE, snr=-0.16)
     assert score.calls == 0
 
 
@@ -65,7 +65,7 @@ def test_alpha_at_most_one_is_refused(alpha):
 def test_annealed_langevin_refuses_bad_schedules(sigmas, steps, step_lr, match):
     score = Counting()
     with pytest.raises(ValueError, match=match):
-        annealed_langevin(score, (1, 1, 4, 4), sigmas, steps, step_lr)
+        annealed_langevin(score, (1, 1, 4, 4), LangevinLadder(sigmas, steps, step_lr))
     assert score.calls == 0
 
 
@@ -77,9 +77,10 @@ def test_filter_of_the_wrong_shape_fails_at_construction_and_before_sampling():
     pre = Preconditioner(freq=parametric_filter(8, 2.0, 1.6))
     score = Counting()
     with pytest.raises(ValueError, match="does not fit"):
-        pc_sampler(score, (2, 1, 4, 4), SCHEDULE, 0.16, preconditioner=pre)
+        pc_sampler(score, (2, 1, 4, 4), SCHEDULE, snr=0.16, preconditioner=pre)
     with pytest.raises(ValueError, match="does not fit"):
-        annealed_langevin(score, (2, 1, 4, 4), geometric_sigmas(1, 0.01, 3), 1, 1e-3, preconditioner=pre)
+        annealed_langevin(score, (2, 1, 4, 4), LangevinLadder(geometric_sigmas(1, 0.01, 3), 1, 1e-3),
+                          preconditioner=pre)
     assert score.calls == 0
 
 
@@ -88,7 +89,7 @@ def test_a_pc_sampler_called_the_old_way_says_how_to_pass_a_schedule():
 
     for fn in (pc_sampler, pc_kept):
         with pytest.raises(TypeError, match=r"take a schedule, got float 0.01: pass pds.schedules.ve_schedule"):
-            fn(Counting(), (1, 1, 4, 4), 0.01, 5.0)
+            fn(Counting(), (1, 1, 4, 4), 0.01, snr=0.16)
 
 
 def test_iterations_and_speed_up_together_are_refused():
@@ -337,7 +338,8 @@ def test_an_unknown_trained_model_lists_the_shipped_ones():
 
 @pytest.mark.parametrize("sampler", ["pc", "langevin", "heun"])
 def test_a_score_of_the_wrong_shape_is_named_at_its_first_call(sampler):
-    from pds.modern import edm_sigmas, heun
+    from pds.modern import heun
+    from pds.schedules import edm_sigmas
 
     calls = []
 
@@ -347,14 +349,14 @@ def test_a_score_of_the_wrong_shape_is_named_at_its_first_call(sampler):
 
     with pytest.raises(ValueError, match=r"returned \(2, 1, 4, 4\) for an input of shape \(2, 3, 4, 4\)"):
         if sampler == "pc":
-            pc_sampler(score, (2, 3, 4, 4), SCHEDULE, 0.16)
+            pc_sampler(score, (2, 3, 4, 4), SCHEDULE, snr=0.16)
         elif sampler == "langevin":
-            annealed_langevin(score, (2, 3, 4, 4), geometric_sigmas(1, 0.01, 3), 1, 1e-3)
+            annealed_langevin(score, (2, 3, 4, 4), LangevinLadder(geometric_sigmas(1, 0.01, 3), 1, 1e-3))
         else:
             heun(score, (2, 3, 4, 4), edm_sigmas(0.01, 5.0, 4))
     assert len(calls) == 1
     with pytest.raises(ValueError, match="returned float"):
-        pc_sampler(lambda x, s: 0.0, (2, 3, 4, 4), SCHEDULE, 0.16)
+        pc_sampler(lambda x, s: 0.0, (2, 3, 4, 4), SCHEDULE, snr=0.16)
 
 
 def test_a_book_without_executed_notebooks_is_one_line_and_leaves_the_old_book(tmp_path, capsys):

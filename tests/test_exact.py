@@ -16,10 +16,10 @@ from test_samplers import PC, _compare, _full_grid, _moments, _target, run_pc
 from pds.exact import annealed_langevin_exact, fewest_iterations, ode_exact, pc_exact
 from pds.filters import parametric_filter
 from pds.fourier import half_plane_weights
-from pds.modern import edm_sigmas, pc_kept
+from pds.modern import pc_kept
 from pds.precondition import Preconditioner
-from pds.samplers import annealed_langevin
-from pds.schedules import geometric_sigmas, ve_schedule
+from pds.samplers import SAMPLERS, Settings, annealed_langevin
+from pds.schedules import LangevinLadder, edm_sigmas, geometric_sigmas, ve_schedule
 from pds.scores import StationaryGaussianScore
 from pds.solenoidal import central_difference, skew_term
 
@@ -147,7 +147,7 @@ def test_pc_kept_matches_its_exact_moments_and_keeps_the_target_at_full_length()
     pre = Preconditioner(freq=parametric_filter(16, 3.0, 1.6), alpha=5.0)
     res = pc_exact(target, **PC, iterations=12, preconditioner=pre, prior="vanilla", predictor="kept")
     schedule = ve_schedule(PC["sigma_min"], PC["sigma_max"], PC["num_scales"], iterations=12, dtype=torch.float64)
-    x, nfe = pc_kept(target, (n, 1, 16, 16), schedule, PC["snr"], preconditioner=pre, dtype=torch.float64,
+    x, nfe = pc_kept(target, (n, 1, 16, 16), schedule, snr=PC["snr"], preconditioner=pre, dtype=torch.float64,
                      generator=torch.Generator().manual_seed(6))
     assert nfe == 24
     # pc_kept uses the batch-norm step; the exact one the expected norm: compare the totals only (5 % at 3·16²)
@@ -215,8 +215,9 @@ def test_annealed_exact_matches_monte_carlo():
     sig = geometric_sigmas(2.0, 0.02, 6)
     pc = Preconditioner(freq=parametric_filter(8, 1.5, 0.7))
     for init in ("gaussian", "uniform"):
-        res = annealed_langevin_exact(target, sig, 3, 5e-4, preconditioner=pc, denoise=True, init=init)
-        x, nfe = annealed_langevin(target, (n, 1, 8, 8), sig, 3, 5e-4, preconditioner=pc, denoise=True, init=init,
+        res = annealed_langevin_exact(target, LangevinLadder(sig, 3, 5e-4), preconditioner=pc, denoise=True, init=init)
+        x, nfe = annealed_langevin(target, (n, 1, 8, 8), LangevinLadder(sig, 3, 5e-4), preconditioner=pc,
+                                   denoise=True, init=init,
                                    dtype=torch.float64, generator=torch.Generator().manual_seed(1))
         assert nfe == res.nfe == 19
         _compare(res, x, target, n)
@@ -278,9 +279,11 @@ def test_exact_skew_moments_match_monte_carlo_at_16x16(sampler):
                       dtype=torch.float64, corrector=res.corrector_steps, generator=torch.Generator().manual_seed(3))
     else:
         sig = geometric_sigmas(2.0, 0.02, 5)
-        res = annealed_langevin_exact(target, sig, 3, 5e-4, preconditioner=pc, solenoidal=sol, omega=0.5,
+        res = annealed_langevin_exact(target, LangevinLadder(sig, 3, 5e-4), preconditioner=pc, solenoidal=sol,
+                                      omega=0.5,
                                       denoise=True, init="gaussian")
-        x, _ = annealed_langevin(target, (n, 1, 16, 16), sig, 3, 5e-4, preconditioner=pc, skew=skew_term(sol, 0.5),
+        x, _ = annealed_langevin(target, (n, 1, 16, 16), LangevinLadder(sig, 3, 5e-4), preconditioner=pc,
+                                 skew=skew_term(sol, 0.5),
                                  denoise=True, init="gaussian", dtype=torch.float64,
                                  generator=torch.Generator().manual_seed(4))
     _compare(res, x, target, n)
@@ -313,3 +316,28 @@ def test_the_exact_side_names_only_registered_samplers():
     assert all(name in SAMPLERS and (SAMPLERS[name].preconditioned or not with_pds)
                for name, with_pds in BUDGET_SAMPLERS.values())
     assert all(entry.fn.__name__ in (name, f"{name}_sampler") for name, entry in SAMPLERS.items())
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_registered_sampler_is_called_one_way_and_its_entry_holds_its_exact_recursion(name):
+    """``fn(score, x_or_shape, schedule, *, preconditioner, generator, device, dtype, **options)`` for every registered
+    sampler, its schedule and options from one Settings (Sampler.schedule / .options), its exact recursion called
+    the same way (Sampler.exact): the Monte Carlo moments of the run match it; a deterministic one refuses a
+    preconditioner in both."""
+    spec, target, n = SAMPLERS[name], _target(h=8, w=8, seed=7), 4000
+    settings = Settings(PC["sigma_min"], PC["sigma_max"], 10, snr=PC["snr"], n_steps_each=1, step_lr=2e-5,
+                        init="gaussian")
+    pre = Preconditioner(freq=parametric_filter(8, 2.0, 1.6), alpha=5.0)
+    schedule, options = spec.schedule(settings, 6, dtype=torch.float64), spec.options(settings)
+    if not spec.preconditioned:
+        with pytest.raises(ValueError, match="deterministic: it takes no preconditioner"):
+            spec.fn(target, (2, 1, 8, 8), schedule, preconditioner=pre, **options)
+        with pytest.raises(ValueError, match="deterministic: it takes no preconditioner"):
+            spec.exact(target, schedule, preconditioner=pre, **options)
+        pre = None
+    res = spec.exact(target, schedule, preconditioner=pre, **options)
+    given = {"corrector": res.corrector_steps} if spec.family == "pc" else {}  # the exact side's corrector steps
+    x, nfe = spec.fn(target, (n, 1, 8, 8), schedule, preconditioner=pre, generator=torch.Generator().manual_seed(8),
+                     device="cpu", dtype=torch.float64, **options, **given)
+    assert nfe == res.nfe == (2 * 6 if spec.family == "pc" else spec.per_step * 6 - spec.saved)
+    _compare(res, x, target, n)

@@ -113,7 +113,7 @@ def released(unet, pre, steps: int, seed: int = 3, white_prior: bool = True, **s
         (BATCH, 3, size, size)
     sched = ve_schedule(SETTINGS["sigma_min"], SETTINGS["sigma_max"], SETTINGS["num_train_timesteps"],
                         iterations=steps, **schedule)
-    return pc_sampler(DiffusersScore(unet), start, sched, SETTINGS["snr"], preconditioner=pre, generator=gen)[0]
+    return pc_sampler(DiffusersScore(unet), start, sched, snr=SETTINGS["snr"], preconditioner=pre, generator=gen)[0]
 
 
 @pytest.mark.parametrize("method", ["vanilla", "pds"])
@@ -320,7 +320,8 @@ def test_k_diffusion_s_own_samplers_run_pds_models_and_noise():
     from the global generator with the same seed, bit for bit, and with a preconditioner equals its rule written out
     here with M⁻¹ξ; KDenoiser holds a module score, so .to()/.eval()/parameters reach it."""
     kd = k_diffusion_sampling()
-    from pds.modern import edm_sigmas, euler, heun
+    from pds.modern import euler, heun
+    from pds.schedules import edm_sigmas
 
     var = torch.rand(1, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) + 0.2
     score, sigmas = gaussian_score(var), edm_sigmas(0.02, 20.0, 12)

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from pds.filters import parametric_filter
-from pds.modern import dpmpp_2m, edm_churn, edm_sigmas, euler, heun, kept_noise_gain
+from pds.modern import dpmpp_2m, edm_churn, euler, heun, kept_noise_gain
 from pds.precondition import Preconditioner
+from pds.schedules import edm_sigmas
 
 FNS = {"euler": euler, "heun": heun, "dpmpp_2m": dpmpp_2m, "edm_churn": edm_churn}
 

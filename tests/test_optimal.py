@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from pds.exact import ode_exact, pc_exact
 from pds.exact.optimal import Frequencies, RadialFilter, optimise, sampler_w2
 from pds.models.configs import experiment
-from pds.modern import edm_sigmas
 from pds.precondition import Preconditioner
+from pds.schedules import edm_sigmas
 from pds.scores import StationaryGaussianScore
 
 EXP = experiment("cifar10_ncsnpp")
@@ -219,7 +219,7 @@ def test_score_noise_in_the_recursion_equals_a_noisy_sampler():
         xi = torch.fft.fft2(torch.randn(x.shape, generator=gen, dtype=x.dtype), norm="ortho")
         return target(x, sigma) + torch.fft.ifft2(e.sqrt() * xi, norm="ortho").real
 
-    x, _ = pc_sampler(noisy_score, (B, 1, 4, 4), sched, 1.0, corrector=moments[True][1],
+    x, _ = pc_sampler(noisy_score, (B, 1, 4, 4), sched, snr=1.0, corrector=moments[True][1],
                       generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     sq = ((x - target.mean) ** 2).flatten(1).sum(1)
     se = float(sq.std()) / math.sqrt(B)

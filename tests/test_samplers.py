@@ -12,7 +12,7 @@ from pds.filters import parametric_filter
 from pds.fourier import half_plane_weights
 from pds.precondition import Preconditioner
 from pds.samplers import annealed_langevin, pc_sampler
-from pds.schedules import geometric_sigmas, shorten_schedule, ve_schedule
+from pds.schedules import LangevinLadder, geometric_sigmas, shorten_schedule, ve_schedule
 from pds.scores import StationaryGaussianScore
 from pds.solenoidal import central_difference
 
@@ -32,7 +32,7 @@ def run_pc(score, shape, sigma_min, sigma_max, num_scales, snr, *, iterations=No
            dtype=torch.float32, **kw):
     """pc_sampler on the ve_schedule of these settings, in the sampler's dtype (as pds.lab.experiments builds it)."""
     schedule = ve_schedule(sigma_min, sigma_max, num_scales, speed_up, iterations=iterations, dtype=dtype)
-    return pc_sampler(score, shape, schedule, snr, dtype=dtype, **kw)
+    return pc_sampler(score, shape, schedule, snr=snr, dtype=dtype, **kw)
 
 
 def test_ve_schedule_matches_released_rules():
@@ -93,7 +93,7 @@ def test_nonfinite_stops_with_iteration_and_sigma():
     with pytest.raises(FloatingPointError, match=r"iteration \d+ \(sigma = 0\.\d+"):
         run_pc(bad_score, (1, 1, 4, 4), **PC, generator=torch.Generator().manual_seed(0))
     with pytest.raises(FloatingPointError, match="iteration"):
-        annealed_langevin(bad_score, (1, 1, 4, 4), geometric_sigmas(5, 0.1, 5), 2, 1e-3,
+        annealed_langevin(bad_score, (1, 1, 4, 4), LangevinLadder(geometric_sigmas(5, 0.1, 5), 2, 1e-3),
                           generator=torch.Generator().manual_seed(0))
 
 
@@ -102,14 +102,16 @@ def test_annealed_langevin_equivalence_and_nfe():
     sig = geometric_sigmas(1.0, 0.01, 5)
     ones = torch.ones(1, 8, 8)
     kw = dict(denoise=True, dtype=torch.float32)
-    a, nfe = annealed_langevin(target, (2, 1, 8, 8), sig, 3, 2e-5, **kw, generator=torch.Generator().manual_seed(0))
-    b, _ = annealed_langevin(target, (2, 1, 8, 8), sig, 3, 2e-5, **kw, generator=torch.Generator().manual_seed(0),
+    a, nfe = annealed_langevin(target, (2, 1, 8, 8), LangevinLadder(sig, 3, 2e-5), **kw,
+                               generator=torch.Generator().manual_seed(0))
+    b, _ = annealed_langevin(target, (2, 1, 8, 8), LangevinLadder(sig, 3, 2e-5), **kw,
+                             generator=torch.Generator().manual_seed(0),
                              preconditioner=Preconditioner(freq=ones, space=ones, alpha=None))
     assert nfe == 16 and torch.equal(a, b)
     with pytest.raises(ValueError, match="init"):
-        annealed_langevin(target, (1, 1, 8, 8), sig, 1, 1e-5, init="zeros")
+        annealed_langevin(target, (1, 1, 8, 8), LangevinLadder(sig, 1, 1e-5), init="zeros")
     with pytest.raises(ValueError, match="n_steps_each"):
-        annealed_langevin(target, (1, 1, 8, 8), sig, [1, 2], 1e-5)
+        annealed_langevin(target, (1, 1, 8, 8), LangevinLadder(sig, [1, 2], 1e-5))
 
 
 def test_shorten_schedule():
@@ -189,11 +191,11 @@ def test_finite_checks_every_k_iterations_name_the_span():
 
     ladder = geometric_sigmas(5.0, 0.01, 10)
     with pytest.raises(FloatingPointError, match=r"iterations 5…9"):
-        annealed_langevin(bad_after_three, (1, 1, 4, 4), ladder, 1, 1e-5, check_every=5,
+        annealed_langevin(bad_after_three, (1, 1, 4, 4), LangevinLadder(ladder, 1, 1e-5), check_every=5,
                           generator=torch.Generator().manual_seed(0))
     assert len(calls) == 10  # it ran on to the next check, no further
     with pytest.raises(ValueError, match="check_every"):
-        annealed_langevin(bad_after_three, (1, 1, 4, 4), ladder, 1, 1e-5, check_every=0)
+        annealed_langevin(bad_after_three, (1, 1, 4, 4), LangevinLadder(ladder, 1, 1e-5), check_every=0)
 
 
 def test_per_sample_generators_and_steps_make_a_sample_independent_of_its_batch():
@@ -207,8 +209,10 @@ def test_per_sample_generators_and_steps_make_a_sample_independent_of_its_batch(
     torch.testing.assert_close(torch.cat(halves), together, rtol=1e-5, atol=1e-5)
     batch_step, _ = run_pc(target, (4, 1, 8, 8), **PC, generator=gens(range(4)))  # released: batch-mean step
     assert not torch.allclose(batch_step, together, atol=1e-4)
-    a, _ = annealed_langevin(target, (3, 1, 8, 8), geometric_sigmas(1, 0.01, 4), 2, 1e-4, generator=gens(range(3)))
-    b, _ = annealed_langevin(target, (1, 1, 8, 8), geometric_sigmas(1, 0.01, 4), 2, 1e-4, generator=gens([2]))
+    a, _ = annealed_langevin(target, (3, 1, 8, 8), LangevinLadder(geometric_sigmas(1, 0.01, 4), 2, 1e-4),
+                             generator=gens(range(3)))
+    b, _ = annealed_langevin(target, (1, 1, 8, 8), LangevinLadder(geometric_sigmas(1, 0.01, 4), 2, 1e-4),
+                             generator=gens([2]))
     torch.testing.assert_close(a[2:], b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="2 generators given for a batch of 4"):
         run_pc(target, (4, 1, 8, 8), **PC, generator=gens(range(2)))

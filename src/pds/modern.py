@@ -43,11 +43,12 @@ from pds.samplers import (
     pc_sampler,
     prior,
     randn,
+    refuse_preconditioner,
     register,
 )
 from pds.schedules import VESchedule
 
-__all__ = ["edm_sigmas", "denoiser", "euler", "heun", "dpmpp_2m", "edm_churn", "pc_kept", "kept_noise_gain",
+__all__ = ["denoiser", "euler", "heun", "dpmpp_2m", "edm_churn", "pc_kept", "kept_noise_gain",
            "Churn", "EDM_CHURN"]
 
 
@@ -66,18 +67,6 @@ class Churn:
 
 
 EDM_CHURN = Churn()  # the settings used throughout (S_churn 40, S_tmin 0.05, S_tmax 50, S_noise 1.003)
-
-
-def edm_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> list[float]:
-    """EDM's N noise levels from sigma_max to sigma_min (ρ-spaced), then 0: a list of N + 1 floats."""
-    if int(n) != n or n < 1:
-        raise ValueError(f"the number of steps must be a positive integer, got {n}")
-    if not (0 < sigma_min < sigma_max and math.isfinite(sigma_max)):
-        raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got {sigma_min}, {sigma_max}")
-    if n == 1:
-        return [float(sigma_max), 0.0]
-    a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
-    return [float((a + i / (n - 1) * (b - a)) ** rho) for i in range(n)] + [0.0]
 
 
 def denoiser(score: Callable) -> Callable:
@@ -113,9 +102,10 @@ def _check_sigmas(sigmas) -> list[float]:
 
 @register("euler", "ode", per_step=1, preconditioned=False)
 @torch.no_grad()
-def euler(score: Callable, shape, sigmas, *, generator=None, device=None, dtype=torch.float32,
-          check_every: int | None = None):
+def euler(score: Callable, shape, sigmas, *, preconditioner: None = None, generator=None, device=None,
+          dtype=torch.float32, check_every: int | None = None):
     """Euler steps of the probability-flow ODE from σ_0 to 0 (the prior x ~ N(0, σ_0²I)); NFE = N."""
+    refuse_preconditioner("euler", preconditioner)
     sig, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every, "Euler's state")
     for i in range(len(sig) - 1):
         d = to_d(x, sig[i], den(x, sig[i]))
@@ -140,9 +130,10 @@ def _heun_step(den, x, sigma, sigma_next, drift=None):
 
 @register("heun", "ode", per_step=2, saved=1, preconditioned=False)
 @torch.no_grad()
-def heun(score: Callable, shape, sigmas, *, generator=None, device=None, dtype=torch.float32,
-         check_every: int | None = None):
+def heun(score: Callable, shape, sigmas, *, preconditioner: None = None, generator=None, device=None,
+         dtype=torch.float32, check_every: int | None = None):
     """EDM's deterministic sampler (Algorithm 1); NFE = 2N − 1."""
+    refuse_preconditioner("heun", preconditioner)
     sig, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every, "Heun's state")
     nfe = 0
     for i in range(len(sig) - 1):
@@ -154,10 +145,11 @@ def heun(score: Callable, shape, sigmas, *, generator=None, device=None, dtype=t
 
 @register("dpmpp_2m", "ode", per_step=1, preconditioned=False)
 @torch.no_grad()
-def dpmpp_2m(score: Callable, shape, sigmas, *, generator=None, device=None, dtype=torch.float32,
-             check_every: int | None = None):
+def dpmpp_2m(score: Callable, shape, sigmas, *, preconditioner: None = None, generator=None, device=None,
+             dtype=torch.float32, check_every: int | None = None):
     """DPM-Solver++(2M) for the VE denoiser (λ = −log σ): x_{i+1} = (σ_{i+1}/σ_i)·x_i + (1 − σ_{i+1}/σ_i)·D̃_i with
     D̃_i = (1 + 1/(2r))·D_i − 1/(2r)·D_{i−1}, r = h_{i−1}/h_i (first order at the first and the last step); NFE = N."""
+    refuse_preconditioner("dpmpp_2m", preconditioner)
     sig, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every, "DPM-Solver++'s state")
     old = None
     for i in range(len(sig) - 1):
@@ -176,10 +168,9 @@ def dpmpp_2m(score: Callable, shape, sigmas, *, generator=None, device=None, dty
 
 @register("edm_churn", "ode", per_step=2, saved=1)
 @torch.no_grad()
-def edm_churn(score: Callable, shape, sigmas, *, s_churn: float = EDM_CHURN.s_churn,
-                   s_tmin: float = EDM_CHURN.s_tmin, s_tmax: float = EDM_CHURN.s_tmax,
-                   s_noise: float = EDM_CHURN.s_noise, preconditioner: Preconditioner | None = None,
-                   generator=None, device=None, dtype=torch.float32, check_every: int | None = None):
+def edm_churn(score: Callable, shape, sigmas, *, preconditioner: Preconditioner | None = None, generator=None,
+              device=None, dtype=torch.float32, s_churn: float = EDM_CHURN.s_churn, s_tmin: float = EDM_CHURN.s_tmin,
+              s_tmax: float = EDM_CHURN.s_tmax, s_noise: float = EDM_CHURN.s_noise, check_every: int | None = None):
     """EDM's stochastic sampler (Algorithm 2): γ_i = min(S_churn/N, √2 − 1) for σ_i ∈ [S_tmin, S_tmax], x̂ = x +
     √(σ̂² − σ_i²)·S_noise·ξ with σ̂ = (1 + γ_i)σ_i, then a Heun step from σ̂ to σ_{i+1}; NFE = 2N − 1. With a
     ``preconditioner`` ξ becomes M⁻¹ξ and the ODE's score part goes through M⁻¹M⁻ᵀ (the prior stays vanilla)."""
@@ -220,17 +211,18 @@ def kept_noise_gain(preconditioner: Preconditioner) -> Preconditioner:
 
 @register("pc_kept", "pc", per_step=2)
 @torch.no_grad()
-def pc_kept(score: Callable, shape, schedule: VESchedule, snr: float, *, preconditioner: Preconditioner | None = None,
-            denoise: bool = True, corrector="batch", generator=None, device=None, dtype=torch.float32):
+def pc_kept(score: Callable, shape, schedule: VESchedule, *, snr: float, preconditioner: Preconditioner | None = None,
+            denoise: bool = True, corrector="batch", skew: Callable | None = None, generator=None, device=None,
+            dtype=torch.float32):
     """The VE predictor-corrector sampler with PDS in the p_σ-keeping form (see the module docstring): vanilla prior,
     preconditioned corrector, predictor with drift gain p and noise gain √(2p − 1) (:func:`pds.samplers.pc_sampler`
     with ``predictor=kept_noise_gain(M)``); NFE = 2N."""
-    kw = dict(denoise=denoise, corrector=corrector, generator=generator, device=device, dtype=dtype)
+    kw = dict(denoise=denoise, corrector=corrector, skew=skew, generator=generator, device=device, dtype=dtype)
     schedule = check_schedule(schedule)
     if preconditioner is None:
-        return pc_sampler(score, shape, schedule, snr, **kw)
+        return pc_sampler(score, shape, schedule, snr=snr, **kw)
     shp, x = initial_state(shape, dtype, device)
     if x is None:
         x = prior(shp, schedule.sigma_max, generator, dtype, device)  # the vanilla prior: p_σmax ≈ N(0, σ_max²I)
-    return pc_sampler(score, x, schedule, snr, preconditioner=preconditioner,
+    return pc_sampler(score, x, schedule, snr=snr, preconditioner=preconditioner,
                       predictor=kept_noise_gain(preconditioner), **kw)

@@ -31,20 +31,64 @@ import torch
 from tqdm import tqdm
 
 from pds.precondition import Preconditioner
-from pds.schedules import VESchedule
+from pds.schedules import LangevinLadder, VESchedule, edm_sigmas, geometric_sigmas, ve_schedule
 
 __all__ = ["pc_sampler", "annealed_langevin", "checked_score", "initial_state", "prior", "randn", "rand", "FiniteCheck",
-           "operators", "check_schedule", "Sampler", "SAMPLERS", "register", "sampler",
-           "steps_within"]
+           "operators", "check_schedule", "Settings", "Sampler", "SAMPLERS", "FAMILIES", "EXACT", "register",
+           "exact_recursion", "sampler", "steps_within", "refuse_preconditioner"]
 
 
 # -- the registry: every sampler registered where it is defined --------------------------------
 @dataclass(frozen=True)
+class Settings:
+    """What a registered sampler's schedule and options are made of (:meth:`Sampler.schedule`, :meth:`Sampler.options`):
+    the model's σ range and ``levels`` (PC: num_scales; Langevin: the ladder's length, or ``sigmas`` given), the PC
+    corrector's ``snr``, the Langevin ladder's ``n_steps_each`` and ``step_lr``, the start ``init`` and the final
+    ``denoise`` (None: the sampler's default). :class:`pds.models.configs.Experiment` has these fields too."""
+
+    sigma_min: float
+    sigma_max: float
+    levels: int | None = None
+    snr: float | None = None
+    sigmas: tuple | None = None
+    n_steps_each: int | None = None
+    step_lr: float | None = None
+    init: str = "uniform"
+    denoise: bool | None = None
+
+
+def _pc_schedule(s, T: int, dtype, expand: bool) -> VESchedule:
+    return ve_schedule(s.sigma_min, s.sigma_max, int(s.levels), iterations=T, dtype=dtype)
+
+
+def _langevin_schedule(s, T: int, dtype, expand: bool) -> LangevinLadder:
+    sigmas = getattr(s, "sigmas", None)
+    ladder = geometric_sigmas(s.sigma_max, s.sigma_min, int(s.levels)) if sigmas is None else sigmas
+    return LangevinLadder(ladder, s.n_steps_each, s.step_lr).shorten(T, expand)
+
+
+def _ode_schedule(s, T: int, dtype, expand: bool) -> list[float]:
+    return edm_sigmas(s.sigma_min, s.sigma_max, T)
+
+
+def _denoise(s) -> dict:
+    return {} if s.denoise is None else {"denoise": bool(s.denoise)}
+
+
+# per family: (the schedule for T steps, the options taken from the settings)
+FAMILIES = {"pc": (_pc_schedule, lambda s: {"snr": s.snr, **_denoise(s)}),
+            "langevin": (_langevin_schedule, lambda s: {"init": s.init, **_denoise(s)}),
+            "ode": (_ode_schedule, lambda s: {})}
+EXACT: dict[str, Callable] = {}  # name -> its exact recursion, registered by pds.exact (exact_recursion)
+
+
+@dataclass(frozen=True)
 class Sampler:
-    """A registered sampler: its function; its family ("pc": σ range, scales and snr; "langevin": a σ ladder with
-    steps per level; "ode": EDM's σ list, :func:`pds.modern.edm_sigmas`); ``per_step`` network evaluations per step,
-    ``saved`` of them saved at the last (Heun's last step is Euler's: k steps cost 2k − 1); whether it takes a
-    preconditioner."""
+    """A registered sampler: its function, called as ``fn(score, x_or_shape, schedule, *, preconditioner, generator,
+    device, dtype, **options)``; its family ("pc": a :class:`~pds.schedules.VESchedule` and the corrector's snr;
+    "langevin": a :class:`~pds.schedules.LangevinLadder`; "ode": EDM's σ list, :func:`~pds.schedules.edm_sigmas`);
+    ``per_step`` network evaluations per step, ``saved`` of them saved at the last (Heun's last step is Euler's: k
+    steps cost 2k − 1); whether it takes a preconditioner (a deterministic one refuses any but None)."""
 
     name: str
     fn: Callable
@@ -57,17 +101,48 @@ class Sampler:
         """The most steps (at least one) that ``nfe`` network evaluations pay for."""
         return max(1, (int(nfe) + self.saved) // self.per_step)
 
+    def schedule(self, settings, T: int, *, dtype=torch.float32, expand: bool = True):
+        """The third argument of :attr:`fn` for T steps of ``settings`` (:class:`Settings`): the released PC grid of T
+        iterations, the Langevin ladder shortened to T steps (:meth:`~pds.schedules.LangevinLadder.shorten`, the
+        step expanded when ``expand``) or EDM's T noise levels over the σ range."""
+        return FAMILIES[self.family][0](settings, int(T), dtype, expand)
+
+    def options(self, settings) -> dict:
+        """The keyword options of :attr:`fn` that ``settings`` fix (PC: snr, denoise; Langevin: init, denoise)."""
+        return FAMILIES[self.family][1](settings)
+
+    @property
+    def exact(self) -> Callable:
+        """Its exact recursion on a stationary Gaussian target, called as ``exact(target, schedule, *,
+        preconditioner, **options)`` like :attr:`fn` (registered by :mod:`pds.exact`)."""
+        if self.name not in EXACT:
+            raise ValueError(f"no exact recursion is registered for {self.name!r} (import pds.exact); "
+                             f"registered: {sorted(EXACT)}")
+        return EXACT[self.name]
+
 
 SAMPLERS: dict[str, Sampler] = {}
 
 
 def register(name: str, family: str, per_step: int, saved: int = 0, preconditioned: bool = True):
     """Decorator: enter the function in :data:`SAMPLERS` under ``name`` (see :class:`Sampler`)."""
-    if family not in ("pc", "langevin", "ode"):
-        raise ValueError(f"family must be 'pc', 'langevin' or 'ode', got {family!r}")
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
 
     def add(fn):
+        if fn.__name__ != name and not (name == "pc" and fn.__name__ == "pc_sampler"):
+            raise ValueError(f"a sampler is registered under its function's name: {name!r} names {fn.__name__}")
         SAMPLERS[name] = Sampler(name, fn, family, per_step, saved, preconditioned)
+        return fn
+
+    return add
+
+
+def exact_recursion(name: str):
+    """Decorator (for :mod:`pds.exact`): the exact recursion of the registered sampler ``name``."""
+    def add(fn):
+        sampler(name)
+        EXACT[name] = fn
         return fn
 
     return add
@@ -83,6 +158,12 @@ def sampler(name: str) -> Sampler:
 def steps_within(name: str, nfe: int) -> int:
     """Steps of the sampler ``name`` within ``nfe`` network evaluations (PC two per iteration, Heun's 2k − 1)."""
     return sampler(name).steps_within(nfe)
+
+
+def refuse_preconditioner(name: str, preconditioner) -> None:
+    """A deterministic sampler's one line for a preconditioner it cannot use."""
+    if preconditioner is not None:
+        raise ValueError(f"{name} is deterministic: it takes no preconditioner (use edm_churn or pc_kept)")
 
 
 # -- what every sampler (here and in pds.modern) starts from ---------------------------------------
@@ -220,7 +301,7 @@ def _corrector_rule(corrector, snr: float, n: int) -> Callable:
 # -- the VE predictor-corrector sampler -------------------------------------------------------
 @register("pc", "pc", per_step=2)
 @torch.no_grad()
-def pc_sampler(score: Callable, shape, schedule: VESchedule, snr: float, *,
+def pc_sampler(score: Callable, shape, schedule: VESchedule, *, snr: float,
                preconditioner: Preconditioner | None = None, predictor: Preconditioner | None = None,
                skew: Callable | None = None, denoise: bool = True, corrector="batch",
                generator: torch.Generator | None = None, device=None, dtype=torch.float32):
@@ -269,42 +350,28 @@ def pc_sampler(score: Callable, shape, schedule: VESchedule, snr: float, *,
 
 
 # -- annealed Langevin dynamics (NCSN / NCSNv2) ------------------------------------------------
-def _langevin_schedule(sigmas, n_steps_each, step_lr):
-    sig = np.asarray(sigmas, dtype=np.float64)
-    if sig.ndim != 1 or len(sig) == 0 or not np.all(np.isfinite(sig)) or np.any(sig <= 0):
-        raise ValueError("sigmas must be a non-empty 1-D sequence of finite positive numbers")
-    if len(sig) > 1 and not np.all(np.diff(sig) < 0):
-        raise ValueError(f"sigmas must decrease strictly (largest first, as NCSN anneals), got {sig[:4].tolist()}…")
-    steps = [n_steps_each] * len(sig) if np.isscalar(n_steps_each) else list(n_steps_each)
-    if len(steps) != len(sig) or any(int(n) != n or n < 0 for n in steps):
-        raise ValueError(f"n_steps_each must be a non-negative int or {len(sig)} of them, got {n_steps_each!r}")
-    steps = [int(n) for n in steps]
-    if sum(steps) == 0:
-        raise ValueError("n_steps_each is zero at every level: the sampler would take no step")
-    if not (math.isfinite(step_lr) and step_lr > 0):
-        raise ValueError(f"step_lr must be a finite number > 0, got {step_lr}")
-    return sig, steps
-
-
 @register("annealed_langevin", "langevin", per_step=1)
 @torch.no_grad()
-def annealed_langevin(score: Callable, shape, sigmas, n_steps_each, step_lr: float, *,
+def annealed_langevin(score: Callable, shape, ladder: LangevinLadder, *,
                       preconditioner: Preconditioner | None = None, skew: Callable | None = None,
                       denoise: bool = False, init: str = "uniform", generator: torch.Generator | None = None,
                       device=None, dtype=torch.float32, progress: bool = False,
                       callback: Callable | None = None, check_every: int | None = None):
     """Annealed Langevin dynamics of NCSN (v1) and NCSNv2 with PDS (Alg. 1).
 
-    For each level c (σ_1 > … > σ_L) and each of its steps: step size α_c = step_lr·(σ_c/σ_L)²,
-    x ← x + α_c·M⁻¹M⁻ᵀ s(x, σ_c) + √(2α_c)·η with η = M⁻¹ξ. ``n_steps_each`` is an int or one int per level
-    (see :func:`pds.schedules.shorten_schedule`). ``denoise`` (NCSNv2) ends with x ← x + σ_L²·s(x, σ_L), not
-    preconditioned (it is Tweedie's formula). ``init``: "uniform" (U[0, 1], NCSN/NCSNv2) or
-    "gaussian" (σ_1·M⁻¹ξ); ``shape`` may be an initial state instead. Random draws, in order: the
+    For each level c of the ``ladder`` (:class:`pds.schedules.LangevinLadder`: σ_1 > … > σ_L, n_c steps at level c)
+    and each of its steps: step size α_c = step_lr·(σ_c/σ_L)², x ← x + α_c·M⁻¹M⁻ᵀ s(x, σ_c) + √(2α_c)·η with
+    η = M⁻¹ξ (shorter ladders: :meth:`~pds.schedules.LangevinLadder.shorten`). ``denoise`` (NCSNv2) ends with
+    x ← x + σ_L²·s(x, σ_L), not preconditioned (it is Tweedie's formula). ``init``: "uniform" (U[0, 1],
+    NCSN/NCSNv2) or "gaussian" (σ_1·M⁻¹ξ); ``shape`` may be an initial state instead. Random draws, in order: the
     initial sample, then one ξ per step (``generator``: one, or one per sample). Returns (x, nfe = total steps
     (+1 with ``denoise``)). ``skew``: the solenoidal term ω·S (:func:`pds.solenoidal.skew_term`), x ← x + α_c·(M⁻¹M⁻ᵀ
     + ω·S) s(x, σ_c) + ….
     """
-    sig, steps = _langevin_schedule(sigmas, n_steps_each, step_lr)
+    if not isinstance(ladder, LangevinLadder):
+        raise TypeError(f"annealed_langevin takes a pds.schedules.LangevinLadder, got {type(ladder).__name__}: pass "
+                        "LangevinLadder(sigmas, n_steps_each, step_lr)")
+    sig, steps = ladder.sigmas, ladder.n_steps
     if init not in ("uniform", "gaussian"):
         raise ValueError(f"init must be 'uniform' or 'gaussian', got {init!r}")
     score = checked_score(score)
@@ -319,8 +386,7 @@ def annealed_langevin(score: Callable, shape, sigmas, n_steps_each, step_lr: flo
     finite = FiniteCheck(check_every, dev, "a Langevin step")
     nfe, total = 0, sum(steps)
     bar = tqdm(total=total, disable=not progress, desc="annealed Langevin", leave=False)
-    for c, (sigma, n_c) in enumerate(zip(sig.tolist(), steps, strict=True)):
-        step_size = step_lr * (sigma / sig[-1]) ** 2
+    for c, (sigma, n_c, step_size) in enumerate(zip(sig.tolist(), steps, ladder.step_sizes(), strict=True)):
         noise_scale = math.sqrt(2.0 * step_size)
         for _ in range(n_c):
             eta = noise(randn(shp, generator, dtype, dev))

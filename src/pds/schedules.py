@@ -5,8 +5,9 @@
 * :func:`ve_sigma` — the continuous VE noise level σ(t) = σ_min (σ_max/σ_min)^t, t ∈ [0, 1];
 * :func:`ve_schedule` — the released predictor-corrector sampler's grids, either the released way
   (``num_scales`` and ``speed_up``) or with the number of iterations given directly;
-* :func:`shorten_schedule` — an annealed-Langevin schedule cut to T steps, with the paper's
-  "expand the step size proportionally" factor;
+* :class:`LangevinLadder` — annealed Langevin's schedule (σ levels, steps per level, step size), and
+  :func:`shorten_schedule`, a ladder cut to T steps with the paper's "expand the step size proportionally" factor;
+* :func:`edm_sigmas` — EDM's ρ-spaced noise levels, then 0 (the probability-flow samplers of :mod:`pds.modern`);
 * :func:`ncsnv2_ladder`, :func:`ncsnv2_step_lr` — NCSNv2's techniques 2 and 4 (Song & Ermon 2020) for the ladder
   and the step size of a model trained here.
 
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["geometric_sigmas", "ve_sigma", "VESchedule", "ve_schedule", "ShortSchedule", "shorten_schedule",
+__all__ = ["edm_sigmas", "geometric_sigmas", "ve_sigma", "VESchedule", "ve_schedule", "LangevinLadder", "ShortSchedule",
+           "shorten_schedule",
            "check_sigma_range", "ncsnv2_ratio", "ncsnv2_ladder", "langevin_variance_ratio", "ncsnv2_step_lr"]
 
 
@@ -71,10 +73,21 @@ class VESchedule:
     sigma_prev: torch.Tensor
     sigma_max: float
     eps: float
+    sigma_min: float | None = None  # with num_scales, speed_up and iterations: ve_schedule's arguments (rebuilt)
+    num_scales: int | None = None
+    speed_up: float | None = None
+    iterations: int | None = None
 
     @property
     def n(self) -> int:
         return int(self.t.numel())
+
+    def rebuilt(self, dtype) -> VESchedule:
+        """The same schedule computed in ``dtype`` (e.g. float64 for :mod:`pds.exact`), from ve_schedule's arguments."""
+        if self.num_scales is None:
+            raise ValueError("this schedule was not made by ve_schedule: its arguments are unknown")
+        return ve_schedule(self.sigma_min, self.sigma_max, self.num_scales, self.speed_up, iterations=self.iterations,
+                           dtype=dtype)
 
     def host(self) -> tuple[list[float], list[float], list[float]]:
         """(σ(t_i), G_i, G_i²) as Python floats, with G_i = √(σ_j² − σ_{j−1}²) computed in the schedule's dtype."""
@@ -94,6 +107,8 @@ def ve_schedule(sigma_min: float, sigma_max: float, num_scales: int, speed_up: f
     check_sigma_range(sigma_min, sigma_max)
     if int(num_scales) != num_scales or num_scales < 1:
         raise ValueError(f"num_scales must be a positive integer, got {num_scales}")
+    args = dict(sigma_min=float(sigma_min), num_scales=int(num_scales), speed_up=speed_up,
+                iterations=None if iterations is None else int(iterations))
     if iterations is not None:
         if speed_up not in (None, 1.0):
             raise ValueError("give either speed_up (the released rule) or iterations, not both")
@@ -115,7 +130,53 @@ def ve_schedule(sigma_min: float, sigma_max: float, num_scales: int, speed_up: f
     idx = (t * (n - 1) / 1.0).long()
     prev = torch.where(idx == 0, torch.zeros_like(t), discrete[(idx - 1).clamp(min=0)])
     return VESchedule(t=t, sigma=sigma, sigma_disc=discrete[idx], sigma_prev=prev, sigma_max=float(sigma_max),
-                      eps=eps)
+                      eps=eps, **args)
+
+
+@dataclass(frozen=True, init=False)
+class LangevinLadder:
+    """Annealed Langevin's schedule (NCSN / NCSNv2): levels σ_1 > … > σ_L, ``n_steps`` per level and the base step
+    ``step_lr`` ε, so that level c steps with α_c = ε·(σ_c/σ_L)² (Song & Ermon 2019, Alg. 1). ``n_steps_each``: an
+    int for every level or one int per level (some may be 0, not all). Validated on construction."""
+
+    sigmas: np.ndarray
+    n_steps: tuple
+    step_lr: float
+
+    def __init__(self, sigmas, n_steps_each, step_lr: float):
+        sig = np.asarray(sigmas, dtype=np.float64)
+        if sig.ndim != 1 or len(sig) == 0 or not np.all(np.isfinite(sig)) or np.any(sig <= 0):
+            raise ValueError("sigmas must be a non-empty 1-D sequence of finite positive numbers")
+        if len(sig) > 1 and not np.all(np.diff(sig) < 0):
+            raise ValueError(f"sigmas must decrease strictly (largest first, as NCSN anneals), got {sig[:4].tolist()}…")
+        steps = [n_steps_each] * len(sig) if np.isscalar(n_steps_each) else list(n_steps_each)
+        if len(steps) != len(sig) or any(int(n) != n or n < 0 for n in steps):
+            raise ValueError(f"n_steps_each must be a non-negative int or {len(sig)} of them, got {n_steps_each!r}")
+        if sum(steps) == 0:
+            raise ValueError("n_steps_each is zero at every level: the sampler would take no step")
+        if not (math.isfinite(step_lr) and step_lr > 0):
+            raise ValueError(f"step_lr must be a finite number > 0, got {step_lr}")
+        object.__setattr__(self, "sigmas", sig)
+        object.__setattr__(self, "n_steps", tuple(int(n) for n in steps))
+        object.__setattr__(self, "step_lr", float(step_lr))
+
+    @property
+    def total_steps(self) -> int:
+        return sum(self.n_steps)
+
+    def step_sizes(self) -> list[float]:
+        """α_c = ε·(σ_c/σ_L)² per level."""
+        return [self.step_lr * (s / self.sigmas[-1]) ** 2 for s in self.sigmas.tolist()]
+
+    def shorten(self, T: int, expand: bool = True) -> LangevinLadder:
+        """This ladder (one step count for every level) cut to T steps by :func:`shorten_schedule`, the step size
+        multiplied by its "expand" factor when ``expand``; the ladder itself when T is its length."""
+        if T == self.total_steps:
+            return self
+        if len(set(self.n_steps)) != 1:
+            raise ValueError("only a ladder with the same number of steps at every level can be shortened")
+        short = shorten_schedule(self.sigmas, self.n_steps[0], T)
+        return LangevinLadder(short.sigmas, short.n_steps, self.step_lr * (short.step_lr_scale if expand else 1.0))
 
 
 @dataclass
@@ -155,6 +216,18 @@ def shorten_schedule(sigmas, n_steps_each: int, T: int) -> ShortSchedule:
     full = n_steps_each * np.sum((sig / sig[-1]) ** 2)
     short = np.sum(np.asarray(steps) * (kept / kept[-1]) ** 2)
     return ShortSchedule(sigmas=kept, n_steps=steps, step_lr_scale=float(full / short))
+
+
+def edm_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> list[float]:
+    """EDM's N noise levels from sigma_max to sigma_min (ρ-spaced), then 0: a list of N + 1 floats."""
+    if int(n) != n or n < 1:
+        raise ValueError(f"the number of steps must be a positive integer, got {n}")
+    if not (0 < sigma_min < sigma_max and math.isfinite(sigma_max)):
+        raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got {sigma_min}, {sigma_max}")
+    if n == 1:
+        return [float(sigma_max), 0.0]
+    a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    return [float((a + i / (n - 1) * (b - a)) ** rho) for i in range(n)] + [0.0]
 
 
 # -- NCSNv2's techniques (Song & Ermon 2020) for choosing a ladder and a step size ------------------

@@ -41,10 +41,10 @@ from pds.exact import ode_exact, ode_recursion, pc_exact, pc_recursion
 from pds.fingerprint import Approx, Fingerprint, fingerprint
 from pds.fourier import merge_frequencies, radius_squared
 from pds.models.configs import experiment
-from pds.modern import EDM_CHURN, Churn, edm_sigmas
+from pds.modern import EDM_CHURN, Churn
 from pds.precondition import Preconditioner
 from pds.samplers import steps_within
-from pds.schedules import ve_schedule
+from pds.schedules import edm_sigmas, ve_schedule
 from pds.scores import StationaryGaussianScore
 
 __all__ = ["RadialFilter", "Frequencies", "pc_moments", "churn_moments", "w2", "optimise", "Optimum", "OPTIMISED",

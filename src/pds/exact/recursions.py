@@ -12,10 +12,11 @@ import numpy as np
 import torch
 
 from pds.fourier import half_plane_filter, half_plane_weights, merge_frequencies, radial_profile, radial_sum
-from pds.modern import EDM_CHURN, Churn, edm_sigmas
+from pds.modern import EDM_CHURN, Churn
 from pds.precondition import Preconditioner, operator_matrix
-from pds.samplers import steps_within
-from pds.schedules import ve_schedule
+from pds.samplers import exact_recursion, refuse_preconditioner
+from pds.samplers import sampler as registered
+from pds.schedules import LangevinLadder, VESchedule, ve_schedule
 from pds.scores import StationaryGaussianScore
 from pds.solenoidal import FourierSkew
 
@@ -309,7 +310,7 @@ def ode_exact(target: StationaryGaussianScore, sampler: str, sigmas, *, precondi
               s_churn: float = EDM_CHURN.s_churn, s_tmin: float = EDM_CHURN.s_tmin, s_tmax: float = EDM_CHURN.s_tmax,
               s_noise: float = EDM_CHURN.s_noise) -> ExactResult:
     """Exact output moments of the samplers of :mod:`pds.modern` on the noise levels ``sigmas``
-    (:func:`pds.modern.edm_sigmas`): "euler", "heun", "dpmpp_2m" and "edm_churn" (with an optional preconditioner:
+    (:func:`pds.schedules.edm_sigmas`): "euler", "heun", "dpmpp_2m" and "edm_churn" (with an optional preconditioner:
     churn noise M⁻¹ξ, drift gain p). Per frequency the denoiser is linear, D − m = s/(s + σ²)·(x − m), so every step
     maps the deviation y = x − m to a·y (plus independent churn noise): :func:`ode_recursion`; DPM-Solver++'s
     two-step rule is a two-term recursion of the amplitude. The prior is N(0, σ_0²I)."""
@@ -336,13 +337,13 @@ def ode_exact(target: StationaryGaussianScore, sampler: str, sigmas, *, precondi
     return st.result(amp * delta0, var, nfe)
 
 
-def annealed_langevin_exact(target: StationaryGaussianScore, sigmas, n_steps_each, step_lr: float, *,
+@exact_recursion("annealed_langevin")
+def annealed_langevin_exact(target: StationaryGaussianScore, ladder: LangevinLadder, *,
                             preconditioner: Preconditioner | None = None, solenoidal=None, omega: float = 0.0,
                             denoise: bool = False, init: str = "uniform") -> ExactResult:
-    """Exact output moments of :func:`pds.samplers.annealed_langevin`."""
+    """Exact output moments of :func:`pds.samplers.annealed_langevin` on the ``ladder``."""
     st = _Setup.cached(target, preconditioner, solenoidal, omega)
-    sig = np.asarray(sigmas, dtype=np.float64)
-    steps = [int(n_steps_each)] * len(sig) if np.isscalar(n_steps_each) else [int(n) for n in n_steps_each]
+    sig, steps = ladder.sigmas, ladder.n_steps
     if init == "uniform":
         const = torch.zeros(st.shape, dtype=torch.complex128)
         const[..., 0, 0] = 0.5 * math.sqrt(st.h * st.w)  # unitary DFT of the constant image 0.5
@@ -355,8 +356,7 @@ def annealed_langevin_exact(target: StationaryGaussianScore, sigmas, n_steps_eac
     else:
         raise ValueError(f"init must be 'uniform' or 'gaussian', got {init!r}")
     nfe = 0
-    for sigma, n_c in zip(sig, steps, strict=True):
-        alpha = step_lr * (sigma / sig[-1]) ** 2
+    for sigma, n_c, alpha in zip(sig, steps, ladder.step_sizes(), strict=True):
         prec = 1.0 / (st.s + sigma**2)
         a = 1.0 - alpha * prec * st.drift_symbol
         a2 = a.abs() ** 2
@@ -532,21 +532,48 @@ BUDGET_SAMPLERS = {"PC vanilla": ("pc", False), "PC + PDS (released)": ("pc", Tr
 SAMPLERS_BY_NFE = tuple(BUDGET_SAMPLERS)
 
 
+# -- the exact recursion of each registered sampler, called like the sampler (pds.samplers.Sampler.exact) -----------
+@exact_recursion("pc")
+def _pc(target, schedule: VESchedule, *, snr: float, preconditioner=None, denoise: bool = True, **options):
+    """:func:`pc_exact` on the arguments that made ``schedule`` (in float64)."""
+    s = schedule
+    return pc_exact(target, s.sigma_min, s.sigma_max, s.num_scales, snr, iterations=s.iterations, speed_up=s.speed_up,
+                    preconditioner=preconditioner, denoise=denoise, **options)
+
+
+@exact_recursion("pc_kept")
+def _pc_kept(target, schedule: VESchedule, *, snr: float, preconditioner=None, denoise: bool = True):
+    kept = dict(prior="vanilla", predictor="kept") if preconditioner is not None else {}
+    return _pc(target, schedule, snr=snr, preconditioner=preconditioner, denoise=denoise, **kept)
+
+
+def _ode(name: str):
+    @exact_recursion(name)
+    def exact(target, sigmas, *, preconditioner=None, **churn):
+        if name != "edm_churn":
+            refuse_preconditioner(name, preconditioner)
+        return ode_exact(target, name, sigmas, preconditioner=preconditioner, **churn)
+
+    return exact
+
+
+for _name in ("euler", "heun", "dpmpp_2m", "edm_churn"):
+    _ode(_name)
+
+
 def w2_within(target: StationaryGaussianScore, settings, sampler: str, nfe: int,
               preconditioner: Preconditioner | None = None) -> float:
     """The exact relative W2 of ``sampler`` (a label of :data:`BUDGET_SAMPLERS`) within ``nfe`` network evaluations,
     with the σ range, scales and snr of ``settings`` (a :class:`pds.models.configs.Experiment`); ``preconditioner`` for
     the
     PDS variants. PC runs ⌊nfe/2⌋ iterations (at most the experiment's scales); the ODE samplers run on EDM's σ
-    schedule (:func:`pds.modern.edm_sigmas`) with as many steps as fit."""
+    schedule (:func:`pds.schedules.edm_sigmas`) with as many steps as fit."""
     if sampler not in BUDGET_SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS_BY_NFE}, got {sampler!r}")
     name, pds = BUDGET_SAMPLERS[sampler]
     if pds and preconditioner is None:
         raise ValueError(f"{sampler} needs a preconditioner")
-    pre, e, steps = preconditioner if pds else None, settings, steps_within(name, nfe)
-    if name in ("pc", "pc_kept"):
-        kept = dict(prior="vanilla", predictor="kept") if name == "pc_kept" else {}
-        return pc_exact(target, e.sigma_min, e.sigma_max, e.levels, e.snr, iterations=min(steps, e.levels),
-                        preconditioner=pre, **kept).w2_relative
-    return ode_exact(target, name, edm_sigmas(e.sigma_min, e.sigma_max, steps), preconditioner=pre).w2_relative
+    spec, pc = registered(name), registered(name).family == "pc"
+    steps = min(spec.steps_within(nfe), settings.levels) if pc else spec.steps_within(nfe)
+    return spec.exact(target, spec.schedule(settings, steps), preconditioner=preconditioner if pds else None,
+                      **({"snr": settings.snr} if pc else {})).w2_relative

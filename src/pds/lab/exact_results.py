@@ -28,6 +28,7 @@ from pds.exact.mechanism import best_scalar
 from pds.exact.optimal import target_fingerprint
 from pds.fingerprint import DATA_RTOL, Approx, Fingerprint, fingerprint
 from pds.precondition import Preconditioner
+from pds.samplers import Settings
 from pds.scores import StationaryGaussianScore
 from pds.store import Store
 
@@ -70,16 +71,9 @@ def behaviour() -> Fingerprint:
     target = StationaryGaussianScore.from_images(x)
     pre = Preconditioner(freq=torch.log1p(target.expected_power()), alpha=5.0)
 
-    @dataclass
-    class Settings:
-        sigma_min: float = 0.01
-        sigma_max: float = 3.0
-        levels: int = 30
-        snr: float = 0.16
-
-    parts: list = []
+    settings, parts = Settings(0.01, 3.0, 30, snr=0.16), []
     for sampler in BUDGET_SAMPLERS:
-        parts += [w2_within(target, Settings(), sampler, nfe, pre) for nfe in (8, 21)]
+        parts += [w2_within(target, settings, sampler, nfe, pre) for nfe in (8, 21)]
     for options in ({}, {"denoise": False}, {"prior": "vanilla", "predictor": "kept"}, {"predictor": "vanilla"}):
         r = pc_exact(target, 0.01, 3.0, 30, 0.16, iterations=7, preconditioner=pre, **options)
         parts += [r.var, r.delta.abs(), *(torch.tensor(v, dtype=torch.float64) for v in r.radial(3).values())]

@@ -9,7 +9,7 @@ runs, so an interrupted sweep loses nothing it finished, and a rerun with the sa
 recomputing.
 
 Iteration counts follow the paper: for NCSN, T is the number of Langevin steps (full: 10 levels ×
-100 steps; shorter schedules by :func:`pds.samplers.shorten_schedule`, with the step size expanded
+100 steps; shorter schedules by :meth:`pds.schedules.LangevinLadder.shorten`, with the step size expanded
 proportionally); for NCSN++, T is the number of predictor-corrector iterations (full: 1000; NFE = 2T).
 """
 
@@ -34,10 +34,8 @@ from pds.lab.verdicts import Verdict, beats, matches, spread, summary  # noqa: F
 from pds.models.checkpoints import file_sha256, load_official, load_trained
 from pds.models.configs import EXPERIMENTS, Experiment, stand_in_for
 from pds.models.configs import experiment as experiment_named
-from pds.modern import edm_sigmas
 from pds.precondition import Preconditioner
-from pds.samplers import annealed_langevin, pc_sampler, sampler
-from pds.schedules import shorten_schedule, ve_schedule
+from pds.samplers import Settings, sampler
 from pds.solenoidal import FourierSkew, PaperSolenoidal, central_difference, skew_term
 
 __all__ = ["Method", "SmallModel", "sample", "draw", "crop_and_clip", "statistics_filter", "flat_equivalent",
@@ -238,6 +236,23 @@ class SmallModel:
         return float(cfg["sigmas"][0]), float(cfg["sigmas"][-1])
 
     @property
+    def released(self) -> str:
+        """The registered sampler the model's paper experiment runs: "pc" for NCSN++, "annealed_langevin" else."""
+        return "pc" if self.kind == "ncsnpp" else "annealed_langevin"
+
+    @property
+    def settings(self) -> Settings:
+        """The registered samplers' settings of this model: its σ range and ladder, the experiment's snr, init and
+        denoise, the Langevin steps per level and step size (:class:`pds.samplers.Settings`)."""
+        cfg, exp = self.config, self.experiment
+        if self.kind == "ncsnpp":
+            return Settings(float(cfg["sigma_min"]), float(cfg["sigma_max"]), int(cfg["num_scales"]), snr=exp.snr,
+                            init=exp.init, denoise=exp.denoise)
+        sig = tuple(float(v) for v in cfg["sigmas"])
+        return Settings(sig[-1], sig[0], len(sig), sigmas=sig, n_steps_each=self.n_steps_each,
+                        step_lr=self.step_lr, init=exp.init, denoise=exp.denoise)
+
+    @property
     def full_T(self) -> int:
         if self.kind == "ncsnpp":
             return int(self.config["num_scales"])
@@ -303,50 +318,29 @@ def crop_and_clip(x: torch.Tensor, pad: int) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
-def _draw_registered(model: SmallModel, pre, name: str, T: int, shape, generator, device, dtype, corrector="batch"):
-    """A registered sampler (:data:`pds.samplers.SAMPLERS`) with the model's settings: the "ode" family on EDM's T
-    noise levels over the model's σ range, the "pc" family for T iterations with the experiment's snr (and the
-    corrector's step rule ``corrector``, as the released sampler)."""
-    spec = sampler(name)
-    if pre is not None and not spec.preconditioned:
-        raise ValueError(f"{name} is deterministic: it takes no preconditioner (use edm_churn or pc_kept)")
-    cfg, kw = model.config, {"generator": generator, "device": device, "dtype": dtype}
-    if spec.preconditioned:
-        kw["preconditioner"] = pre
-    if spec.family == "ode":
-        return spec.fn(model.score, shape, edm_sigmas(cfg["sigma_min"], cfg["sigma_max"], T), **kw)
-    if spec.family == "pc" and model.kind == "ncsnpp":
-        schedule = ve_schedule(cfg["sigma_min"], cfg["sigma_max"], int(cfg["num_scales"]), iterations=T, dtype=dtype)
-        return spec.fn(model.score, shape, schedule, model.experiment.snr, denoise=model.experiment.denoise,
-                       corrector=corrector, **kw)
-    raise ValueError(f"the sampler {name!r} does not apply to the {model.kind} model {model.name}: use 'released'")
-
-
 @torch.no_grad()
 def draw(model: SmallModel, pre: Preconditioner | None, method: Method, T: int, shape, generator, device,
          corrector: str = "batch", progress: bool = False, dtype=torch.float32) -> tuple[torch.Tensor, int]:
     """One batch of ``shape`` = [B, C, H, W] with ``method`` in T iterations, on ``device``; returns (raw samples,
-    NFE per sample). ``generator``: one for the batch, or one per sample. NCSN++: T predictor-corrector
-    iterations of the VE sampler (NFE = 2T); NCSN / NCSNv2: T Langevin steps, the full schedule when T equals its
-    length, else :func:`pds.schedules.shorten_schedule` with the step expanded (``method.step``)."""
-    if method.sampler != "released":
-        return _draw_registered(model, pre, method.sampler, T, shape, generator, device, dtype, corrector)
-    exp, skew = model.experiment, skew_term(model.solenoidal(method), method.omega)
-    if model.kind == "ncsnpp":
-        cfg = model.config
-        schedule = ve_schedule(cfg["sigma_min"], cfg["sigma_max"], int(cfg["num_scales"]), iterations=T, dtype=dtype)
-        return pc_sampler(model.score, shape, schedule, exp.snr, preconditioner=pre, skew=skew, denoise=exp.denoise,
-                          corrector=corrector, generator=generator, device=device, dtype=dtype)
-    sigmas = model.config["sigmas"]
-    if T == model.full_T:
-        steps, lr, sig = model.n_steps_each, model.step_lr, sigmas
-    else:
-        short = shorten_schedule(sigmas, model.n_steps_each, T)
-        scale = short.step_lr_scale if method.step == "expand" else 1.0
-        steps, lr, sig = short.n_steps, model.step_lr * scale, short.sigmas
-    return annealed_langevin(model.score, shape, sig, steps, lr, preconditioner=pre, init=exp.init,
-                             denoise=exp.denoise, generator=generator, progress=progress, device=device, dtype=dtype,
-                             skew=skew)
+    NFE per sample). ``generator``: one for the batch, or one per sample. The sampler is the registered
+    ``method.sampler`` (:data:`pds.samplers.SAMPLERS`; "released": the model's own, :attr:`SmallModel.released`), its
+    schedule and options from :attr:`SmallModel.settings` (:meth:`pds.samplers.Sampler.schedule`): NCSN++'s PC
+    sampler in T predictor-corrector iterations (NFE = 2T, the corrector's step rule ``corrector``), NCSN / NCSNv2's
+    annealed Langevin in T steps (the full ladder when T is its length, else shortened with the step expanded or
+    kept, ``method.step``), the "ode" family on EDM's T noise levels over the model's σ range."""
+    name = model.released if method.sampler == "released" else method.sampler
+    spec = sampler(name)
+    if spec.family not in ("ode", sampler(model.released).family):
+        raise ValueError(f"the sampler {name!r} does not apply to the {model.kind} model {model.name}: use 'released'")
+    skew, kw = skew_term(model.solenoidal(method), method.omega), spec.options(model.settings)
+    if skew is not None:
+        if spec.family == "ode":
+            raise ValueError(f"{name} takes no solenoidal term (omega = {method.omega}): use 'released'")
+        kw["skew"] = skew
+    kw.update({"pc": {"corrector": corrector}, "langevin": {"progress": progress}}.get(spec.family, {}))
+    schedule = spec.schedule(model.settings, T, dtype=dtype, expand=method.step == "expand")
+    return spec.fn(model.score, shape, schedule, preconditioner=pre, generator=generator, device=device, dtype=dtype,
+                   **kw)
 
 
 @torch.no_grad()

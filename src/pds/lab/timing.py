@@ -117,7 +117,7 @@ def time_pc_iteration(config: str, batch: int, nf: int | None = None, device="cp
 
     def iteration(p):
         return lambda: pc_sampler(net, x, ve_schedule(cfg.sigma_min, cfg.sigma_max, cfg.num_scales, iterations=1),
-                                  0.1, preconditioner=p, generator=gen, device=device)
+                                  snr=0.1, preconditioner=p, generator=gen, device=device)
 
     vanilla = median_time(iteration(None), repeats, warmup, device)
     pds = median_time(iteration(pre), repeats, warmup, device)
