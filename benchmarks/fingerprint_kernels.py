@@ -32,14 +32,14 @@ def dump(path: str) -> None:
 
     from pds.exact.optimal import behaviour_fingerprint, target_fingerprint
     from pds.filters import filters_fingerprint
-    from pds.lab.cache import metric_fingerprint, network_fingerprint, rebuild, sampling_fingerprint
+    from pds.lab.cache import metric_fingerprint, network_fingerprint, rebuild, sampling_fingerprint, stored_rows
     from pds.lab.data import natural_image_crops
     from pds.scores import StationaryGaussianScore, fit_power_law, power_law_field
-    from pds.storage import DATA_DIR, read_lines
+    from pds.storage import DATA_DIR
 
     quality, optimal = DATA_DIR / "results" / "quality" / "default", DATA_DIR / "results" / "optimal" / "default"
     picked = {}
-    for row in read_lines(quality / "results.jsonl"):
+    for row in stored_rows(quality):
         picked.setdefault((row["name"], row["model"]["kind"], row["method"]["sampler"], row["method"]["filter"],
                            row["method"]["solenoidal"], row["method"]["space"]), row)
     out, models, metrics, seen = {}, {}, {}, set()

@@ -21,7 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pds.storage import DATA_DIR, REPO_ROOT, read_lines
+from pds.lab.cache import stored_rows
+from pds.storage import DATA_DIR, REPO_ROOT
 
 OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}
 SHIPPED = DATA_DIR / "results" / "quality" / "default"
@@ -29,7 +30,7 @@ SHIPPED = DATA_DIR / "results" / "quality" / "default"
 
 def picked(limit: int | None) -> list[dict]:
     best = {}
-    for row in read_lines(SHIPPED / "results.jsonl"):
+    for row in stored_rows(SHIPPED):
         if row.get("diverged"):
             continue
         k = (row["name"], row["model"]["kind"], row["method"]["sampler"], row["method"]["filter"],

@@ -26,11 +26,12 @@ from pds.lab.cache import (
     metric_fingerprint,
     network_fingerprint,
     sampling_fingerprint,
+    stored_rows,
 )
 from pds.lab.data import DataNotFoundError
 from pds.lab.experiments import Method, SmallModel
 from pds.samplers import SAMPLERS
-from pds.storage import DATA_DIR, REPO_ROOT, read_lines
+from pds.storage import DATA_DIR, REPO_ROOT
 
 SHIPPED = DATA_DIR / "results" / "quality" / "default"
 OPTIMAL = DATA_DIR / "results" / "optimal" / "default"
@@ -38,7 +39,7 @@ OPTIMAL = DATA_DIR / "results" / "optimal" / "default"
 
 def shipped_rows() -> list[dict]:
     """Every shipped run of the default profile (notebooks 05, 06, 09, 10, 11, 12)."""
-    return read_lines(SHIPPED / "results.jsonl")
+    return stored_rows(SHIPPED)
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +282,7 @@ def test_every_kind_of_shipped_run_is_found_even_with_a_comment_appended_to_the_
 def test_one_of_each_kind_keeps_every_kind_once_at_its_shortest_length():
     from pds.lab.recompute import one_of_each_kind
 
-    rows = [json.loads(line) for line in (SHIPPED / "results.jsonl").read_text().splitlines() if line.strip()]
+    rows = stored_rows(SHIPPED)
     kept = one_of_each_kind(rows)
 
     def kind(row):

@@ -56,3 +56,35 @@ def test_a_line_cut_by_a_kill_is_skipped(tmp_path):
     assert again.find({"i": 1})["value"] == 1 and len(again.rows()) == 1
     again.add({"i": 2}, value=2)  # appended after a newline: both readable
     assert len(Store(tmp_path, name="t").rows()) == 2
+
+
+def test_a_row_another_process_appends_is_seen_and_usable_filters(tmp_path):
+    """Two sweeps share a folder: a row the other appended is found without reopening; ``usable`` can refuse a row
+    (the result cache refuses one whose samples file is missing), and a row of this folder replaces a shipped one."""
+    mine, other = Store(tmp_path / "a", name="things"), Store(tmp_path / "a", name="things")
+    row = other.add({"what": "y"}, value=1)
+    assert mine.row(row["key"]) == row and mine.find({"what": "y"})["key"] == row["key"]
+    assert mine.where(row["key"]) == tmp_path / "a"
+    assert mine.find({"what": "y"}, usable=lambda r, folder: False) is None
+    shipped = Store(tmp_path / "s", name="things")
+    shipped.add({"what": "z"}, value=1)
+    local = Store(tmp_path / "l", shipped=tmp_path / "s", name="things")
+    assert local.where(local.find({"what": "z"})["key"]) == tmp_path / "s"
+    local.add({"what": "z"}, value=2)
+    assert local.find({"what": "z"})["value"] == 2 and len(local.rows()) == 1
+
+
+def test_the_result_caches_legacy_rows_are_re_laid_with_their_keys(tmp_path):
+    """Rows written before the result cache was a Store (the description's parts at the top level) are re-laid on
+    first use, keys unchanged, and found by their descriptions."""
+    from pds.lab.cache import DESCRIPTION, ResultCache, description_of, run_key
+
+    desc = {"model": {"kind": "ncsn"}, "method": {"filter": None}, "T": 3, "n": 2, "seed": 0, "batch_size": 500,
+            "device": "cpu", "fingerprints": {"sampling": "s", "network": "n", "metric": "m"}}
+    legacy = {"key": run_key(desc), "name": "toy", **desc, "label": "vanilla", "value": 1.5}
+    (tmp_path / "results.jsonl").write_text(json.dumps(legacy) + "\n")
+    (tmp_path / f"{legacy['key']}.npz").write_bytes(b"")
+    cache = ResultCache(tmp_path)
+    stored = json.loads((tmp_path / "results.jsonl").read_text())
+    assert stored["description"] == desc and not set(DESCRIPTION) & set(stored) - {"description"}
+    assert cache.find(desc) == legacy and description_of(cache.get(legacy["key"])) == desc

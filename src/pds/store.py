@@ -24,7 +24,7 @@ from pathlib import Path
 from pds.fingerprint import FingerprintTable, ids_in, skeleton
 from pds.storage import append_line, atomic_write, read_lines
 
-__all__ = ["Store", "description_key"]
+__all__ = ["Store", "description_key", "write_rows"]
 
 
 def description_key(description: dict) -> str:
@@ -38,37 +38,71 @@ class Store:
     def __init__(self, folder, shipped=None, name: str = "results"):
         self.folder, self.shipped, self.name = Path(folder), (Path(shipped) if shipped else None), name
         self.table = FingerprintTable(self.folder, self.shipped)
-        self._rows: dict[str, dict] = {}
-        self._by_skeleton: dict[str, list[dict]] = {}  # rows whose descriptions differ at most in fingerprint ids
-        for where in (self.shipped, self.folder):
-            if where is not None:
-                for row in read_lines(where / f"{name}.jsonl"):
-                    if "key" in row:
-                        self._index(row)
+        self._shipped_rows = [] if self.shipped is None else [r for r in read_lines(self._file(self.shipped))
+                                                                if "key" in r and "description" in r]
+        self._load()
 
-    def _index(self, row: dict) -> None:
-        self._rows[row["key"]] = row
+    def _file(self, where: Path) -> Path:
+        return where / f"{self.name}.jsonl"
+
+    def _stat(self):
+        path = self._file(self.folder)
+        return (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
+
+    def _load(self) -> None:
+        """Index the shipped rows, then this folder's (a row of this folder replaces a shipped one with its key); a
+        line cut by a kill is skipped, and that computation is simply redone."""
+        self._state, self._rows, self._by_skeleton, self._where = self._stat(), {}, {}, {}
+        for where, rows in ((self.shipped, self._shipped_rows), (self.folder, read_lines(self._file(self.folder)))):
+            for row in rows:
+                if "key" in row and "description" in row:
+                    self._index(row, where)
+
+    def _fresh(self) -> None:
+        """Read this folder's rows again if its file changed (another process appended: two sweeps may share it)."""
+        if self._stat() != self._state:
+            self._load()
+
+    def _index(self, row: dict, where: Path) -> None:
+        if row["key"] in self._rows:  # replaced: drop the older row from its skeleton's list
+            older = self._rows[row["key"]]
+            alike = self._by_skeleton.get(description_key(skeleton(older["description"])), [])
+            alike[:] = [r for r in alike if r is not older]
+        self._rows[row["key"]], self._where[row["key"]] = row, where
         self._by_skeleton.setdefault(description_key(skeleton(row["description"])), []).append(row)
 
     def rows(self) -> list[dict]:
+        self._fresh()
         return list(self._rows.values())
 
     def row(self, key: str) -> dict | None:
         """The stored row of ``key``, or None."""
+        self._fresh()
         return self._rows.get(key)
+
+    def where(self, key: str) -> Path | None:
+        """The folder the row of ``key`` was read from (this store's or the shipped one), or None."""
+        self._fresh()
+        return self._where.get(key)
 
     def key(self, description: dict) -> str:
         """The key of ``description`` (which may hold :class:`~pds.fingerprint.Fingerprint` s)."""
         return description_key(self.table.ids(description))
 
-    def find(self, description: dict) -> dict | None:
-        """The stored row of ``description``: by its key, or a row whose description matches within tolerance."""
+    def find(self, description: dict, usable: Callable[[dict, Path], bool] | None = None) -> dict | None:
+        """The stored row of ``description``: by its key, or a row whose description matches within tolerance;
+        ``usable(row, folder)``: whether a row found can serve (e.g. its samples file is there)."""
+        self._fresh()
         wanted = self.table.ids(description)
+
+        def ok(row):
+            return usable is None or usable(row, self._where[row["key"]])
+
         row = self._rows.get(description_key(wanted))
-        if row is not None:
+        if row is not None and ok(row):
             return row
         alike = self._by_skeleton.get(description_key(skeleton(wanted)), [])
-        return next((r for r in alike if self.table.matches(r["description"], wanted)), None)
+        return next((r for r in alike if ok(r) and self.table.matches(r["description"], wanted)), None)
 
     def add(self, description: dict, **fields) -> dict:
         """Store a finished result: ``fields`` (JSON-able) under ``description``; returns the row."""
@@ -76,8 +110,10 @@ class Store:
         row = {"key": description_key(wanted), "description": wanted, **fields}
         self.folder.mkdir(parents=True, exist_ok=True)
         self.table.save(wanted)
-        append_line(self.folder / f"{self.name}.jsonl", row, f"the result {row['key']}")
-        self._index(row)
+        self._fresh()
+        append_line(self._file(self.folder), row, f"the result {row['key']}")
+        self._index(row, self.folder)
+        self._state = self._stat()
         return row
 
     def get_or_compute(self, description: dict, compute: Callable[[], dict]) -> dict:
@@ -93,14 +129,23 @@ class Store:
     def ship(self, dst) -> int:
         """Write every row into ``dst``/<name>.jsonl (merged with what is there; a row of this store replaces one with
         its key) and the fingerprints they name into ``dst``/fingerprints.jsonl; returns the count of rows."""
-        dst = Path(dst)
-        dst.mkdir(parents=True, exist_ok=True)
         there = Store(dst, name=self.name)
-        merged = {**there._rows, **self._rows}
         self.table.add(*there.table.known.values())
-        used = sorted({i for row in merged.values() for i in ids_in(row["description"])})
-        fps = "".join(json.dumps(self.table.known[i].to_dict()) + "\n" for i in used)
-        atomic_write(dst / FingerprintTable.NAME, lambda tmp: tmp.write_text(fps), "the fingerprints of the rows")
-        text = "".join(json.dumps(r) + "\n" for r in merged.values())
-        atomic_write(dst / f"{self.name}.jsonl", lambda tmp: tmp.write_text(text), f"the shipped {self.name}")
-        return len(merged)
+        merged = {**{r["key"]: r for r in there.rows()}, **{r["key"]: r for r in self.rows()}}
+        return write_rows(dst, self.name, merged.values(), self.table)
+
+
+def write_rows(folder, name: str, rows, table: FingerprintTable) -> int:
+    """Write ``rows`` (``{"key", "description", **fields}``) as ``folder``/<name>.jsonl and the fingerprints their
+    descriptions name as its fingerprints.jsonl (every one known to ``table``), each atomically; returns the count."""
+    folder, rows = Path(folder), list(rows)
+    folder.mkdir(parents=True, exist_ok=True)
+    used = sorted({i for row in rows for i in ids_in(row["description"])})
+    missing = [i for i in used if i not in table.known]
+    if missing:
+        raise ValueError(f"{len(missing)} fingerprints named by the rows are unknown, e.g. {missing[:3]}")
+    fps = "".join(json.dumps(table.known[i].to_dict()) + "\n" for i in used)
+    atomic_write(folder / FingerprintTable.NAME, lambda tmp: tmp.write_text(fps), "the fingerprints of the rows")
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    atomic_write(folder / f"{name}.jsonl", lambda tmp: tmp.write_text(text), f"the {name}")
+    return len(rows)

@@ -30,7 +30,9 @@ affected runs are recomputed instead of served. ``tests/test_cache.py`` checks t
 what the current code computes (so a change that orphans them fails a test instead of silently costing hours), that a
 comment appended to ``samplers.py`` keeps them all, and that shipped runs drawn again under another kernel set agree.
 
-Rows are JSON lines in ``root/results.jsonl``; each run's samples (uint8, compressed) are in ``root/<key>.npz``,
+Rows are those of a :class:`pds.store.Store` in ``root/results.jsonl`` (``{"key", "description", **fields}``; rows
+written before, with the description's parts at the top level, are re-laid on first use, :func:`relay_legacy`); each
+run's samples (uint8, compressed) are in ``root/<key>.npz``,
 written before its row. ``shipped``: a read-only cache of the same layout consulted after ``root`` (the repository
 ships the expensive default-profile runs in ``data/results/``). A row also records how to rebuild its metric and its
 filter file (``metric_source``, ``filter_source``); :func:`pds.lab.recompute.rebuild` builds any shipped run's model,
@@ -42,9 +44,9 @@ pds.lab.cache verify KEY …``).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
+import sys
 import tempfile
 import time
 from dataclasses import asdict
@@ -54,15 +56,17 @@ import numpy as np
 import torch
 
 from pds.filters import filters_fingerprint, load_filters, save_filters
-from pds.fingerprint import Fingerprint, FingerprintTable, fingerprint, ids_in, score_fingerprint, skeleton
+from pds.fingerprint import Fingerprint, fingerprint, score_fingerprint
 from pds.fourier import radius_squared
 from pds.lab.experiments import Method, SmallModel, draw, sample
 from pds.lab.metrics import image_statistics
 from pds.schedules import geometric_sigmas
 from pds.scores import StationaryGaussianScore
-from pds.storage import append_line, atomic_write, read_lines
+from pds.storage import atomic_write, read_lines
+from pds.store import Store, description_key, write_rows
 
-__all__ = ["ResultCache", "describe", "run_key", "model_settings", "sampling_fingerprint", "network_fingerprint",
+__all__ = ["ResultCache", "stored_rows", "relay_legacy", "describe", "run_key", "model_settings",
+           "sampling_fingerprint", "network_fingerprint",
            "metric_fingerprint", "ship_cache"]
 
 CANONICAL_SIZE = 8  # image side of the canonical runs
@@ -122,9 +126,9 @@ def describe(model: SmallModel, method: Method, T: int, n: int, seed: int, batch
 
 
 def run_key(desc: dict) -> str:
-    """The cache key of a :func:`describe` description: SHA-1 of its canonical JSON (fingerprints by their ids), 16
-    hex digits. It names the run; the cache finds a run by it, or else by :meth:`FingerprintTable.matches`."""
-    return hashlib.sha1(json.dumps(_ids(desc), sort_keys=True).encode()).hexdigest()[:16]
+    """The cache key of a :func:`describe` description: :func:`pds.store.description_key` of it with its fingerprints
+    by their ids. It names the run; the cache finds a run by it, or else by :meth:`FingerprintTable.matches`."""
+    return description_key(_ids(desc))
 
 
 def _ids(obj):
@@ -214,62 +218,78 @@ def metric_fingerprint(score_fn) -> Fingerprint:
 
 
 # -- the cache ----------------------------------------------------------------------------------------------------
+def _flat(row: dict) -> dict:
+    """A stored row as the notebooks read it: its description's parts beside its fields."""
+    fields = {k: v for k, v in row.items() if k not in ("key", "description")}
+    return {"key": row["key"], **row["description"], **fields}
+
+
+def _stored(row: dict) -> dict:
+    """A flat row as the store keeps it (``{"key", "description", **fields}``)."""
+    return {"key": row["key"], "description": description_of(row),
+            **{k: v for k, v in row.items() if k != "key" and k not in DESCRIPTION}}
+
+
+def stored_rows(folder) -> list[dict]:
+    """The rows of the result cache in ``folder`` (e.g. the shipped ``data/results/quality/default``), flat."""
+    return [_flat(row) for row in Store(folder, name="results").rows()]
+
+
+def relay_legacy(folder) -> int:
+    """Rows of ``folder``/results.jsonl written before the cache was a :class:`pds.store.Store` (the description's parts
+    at the top level) re-laid as store rows, keys unchanged, in one atomic write; returns how many were re-laid."""
+    path = Path(folder) / "results.jsonl"
+    rows = read_lines(path)
+    old = [r for r in rows if "description" not in r and "key" in r and all(k in r for k in DESCRIPTION)]
+    if old:
+        text = "".join(json.dumps(r if "description" in r else _stored(r)) + "\n" for r in rows if "key" in r)
+        atomic_write(path, lambda tmp: tmp.write_text(text), f"the re-laid rows of {path}")
+        print(f"{path}: {len(old)} rows re-laid in the store layout (keys unchanged)", file=sys.stderr)
+    return len(old)
+
+
 class ResultCache:
-    """Finished runs as JSON lines in ``root/results.jsonl`` plus their samples (uint8, compressed ``.npz``), keyed
-    by :func:`run_key` of :func:`describe` (see the module docstring), with the fingerprints their descriptions name
-    in ``root/fingerprints.jsonl``. ``shipped``: a read-only cache of the same layout consulted after ``root``. A run
-    is found by its key or, where a fingerprint's id came out otherwise on this machine, by a stored description
-    that :meth:`pds.fingerprint.FingerprintTable.matches` the wanted one (:meth:`find`)."""
+    """Finished runs: rows of a :class:`pds.store.Store` in ``root/results.jsonl`` (keyed by :func:`run_key` of
+    :func:`describe`, see the module docstring; the fingerprints they name in ``root/fingerprints.jsonl``) plus
+    their samples (uint8, compressed ``root/<key>.npz``, written before the row). ``shipped``: a read-only cache of
+    the same layout consulted after ``root``. A run is found by its key or, where a fingerprint's id came out
+    otherwise on this machine, by a stored description that matches the wanted one within tolerance (:meth:`find`),
+    and only with its samples file. Rows are returned flat (:func:`description_of` gives their description)."""
 
     def __init__(self, root, shipped=None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / "results.jsonl"
         self.shipped = None if shipped is None else Path(shipped)
-        self.table = FingerprintTable(self.root, self.shipped)
+        relay_legacy(self.root)
+        self.store = Store(self.root, self.shipped, name="results")
+        self.table = self.store.table
         self._memo: dict = {}  # fingerprints of (model, method) / model / metric, with the objects kept alive
-        self._index: dict = {}  # folder -> (file state, rows by key, rows by skeleton key)
 
-    def _folders(self) -> list[Path]:
-        return [f for f in (self.root, self.shipped) if f is not None]
-
-    def _indexed(self, folder: Path) -> tuple[dict, dict]:
-        path = folder / "results.jsonl"
-        state = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
-        if self._index.get(folder, (None,))[0] != state or state is None:
-            by_key, by_skeleton = {}, {}
-            for row in read_lines(path):  # a line cut by a kill is skipped: that run is simply redone
-                if "key" in row and all(k in row for k in DESCRIPTION):
-                    by_key[row["key"]] = row
-                    by_skeleton.setdefault(run_key(skeleton(description_of(row))), []).append(row)
-            self._index[folder] = (state, by_key, by_skeleton)
-        return self._index[folder][1], self._index[folder][2]
+    @staticmethod
+    def _has_samples(row: dict, folder: Path) -> bool:
+        return (folder / f"{row['key']}.npz").is_file()
 
     def rows(self) -> list[dict]:
-        return [row for folder in self._folders() for row in self._indexed(folder)[0].values()]
+        return [_flat(row) for row in self.store.rows()]
 
     def _by_key(self, key: str) -> tuple[dict, Path] | None:
-        for folder in self._folders():
-            row = self._indexed(folder)[0].get(key)
-            if row is not None and (folder / f"{key}.npz").is_file():
-                return row, folder
-        return None
+        row, folder = self.store.row(key), self.store.where(key)
+        return None if row is None or not self._has_samples(row, folder) else (_flat(row), folder)
 
     def find(self, desc: dict) -> dict | None:
         """The stored row of the description ``desc`` (its fingerprints as ids, :meth:`describe`): by its key, or a
         row whose description differs only in fingerprint ids whose fingerprints are the same within tolerance."""
-        found = self._by_key(run_key(desc))
-        if found is not None:
-            return found[0]
-        for folder in self._folders():
-            for row in self._indexed(folder)[1].get(run_key(skeleton(desc)), []):
-                if (folder / f"{row['key']}.npz").is_file() and self.table.matches(description_of(row), desc):
-                    return row
-        return None
+        row = self.store.find(desc, usable=self._has_samples)
+        return None if row is None else _flat(row)
 
     def get(self, key: str) -> dict | None:
         found = self._by_key(key)
         return None if found is None else found[0]
+
+    def listed(self, key: str) -> bool:
+        """Whether a row of ``key`` is stored (with or without its samples file)."""
+        return self.store.row(key) is not None
 
     def samples(self, key: str) -> torch.Tensor:
         found = self._by_key(key)
@@ -335,14 +355,12 @@ class ResultCache:
         atomic_write(self.root / f"{key}.npz", lambda tmp: np.savez_compressed(tmp, samples=samples),
                      f"the samples of run {key} ({method.label}, T={T})",
                      done="the runs already in this cache")
-        self.table.save(desc)
-        row = {"key": key, "name": model.name, **desc, "label": method.label, "nfe": nfe, "metric": name,
-               "value": value, "reference": reference, "wall_s": wall, "diverged": diverged, "image_stats": stats,
-               "metric_source": getattr(score_fn, "recipe", None), "filter_source": _filter_source(method)}
+        fields = {"name": model.name, "label": method.label, "nfe": nfe, "metric": name, "value": value,
+                  "reference": reference, "wall_s": wall, "diverged": diverged, "image_stats": stats,
+                  "metric_source": getattr(score_fn, "recipe", None), "filter_source": _filter_source(method)}
         if diverged is None and metric.extra:
-            row["extra"] = metric.extra  # the metric's other measures (pds.lab.image_sets.LandingMetric)
-        append_line(self.path, row, f"the row of run {key}")  # samples first, then the row: a row always has them
-        return row
+            fields["extra"] = metric.extra  # the metric's other measures (pds.lab.image_sets.LandingMetric)
+        return _flat(self.store.add(desc, **fields))  # samples first, then the row: a row always has them
 
 
 def _filter_source(method: Method) -> dict | None:
@@ -374,9 +392,10 @@ def ship_cache(src, dst, keep: int = 32, keep_bytes: int = 2**18) -> dict:
     same key replaces its copy. A run whose samples are missing is skipped. Returns counts."""
     src, dst = Path(src), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
-    merged = {row["key"]: row for row in read_lines(dst / "results.jsonl") if (dst / f"{row['key']}.npz").is_file()}
+    source, there = Store(src, name="results"), Store(dst, name="results")
+    merged = {r["key"]: r for r in there.rows() if ResultCache._has_samples(r, dst)}
     kept = 0
-    for row in read_lines(src / "results.jsonl"):
+    for row in source.rows():
         path = src / f"{row['key']}.npz"
         if not path.is_file():
             continue
@@ -391,22 +410,9 @@ def ship_cache(src, dst, keep: int = 32, keep_bytes: int = 2**18) -> dict:
         atomic_write(dst / f"{row['key']}.npz", lambda tmp, x=x, k=k: np.savez_compressed(tmp, samples=x[:k]),
                      f"the shipped samples of run {row['key']}")
         kept += 1
-    write_rows(dst, merged.values(), FingerprintTable(src, dst))
+    source.table.add(*there.table.known.values())
+    write_rows(dst, "results", merged.values(), source.table)
     return {"runs": kept, "rows": len(merged)}
-
-
-def write_rows(folder, rows, table: FingerprintTable) -> None:
-    """Write ``rows`` as ``folder``'s results.jsonl and the fingerprints they name as its fingerprints.jsonl (every
-    one must be known to ``table``), each atomically."""
-    folder, rows = Path(folder), list(rows)
-    used = sorted({i for row in rows for i in ids_in(description_of(row))})
-    missing = [i for i in used if i not in table.known]
-    if missing:
-        raise ValueError(f"{len(missing)} fingerprints named by the rows are unknown, e.g. {missing[:3]}")
-    fps = "".join(json.dumps(table.known[i].to_dict()) + "\n" for i in used)
-    atomic_write(folder / FingerprintTable.NAME, lambda tmp: tmp.write_text(fps), "the fingerprints of the rows")
-    text = "".join(json.dumps(r) + "\n" for r in rows)
-    atomic_write(folder / "results.jsonl", lambda tmp: tmp.write_text(text), "the rows")
 
 
 # -- rebuilding and recomputing a stored run from scratch --------------------------------------------------------

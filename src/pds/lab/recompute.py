@@ -36,7 +36,7 @@ from pds.lab.metrics import fashion_test_fd, image_statistics
 from pds.lab.optima import OptimumStore
 from pds.models.configs import experiment as experiment_named
 from pds.models.local_score import PatchSchedule
-from pds.storage import DATA_DIR, read_lines
+from pds.storage import DATA_DIR
 
 __all__ = ["rebuild", "recompute", "still_found", "method_of", "rebuild_filter", "main"]
 
@@ -187,7 +187,7 @@ def _verify_main(keys, folder, device=None) -> int:
         for key in keys:
             row = cache.get(key)
             if row is None:
-                listed = key in cache._indexed(folder)[0]
+                listed = cache.listed(key)
                 why = (f"run {key} is listed in {folder / 'results.jsonl'} but its samples file "
                        f"{folder / (key + '.npz')} is missing: restore it (git checkout, or copy it from the cache it "
                        "came from)" if listed
@@ -226,7 +226,7 @@ def still_found(workdir, folder=None, optimal_folder=None, kinds_only: bool = Fa
     folder = Path(folder or DATA_DIR / "results" / "quality" / "default")
     optimal_folder = optimal_folder or DATA_DIR / "results" / "optimal" / "default"
     cache, models, metrics = ResultCache(Path(workdir) / "cache", shipped=folder), {}, {}
-    rows = read_lines(folder / "results.jsonl")
+    rows = cache.rows()
     checked = one_of_each_kind(rows) if kinds_only else rows
     stale, by_key = [], 0
     for row in checked:
