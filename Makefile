@@ -84,20 +84,20 @@ test: data
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 notebooks: $(STAMP) data
-	$(PY) -m pds.lab.notebooks --profile $(PROFILE) --out $(NB_OUT)/$(PROFILE)
-	$(PY) -m pds.lab.findings compare --profile $(PROFILE) --src $(NB_OUT)/$(PROFILE)
+	$(PY) -m pds.publish.notebooks --profile $(PROFILE) --out $(NB_OUT)/$(PROFILE)
+	$(PY) -m pds.publish.findings compare --profile $(PROFILE) --src $(NB_OUT)/$(PROFILE)
 	@echo "findings written to $(NB_OUT)/$(PROFILE)/*.findings.json: 'make findings' renders them, 'make book' builds the book"
 
 # The notebooks write their findings next to their executed copies; the default profile's rendering is FINDINGS.md,
 # committed together with the JSON it was rendered from (data/findings/default/).
 findings: $(STAMP)
-	$(PY) -m pds.lab.findings render --profile $(PROFILE) $(if $(filter default,$(PROFILE)),--commit,)
+	$(PY) -m pds.publish.findings render --profile $(PROFILE) $(if $(filter default,$(PROFILE)),--commit,)
 
 rendered: $(STAMP)
-	$(PY) -m pds.lab.rendered
+	$(PY) -m pds.publish.rendered
 
 book: $(STAMP)
-	$(PY) -m pds.lab.book --profile $(PROFILE) --src $(NB_OUT)/$(PROFILE) --out build/book
+	$(PY) -m pds.publish.book --profile $(PROFILE) --src $(NB_OUT)/$(PROFILE) --out build/book
 
 # JupyterLab for teaching: the notebooks with the pds kernel; the playground of notebook 00 runs live here.
 lab: $(STAMP) data
@@ -118,25 +118,25 @@ results: $(STAMP) data
 	rm -rf data/results/optimal/default runs/optimal/default
 	rm -rf data/results/network_like/default runs/network_like/default data/results/exact/default runs/exact/default
 	rm -rf data/results/filters/default runs/filters/default
-	OMP_NUM_THREADS=1 $(PY) -m pds.lab.notebooks --profile default 02 03 05 06 09 10 11 12 13 14
+	OMP_NUM_THREADS=1 $(PY) -m pds.publish.notebooks --profile default 02 03 05 06 09 10 11 12 13 14
 	$(MAKE) --no-print-directory ship
 
 # Copy what the default profile computed into data/results/ (merged with what is there).
 ship: $(STAMP)
 	$(PY) -c "from pds.lab.cache import ship_cache; print(ship_cache('runs/quality/default', '$(RESULTS)'))"
 	$(PY) -c "from pds.lab.optima import OptimumStore; print(OptimumStore('runs/optimal/default').ship('data/results/optimal/default'))"
-	$(PY) -c "from pds.store import Store; print(Store('runs/network_like/default', name='tables').ship('data/results/network_like/default'))"
-	$(PY) -c "from pds.lab.exact_results import ExactResults; print(ExactResults('runs/exact/default').ship('data/results/exact/default'))"
-	$(PY) -c "from pds.store import Store; print(Store('runs/filters/default', name='errors').ship('data/results/filters/default'))"
+	$(PY) -c "from pds.lab.store import Store; print(Store('runs/network_like/default', name='tables').ship('data/results/network_like/default'))"
+	$(PY) -c "from pds.lessons.exact_results import ExactResults; print(ExactResults('runs/exact/default').ship('data/results/exact/default'))"
+	$(PY) -c "from pds.lab.store import Store; print(Store('runs/filters/default', name='errors').ship('data/results/filters/default'))"
 	$(PY) -m pds.lab.recompute found  # every shipped run rebuilt from its record and found by the current code
 
 # Every experiment of the full profile at the official network configurations and image sizes, with random weights in
 # the official layouts (written into build/full_shapes/, never shipped), one iteration each, vanilla and PDS, and one
-# pds sample shard: the table of seconds per iteration and peak memory (python -m pds.lab.shapes --help).
+# pds sample shard: the table of seconds per iteration and peak memory (python -m pds.lessons.shapes --help).
 DEVICE ?= cpu
 BATCH ?= 1
 full-shapes: $(STAMP)
-	$(PY) -m pds.lab.shapes --device $(DEVICE) --batch $(BATCH) --json build/full_shapes/table-$(DEVICE)-batch$(BATCH).json
+	$(PY) -m pds.lessons.shapes --device $(DEVICE) --batch $(BATCH) --json build/full_shapes/table-$(DEVICE)-batch$(BATCH).json
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

@@ -14,14 +14,14 @@ import time
 import torch
 
 from pds.exact import mechanism as mech
-from pds.lab import mechanism as lab
 from pds.lab.cache import ResultCache
-from pds.lab.exact_claims import TWIN_KINDS, TWINS
-from pds.lab.exact_results import ExactResults
 from pds.lab.experiments import Method, SmallModel
 from pds.lab.image_sets import exact_twin, image_set
 from pds.lab.metrics import fashion_test_fd
-from pds.lab.optimised import own_settings
+from pds.lessons import mechanism as lab
+from pds.lessons.exact_claims import TWIN_KINDS, TWINS
+from pds.lessons.exact_results import ExactResults
+from pds.lessons.optimised import own_settings
 from pds.scores import StationaryGaussianScore
 from pds.storage import DATA_DIR, RUNS_DIR
 

@@ -12,9 +12,9 @@ import time
 
 import torch
 
+from pds.configs import experiment
 from pds.exact import pc_exact
 from pds.filters import parametric_filter
-from pds.models.configs import experiment
 from pds.precondition import Preconditioner
 from pds.scores import StationaryGaussianScore
 

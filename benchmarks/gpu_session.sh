@@ -36,7 +36,7 @@ $PY -c "import torch; print(torch.__version__, torch.cuda.get_device_name() if t
   | tee "$OUT/device.txt"
 
 # (a) the full profile's experiments at the official shapes
-step full_shapes "${LIMIT[0]}" $PY -m pds.lab.shapes --device "$DEV" "${SHAPES[@]}" --root "$OUT/full_shapes" \
+step full_shapes "${LIMIT[0]}" $PY -m pds.lessons.shapes --device "$DEV" "${SHAPES[@]}" --root "$OUT/full_shapes" \
   --json "$OUT/full_shapes_${DEV}.json"
 
 # (b) eager and compiled PC iterations

@@ -18,7 +18,7 @@ import argparse
 import torch
 
 from pds.filters import parametric_filter
-from pds.lab.timing import median_time
+from pds.lessons.timing import median_time
 from pds.models import OFFICIAL_CONFIGS, CondRefineNetDilated, NCSNpp, NCSNv2, NCSNv2Deeper
 from pds.precondition import Preconditioner
 

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from pds.lab.timing import device_name, median_time, time_pc_iteration
+from pds.lessons.timing import device_name, median_time, time_pc_iteration
 from pds.models import OFFICIAL_CONFIGS
 from pds.models.ncsnpp import fir_downsample, fir_downsample_reference, fir_upsample, fir_upsample_reference
 

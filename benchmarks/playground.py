@@ -1,4 +1,4 @@
-"""Seconds per change of the playgrounds of notebook 00 (pds.lab.playground), on this CPU with its default threads.
+"""Seconds per change of the playgrounds of notebook 00 (pds.lessons.playground), on this CPU with its default threads.
 
 * The Gaussian playground (vanilla beside a filter on the exact Gaussian of 32² photograph crops): each change is a
   new state, so its exact moments (pds.exact.pc_exact) and samples are computed anew, and the live figure's artists
@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pds.lab.image_sets import image_set  # noqa: E402
-from pds.lab.playground import PRESETS, GaussianPlayground, GaussianState, Playground, State  # noqa: E402
+from pds.lessons.playground import PRESETS, GaussianPlayground, GaussianState, Playground, State  # noqa: E402
 
 STATES = [State(), State(filter="parametric"), State(filter="none"), State(sampler="edm_churn"),
           State(sampler="heun", filter="none"), State(sampler="pc_kept"), State(T=50), State(T=100)]

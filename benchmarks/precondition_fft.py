@@ -23,7 +23,7 @@ import torch
 
 from pds.filters import parametric_filter
 from pds.fourier import radius_squared
-from pds.lab.timing import median_time
+from pds.lessons.timing import median_time
 from pds.precondition import Preconditioner
 from pds.samplers import pc_sampler
 from pds.schedules import ve_schedule

@@ -81,7 +81,8 @@ def test_no_import_circles():
 
 
 # The layers of the package, each importing only from itself and the layers before it (the package docstring).
-LAYERS = ((), ("pds.models", "pds.integrations"), ("pds.exact",), ("pds.lab",), ("pds.cli", "pds.__main__"))
+LAYERS = ((), ("pds.models", "pds.integrations"), ("pds.exact",), ("pds.lab",), ("pds.lessons",), ("pds.publish",),
+          ("pds.cli", "pds.__main__"))
 
 
 def layer(module: str) -> int:
@@ -98,12 +99,31 @@ def test_every_layer_imports_only_the_layers_before_it():
 
 
 def test_the_method_is_small_and_needs_neither_models_nor_laboratory():
-    method = [p for name, p in MODULES.items() if layer(name) == 0 and name != "pds"]
+    # the paper's settings table (pds.configs) is data beside the method, not counted
+    method = [p for name, p in MODULES.items() if layer(name) == 0 and name not in ("pds", "pds.configs")]
     lines = sum(len(p.read_text().splitlines()) for p in method)
     assert lines < 3000, f"the top-level method is {lines} lines"
     code = ("import sys, pds, pds.samplers, pds.scores, pds.integrations.kdiffusion; "
             "assert not [m for m in sys.modules if m.startswith(('pds.models', 'pds.exact', 'pds.lab', 'diffusers'))]")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_publishing_needs_neither_the_lessons_nor_the_experiments():
+    """Building the book and the findings (pds.publish) imports of the laboratory only its verdicts: no network, no
+    experiment, no lesson (so `make book` does not load them)."""
+    assert not {d for name in MODULES if name.startswith("pds.publish") for d in graph()[name]
+                if d.startswith(("pds.lessons", "pds.models", "pds.exact")) or (d.startswith("pds.lab") and
+                                                                                 d != "pds.lab.verdicts")}
+    code = ("import sys, pds.publish.book, pds.publish.findings, pds.publish.rendered; "
+            "assert not [m for m in sys.modules if m.startswith(('pds.models', 'pds.lessons', 'pds.exact', "
+            "'pds.lab.experiments'))]")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_exact_layer_is_pure_maths():
+    """pds.exact imports no network, no file storage and no laboratory: the paper's settings come from pds.configs."""
+    assert not {d for name in MODULES if name.startswith("pds.exact") for d in graph()[name]
+                if d.startswith(("pds.models", "pds.lab", "pds.storage"))}
 
 
 def test_networks_import_nothing_else_from_pds():

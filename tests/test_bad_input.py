@@ -262,7 +262,7 @@ def test_data_that_does_not_exist_is_named_first(command, tmp_path, capsys):
 
 
 def test_an_unknown_notebook_is_one_line_and_exit_2(capsys):
-    from pds.lab.notebooks import main as notebooks_main
+    from pds.publish.notebooks import main as notebooks_main
 
     assert notebooks_main(["--profile", "smoke", "99"]) == 2
     err = capsys.readouterr().err
@@ -322,7 +322,7 @@ def test_a_grid_that_is_not_an_image_file_is_refused_before_sampling(grid, says,
 
 
 def test_notebooks_out_under_a_file_is_refused_before_running(tmp_path, capsys):
-    from pds.lab.notebooks import main as notebooks_main
+    from pds.publish.notebooks import main as notebooks_main
 
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
@@ -360,7 +360,7 @@ def test_a_score_of_the_wrong_shape_is_named_at_its_first_call(sampler):
 
 
 def test_a_book_without_executed_notebooks_is_one_line_and_leaves_the_old_book(tmp_path, capsys):
-    from pds.lab.book import main as book_main
+    from pds.publish.book import main as book_main
 
     old = tmp_path / "book"
     old.mkdir()
@@ -418,7 +418,7 @@ def test_the_k_diffusion_denoiser_refuses_a_sigma_that_is_no_noise_level(sigma):
 
 @pytest.mark.parametrize("field, value", [("sampler", "foo"), ("filter", "wiener"), ("centre", "middle")])
 def test_the_playground_refuses_an_unknown_setting_where_the_state_is_made(field, value):
-    from pds.lab.playground import SAMPLER_CHOICES, State
+    from pds.lessons.playground import SAMPLER_CHOICES, State
 
     with pytest.raises(ValueError, match=f"State\\({field}='{value}'\\): unknown {field}; choose one of") as err:
         State(**{field: value})

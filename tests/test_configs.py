@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from pds.configs import EXPERIMENTS, as_table, experiment
 from pds.models import OFFICIAL_CONFIGS
-from pds.models.configs import EXPERIMENTS, as_table, experiment
 
 
 def test_annealed_langevin_vanilla_T_is_levels_times_steps():

@@ -166,8 +166,8 @@ def test_pc_kept_matches_its_exact_moments_and_keeps_the_target_at_full_length()
 
 
 def test_w2_within_a_budget_is_the_exact_samplers():
+    from pds.configs import experiment
     from pds.exact import SAMPLERS_BY_NFE, w2_within
-    from pds.models.configs import experiment
     from pds.scores import StationaryGaussianScore
 
     g = torch.Generator().manual_seed(3)

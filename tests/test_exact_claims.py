@@ -1,4 +1,4 @@
-"""pds.lab.exact_claims: the rules that turn notebooks 11 and 13's tables of comparisons into verdicts, on synthetic
+"""pds.lessons.exact_claims: the rules that turn notebooks 11 and 13's tables of comparisons into verdicts, on synthetic
 runs (no sampling): each rule reads the measure its row names, a table is refused where a row is malformed, a twin
 verdict is called the sampler's exactly when it comes out the same on the trained network and on the exact score; and
 the notebooks' own tables, as their committed findings recorded them, produce exactly the keys their expected verdicts
@@ -7,8 +7,8 @@ name."""
 import numpy as np
 import pytest
 
-from pds.lab import exact_claims as claims
-from pds.lab.findings import expected
+from pds.lessons import exact_claims as claims
+from pds.publish.findings import expected
 
 
 def row(value, landed=1.0, distance=0.5, kl=0.1, nfe=100):

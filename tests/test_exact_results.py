@@ -1,4 +1,4 @@
-"""pds.lab.exact_results: exact results kept and found again by the target, the preconditioner, the settings and
+"""pds.lessons.exact_results: exact results kept and found again by the target, the preconditioner, the settings and
 what pds.exact computes; ExactResult.radial's rings sum to W2²."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-import pds.lab.exact_results as er
+import pds.lessons.exact_results as er
+from pds.configs import experiment
 from pds.exact import pc_exact, w2_within
-from pds.lab.exact_results import ExactResults
-from pds.models.configs import experiment
+from pds.lessons.exact_results import ExactResults
 from pds.precondition import Preconditioner
 from pds.scores import StationaryGaussianScore
 
@@ -112,8 +112,8 @@ def test_the_shipped_results_are_found_by_the_current_code():
     """Every shipped exact result names a code fingerprint that is the current code's (within tolerance): a numerical
     change of pds.exact that would make `make notebooks` compute them all again fails here first (then: make
     results)."""
+    from pds.lab.store import Store
     from pds.storage import DATA_DIR
-    from pds.store import Store
 
     shipped = Store(DATA_DIR / "results" / "exact" / "default", name="exact")
     codes = {row["description"]["code"] for row in shipped.rows()}

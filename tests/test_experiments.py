@@ -114,7 +114,7 @@ def test_cache_key_changes_with_the_weights(tmp_path):
 
 def test_verdicts_matches_and_beats():
     from pds.lab.experiments import beats, matches, spread
-    from pds.lab.notebooks import check_verdict
+    from pds.publish.notebooks import check_verdict
 
     assert spread([1.0, 3.0]) == (2.0, pytest.approx(2**0.5), 2) and spread([5.0]) == (5.0, 0.0, 1)
     full = [100.0, 110.0, 90.0]  # mean 100, std 10: bound 120
@@ -297,7 +297,7 @@ def test_plot_fig6_grid_draws_both_heatmaps():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pds.lab.notebooks import plot_fig6_grid
+    from pds.publish.notebooks import plot_fig6_grid
 
     fd = np.array([[80.0, 300.0], [120.0, 100.0]])
     fig = plot_fig6_grid(fd, np.ones_like(fd), (0.1, 0.5), (0.7, 1.6), [100.0, 104.0], 2.0, "FD at T=50")

@@ -1,6 +1,5 @@
-"""pds.lab.findings: notebooks write their findings as data; FINDINGS.md is rendered from it, never typed; the README
-and
-the notebooks' markdown carry no number that a notebook computes."""
+"""pds.publish.findings: notebooks write their findings as data; FINDINGS.md is rendered from it, never typed; the
+README and the notebooks' markdown carry no number that a notebook computes."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import shutil
 import pytest
 
 from pds.lab.experiments import Verdict, beats, matches
-from pds.lab.findings import (
+from pds.publish.findings import (
     COMMITTED_DIR,
     TIMED,
     Findings,
@@ -23,7 +22,7 @@ from pds.lab.findings import (
     same_residual,
     untraced_numbers,
 )
-from pds.lab.notebooks import list_notebooks
+from pds.publish.notebooks import list_notebooks
 from pds.storage import REPO_ROOT
 
 NAME = "06_ncsnpp_table1_fig6"
@@ -141,7 +140,7 @@ def test_the_readme_and_the_notebooks_markdown_type_no_computed_number():
 
 
 def test_expected_verdicts_are_read_from_one_file_per_notebook():
-    from pds.lab.findings import expected
+    from pds.publish.findings import expected
 
     found = expected("12_optimal_preconditioner")
     assert found["moonshot"] is True and all(isinstance(v, bool) for v in found.values())
@@ -322,7 +321,7 @@ def test_compare_matches_findings_by_name_so_an_insertion_reads_as_one_addition(
 
 def test_the_closing_table_lists_every_finding_with_its_result(tmp_path):
     from pds.lab.experiments import Verdict
-    from pds.lab.findings import Findings
+    from pds.publish.findings import Findings
 
     findings = Findings("00_pds_step_by_step", "smoke", folder=tmp_path)
     findings.claim("A claim", "what it says")
@@ -339,7 +338,7 @@ def test_the_closing_table_lists_every_finding_with_its_result(tmp_path):
 def test_committing_refuses_findings_executed_from_other_code(tmp_path, monkeypatch, capsys):
     """A notebook's findings record the digest of its code cells; `render --commit` refuses, in one line and before
     writing anything, findings whose notebook has changed since they were executed; compare ignores the digest."""
-    from pds.lab import findings as mod
+    from pds.publish import findings as mod
 
     src, committed = tmp_path / "fresh", tmp_path / "committed"
     f = Findings(NAME, "default", folder=src)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from pds.configs import experiment
 from pds.lab.image_sets import ImageSet, LandingMetric, els_twin, exact_model, exact_twin, hit_statistics, image_set
-from pds.models.configs import experiment
 
 
 def test_hit_statistics_against_uniform():

@@ -23,8 +23,8 @@ diffusers = pytest.importorskip("diffusers")
 from diffusers import ScoreSdeVePipeline, ScoreSdeVeScheduler, UNet2DModel  # noqa: E402
 
 from pds.integrations.diffusers import FILTERS_NAME, PDSScoreSdeVeScheduler, last_mean  # noqa: E402
+from pds.integrations.diffusers_unet import DiffusersScore  # noqa: E402
 from pds.integrations.kdiffusion import KDenoiser, noise_sampler, score_of_denoiser  # noqa: E402
-from pds.models import DiffusersScore  # noqa: E402
 from pds.samplers import pc_sampler  # noqa: E402
 from pds.schedules import ve_schedule  # noqa: E402
 

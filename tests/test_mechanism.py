@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from pds.configs import experiment
 from pds.exact import pc_exact
 from pds.exact.mechanism import (
     band_trace,
@@ -20,7 +21,6 @@ from pds.exact.mechanism import (
     scalar_preconditioner,
     step_ratio,
 )
-from pds.models.configs import experiment
 from pds.schedules import ve_schedule
 from pds.scores import StationaryGaussianScore
 

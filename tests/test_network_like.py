@@ -1,4 +1,4 @@
-"""pds.lab.network_like: r² against closed forms, the patch calibration finding the machine it was given, the error
+"""pds.lessons.network_like: r² against closed forms, the patch calibration finding the machine it was given, the error
 spectrum finding the frequency of a known difference."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pds.lab.network_like import (
+from pds.lessons.network_like import (
     agreement,
     calibrate_patch,
     error_model,
@@ -145,7 +145,7 @@ def test_stored_tables_are_found_again_by_what_they_depend_on(tmp_path):
     """With a store, agreement / calibrate_patch / error_spectrum compute once, are read back equal (in a new store
     object on the same folder, and from a shipped copy), and are computed anew when a score, the images or a setting
     changes."""
-    from pds.store import Store
+    from pds.lab.store import Store
 
     gen = torch.Generator().manual_seed(3)
     X, held = torch.rand(5, 1, 6, 6, generator=gen, dtype=torch.float64), torch.rand(3, 1, 6, 6, generator=gen)
@@ -184,7 +184,7 @@ def test_stored_tables_are_found_again_by_what_they_depend_on(tmp_path):
 
 def test_the_code_fingerprint_sees_a_numerical_change(monkeypatch):
     """behaviour() is the module's results on canonical inputs: a change of r² by 1e-6 changes it beyond tolerance."""
-    import pds.lab.network_like as nl
+    import pds.lessons.network_like as nl
 
     before = nl.behaviour()
     nl.behaviour.cache_clear()
@@ -204,9 +204,9 @@ def test_the_shipped_tables_are_found_by_the_current_code():
     tolerance): a change that would recompute them (20 minutes) fails here first."""
     from pds.fingerprint import score_fingerprint
     from pds.lab.experiments import SmallModel
-    from pds.lab.network_like import behaviour
+    from pds.lab.store import Store
+    from pds.lessons.network_like import behaviour
     from pds.storage import DATA_DIR
-    from pds.store import Store
 
     shipped = Store(DATA_DIR / "results" / "network_like" / "default", name="tables")
     rows = shipped.rows()

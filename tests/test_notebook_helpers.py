@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pds.lab.notebooks import check, choose, figure_dir, list_notebooks, save_figure
+from pds.publish.notebooks import check, choose, figure_dir, list_notebooks, save_figure
 
 
 def test_choose():
@@ -57,7 +57,7 @@ def test_smoke_never_writes_the_shipped_figures(monkeypatch):
 
 
 def test_check_choices_lists_the_valid_names():
-    from pds.lab.notebooks import check_choices
+    from pds.publish.notebooks import check_choices
 
     assert check_choices("models_to_run", ["ncsn"], ["ncsn", "ncsnpp"]) == ["ncsn"]
     assert check_choices("models_to_run", "ncsnpp", ["ncsn", "ncsnpp"]) == ["ncsnpp"]
@@ -70,7 +70,7 @@ def test_check_choices_lists_the_valid_names():
 def test_the_learning_path_places_the_mechanism_right_after_notebook_03(tmp_path):
     """Notebook 14 (why PDS works) is read after 01 and 03: its metadata names 03 ("after"), and the book's index
     lists it right there; every notebook appears once."""
-    from pds.lab.book import learning_path
+    from pds.publish.book import learning_path
 
     order = [step["source"].stem for step in learning_path(tmp_path)]
     assert sorted(order) == sorted(p.stem for p in list_notebooks())
@@ -84,7 +84,7 @@ def test_steady_values_draw_the_same_figure_after_last_bit_changes():
     import numpy as np
     import torch
 
-    from pds.lab.notebooks import steady
+    from pds.publish.notebooks import steady
 
     a = np.array([1.2345678901234, -3.3e-7, 2.5e8, 0.0, np.inf, np.nan])
     nudged = a * (1 + 4e-16)

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from pds.lab.notebooks import kernel_name, list_notebooks
+from pds.publish.notebooks import kernel_name, list_notebooks
 from pds.storage import BUILD_DIR, FIGURES_DIR
 
 NOTEBOOKS = list_notebooks()
@@ -76,8 +76,8 @@ def test_smoke_findings_and_the_smoke_book():
     """After the smoke runs above (pytest keeps this file's order): every notebook wrote its findings, their rendering
     holds no number that is not theirs, and the book built from the executed copies has a page per notebook, every
     image of every page exists and no relative link is broken (what `PROFILE=smoke make book` builds)."""
-    from pds.lab.book import build, check_site, learning_path
-    from pds.lab.findings import load, render, untraced_numbers
+    from pds.publish.book import build, check_site, learning_path
+    from pds.publish.findings import load, render, untraced_numbers
 
     missing = [p.name for p in NOTEBOOKS if not (OUT / p.name).is_file()]
     assert not missing, f"not executed: {missing} (run the whole file: pytest tests/test_notebooks.py)"

@@ -11,9 +11,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pds.configs import experiment
 from pds.exact import ode_exact, pc_exact
 from pds.exact.optimal import Frequencies, RadialFilter, optimise, sampler_w2
-from pds.models.configs import experiment
 from pds.precondition import Preconditioner
 from pds.schedules import edm_sigmas
 from pds.scores import StationaryGaussianScore

@@ -1,4 +1,4 @@
-"""pds.lab.optimised.error_aware (issue 31, item 4): the filter optimised with a network's measured score error, run
+"""pds.lessons.optimised.error_aware (issue 31, item 4): the filter optimised with a network's measured score error, run
 on the model beside vanilla, the paper's R and the optimum without the error; its table is the exact W2 of each."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from pds.configs import experiment
 from pds.exact import optimal
 from pds.lab.cache import ResultCache
 from pds.lab.image_sets import ImageSet, exact_model
 from pds.lab.metrics import MetricResult
 from pds.lab.optima import OptimumStore
-from pds.lab.optimised import ERROR_METHODS, error_aware, own_settings
-from pds.models.configs import experiment
+from pds.lessons.optimised import ERROR_METHODS, error_aware, own_settings
 
 
 def mean_metric(x, nfe=None, seed=None):

@@ -1,4 +1,4 @@
-"""pds.lab.playground: every state draws (filters, samplers, T), the samples are those of pds.lab.experiments.draw,
+"""pds.lessons.playground: every state draws (filters, samplers, T), the samples are those of pds.lab.experiments.draw,
 and the sliders build from any state; the Gaussian playground's presets are the filters they name, its moments and
 samples those of pds.exact, and each view shows only the controls that act. Their speed is measured
 in benchmarks/playground.py."""
@@ -14,10 +14,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from pds.exact import pc_exact  # noqa: E402
-from pds.lab import mechanism  # noqa: E402
 from pds.lab.experiments import Method, crop_and_clip, draw  # noqa: E402
 from pds.lab.image_sets import image_set  # noqa: E402
-from pds.lab.playground import (  # noqa: E402
+from pds.lessons import mechanism  # noqa: E402
+from pds.lessons.playground import (  # noqa: E402
     PRESETS,
     SAMPLER_CHOICES,
     GaussianPlayground,

@@ -1,5 +1,5 @@
-"""pds.lab.rendered: the committed Markdown pages of the executed notebooks show the code of notebooks/ (not stale), a
-page is a pure function of a notebook's cells and outputs (no times, execution counts, stderr or widget state), saved
+"""pds.publish.rendered: the committed Markdown pages of the executed notebooks show the code of notebooks/ (not stale),
+a page is a pure function of a notebook's cells and outputs (no times, execution counts, stderr or widget state), saved
 figures are linked to figures/ and other images written once, links between notebooks open their pages."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import json
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from pds.lab import rendered
-from pds.lab.notebooks import list_notebooks
+from pds.publish import rendered
+from pds.publish.notebooks import list_notebooks
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nnot really an image").decode()
 

@@ -1,10 +1,11 @@
-"""pds.lab.shapes (make full-shapes): the code path of the full profile at the official shapes, here at tiny sizes."""
+"""pds.lessons.shapes (make full-shapes): the code path of the full profile at the official shapes, here at tiny
+sizes."""
 
 from __future__ import annotations
 
 import pytest
 
-from pds.lab.shapes import format_table, run_all
+from pds.lessons.shapes import format_table, run_all
 
 
 def test_full_shapes_table_at_tiny_sizes(tmp_path):
@@ -26,7 +27,7 @@ def test_full_shapes_fails_on_any_error(tmp_path):
 
 
 def test_batch_memory_is_derived_from_two_batches(tmp_path):
-    from pds.lab.shapes import derive_memory, format_derived, main
+    from pds.lessons.shapes import derive_memory, format_derived, main
 
     one = run_all(tmp_path, tiny=True, names=["cifar10_ncsnpp"], batch=1, progress=False)
     four = run_all(tmp_path, tiny=True, names=["cifar10_ncsnpp"], batch=4, progress=False)

@@ -1,4 +1,4 @@
-"""pds.store: results found again by their description, by key or within the fingerprints' tolerances; shipped
+"""pds.lab.store: results found again by their description, by key or within the fingerprints' tolerances; shipped
 copies read; a cut line skipped."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from pds.fingerprint import RTOL, fingerprint
-from pds.store import Store
+from pds.lab.store import Store
 
 
 def boundary_pair():

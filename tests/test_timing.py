@@ -1,4 +1,4 @@
-"""pds.lab.timing: what it promises — the median of timed calls after warm-up, a PC iteration timed with the
+"""pds.lessons.timing: what it promises — the median of timed calls after warm-up, a PC iteration timed with the
 preconditioner's share measured and bounded, the N·log N fit and the extrapolation."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pds.lab.timing import extrapolate, fit_nlogn, median_time, time_pc_iteration
+from pds.lessons.timing import extrapolate, fit_nlogn, median_time, time_pc_iteration
 
 
 def test_median_time_is_the_median_of_the_timed_calls_after_warmup():

@@ -3,7 +3,7 @@
 The layout shows the architecture. Each layer imports only from the layers above it in this list (a test,
 ``tests/test_architecture.py``, checks it):
 
-* **the method** — the top-level modules, about 2k lines, all a user of PDS needs with their own score model:
+* **the method** — the top-level modules, under 3k lines, all a user of PDS needs with their own score model:
 
   * :mod:`pds.precondition` — the operator M of Eq. 10 and the maps M⁻¹ξ, M⁻¹M⁻ᵀd of Eq. 11 / Alg. 1;
   * :mod:`pds.filters` — statistics filters R (Eq. 14) and A (Eq. 13 / released), parametric (r, λ), filter files;
@@ -12,19 +12,25 @@ The layout shows the architecture. Each layer imports only from the layers above
   * :mod:`pds.solenoidal` — skew-symmetric operators S for the solenoidal term (Eq. 7);
   * :mod:`pds.scores` — closed-form scores: a stationary Gaussian, the exact score of a finite image set;
   * :mod:`pds.schedules`, :mod:`pds.fourier` — noise schedules and the FFT layout, each defined once;
+  * :mod:`pds.configs` — the paper's experiment settings, one table (data beside the method);
   * :mod:`pds.fingerprint`, :mod:`pds.storage` — two utilities the method's files use: comparing numbers across
     CPUs within measured tolerances, and where files live and how they are written without losing finished work;
 
 * :mod:`pds.models` — the official networks (NCSN, NCSNv2, NCSN++), :mod:`~pds.models.checkpoints` (every fact
-  about their files), :mod:`~pds.models.official` (random-weight files in the official layouts),
-  :mod:`~pds.models.train` (the small models trained here), :mod:`~pds.models.configs` (the paper's experiment
-  settings, one table); beside them :mod:`pds.integrations` — PDS where other libraries sample: a diffusers
-  scheduler and k-diffusion's denoiser / noise-sampler conventions (diffusers imported only there);
-* :mod:`pds.exact` — what can be computed exactly: the samplers' output distributions on Gaussian targets (one
-  recursion per sampler family), :mod:`~pds.exact.optimal` (the filter that minimises it) and
-  :mod:`~pds.exact.theory` (Theorems 1-2 checked numerically);
-* :mod:`pds.lab` — the laboratory around the method: data sets, metrics, experiments, the result cache, findings,
-  notebooks in three profiles, the book, timing and the full-profile shape runs;
+  about their files), :mod:`~pds.models.train` (the small models trained here), :mod:`~pds.models.local_score`
+  (score machines built from a training set); beside them :mod:`pds.integrations` — PDS where other libraries
+  sample: a diffusers scheduler and NCSN++ (diffusers imported only there) and k-diffusion's denoiser /
+  noise-sampler conventions;
+* :mod:`pds.exact` — what can be computed exactly, pure maths (no file, no network): the samplers' output
+  distributions on Gaussian targets (one recursion per sampler family, each registered with its sampler),
+  :mod:`~pds.exact.optimal` (the filter that minimises it) and :mod:`~pds.exact.theory` (Theorems 1-2 checked
+  numerically);
+* :mod:`pds.lab` — the laboratory's API, what the ``pds`` command and every notebook use: data sets, metrics,
+  experiments and verdicts, the one store of finished computations (:mod:`~pds.lab.store`: runs, optima, tables)
+  and the result cache on it, stored runs recomputed, sharded sampling, random-weight official files;
+* :mod:`pds.lessons` — each notebook's own laboratory (the playground, exact claims, the network-like scores, the
+  mechanism, timing and the full-profile shape runs);
+* :mod:`pds.publish` — the notebooks run in three profiles, the findings they state, the rendered pages, the book;
 * :mod:`pds.cli` — the ``pds`` command.
 
 Glossary: one meaning per short name throughout the package (formulas in docstrings follow the paper).

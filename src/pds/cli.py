@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "from scheduler/), a model shipped here (e.g. ncsnpp_fashion32) or an official folder name "
                          "under $PDS_CHECKPOINTS (e.g. ncsnpp_cifar10)")
     sa.add_argument("--config", default=None,
-                    help="the paper experiment whose sampler settings to use (pds.models.configs)")
+                    help="the paper experiment whose sampler settings to use (pds.configs)")
     sa.add_argument("--method", choices=("vanilla", "pds"), required=True)
     sa.add_argument("--sampler", choices=("released", *(n for n, s in SAMPLERS.items() if s.family != "langevin")),
                     default="released",

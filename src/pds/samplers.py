@@ -44,7 +44,7 @@ class Settings:
     """What a registered sampler's schedule and options are made of (:meth:`Sampler.schedule`, :meth:`Sampler.options`):
     the model's σ range and ``levels`` (PC: num_scales; Langevin: the ladder's length, or ``sigmas`` given), the PC
     corrector's ``snr``, the Langevin ladder's ``n_steps_each`` and ``step_lr``, the start ``init`` and the final
-    ``denoise`` (None: the sampler's default). :class:`pds.models.configs.Experiment` has these fields too."""
+    ``denoise`` (None: the sampler's default). :class:`pds.configs.Experiment` has these fields too."""
 
     sigma_min: float
     sigma_max: float

@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pds.configs import experiment
 from pds.exact import ode_exact, ode_recursion, pc_exact, pc_recursion
 from pds.fingerprint import Approx, Fingerprint, fingerprint
 from pds.fourier import merge_frequencies, radius_squared
-from pds.models.configs import experiment
 from pds.modern import EDM_CHURN, Churn
 from pds.precondition import Preconditioner
 from pds.samplers import steps_within
@@ -180,7 +180,7 @@ def pc_moments(freqs: Frequencies, p: torch.Tensor, sigma_min: float, sigma_max:
     (σ_max²), default released for the released predictor and vanilla for kept (as :func:`pds.modern.pc_kept`).
     ``step_gains``: one scalar per iteration, the corrector's ε multiplied by exp(β_i). ``score_error``: σ ↦ the
     variance per entry of ``freqs`` of an error added to the score at σ (:func:`pds.exact.pc_recursion`'s
-    ``score_noise``; e.g. :func:`pds.lab.network_like.error_model` of a network's measured error spectrum)."""
+    ``score_noise``; e.g. :func:`pds.lessons.network_like.error_model` of a network's measured error spectrum)."""
     if predictor not in ("released", "kept"):
         raise ValueError(f"predictor must be 'released' or 'kept', got {predictor!r}")
     prior = prior or ("released" if predictor == "released" else "vanilla")
@@ -205,7 +205,7 @@ def churn_moments(freqs: Frequencies, p: torch.Tensor, sigmas, churn: Churn = ED
 def sampler_w2(freqs: Frequencies, experiment, sampler: str, nfe: int, p: torch.Tensor,
                step_gains: torch.Tensor | None = None, relative: bool = True, score_error=None):
     """(W2, nfe) of ``sampler`` ("pc", "pc_kept", "edm_churn") within ``nfe`` evaluations, with the settings of
-    ``experiment`` (:mod:`pds.models.configs`: σ range, scales, snr), drift gain ``p`` per entry of ``freqs``;
+    ``experiment`` (:mod:`pds.configs`: σ range, scales, snr), drift gain ``p`` per entry of ``freqs``;
     ``score_error`` as in :func:`pc_moments` (the PC samplers)."""
     e = experiment
     if sampler not in OPTIMISED:

@@ -191,7 +191,7 @@ def pc_recursion(s, weights, p, mean_sq, var, sigmas, g2s, snr: float, *, drift=
 
     ``score_noise`` (beyond the paper): one tensor per iteration, the variance E_i per group of an error added to the
     score at σ_i, independent of x and of every other draw (a model of a network's error, e.g. its measured error
-    spectrum, :mod:`pds.lab.network_like`); it enters the corrector's expected norm (Σ p²(π²(v + |δ|²) + E)),
+    spectrum, :mod:`pds.lessons.network_like`); it enters the corrector's expected norm (Σ p²(π²(v + |δ|²) + E)),
     adds |ε·drift|²E to the corrector's variance and |G²·d|²E to the predictor's.
 
     Ablations (beyond the paper, what causes what): ``corrector="vanilla"`` runs the corrector without the
@@ -564,7 +564,7 @@ for _name in ("euler", "heun", "dpmpp_2m", "edm_churn"):
 def w2_within(target: StationaryGaussianScore, settings, sampler: str, nfe: int,
               preconditioner: Preconditioner | None = None) -> float:
     """The exact relative W2 of ``sampler`` (a label of :data:`BUDGET_SAMPLERS`) within ``nfe`` network evaluations,
-    with the σ range, scales and snr of ``settings`` (a :class:`pds.models.configs.Experiment`); ``preconditioner`` for
+    with the σ range, scales and snr of ``settings`` (a :class:`pds.configs.Experiment`); ``preconditioner`` for
     the
     PDS variants. PC runs ⌊nfe/2⌋ iterations (at most the experiment's scales); the ODE samplers run on EDM's σ
     schedule (:func:`pds.schedules.edm_sigmas`) with as many steps as fit."""

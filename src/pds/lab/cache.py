@@ -30,7 +30,7 @@ affected runs are recomputed instead of served. ``tests/test_cache.py`` checks t
 what the current code computes (so a change that orphans them fails a test instead of silently costing hours), that a
 comment appended to ``samplers.py`` keeps them all, and that shipped runs drawn again under another kernel set agree.
 
-Rows are those of a :class:`pds.store.Store` in ``root/results.jsonl`` (``{"key", "description", **fields}``; rows
+Rows are those of a :class:`pds.lab.store.Store` in ``root/results.jsonl`` (``{"key", "description", **fields}``; rows
 written before, with the description's parts at the top level, are re-laid on first use, :func:`relay_legacy`); each
 run's samples (uint8, compressed) are in ``root/<key>.npz``,
 written before its row. ``shipped``: a read-only cache of the same layout consulted after ``root`` (the repository
@@ -60,10 +60,10 @@ from pds.fingerprint import Fingerprint, fingerprint, score_fingerprint
 from pds.fourier import radius_squared
 from pds.lab.experiments import Method, SmallModel, draw, sample
 from pds.lab.metrics import image_statistics
+from pds.lab.store import Store, description_key, write_rows
 from pds.schedules import geometric_sigmas
 from pds.scores import StationaryGaussianScore
 from pds.storage import atomic_write, read_lines
-from pds.store import Store, description_key, write_rows
 
 __all__ = ["ResultCache", "stored_rows", "relay_legacy", "describe", "run_key", "model_settings",
            "sampling_fingerprint", "network_fingerprint",
@@ -126,8 +126,9 @@ def describe(model: SmallModel, method: Method, T: int, n: int, seed: int, batch
 
 
 def run_key(desc: dict) -> str:
-    """The cache key of a :func:`describe` description: :func:`pds.store.description_key` of it with its fingerprints
-    by their ids. It names the run; the cache finds a run by it, or else by :meth:`FingerprintTable.matches`."""
+    """The cache key of a :func:`describe` description: :func:`pds.lab.store.description_key` of it with its
+    fingerprints by their ids. It names the run; the cache finds a run by it, or else by
+    :meth:`FingerprintTable.matches`."""
     return description_key(_ids(desc))
 
 
@@ -236,8 +237,9 @@ def stored_rows(folder) -> list[dict]:
 
 
 def relay_legacy(folder) -> int:
-    """Rows of ``folder``/results.jsonl written before the cache was a :class:`pds.store.Store` (the description's parts
-    at the top level) re-laid as store rows, keys unchanged, in one atomic write; returns how many were re-laid."""
+    """Rows of ``folder``/results.jsonl written before the cache was a :class:`pds.lab.store.Store` (the description's
+    parts at the top level) re-laid as store rows, keys unchanged, in one atomic write; returns how many were
+    re-laid."""
     path = Path(folder) / "results.jsonl"
     rows = read_lines(path)
     old = [r for r in rows if "description" not in r and "key" in r and all(k in r for k in DESCRIPTION)]
@@ -249,7 +251,7 @@ def relay_legacy(folder) -> int:
 
 
 class ResultCache:
-    """Finished runs: rows of a :class:`pds.store.Store` in ``root/results.jsonl`` (keyed by :func:`run_key` of
+    """Finished runs: rows of a :class:`pds.lab.store.Store` in ``root/results.jsonl`` (keyed by :func:`run_key` of
     :func:`describe`, see the module docstring; the fingerprints they name in ``root/fingerprints.jsonl``) plus
     their samples (uint8, compressed ``root/<key>.npz``, written before the row). ``shipped``: a read-only cache of
     the same layout consulted after ``root``. A run is found by its key or, where a fingerprint's id came out

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pds.configs import EXPERIMENTS, Experiment, stand_in_for
+from pds.configs import experiment as experiment_named
 from pds.filters import (
     file_preconditioner,
     frequency_filter,
@@ -32,8 +34,6 @@ from pds.filters import (
 from pds.lab.data import load_idx_images
 from pds.lab.verdicts import Verdict, beats, matches, spread, summary  # noqa: F401  (the notebooks' names)
 from pds.models.checkpoints import file_sha256, load_official, load_trained
-from pds.models.configs import EXPERIMENTS, Experiment, stand_in_for
-from pds.models.configs import experiment as experiment_named
 from pds.precondition import Preconditioner
 from pds.samplers import Settings, sampler
 from pds.solenoidal import FourierSkew, PaperSolenoidal, central_difference, skew_term
@@ -173,7 +173,7 @@ class SmallModel:
         """``score`` and ``config`` default to :func:`pds.models.checkpoints.load_trained` of ``name``; a config needs
         ``kind``, ``net`` (``image_size``, ``channels``), the noise levels and optionally ``data.pad``. The
         sampler settings are those of ``experiment``, by default the paper experiment the model stands in for
-        (:mod:`pds.models.configs`); a sidecar's ``sampler`` entry overrides the Langevin step."""
+        (:mod:`pds.configs`); a sidecar's ``sampler`` entry overrides the Langevin step."""
         if score is None:
             score, config = load_trained(name)
         self.name, self.score, self.config = name, score, config
@@ -190,7 +190,7 @@ class SmallModel:
     def official(cls, path, experiment: Experiment | str | None = None, config=None,
                  image_size: int | None = None) -> SmallModel:
         """An official checkpoint (:func:`pds.models.checkpoints.load_official`) with the sampler settings of its paper
-        experiment: given (a :class:`pds.models.configs.Experiment` or its name), or found from the file (the NCSN++
+        experiment: given (a :class:`pds.configs.Experiment` or its name), or found from the file (the NCSN++
         configuration it matches; NCSN v1: MNIST; NCSNv2: the experiment with as many noise levels). ``config``:
         an NCSN++ network configuration that is not an official one; ``image_size``: the size to sample at (default:
         NCSN++'s own, else the experiment's)."""

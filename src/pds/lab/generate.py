@@ -31,11 +31,11 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from pds.configs import experiment as experiment_named
 from pds.lab.data import load_idx_images, load_image_folder
 from pds.lab.experiments import Method, SmallModel, crop_and_clip, draw
 from pds.lab.metrics import fid_statistics, frechet_distance, gaussian_statistics, load_classifier
 from pds.models.checkpoints import SHIPPED_DIR, find_checkpoint, shipped_models, sidecar_path
-from pds.models.configs import experiment as experiment_named
 from pds.storage import RUNS_DIR, RunLock, atomic_write
 
 __all__ = ["resolve_model", "sample_seed", "shard_indices", "run_sharded", "load_samples", "save_grid",
@@ -48,7 +48,7 @@ def resolve_model(checkpoint: str, config: str | None = None) -> SmallModel:
     """A checkpoint given as a path (a file trained here, with its sidecar, or an official file), the name of a
     model shipped here (``data/checkpoints/<name>.pth``) or the folder name of an official one under
     ``$PDS_CHECKPOINTS`` (``find_checkpoint``). ``config`` names the paper experiment whose sampler settings to
-    use (:mod:`pds.models.configs`; default: inferred)."""
+    use (:mod:`pds.configs`; default: inferred)."""
     exp = None if config is None else experiment_named(config)
     path = Path(checkpoint)
     if path.exists():

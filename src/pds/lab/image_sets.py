@@ -14,7 +14,7 @@ sampler alone:
   statistics of the landed samples and, for Fashion-MNIST, the classifier-feature FD against the set (its value: one
   of them, lower is better);
 * :func:`exact_model` — a :class:`pds.lab.experiments.SmallModel` whose score is the exact score of a set, with the
-  sampler settings of a paper experiment (:mod:`pds.models.configs`), so that every sampler and filter of the notebooks
+  sampler settings of a paper experiment (:mod:`pds.configs`), so that every sampler and filter of the notebooks
   runs
   on it unchanged; :func:`exact_twin` — the exact score of a trained model's own training set with that model's
   settings, for comparing the network's verdicts with the sampler's; :func:`els_twin` — the same with Kamb &
@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pds.configs import Experiment
 from pds.filters import estimate_filters, save_filters
 from pds.fingerprint import Fingerprint, fingerprint
 from pds.lab.data import aligned_faces, load_idx_images, load_idx_labels, natural_image_crops
 from pds.lab.experiments import SmallModel, Verdict
 from pds.lab.metrics import ClassifierFD, MetricResult, load_classifier
-from pds.models.configs import Experiment
 from pds.models.local_score import LocalScore, PatchSchedule
 from pds.schedules import geometric_sigmas
 from pds.scores import EmpiricalScore

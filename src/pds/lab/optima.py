@@ -1,5 +1,6 @@
 """Finished searches of :func:`pds.exact.optimal.optimise`, kept and found again on any machine: :class:`OptimumStore`,
-a :class:`pds.store.Store` of optima (the exact maths stays in :mod:`pds.exact.optimal`; this is its file storage)."""
+a :class:`pds.lab.store.Store` of optima (the exact maths stays in :mod:`pds.exact.optimal`; this is its file
+storage)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from pathlib import Path
 from pds.exact.optimal import Optimum, behaviour_fingerprint
 from pds.filters import save_filters
 from pds.fingerprint import Fingerprint
-from pds.store import Store
+from pds.lab.store import Store
 
 __all__ = ["OptimumStore"]
 
 
 class OptimumStore:
     """Finished optima, one JSON line each (``optima.jsonl`` in ``folder``; ``shipped``: a read-only folder of the
-    same form, e.g. the default profile's ``data/results/optimal/default``): a :class:`pds.store.Store` whose
+    same form, e.g. the default profile's ``data/results/optimal/default``): a :class:`pds.lab.store.Store` whose
     description of a search is ``{"description": the search's (the target's fingerprint, settings, sampler, NFE, gains,
     knots, iterations), "fingerprint": :func:`pds.exact.optimal.behaviour_fingerprint`}``, so that a search is found by
     its key or, where a fingerprint's id came out otherwise on this machine, by a description that matches within the

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pds.configs import experiment as experiment_named
 from pds.fingerprint import FingerprintTable, alike
 from pds.lab.cache import (
     SAMPLE_FRACTION,
@@ -34,7 +35,6 @@ from pds.lab.experiments import Method, SmallModel
 from pds.lab.image_sets import els_twin, exact_model, exact_twin, image_set, landing_metric, statistics_filter_file
 from pds.lab.metrics import fashion_test_fd, image_statistics
 from pds.lab.optima import OptimumStore
-from pds.models.configs import experiment as experiment_named
 from pds.models.local_score import PatchSchedule
 from pds.storage import DATA_DIR
 

@@ -7,13 +7,13 @@ random-weight checkpoints, see ``tests/test_models.py``):
 * NCSNv2 / NCSNv2Deeper (ermongroup/ncsnv2);
 * NCSN++ continuous VE (score_sde).
 
-Adapters to ``score(x, sigma)`` (σ per sample): :class:`LevelScore` for the level-indexed NCSN / NCSNv2
-networks, :class:`DiffusersScore` for a diffusers ``UNet2DModel`` (the hub's google/ncsnpp-* layout).
+The adapter to ``score(x, sigma)`` (σ per sample) of the level-indexed NCSN / NCSNv2 networks is :class:`LevelScore`
+(a diffusers ``UNet2DModel``'s is :class:`pds.integrations.diffusers_unet.DiffusersScore`).
 The networks (this module, :mod:`~pds.models.ncsnpp`, :mod:`~pds.models.refinenet`) import nothing from the rest
 of ``pds`` except the leaf :mod:`pds.schedules` (the σ ladder of NCSN++'s buffer). Around them, in this package:
 :mod:`~pds.models.checkpoints` (reading and writing checkpoint files: every fact about them),
-:mod:`~pds.models.official` (random-weight files in the official layouts), :mod:`~pds.models.train` (the small
-models trained here), :mod:`~pds.models.configs` (the paper's experiment settings, one table) and
+:mod:`~pds.lab.official` (random-weight files in the official layouts), :mod:`~pds.models.train` (the small
+models trained here), :mod:`~pds.configs` (the paper's experiment settings, one table) and
 :mod:`~pds.models.local_score` (Kamb & Ganguli's local score machines: models of a score built from a training set
 instead of weights).
 """
@@ -28,7 +28,6 @@ from pds.models.refinenet import CondRefineNetDilated, NCSNv2, NCSNv2Deeper
 
 __all__ = [
     "LevelScore",
-    "DiffusersScore",
     "CondRefineNetDilated",
     "NCSNv2",
     "NCSNv2Deeper",
@@ -76,24 +75,3 @@ class LevelScore(nn.Module):
         if labels.numel() == 1:
             labels = torch.full((x.shape[0],), int(labels[0]), dtype=torch.long, device=x.device)
         return self.net(x, labels.to(x.device))
-
-
-class DiffusersScore(nn.Module):
-    """``score(x, sigma)`` for a diffusers ``UNet2DModel`` with Fourier embedding (google/ncsnpp-*).
-
-    Called as diffusers' ScoreSdeVePipeline calls it: ``unet(x, sigma).sample``, σ as a float tensor
-    (a Python number would be cast to an integer time step); the model divides by σ itself.
-    """
-
-    def __init__(self, unet: nn.Module):
-        super().__init__()
-        self.unet = unet
-
-    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        if isinstance(sigma, int | float):
-            s = torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
-        else:
-            s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
-            if s.numel() == 1 and x.shape[0] > 1:
-                s = s.expand(x.shape[0])
-        return self.unet(x, s).sample

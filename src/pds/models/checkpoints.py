@@ -32,10 +32,10 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
+from pds.integrations.diffusers_unet import load_diffusers_folder
 from pds.models import (
     OFFICIAL_CONFIGS,
     CondRefineNetDilated,
-    DiffusersScore,
     LevelScore,
     NCSNpp,
     NCSNppConfig,
@@ -253,32 +253,6 @@ def _load_ncsnpp(obj: dict, config, use_ema: bool):
     return net, config_out
 
 
-def _load_diffusers(path: Path):
-    try:
-        from diffusers import UNet2DModel
-    except ImportError as exc:
-        raise ImportError(f"{path} is a diffusers model directory; loading it needs `pip install diffusers`") from exc
-    pipeline = (path / "model_index.json").is_file()
-    unet_dir = path / "unet" if pipeline else path
-    if not (unet_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: a diffusers pipeline folder without unet/config.json")
-    unet = UNet2DModel.from_pretrained(str(unet_dir), low_cpu_mem_usage=False)  # no `accelerate` needed, no warning
-    cfg = dict(unet.config)
-    if cfg.get("time_embedding_type") != "fourier":
-        raise ValueError(
-            f"{path}: a diffusers UNet2DModel with time_embedding_type={cfg.get('time_embedding_type')!r}; "
-            "only NCSN++ models (Fourier embedding of σ, as google/ncsnpp-*) are score models"
-        )
-    info = {"arch": "ncsnpp-diffusers", "ema": None, "image_size": cfg.get("sample_size"),
-            "channels": cfg.get("in_channels")}
-    scheduler = (path if pipeline else path.parent) / "scheduler" / "scheduler_config.json"
-    if scheduler.is_file():
-        sc = json.loads(scheduler.read_text())
-        info.update(sigma_min=float(sc["sigma_min"]), sigma_max=float(sc["sigma_max"]),
-                    num_scales=int(sc["num_train_timesteps"]), snr=float(sc["snr"]))
-    return DiffusersScore(unet).eval(), info
-
-
 def _inference(net: nn.Module) -> nn.Module:
     """A loaded score model in inference mode: eval() and no parameter requiring a gradient, so that calling it
     outside ``torch.no_grad()`` builds no autograd graph through the network (training builds its own networks)."""
@@ -309,7 +283,7 @@ def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = Tr
     if Path(path).is_dir() and any((Path(path) / f).is_file() for f in ("config.json", "model_index.json")):
         if arch not in (None, "ncsnpp"):
             raise ValueError(f"{path} is a diffusers NCSN++ directory, not {arch}")
-        score, info = _load_diffusers(Path(path))
+        score, info = load_diffusers_folder(Path(path))
         return _inference(score), info
     obj = read_checkpoint(path)
     found = detect_layout(obj)

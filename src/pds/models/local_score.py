@@ -252,7 +252,7 @@ class LocalScore:
 
 
 class PatchSchedule:
-    """A patch size per noise level from a calibration (:func:`pds.lab.network_like.calibrate_patch`): σ ↦ the k of
+    """A patch size per noise level from a calibration (:func:`pds.lessons.network_like.calibrate_patch`): σ ↦ the k of
     the calibrated σ nearest in log σ (below the smallest and above the largest, their k). A
     :class:`LocalScore` takes it as ``patch``; ``to_dict`` / ``from_dict`` record it."""
 

@@ -6,7 +6,7 @@ cell tagged ``parameters`` that sets ``profile``; papermill injects the chosen o
 
 Command line (what ``make notebooks`` and the notebook tests call)::
 
-    python -m pds.lab.notebooks --profile default --out build/notebooks/default [NAME ...]
+    python -m pds.publish.notebooks --profile default --out build/notebooks/default [NAME ...]
 
 Executed copies go to ``--out`` (git-ignored); the runner shows, per notebook, a bar of executed cells with
 the elapsed time. Where figures go is decided by the notebook itself from its ``profile`` (:func:`save_figure`),
@@ -202,7 +202,7 @@ def run_notebook(path: Path, profile: str, out_dir: Path, timeout: int | None = 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pds.lab.notebooks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pds.publish.notebooks", description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="notebooks to run (default: all, in order)")
     parser.add_argument("--profile", default="default", choices=PROFILES)
     parser.add_argument("--out", default=None, help="folder for executed copies")
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
         books = list_notebooks(args.names)
         check_output(out, "--out", folder=True)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"python -m pds.lab.notebooks: error: {exc}", file=sys.stderr)
+        print(f"python -m pds.publish.notebooks: error: {exc}", file=sys.stderr)
         return 2
     start_all, times = time.perf_counter(), {}
     for k, book in enumerate(books, start=1):

@@ -2,7 +2,7 @@
 
 The exact W2 of a sampler on a 1024² Gaussian target takes seconds per run (a quarter of a million frequency groups
 for 2 000 iterations), and the notebooks ask for hundreds of them — every length of every method, bisections for the
-fewest NFE. :class:`ExactResults` keeps each in a :class:`pds.store.Store`, described by
+fewest NFE. :class:`ExactResults` keeps each in a :class:`pds.lab.store.Store`, described by
 
 * the target (:func:`pds.exact.optimal.target_fingerprint`: its mean and spectrum, to 1e-4),
 * the preconditioner (its frequency gain, to 1e-6: a filter estimated from float32 data differs in its last bits
@@ -27,10 +27,10 @@ from pds.exact import BUDGET_SAMPLERS, pc_exact, w2_within
 from pds.exact.mechanism import best_scalar
 from pds.exact.optimal import target_fingerprint
 from pds.fingerprint import DATA_RTOL, Approx, Fingerprint, fingerprint
+from pds.lab.store import Store
 from pds.precondition import Preconditioner
 from pds.samplers import Settings
 from pds.scores import StationaryGaussianScore
-from pds.store import Store
 
 __all__ = ["ExactResults", "ExactSummary", "behaviour", "BINS"]
 

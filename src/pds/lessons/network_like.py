@@ -15,7 +15,7 @@ A score model is compared through its denoiser D(x, σ) = x + σ² s(x, σ) (Twe
 * :func:`error_model` — those measurements at a few σ as a score error at every σ and frequency, the ``score_error``
   of :func:`pds.exact.optimal.pc_moments` (a filter chosen knowing where the network errs).
 
-Given a :class:`pds.store.Store` (``store=``), :func:`agreement`, :func:`calibrate_patch` and :func:`error_spectrum`
+Given a :class:`pds.lab.store.Store` (``store=``), :func:`agreement`, :func:`calibrate_patch` and :func:`error_spectrum`
 return a stored result when one was computed before, and store what they compute: each is found by what it depends on
 — the fingerprints of every score involved (:func:`pds.fingerprint.score_fingerprint`: a network's outputs in float64
 at fixed inputs, a closed form's images and code), of the images and of this module's code (:func:`behaviour`: its
@@ -112,7 +112,7 @@ def agreement(reference, models: dict, images: torch.Tensor, sigmas, seed: int =
     """For each σ and each score model of ``models``: the median and quartiles over ``images`` of the r² of its
     denoiser x + σ² s against the denoiser of ``reference``, on the images noised at σ (seed ``seed`` + the σ's
     index). A model is a score ``score(x, σ)`` called in float32, or ``(score, dtype)``. ``store``: a
-    :class:`pds.store.Store` to read the table from, or to keep it in (the module docstring)."""
+    :class:`pds.lab.store.Store` to read the table from, or to keep it in (the module docstring)."""
     sigmas = [float(s) for s in sigmas]
     if store is not None:
         return _stored(store, {"computation": "agreement"}, reference, models, images, sigmas, seed,
@@ -212,6 +212,7 @@ def behaviour() -> Fingerprint:
     table = calibrate_patch(gaussian(0.1), lambda k: gaussian(0.02 * k)[0], (1, 3), images, (0.3, 2.0), seed=5)
     radius, power = error_spectrum(gaussian(0.1), gaussian(0.3), noised(images, 0.5, 7), 0.5, bins=3)
     numbers = table[["sigma", "r2 median", "r2 q25", "r2 q75"]].to_numpy()
+    # the label is the module's first name, kept: it is a part of every stored table's key
     return fingerprint("pds.lab.network_like", table["model"].tolist(), table["best"].tolist(), numbers, radius, power)
 
 

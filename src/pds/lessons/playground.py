@@ -31,13 +31,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from pds.configs import experiment as experiment_named
 from pds.exact import pc_exact
 from pds.fourier import centred
-from pds.lab import mechanism
 from pds.lab.experiments import Method, crop_and_clip, draw
 from pds.lab.image_sets import ImageSet, exact_model
 from pds.lab.optima import OptimumStore
-from pds.models.configs import experiment as experiment_named
+from pds.lessons import mechanism
 from pds.precondition import Preconditioner
 from pds.samplers import SAMPLERS
 from pds.storage import DATA_DIR, RUNS_DIR
@@ -225,7 +225,7 @@ def _cmap(name: str):
 
 
 class GaussianPlayground:
-    """Vanilla beside a chosen filter on the exact Gaussian target of ``size``² (:func:`pds.lab.mechanism.targets`:
+    """Vanilla beside a chosen filter on the exact Gaussian target of ``size``² (:func:`pds.lessons.mechanism.targets`:
     300 photograph crops' mean and spectrum) with the paper's settings for that size; ``n`` samples per method."""
 
     def __init__(self, size: int = 32, n: int = 3):

@@ -1,9 +1,9 @@
-"""The full profile at the paper's shapes, on any machine: every experiment of :mod:`pds.models.configs` with random
+"""The full profile at the paper's shapes, on any machine: every experiment of :mod:`pds.configs` with random
 weights
 in its official layout and configuration, through the code the ``full`` profile runs, for one or two iterations.
 
 Per experiment (each in a process of its own, so that its peak memory is its own): a random-weight checkpoint at the
-official configuration and image size is written into ``build/`` (:func:`pds.models.official.write_random_official` with
+official configuration and image size is written into ``build/`` (:func:`pds.lab.official.write_random_official` with
 ``full=True``; never shipped), found by name (:func:`pds.models.checkpoints.find_checkpoint`), loaded
 (:meth:`pds.lab.experiments.SmallModel.official` → :func:`pds.models.checkpoints.load_official`), its filters are made
 at that
@@ -17,10 +17,10 @@ reset once the network is loaded: ``/proc/self/clear_refs`` on Linux). Any error
 :func:`derive_memory` extrapolates the sampling peak of two such tables linearly to another batch; on a CPU that is a
 lower bound (activations reuse pages the loading freed), so the README's batch-8 memory is measured at batch 8.
 
-    python -m pds.lab.shapes                          # make full-shapes: every experiment, batch 1, on this machine
-    python -m pds.lab.shapes --device cuda --batch 8  # the same at the paper's batch on a GPU
-    python -m pds.lab.shapes --tiny                   # tiny networks at tiny sizes (what the tests run)
-    python -m pds.lab.shapes --derive b1.json b2.json --to 8   # the sampling peak at batch 8 from two --json tables
+    python -m pds.lessons.shapes                          # make full-shapes: every experiment, batch 1, on this machine
+    python -m pds.lessons.shapes --device cuda --batch 8  # the same at the paper's batch on a GPU
+    python -m pds.lessons.shapes --tiny                   # tiny networks at tiny sizes (what the tests run)
+    python -m pds.lessons.shapes --derive b1.json b2.json --to 8   # the sampling peak at batch 8 from two --json tables
 """
 
 from __future__ import annotations
@@ -37,17 +37,17 @@ from pathlib import Path
 
 import torch
 
+from pds.configs import EXPERIMENTS, experiment
 from pds.filters import save_filters, synthetic_filters
 from pds.lab.experiments import Method, SmallModel, draw
 from pds.lab.generate import run_sharded
+from pds.lab.official import write_random_official
 from pds.models.checkpoints import find_checkpoint
-from pds.models.configs import EXPERIMENTS, experiment
-from pds.models.official import write_random_official
 from pds.storage import BUILD_DIR
 
 __all__ = ["run_one", "run_all", "format_table", "derive_memory", "format_derived", "TINY_SIZE"]
 
-TINY_SIZE = 16  # image side of --tiny (networks: pds.models.official.tiny_ncsnpp_config, ngf 4)
+TINY_SIZE = 16  # image side of --tiny (networks: pds.lab.official.tiny_ncsnpp_config, ngf 4)
 
 
 def _peak_mb(device: torch.device) -> float:
@@ -144,13 +144,13 @@ def run_one(name: str, root, device: str = "cpu", batch: int = 1, iterations: in
 
 def run_all(root=None, device: str = "cpu", batch: int = 1, iterations: int = 1, tiny: bool = False,
             names=None, progress: bool = True) -> list[dict]:
-    """Every experiment (or ``names``), each in a subprocess of its own (``python -m pds.lab.shapes --one NAME``); a
+    """Every experiment (or ``names``), each in a subprocess of its own (``python -m pds.lessons.shapes --one NAME``); a
     failing one raises with its output."""
     root = Path(root or BUILD_DIR / "full_shapes")
     rows = []
     for name in names or list(EXPERIMENTS):
         out = root / f"{name}.json"
-        cmd = [sys.executable, "-m", "pds.lab.shapes", "--one", name, "--root", str(root), "--device", device,
+        cmd = [sys.executable, "-m", "pds.lessons.shapes", "--one", name, "--root", str(root), "--device", device,
                "--batch", str(batch), "--iterations", str(iterations), "--json", str(out)]
         cmd += ["--tiny"] if tiny else []
         t0 = time.perf_counter()
@@ -217,7 +217,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pds.lab.shapes", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pds.lessons.shapes", description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--iterations", type=int, default=1)
@@ -235,11 +235,11 @@ def main(argv=None) -> int:
             tables = [json.loads(Path(t).read_text()) for t in args.derive]
             print(format_derived(derive_memory(*tables, args.to)))
         except (OSError, ValueError, KeyError) as exc:
-            print(f"python -m pds.lab.shapes: error: --derive: {exc}", file=sys.stderr)
+            print(f"python -m pds.lessons.shapes: error: --derive: {exc}", file=sys.stderr)
             return 2
         return 0
     if args.batch < 1 or args.iterations < 1:
-        print("python -m pds.lab.shapes: error: --batch and --iterations must be positive", file=sys.stderr)
+        print("python -m pds.lessons.shapes: error: --batch and --iterations must be positive", file=sys.stderr)
         return 2
     if args.one:
         row = run_one(args.one, args.root, args.device, args.batch, args.iterations, args.tiny)
@@ -249,7 +249,7 @@ def main(argv=None) -> int:
     try:
         rows = run_all(args.root, args.device, args.batch, args.iterations, args.tiny, args.only)
     except RuntimeError as exc:
-        print(f"python -m pds.lab.shapes: error: {exc}", file=sys.stderr)
+        print(f"python -m pds.lessons.shapes: error: {exc}", file=sys.stderr)
         return 1
     print(format_table(rows))
     where = rows[0]["device"] if rows else args.device

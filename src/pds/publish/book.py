@@ -1,9 +1,9 @@
 """The book: the executed notebooks of a profile as a static HTML site, with the findings.
 
-``python -m pds.lab.book --profile default`` (``make book``) converts every executed notebook in
+``python -m pds.publish.book --profile default`` (``make book``) converts every executed notebook in
 ``build/notebooks/<profile>/`` with nbconvert's HTML exporter (the JupyterLab template: markdown, code, outputs; every
 figure is embedded in its page as a data URI) into ``build/book/<name>.html``, renders the findings the notebooks
-wrote (:mod:`pds.lab.findings`) into ``build/book/findings.html``, and writes ``build/book/index.html`` linking them
+wrote (:mod:`pds.publish.findings`) into ``build/book/findings.html``, and writes ``build/book/index.html`` linking them
 all.
 Notebooks that were not executed are listed on the index as missing, with the command that runs them.
 
@@ -40,8 +40,8 @@ import mistune
 import nbformat
 from nbconvert import HTMLExporter
 
-from pds.lab.findings import findings_dir, load, render
-from pds.lab.notebooks import PROFILES, list_notebooks
+from pds.publish.findings import findings_dir, load, render
+from pds.publish.notebooks import PROFILES, list_notebooks
 from pds.storage import BUILD_DIR
 
 __all__ = ["build", "check_site", "learning_path", "BOOK_DIR", "MATHJAX_URL"]
@@ -255,7 +255,7 @@ def check_site(folder, notebooks=None) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pds.lab.book", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pds.publish.book", description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="default", choices=PROFILES)
     parser.add_argument("--src", default=None, help="folder of executed notebooks (default build/notebooks/<profile>)")
     parser.add_argument("--out", default=None, help="site folder (default build/book)")

@@ -13,18 +13,17 @@ every record the notebook's findings are written, atomically, to ``<build>/noteb
 (``$PDS_FINDINGS_DIR`` overrides the folder): the claim, the verdict, whether the notebook asserts it, and the numbers
 behind it (means, spreads and counts over seeds, bounds, n, seeds, floor), each as a number.
 
-``python -m pds.lab.findings render --profile default`` (``make findings``) turns the profile's JSON files into one
+``python -m pds.publish.findings render --profile default`` (``make findings``) turns the profile's JSON files into one
 Markdown document — a section per notebook, a table per claim — and, for the default profile, copies the JSON files
 next to the committed ``FINDINGS.md`` (``data/findings/default/``) so that anyone can check it: every number in the
 document is one of the JSON's numbers formatted by :func:`fmt` or appears in one of its strings
 (:func:`untraced_numbers`; ``tests/test_findings.py``). Nothing in the document is typed by hand.
 
-``python -m pds.lab.findings compare --profile default`` (the end of ``make notebooks``) says whether the notebooks just
-run found what is committed (:func:`compare`): the same findings with the same results, each number judged by what it
-is — a measured value within a relative tolerance, a residual checked against a bound by that bound and its order of
+``python -m pds.publish.findings compare --profile default`` (the end of ``make notebooks``) says whether the notebooks
+just run found what is committed (:func:`compare`): the same findings with the same results, each number judged by what
+it is — a measured value within a relative tolerance, a residual checked against a bound by that bound and its order of
 magnitude (never its digits, which are the CPU's) — except the wall-clock measurements of the notebooks in
-:data:`TIMED`, whose results alone are compared.
-"""
+:data:`TIMED`, whose results alone are compared. """
 
 from __future__ import annotations
 
@@ -40,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pds.lab.notebooks import PROFILES, check_verdict, code_cells
-from pds.lab.notebooks import check as check_number
 from pds.lab.verdicts import Verdict, summary
+from pds.publish.notebooks import PROFILES, check_verdict, code_cells
+from pds.publish.notebooks import check as check_number
 from pds.storage import BUILD_DIR, DATA_DIR, NOTEBOOK_DIR, REPO_ROOT
 
 __all__ = ["Findings", "findings_dir", "expected", "load", "render", "fmt", "untraced_numbers", "compare",
@@ -160,8 +159,8 @@ class Findings:
         self._write()
 
     def check(self, name: str, value: float, bound: float, kind: str = "<=", enforce: bool = True) -> float:
-        """:func:`pds.lab.notebooks.check` (print the number and its tolerance, raise when outside unless ``enforce`` is
-        False), recorded."""
+        """:func:`pds.publish.notebooks.check` (print the number and its tolerance, raise when outside unless
+        ``enforce`` is False), recorded."""
         value = float(value)
         ok = value <= bound if kind == "<=" else value >= bound
         self._add({"kind": "check", "name": name, "value": value, "op": kind, "bound": float(bound), "holds": ok,
@@ -466,7 +465,8 @@ def compare(fresh, committed, timed=TIMED, rtol: float = RTOL) -> list[str]:
 
 # -- command line ----------------------------------------------------------------------------------------------
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pds.lab.findings", description="render the notebooks' findings")
+    parser = argparse.ArgumentParser(prog="python -m pds.publish.findings",
+                                     description="render the notebooks' findings")
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("render", help="write the findings of a profile as Markdown")
     r.add_argument("--profile", default="default", choices=PROFILES)
@@ -504,7 +504,7 @@ def main(argv=None) -> int:
     stale = [d["notebook"] for d in docs if d.get("source") not in (None, source_digest(d["notebook"]))]
     if args.commit and stale:  # findings of an earlier run of other code must not become the committed ones
         print(f"findings in {src} were executed from other code than notebooks/ now holds: {', '.join(stale)}; run "
-              f"them again first (PROFILE={args.profile} make notebooks, or python -m pds.lab.notebooks --profile "
+              f"them again first (PROFILE={args.profile} make notebooks, or python -m pds.publish.notebooks --profile "
               f"{args.profile} {' '.join(n[:2] for n in stale)})", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else (REPO_ROOT / "FINDINGS.md" if args.profile == "default"

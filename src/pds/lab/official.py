@@ -1,7 +1,7 @@
 """The paper's experiments on the published checkpoints: what is available here, and stand-in files of the same
 layouts so that every step runs without them.
 
-* :func:`inventory` — for each experiment of :mod:`pds.models.configs`: is its checkpoint under ``$PDS_CHECKPOINTS``
+* :func:`inventory` — for each experiment of :mod:`pds.configs`: is its checkpoint under ``$PDS_CHECKPOINTS``
   (:func:`pds.models.checkpoints.find_checkpoint`), are its statistics filters under ``data/filters/``; and, when not,
   how to get them. The official-models notebook skips what is missing and says so.
 * :func:`write_random_official` — a **random-weight** checkpoint in an experiment's official file layout (score_sde
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
+from pds.configs import EXPERIMENTS, Experiment
 from pds.filters import save_filters, synthetic_filters
 from pds.models import OFFICIAL_CONFIGS, CondRefineNetDilated, NCSNpp, NCSNppConfig, NCSNv2Deeper
 from pds.models.checkpoints import CHECKPOINT_DIR, atomic_save, find_checkpoint
-from pds.models.configs import EXPERIMENTS, Experiment
 from pds.schedules import geometric_sigmas
 from pds.storage import DATA_DIR
 

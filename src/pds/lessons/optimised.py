@@ -18,11 +18,11 @@ import torch
 from pds.exact.optimal import Frequencies, RadialFilter, optimise, sampler_w2, target_fingerprint
 from pds.fingerprint import Approx, fingerprint
 from pds.lab.cache import ResultCache
-from pds.lab.exact_claims import STATISTICS
 from pds.lab.experiments import Method, SmallModel, spread
 from pds.lab.image_sets import measures
-from pds.lab.network_like import error_model
 from pds.lab.optima import OptimumStore
+from pds.lessons.exact_claims import STATISTICS
+from pds.lessons.network_like import error_model
 from pds.precondition import Preconditioner
 from pds.scores import StationaryGaussianScore
 
@@ -90,9 +90,9 @@ def error_aware(store: OptimumStore, cache: ResultCache, model: SmallModel, metr
 
     On the Gaussian fitted to ``images``, with ``model``'s own PC settings (:func:`own_settings`), the released PC
     sampler's filter is optimised for ``nfe`` evaluations twice from ``start_of`` (the paper's R): as in notebook 12,
-    and with the score error of :func:`pds.lab.network_like.error_model` (``measured``: {σ: (ring radii, power)} of
-    :func:`pds.lab.network_like.error_spectrum`) in the exact recursion (both in ``store``; files in ``folder``). Then
-    ``n`` samples of ``model`` per seed with each of :data:`ERROR_METHODS` at ``nfe`` evaluations, scored by
+    and with the score error of :func:`pds.lessons.network_like.error_model` (``measured``: {σ: (ring radii, power)} of
+    :func:`pds.lessons.network_like.error_spectrum`) in the exact recursion (both in ``store``; files in ``folder``).
+    Then ``n`` samples of ``model`` per seed with each of :data:`ERROR_METHODS` at ``nfe`` evaluations, scored by
     ``metric`` (from ``cache`` or drawn). Returns ({method: rows, one per seed}, a table of each filter's W2 on the
     Gaussian without and with the error: what the error model predicts, and the filters and the error as radial
     profiles: the drift gain p of each method and, at a few σ, the error's variance over the exact score's,

@@ -1,16 +1,16 @@
 """Rendered notebooks: the executed notebooks of the default profile as Markdown pages in ``rendered/``, committed, so
 that a reader browsing the repository sees every output and figure without running anything.
 
-``python -m pds.lab.rendered`` (``make rendered``, after ``make notebooks``) writes ``rendered/<name>.md`` for every
+``python -m pds.publish.rendered`` (``make rendered``, after ``make notebooks``) writes ``rendered/<name>.md`` for every
 notebook executed in ``build/notebooks/default/``: the markdown cells as they are, each code cell in a fenced block,
 then its outputs — printed text and tables as text (``text/plain``), figures as images. A figure the cell saved with
-:func:`pds.lab.notebooks.save_figure` under a literal name is linked to ``figures/<name>.png`` (committed already); any
-other is written once under ``rendered/figures/``. What varies from run to run and says nothing about the results is
-left out: papermill's times and kernel metadata, execution counts, stderr (progress bars, warnings) and the live
-widgets (a line says to open the notebook in JupyterLab for them). So rendering the same executed notebook gives the
-same bytes, and re-running ``make notebooks`` then ``make rendered`` on one machine changes nothing in git unless a
-result changed (notebook 08's timings do, as its figures do). ``--check`` says which pages are stale: their code no
-longer that of ``notebooks/``.
+:func:`pds.publish.notebooks.save_figure` under a literal name is linked to ``figures/<name>.png`` (committed already);
+any other is written once under ``rendered/figures/``. What varies from run to run and says nothing about the results is
+left out: papermill's times and kernel metadata, execution counts, stderr (progress bars, warnings) and the live widgets
+(a line says to open the notebook in JupyterLab for them). So rendering the same executed notebook gives the same bytes,
+and re-running ``make notebooks`` then ``make rendered`` on one machine changes nothing in git unless a result changed
+(notebook 08's timings do, as its figures do). ``--check`` says which pages are stale: their code no longer that of
+``notebooks/``.
 
 Why not nbconvert's Markdown exporter: it writes every image as a new file named by cell position, and keeps widget
 and HTML outputs (pandas' HTML tables carry a style block that GitHub shows as text); the page here is ten lines of
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import nbformat
 
-from pds.lab.notebooks import code_cells, list_notebooks
+from pds.publish.notebooks import code_cells, list_notebooks
 from pds.storage import BUILD_DIR, REPO_ROOT
 
 __all__ = ["render", "build", "stale", "RENDERED_DIR"]
@@ -47,7 +47,7 @@ def render(nb, name: str) -> tuple[str, dict[str, bytes]]:
     written under ``rendered/figures/`` ({file name: PNG bytes}). A pure function of the notebook's cells and
     outputs."""
     parts, images = [f"<!-- rendered from notebooks/{name}.ipynb, executed in the default profile: "
-                     "python -m pds.lab.rendered -->\n"], {}
+                     "python -m pds.publish.rendered -->\n"], {}
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "markdown":  # a link to another notebook opens its page
             parts.append(re.sub(r"\]\((\d\d_\w+)\.ipynb", r"](\1.md", _text(cell.source).strip("\n")) + "\n")
@@ -127,7 +127,7 @@ def stale(folder=None) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pds.lab.rendered", description="render the executed notebooks "
+    parser = argparse.ArgumentParser(prog="python -m pds.publish.rendered", description="render the executed notebooks "
                                      "of the default profile as Markdown pages in rendered/")
     parser.add_argument("--check", action="store_true", help="only say which rendered pages are stale (exit 1 if any)")
     args = parser.parse_args(argv)

@@ -7,7 +7,7 @@
   freezing gain p* and the rule of section 5 (:func:`rule_gain`);
 * :func:`rule_gain` — the prediction: p* where a frequency freezes during the run, blended by w_N = σ_min²/(s + σ_min²)
   with the gain that makes the final denoising step keep its variance;
-* :func:`rings_table` — W2 and its split over rings of |k| from :class:`pds.lab.exact_results.ExactSummary`;
+* :func:`rings_table` — W2 and its split over rings of |k| from :class:`pds.lessons.exact_results.ExactSummary`;
 * :func:`power_ratio` — the radial power spectrum of samples over the data's (the prediction carried to samples).
 """
 
@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pds.configs import experiment
 from pds.exact.mechanism import freezing_gain, scalar_preconditioner, step_ratio
 from pds.exact.optimal import Optimum, target_fingerprint
 from pds.filters import parametric_filter
 from pds.fourier import power_spectrum, radial_profile
 from pds.lab.data import natural_image_crops
 from pds.lab.optima import OptimumStore
-from pds.models.configs import experiment
 from pds.precondition import Preconditioner
 from pds.scores import StationaryGaussianScore, fit_power_law, power_law_field
 
