@@ -17,13 +17,13 @@ clamp) and the fraction of pixels that clamp changes:
 import torch
 from diffusers import ScoreSdeVePipeline
 
+from pds.empirical import EmpiricalScore
 from pds.filters import frequency_filter
 from pds.integrations.diffusers import PDSScoreSdeVeScheduler, last_mean
 from pds.lab.image_sets import image_set
 from pds.precondition import Preconditioner
 from pds.samplers import pc_sampler
 from pds.schedules import ve_schedule
-from pds.scores import EmpiricalScore
 
 SIGMA_MIN, SIGMA_MAX, SCALES, SNR, BATCH, SEED = 0.01, 50.0, 1000, 0.16, 8, 0
 

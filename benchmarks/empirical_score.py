@@ -1,5 +1,5 @@
-"""One evaluation of the exact empirical score (pds.scores.EmpiricalScore) against one dense float32 matrix product of
-the same shapes, measured in the same run.
+"""One evaluation of the exact empirical score (pds.empirical.EmpiricalScore) against one dense float32 matrix
+product of the same shapes, measured in the same run.
 
 The score of a batch of B samples against N images of D pixels needs two products of the shapes [B, D] × [D, N]
 (distances) and [B, N] × [N, D] (the posterior mean), so 2× one product is the floor; the target is ≤ 2.5× (issue 21).
@@ -19,8 +19,8 @@ import time
 
 import torch
 
+from pds.empirical import EmpiricalScore
 from pds.lab.data import load_idx_images
-from pds.scores import EmpiricalScore
 
 
 def timed(fn, device, repeats: int) -> float:

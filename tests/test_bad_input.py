@@ -12,7 +12,8 @@ import torch
 from pds.cli import main
 from pds.filters import parametric_filter
 from pds.models import NCSNv2
-from pds.models.checkpoints import SHIPPED_DIR, load_official, load_trained, sidecar_path, write_sidecar
+from pds.models.checkpoints import load_official
+from pds.models.trained import SHIPPED_DIR, load_trained, sidecar_path, write_sidecar
 from pds.precondition import Preconditioner
 from pds.samplers import annealed_langevin, pc_sampler
 from pds.schedules import LangevinLadder, geometric_sigmas, ve_schedule
@@ -234,7 +235,7 @@ def run_cli(args, capsys):
 
 
 def test_a_sidecar_given_as_the_checkpoint_names_the_weights_beside_it(tmp_path, capsys):
-    from pds.models.checkpoints import SHIPPED_DIR
+    from pds.models.trained import SHIPPED_DIR
 
     code, err = run_cli(["sample", "--checkpoint", str(SHIPPED_DIR / "ncsn_fashion28.json"), "--method", "vanilla",
                          "--T", "2", "--count", "2", "--out", str(tmp_path / "out")], capsys)

@@ -146,8 +146,8 @@ def test_the_els_column_takes_a_side_and_leaves_out_what_was_not_drawn():
 def test_novelty_counts_the_samples_within_the_landing_radius():
     import torch
 
+    from pds.empirical import EmpiricalScore
     from pds.lab.image_sets import LANDED_RADIUS
-    from pds.scores import EmpiricalScore
 
     images = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     unit = 0.025 * 4  # the model's σ_min · √D, D = 16

@@ -133,7 +133,7 @@ def test_verdicts_matches_and_beats():
 
 
 def test_grid_verdicts_read_fig6_sentences_off_the_grid():
-    from pds.lab.experiments import grid_verdicts
+    from pds.lessons.paper_figures import grid_verdicts
 
     r, lam = (0.05, 0.2, 0.5), (0.5, 1.0, 2.0)
     vanilla = [100.0, 102.0, 98.0]  # mean 100, std 2: good below 96, like vanilla within 96 … 104
@@ -248,7 +248,8 @@ def test_ship_cache_keeps_rows_statistics_and_the_first_samples(tmp_path):
 
 
 def test_table1_stand_in_picks_alpha_on_the_first_seed_and_states_the_three_claims(tmp_path):
-    from pds.lab.experiments import matches, spread, table1_stand_in
+    from pds.lab.experiments import matches, spread
+    from pds.lessons.paper_figures import table1_stand_in
 
     model = toy("ncsnpp")
     score_fn, calls = counting_score()
@@ -275,8 +276,8 @@ def test_table1_stand_in_picks_alpha_on_the_first_seed_and_states_the_three_clai
 
 
 def test_parametric_grid_runs_every_cell_and_r_half_is_vanilla(tmp_path):
-    from pds.lab.experiments import parametric_grid
     from pds.lab.metrics import image_statistics
+    from pds.lessons.paper_figures import parametric_grid
 
     model = toy("ncsnpp")
     score_fn, calls = counting_score()

@@ -10,18 +10,8 @@ import shutil
 import pytest
 
 from pds.lab.experiments import Verdict, beats, matches
-from pds.publish.findings import (
-    COMMITTED_DIR,
-    TIMED,
-    Findings,
-    compare,
-    fmt,
-    is_residual,
-    load,
-    render,
-    same_residual,
-    untraced_numbers,
-)
+from pds.publish.compare import TIMED, compare, is_residual, load, same_residual
+from pds.publish.findings import COMMITTED_DIR, Findings, fmt, render, untraced_numbers
 from pds.publish.notebooks import list_notebooks
 from pds.storage import REPO_ROOT
 

@@ -11,8 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pds.empirical import EmpiricalScore
 from pds.models.local_score import LocalScore
-from pds.scores import EmpiricalScore
 
 
 def brute_force(X, x, sigma, k, equivariant, padding):

@@ -77,7 +77,8 @@ def test_smoke_findings_and_the_smoke_book():
     holds no number that is not theirs, and the book built from the executed copies has a page per notebook, every
     image of every page exists and no relative link is broken (what `PROFILE=smoke make book` builds)."""
     from pds.publish.book import build, check_site, learning_path
-    from pds.publish.findings import load, render, untraced_numbers
+    from pds.publish.compare import load
+    from pds.publish.findings import render, untraced_numbers
 
     missing = [p.name for p in NOTEBOOKS if not (OUT / p.name).is_file()]
     assert not missing, f"not executed: {missing} (run the whole file: pytest tests/test_notebooks.py)"

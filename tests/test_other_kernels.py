@@ -15,7 +15,8 @@ import sys
 
 import pytest
 
-from pds.publish.findings import COMMITTED_DIR, compare
+from pds.publish.compare import compare
+from pds.publish.findings import COMMITTED_DIR
 from pds.storage import FIGURES_DIR
 
 OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}

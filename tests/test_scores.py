@@ -87,7 +87,7 @@ def _dense_log_p(x, X, s):
 
 @pytest.mark.parametrize("sigma", [0.05, 0.3, 1.0, 5.0])
 def test_empirical_score_is_the_autograd_gradient_of_the_dense_log_density(sigma):
-    from pds.scores import EmpiricalScore
+    from pds.empirical import EmpiricalScore
 
     X = _images()
     g = torch.Generator().manual_seed(1)
@@ -106,7 +106,7 @@ def test_empirical_score_is_the_autograd_gradient_of_the_dense_log_density(sigma
 
 
 def test_empirical_score_limits_small_and_large_sigma():
-    from pds.scores import EmpiricalScore
+    from pds.empirical import EmpiricalScore
 
     X = _images(n=30)
     score = EmpiricalScore(X, dtype=torch.float64, chunk=8)
@@ -126,7 +126,7 @@ def test_empirical_score_limits_small_and_large_sigma():
 def test_float32_with_refinement_agrees_with_float64(sigma):
     """Fashion-MNIST-like values: at small σ the float32 distances alone would lose the weights (the refinement
     measures the nearest candidates again in float64); at large σ float32 is enough."""
-    from pds.scores import EmpiricalScore
+    from pds.empirical import EmpiricalScore
 
     X = _images(n=300, shape=(1, 28, 28), seed=2)
     X[7] = X[3] + 1e-3  # a near duplicate: two images with comparable weights at small σ
@@ -148,7 +148,7 @@ def test_float32_with_refinement_agrees_with_float64(sigma):
 def test_rows_the_candidates_cannot_cover_are_computed_exactly():
     """Many exact duplicates of one image: its k candidates all weigh the same, so the refinement falls back to a
     float64 pass over the whole set for that row."""
-    from pds.scores import EmpiricalScore
+    from pds.empirical import EmpiricalScore
 
     X = _images(n=50, shape=(1, 8, 8), seed=5).float().double()
     X[10:30] = X[5]
@@ -160,7 +160,7 @@ def test_rows_the_candidates_cannot_cover_are_computed_exactly():
 
 
 def test_empirical_score_refuses_bad_input():
-    from pds.scores import EmpiricalScore
+    from pds.empirical import EmpiricalScore
 
     X = _images(n=5)
     with pytest.raises(ValueError, match="non-empty tensor"):
@@ -177,7 +177,7 @@ def test_empirical_score_refuses_bad_input():
 
 def test_a_small_set_is_refined_by_a_float64_pass():
     """N ≤ 10k: the rows float32 would get wrong are passed again in float64 (no candidates)."""
-    from pds.scores import EmpiricalScore
+    from pds.empirical import EmpiricalScore
 
     X = _images(n=30, shape=(1, 28, 28), seed=7).float().double()
     X[1] = X[0] + 1e-3

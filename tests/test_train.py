@@ -104,7 +104,7 @@ def test_cli_export_keeps_ema_weights_only(kind, tmp_path):
     """`pds train` + `pds export`: the small file holds the EMA weights, loads through load_trained,
     and gives the same scores as the EMA applied by hand to the training checkpoint."""
     from pds.cli import main
-    from pds.models.checkpoints import build_network, load_trained, sidecar_path
+    from pds.models.trained import build_network, load_trained, sidecar_path
 
     run, small = tmp_path / "run.pth", tmp_path / "small.pth"
     extra = ["--ch-mult", "1", "2", "--levels", "10"] if kind == "ncsnpp" else ["--levels", "4"]
@@ -145,7 +145,7 @@ def test_cli_train_refuses_a_different_network_in_the_same_run(tmp_path):
 
 
 def test_load_trained_without_settings_names_the_missing_file(tmp_path):
-    from pds.models.checkpoints import load_trained
+    from pds.models.trained import load_trained
 
     (tmp_path / "x.pth").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="x.json"):
@@ -242,7 +242,7 @@ def test_sigterm_saves_says_how_to_resume_and_exits_without_a_traceback(tmp_path
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err and "Resume with the same command" in err and "--steps 100000" in err
-    from pds.models.checkpoints import read_sidecar
+    from pds.models.trained import read_sidecar
 
     step = read_sidecar(out)["step"]
     assert 1 <= step < 100000 and _log_steps(out.with_suffix(".log.jsonl")) == list(range(step))
@@ -258,7 +258,7 @@ def test_shipped_checkpoints_load_match_their_sidecars_and_fit_the_size_budget()
     the 20 MB budget issue 12 set for all of them together."""
     import shlex
 
-    from pds.models.checkpoints import SHIPPED_DIR, load_trained, read_sidecar
+    from pds.models.trained import SHIPPED_DIR, load_trained, read_sidecar
 
     sidecars = sorted(SHIPPED_DIR.glob("*.json"))
     assert len(sidecars) >= 4, f"expected the shipped models in {SHIPPED_DIR}, found {[p.name for p in sidecars]}"

@@ -10,7 +10,8 @@ The layout shows the architecture. Each layer imports only from the layers above
   * :mod:`pds.samplers` — the VE predictor-corrector sampler (Alg. 1), annealed Langevin, the sampler registry;
   * :mod:`pds.modern` — Euler, Heun, DPM-Solver++(2M) and EDM's churn on the probability-flow ODE, with PDS;
   * :mod:`pds.solenoidal` — skew-symmetric operators S for the solenoidal term (Eq. 7);
-  * :mod:`pds.scores` — closed-form scores: a stationary Gaussian, the exact score of a finite image set;
+  * :mod:`pds.scores` — closed-form scores: Gaussians, a stationary Gaussian field; :mod:`pds.empirical` — the exact
+    score of a finite image set;
   * :mod:`pds.schedules`, :mod:`pds.fourier` — noise schedules and the FFT layout, each defined once;
   * :mod:`pds.configs` — the paper's experiment settings, one table (data beside the method);
   * :mod:`pds.fingerprint`, :mod:`pds.storage` — two utilities the method's files use: comparing numbers across

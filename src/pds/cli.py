@@ -23,8 +23,8 @@ from pds.lab.data import dataset_batches, load_idx_images, load_idx_labels
 from pds.lab.experiments import Method
 from pds.lab.generate import load_samples, resolve_model, run_sharded, save_grid, score_run
 from pds.lab.metrics import classifier_accuracy, train_classifier
-from pds.models.checkpoints import export_checkpoint, network_spec
 from pds.models.train import TrainConfig, TrainingInterrupted, check_same_run, train_run
+from pds.models.trained import export_checkpoint, network_spec
 from pds.samplers import SAMPLERS, sampler
 from pds.schedules import ncsnv2_ladder, ncsnv2_step_lr
 from pds.storage import DiskFull, RunLocked, check_output

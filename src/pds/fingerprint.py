@@ -207,7 +207,7 @@ def fingerprint(*parts, rtol: float = RTOL) -> Fingerprint:
 
 def score_fingerprint(score, shape, sigmas) -> Fingerprint:
     """What a score model ``score(x, σ)`` computes: its own ``fingerprint()`` where it has one (a closed form over an
-    image set, e.g. :class:`pds.scores.EmpiricalScore`), else its outputs in float64 — a torch module as a copy in
+    image set, e.g. :class:`pds.empirical.EmpiricalScore`), else its outputs in float64 — a torch module as a copy in
     double precision and eval mode — on two fixed random inputs of ``shape`` [C, H, W] at each σ of ``sigmas``."""
     name = type(score).__name__
     if callable(getattr(score, "fingerprint", None)):

@@ -22,15 +22,25 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["edm_sigmas", "geometric_sigmas", "ve_sigma", "VESchedule", "ve_schedule", "LangevinLadder", "ShortSchedule",
-           "shorten_schedule",
-           "check_sigma_range", "ncsnv2_ratio", "ncsnv2_ladder", "langevin_variance_ratio", "ncsnv2_step_lr"]
+__all__ = ["edm_sigmas", "geometric_sigmas", "sigma_per_sample", "ve_sigma", "VESchedule", "ve_schedule",
+           "LangevinLadder", "ShortSchedule", "shorten_schedule", "check_sigma_range", "ncsnv2_ratio", "ncsnv2_ladder",
+           "langevin_variance_ratio", "ncsnv2_step_lr"]
 
 
 def check_sigma_range(sigma_min: float, sigma_max: float) -> None:
     """Refuse a noise range that is not 0 < sigma_min < sigma_max < ∞ (naming both values)."""
     if not (math.isfinite(sigma_min) and math.isfinite(sigma_max) and 0 < sigma_min < sigma_max):
         raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+
+
+def sigma_per_sample(x: torch.Tensor, sigma, dtype=None) -> torch.Tensor:
+    """σ as a tensor [N] on ``x``'s device, in ``dtype`` (default ``x``'s), for a model that takes one level per sample:
+    a Python number (one level for the batch, from the host: no device round trip), a scalar tensor or N of them."""
+    dtype = x.dtype if dtype is None else dtype
+    if isinstance(sigma, int | float):
+        return torch.full((x.shape[0],), float(sigma), dtype=dtype, device=x.device)
+    s = torch.as_tensor(sigma, dtype=dtype, device=x.device).reshape(-1)
+    return s.expand(x.shape[0]) if s.numel() == 1 and x.shape[0] > 1 else s
 
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, n: int, *, like: str = "numpy", dtype=None,

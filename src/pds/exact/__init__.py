@@ -1,6 +1,7 @@
 """Exact output distributions of the samplers for a stationary Gaussian target.
 
-This package holds what PDS allows to compute exactly: this module (one recursion per sampler family),
+This package holds what PDS allows to compute exactly: :mod:`pds.exact.recursions` (one recursion per sampler
+family, re-exported here), :mod:`pds.exact.dense` (their dense counterparts for small images),
 :mod:`pds.exact.optimal` (the filter that minimises the exact error) and :mod:`pds.exact.theory` (Theorems 1-2
 checked numerically on small dense problems).
 
@@ -34,7 +35,8 @@ still exact, and the W2 reported is that of the Gaussian with those moments, a l
 true W2 (Gelbrich's bound).
 """
 
-from pds.exact import recursions
+from pds.exact import dense, recursions
+from pds.exact.dense import *  # noqa: F403  (dense counterparts for small images)
 from pds.exact.recursions import *  # noqa: F403  (the recursions' code lives in pds.exact.recursions)
 
-__all__ = list(recursions.__all__)
+__all__ = list(recursions.__all__) + list(dense.__all__)

@@ -48,7 +48,7 @@ from pds.schedules import edm_sigmas, ve_schedule
 from pds.scores import StationaryGaussianScore
 
 __all__ = ["RadialFilter", "Frequencies", "pc_moments", "churn_moments", "w2", "optimise", "Optimum", "OPTIMISED",
-           "agreement_with_exact", "gradient_agreement",
+           "finite_difference", "agreement_with_exact", "gradient_agreement",
            "sampler_w2", "behaviour_fingerprint", "target_fingerprint"]
 
 OPTIMISED = ("pc", "pc_kept", "edm_churn")  # the registered samplers (pds.samplers.SAMPLERS) whose filter is optimised
@@ -241,18 +241,24 @@ def gradient_agreement(freqs: Frequencies, experiment, sampler: str, nfe: int, f
                        h: float = 1e-6) -> list[float]:
     """Relative differences between the autograd gradient of :func:`sampler_w2` in the filter's knot values and
     central finite differences (step ``h``), at ``probes`` knots spread over the filter."""
+    def w2(th):
+        return sampler_w2(freqs, experiment, sampler, nfe, filt.p(freqs.radius, th))[0]
+
     theta = filt.theta.clone().requires_grad_(True)
-    sampler_w2(freqs, experiment, sampler, nfe, filt.p(freqs.radius, theta))[0].backward()
+    w2(theta).backward()
     errors = []
     for j in range(0, len(theta), max(1, len(theta) // probes)):
-        step = torch.zeros_like(theta)
-        step[j] = h
-        with torch.no_grad():
-            hi = sampler_w2(freqs, experiment, sampler, nfe, filt.p(freqs.radius, theta + step))[0]
-            lo = sampler_w2(freqs, experiment, sampler, nfe, filt.p(freqs.radius, theta - step))[0]
-        fd = float(hi - lo) / (2 * h)
+        fd = finite_difference(w2, theta, j, h)
         errors.append(abs(float(theta.grad[j]) - fd) / max(abs(fd), 1e-8 * float(theta.grad.abs().max())))
     return errors
+
+
+def finite_difference(f, x: torch.Tensor, j: int, h: float = 1e-6) -> float:
+    """The central difference (f(x + h·e_j) − f(x − h·e_j))/(2h) of a scalar function of a tensor, without autograd."""
+    step = torch.zeros_like(x)
+    step[j] = h
+    with torch.no_grad():
+        return (float(f(x.detach() + step)) - float(f(x.detach() - step))) / (2 * h)
 
 
 @dataclass

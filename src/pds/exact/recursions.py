@@ -13,7 +13,7 @@ import torch
 
 from pds.fourier import half_plane_filter, half_plane_weights, merge_frequencies, radial_profile, radial_sum
 from pds.modern import EDM_CHURN, Churn
-from pds.precondition import Preconditioner, operator_matrix
+from pds.precondition import Preconditioner
 from pds.samplers import exact_recursion, refuse_preconditioner
 from pds.samplers import sampler as registered
 from pds.schedules import LangevinLadder, VESchedule, ve_schedule
@@ -25,10 +25,6 @@ __all__ = [
     "pc_exact",
     "annealed_langevin_exact",
     "fewest_iterations",
-    "DenseResult",
-    "pc_exact_dense",
-    "langevin_stationary_dense",
-    "best_step_contraction",
     "ode_exact",
     "pc_recursion",
     "ode_recursion",
@@ -400,138 +396,6 @@ def fewest_iterations(w2_of_t, target: float, t_max: int, t_min: int = 1, grid=N
     return hi
 
 
-# -- dense linear algebra: any linear preconditioner and skew operator, on small images ----------------
-@dataclass
-class DenseResult:
-    """Output mean and covariance of a sampler on a Gaussian target, as dense arrays (small images)."""
-
-    mean: np.ndarray  # [d]
-    cov: np.ndarray  # [d, d]
-    target_mean: np.ndarray
-    target_cov: np.ndarray
-    nfe: int
-    corrector_steps: list = field(default_factory=list)
-
-    @property
-    def w2(self) -> float:
-        import scipy.linalg
-
-        root_t = scipy.linalg.sqrtm(self.target_cov).real
-        cross = scipy.linalg.sqrtm(root_t @ self.cov @ root_t).real
-        dm = self.mean - self.target_mean
-        return math.sqrt(max(float(dm @ dm + np.trace(self.cov + self.target_cov - 2.0 * cross)), 0.0))
-
-    @property
-    def w2_relative(self) -> float:
-        return self.w2 / math.sqrt(float(np.trace(self.target_cov)))
-
-
-def _dense_operators(target, preconditioner, solenoidal, omega):
-    """(Σ, M⁻¹M⁻ᵀ, M⁻¹, ω·S) as dense d×d matrices for a Gaussian ``target`` of dim = C·H·W pixels (identities and
-    zero where there is no preconditioner or skew term)."""
-    shape = tuple(target.shape)
-    dim = int(np.prod(shape))
-    target_cov = np.asarray(target.cov if hasattr(target, "cov") else target.covariance(), dtype=np.float64)
-    if preconditioner is None:
-        drift, noise = np.eye(dim), np.eye(dim)
-    else:
-        drift, noise = operator_matrix(preconditioner.drift, shape), operator_matrix(preconditioner.noise, shape)
-    skew = np.zeros((dim, dim)) if solenoidal is None or omega == 0 else omega * operator_matrix(solenoidal, shape)
-    return target_cov, drift, noise, skew
-
-
-def pc_exact_dense(target, sigma_min: float, sigma_max: float, num_scales: int, snr: float, *,
-                   iterations: int | None = None, speed_up: float | None = None,
-                   preconditioner: Preconditioner | None = None, solenoidal=None, omega: float = 0.0,
-                   denoise: bool = True) -> DenseResult:
-    """Exact output mean and covariance of :func:`pds.samplers.pc_sampler` for a Gaussian ``target`` with a
-    dense covariance (:class:`pds.scores.GaussianScore`, or a stationary one through its ``covariance()``), any
-    preconditioner (space filter included) and any linear skew operator ``solenoidal`` (e.g.
-    :class:`pds.solenoidal.MatrixSkew`), applied as the sampler applies them: the corrector's step ε from
-    expected norms (as :func:`pc_exact`), computed from the preconditioned drift before ω·S is added, and ω·S
-    scaled by ε in the corrector and by G² in the predictor. Meant for small images (dim = C·H·W up to a few hundred).
-    """
-    target_cov, drift, noise, skew = _dense_operators(target, preconditioner, solenoidal, omega)
-    dim = len(target_cov)
-    mu = target.mean.reshape(-1).numpy() if isinstance(target.mean, torch.Tensor) else np.asarray(target.mean).ravel()
-    noise_cov = noise @ noise.T
-    sched = ve_schedule(sigma_min, sigma_max, num_scales, speed_up, iterations=iterations, dtype=torch.float64)
-    sigmas, _, g2s = sched.host()
-    m, cov = np.zeros(dim), sched.sigma_max**2 * noise_cov
-    steps, noise_sq = [], float(np.trace(noise_cov))
-    for i in range(sched.n):
-        prec = np.linalg.inv(target_cov + sigmas[i] ** 2 * np.eye(dim))
-        dl = drift @ prec
-        second = cov + np.outer(m - mu, m - mu)
-        eps = 2.0 * snr**2 * noise_sq / float(np.trace(dl @ second @ dl.T))
-        steps.append(eps)
-        a = np.eye(dim) - eps * (drift + skew) @ prec
-        m, cov = mu + a @ (m - mu), a @ cov @ a.T + 2.0 * eps * noise_cov
-        a = np.eye(dim) - g2s[i] * (drift + skew) @ prec
-        m, cov = mu + a @ (m - mu), a @ cov @ a.T
-        if not (denoise and i == sched.n - 1):
-            cov = cov + g2s[i] * noise_cov
-    return DenseResult(m, 0.5 * (cov + cov.T), mu, target_cov, 2 * sched.n, steps)
-
-
-def langevin_stationary_dense(target, step: float, *, preconditioner: Preconditioner | None = None,
-                              solenoidal=None, omega: float = 0.0) -> dict:
-    """The Langevin corrector at a fixed noise level as a stationary chain, exactly: x ← x + ε(P + ωS)∇log p(x) +
-    √(2ε)·M⁻¹ξ for the Gaussian ``target`` (P = M⁻¹M⁻ᵀ). Returns the continuous-time relaxation rates of the
-    drift −(P + ωS)Σ⁻¹ (slowest and fastest: Thm 1's SDE), the spectral radius of the one-step map (< 1: the
-    discrete chain converges, its per-step contraction), and the W2 between the chain's stationary law and the
-    target (the discretisation's bias; ``inf`` when it diverges)."""
-    import scipy.linalg
-
-    target_cov, drift, noise, skew = _dense_operators(target, preconditioner, solenoidal, omega)
-    dim = len(target_cov)
-    j = -(drift + skew) @ np.linalg.inv(target_cov)
-    rates = -np.linalg.eigvals(j).real
-    a = np.eye(dim) + step * j
-    radius = float(np.max(np.abs(np.linalg.eigvals(a))))
-    out = {"slowest_rate": float(rates.min()), "fastest_rate": float(rates.max()), "spectral_radius": radius,
-           "w2": math.inf}
-    if radius < 1:
-        stationary = scipy.linalg.solve_discrete_lyapunov(a, 2.0 * step * noise @ noise.T)
-        res = DenseResult(np.zeros(dim), 0.5 * (stationary + stationary.T), np.zeros(dim), target_cov, 0)
-        out["w2"] = res.w2
-        out["w2_relative"] = res.w2_relative
-    return out
-
-
-def best_step_contraction(target, *, preconditioner: Preconditioner | None = None, solenoidal=None,
-                          omega: float = 0.0) -> dict:
-    """The fastest the discrete Langevin corrector x ← x + ε(P + ωS)∇log p + √(2ε)·M⁻¹ξ can relax on a Gaussian
-    target: the step ε* minimising the spectral radius ρ(I + εJ) of its one-step map (J = −(P + ωS)Σ⁻¹; ρ is
-    convex in ε), that radius, the largest stable step, and the steps per e-fold of the slowest mode, −1/log ρ*."""
-    from scipy.optimize import brentq, minimize_scalar
-
-    target_cov, drift, _, skew = _dense_operators(target, preconditioner, solenoidal, omega)
-    mu = np.linalg.eigvals(-(drift + skew) @ np.linalg.inv(target_cov))
-    if np.max(mu.real) >= 0:
-        raise ValueError("the drift is not stable: no step size converges")
-
-    def radius(eps):
-        return float(np.max(np.abs(1.0 + eps * mu)))
-
-    top = 2.0 / float(np.max(-mu.real))  # beyond it the fastest real mode alone diverges
-    best = minimize_scalar(radius, bounds=(0.0, top), method="bounded", options={"xatol": top * 1e-9})
-    largest = brentq(lambda e: radius(e) - 1.0, best.x, top) if radius(top) > 1.0 else top
-    rho = radius(best.x)
-    return {"step": float(best.x), "radius": rho, "largest_stable_step": float(largest),
-            "steps_per_efold": -1.0 / math.log(rho) if rho < 1 else math.inf}
-
-
-# the samplers compared at a budget of network evaluations (notebooks 10 and 12): display label -> (registered sampler,
-# with PDS); the evaluations per step are the registry's (pds.samplers.SAMPLERS: PC two per iteration, Heun's and EDM's
-# samplers 2k − 1 for k steps, Euler and DPM-Solver++(2M) one per step)
-BUDGET_SAMPLERS = {"PC vanilla": ("pc", False), "PC + PDS (released)": ("pc", True),
-                   "pc_kept (PDS keeping p_σ)": ("pc_kept", True), "euler": ("euler", False), "heun": ("heun", False),
-                   "dpmpp_2m": ("dpmpp_2m", False), "edm_churn": ("edm_churn", False),
-                   "edm_churn + PDS": ("edm_churn", True)}
-SAMPLERS_BY_NFE = tuple(BUDGET_SAMPLERS)
-
-
 # -- the exact recursion of each registered sampler, called like the sampler (pds.samplers.Sampler.exact) -----------
 @exact_recursion("pc")
 def _pc(target, schedule: VESchedule, *, snr: float, preconditioner=None, denoise: bool = True, **options):
@@ -561,13 +425,23 @@ for _name in ("euler", "heun", "dpmpp_2m", "edm_churn"):
     _ode(_name)
 
 
+# the samplers compared at a budget of network evaluations (notebooks 10 and 12): display label -> (registered sampler,
+# with PDS); the evaluations per step are the registry's (pds.samplers.SAMPLERS: PC two per iteration, Heun's and EDM's
+# samplers 2k − 1 for k steps, Euler and DPM-Solver++(2M) one per step)
+BUDGET_SAMPLERS = {"PC vanilla": ("pc", False), "PC + PDS (released)": ("pc", True),
+                   "pc_kept (PDS keeping p_σ)": ("pc_kept", True), "euler": ("euler", False), "heun": ("heun", False),
+                   "dpmpp_2m": ("dpmpp_2m", False), "edm_churn": ("edm_churn", False),
+                   "edm_churn + PDS": ("edm_churn", True)}
+SAMPLERS_BY_NFE = tuple(BUDGET_SAMPLERS)
+
+
 def w2_within(target: StationaryGaussianScore, settings, sampler: str, nfe: int,
               preconditioner: Preconditioner | None = None) -> float:
     """The exact relative W2 of ``sampler`` (a label of :data:`BUDGET_SAMPLERS`) within ``nfe`` network evaluations,
-    with the σ range, scales and snr of ``settings`` (a :class:`pds.configs.Experiment`); ``preconditioner`` for
-    the
-    PDS variants. PC runs ⌊nfe/2⌋ iterations (at most the experiment's scales); the ODE samplers run on EDM's σ
-    schedule (:func:`pds.schedules.edm_sigmas`) with as many steps as fit."""
+    with the σ range, scales and snr of ``settings`` (a :class:`pds.samplers.Settings` or a
+    :class:`pds.configs.Experiment`); ``preconditioner`` for the PDS variants. PC runs ⌊nfe/2⌋ iterations (at most the
+    experiment's scales); the ODE samplers run on EDM's σ schedule (:func:`pds.schedules.edm_sigmas`) with as many steps
+    as fit."""
     if sampler not in BUDGET_SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS_BY_NFE}, got {sampler!r}")
     name, pds = BUDGET_SAMPLERS[sampler]

@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pds.schedules import sigma_per_sample
+
 __all__ = ["DiffusersScore", "load_diffusers_folder"]
 
 
@@ -26,13 +28,7 @@ class DiffusersScore(nn.Module):
         self.unet = unet
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        if isinstance(sigma, int | float):
-            s = torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
-        else:
-            s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
-            if s.numel() == 1 and x.shape[0] > 1:
-                s = s.expand(x.shape[0])
-        return self.unet(x, s).sample
+        return self.unet(x, sigma_per_sample(x, sigma)).sample
 
 
 def load_diffusers_folder(path: Path):

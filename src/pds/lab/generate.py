@@ -35,7 +35,8 @@ from pds.configs import experiment as experiment_named
 from pds.lab.data import load_idx_images, load_image_folder
 from pds.lab.experiments import Method, SmallModel, crop_and_clip, draw
 from pds.lab.metrics import fid_statistics, frechet_distance, gaussian_statistics, load_classifier
-from pds.models.checkpoints import SHIPPED_DIR, find_checkpoint, shipped_models, sidecar_path
+from pds.models.checkpoints import find_checkpoint
+from pds.models.trained import SHIPPED_DIR, shipped_models, sidecar_path
 from pds.storage import RUNS_DIR, RunLock, atomic_write
 
 __all__ = ["resolve_model", "sample_seed", "shard_indices", "run_sharded", "load_samples", "save_grid",

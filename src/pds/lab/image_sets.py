@@ -1,7 +1,7 @@
 """Real image sets as exact targets: zero model error, so every departure is the sampler's.
 
 The noised empirical distribution of an image set, p_σ = (1/N) Σ_i N(x_i, σ²I), has an exact score at every σ
-(:class:`pds.scores.EmpiricalScore`). A sampler run on it with zero discretisation error ends on training images
+(:class:`pds.empirical.EmpiricalScore`). A sampler run on it with zero discretisation error ends on training images
 (it memorises, by design); how far its samples end from the set, and *which* images they reach, are measures of the
 sampler alone:
 
@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from pds.configs import Experiment
+from pds.empirical import EmpiricalScore
 from pds.filters import estimate_filters, save_filters
 from pds.fingerprint import Fingerprint, fingerprint
 from pds.lab.data import aligned_faces, load_idx_images, load_idx_labels, natural_image_crops
@@ -39,7 +40,6 @@ from pds.lab.experiments import SmallModel, Verdict
 from pds.lab.metrics import ClassifierFD, MetricResult, load_classifier
 from pds.models.local_score import LocalScore, PatchSchedule
 from pds.schedules import geometric_sigmas
-from pds.scores import EmpiricalScore
 
 __all__ = ["hit_statistics", "LandingMetric", "ImageSet", "image_set", "landing_metric", "statistics_filter_file",
            "exact_model", "exact_twin", "els_twin", "perfect_draws", "measures", "covers", "LANDED_RADIUS", "PRIMARY"]

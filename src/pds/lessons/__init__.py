@@ -1,6 +1,7 @@
 """Each notebook's own laboratory, on :mod:`pds.lab`'s API (a module serves one notebook, or a few that share a result):
 
 * :mod:`~pds.lessons.playground` — notebook 00's sliders for the filter, T and the sampler on an exact score;
+* :mod:`~pds.lessons.paper_figures` — notebooks 05, 06 and 11: Table 1 and Fig. 6's grid on a model;
 * :mod:`~pds.lessons.exact_results` — the exact results of notebooks 03, 10, 12 and 14, kept;
 * :mod:`~pds.lessons.shapes` — notebook 07's full profile at the paper's shapes; :mod:`~pds.lessons.timing` —
   notebook 08's Table 2 timings;

@@ -209,7 +209,7 @@ def twin_verdicts(kind: str, twins: dict[str, Runs], Ts, rules: dict) -> tuple[d
 
 def novelty(runs: Runs, images) -> list[dict]:
     """Per (T, method) of ``runs``: the stored samples of its first seed's run against ``images`` (a
-    :class:`pds.scores.EmpiricalScore`) — the median distance to the nearest image in units of σ_min·√D (the model's
+    :class:`pds.empirical.EmpiricalScore`) — the median distance to the nearest image in units of σ_min·√D (the model's
     smallest noise level, D the values per sample: :class:`pds.lab.image_sets.LandingMetric`'s unit) and the fraction
     within :data:`LANDED_RADIUS` of them ("landed": a training image again, not a new one)."""
     out = []
@@ -226,7 +226,7 @@ def novelty(runs: Runs, images) -> list[dict]:
 
 def show_nearest(ax, runs: Runs, method: Method, T: int, title: str, count: int = 8, images=None) -> None:
     """The first ``count`` samples of the first seed's run of ``method`` at ``T`` (top row) above the nearest image of
-    the set to each (bottom row), on ``ax``; the set: ``images`` (a :class:`pds.scores.EmpiricalScore`), default the
+    the set to each (bottom row), on ``ax``; the set: ``images`` (a :class:`pds.empirical.EmpiricalScore`), default the
     landing metric's."""
     row = runs.cache.run(runs.model, method, T, runs.n, runs.seeds[0], runs.metric, device=runs.device)
     x = runs.cache.samples(row["key"])[:count]

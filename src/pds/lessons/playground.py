@@ -12,7 +12,7 @@ optimum (where it searched that budget) and notebook 14's rule. ≤ 0.3 s per ch
 images and vanilla lands in few steps: nothing for PDS to accelerate. Each change redraws, in well under a second on
 a CPU: the multiplier the sampler applies to the noise per frequency (centred, DC in the middle), one noise draw
 η = M⁻¹ξ with that filter on a fixed scale, and samples from the exact score of the set
-(:class:`pds.scores.EmpiricalScore`) with the chosen sampler in T steps, each with its Euclidean distance to the
+(:class:`pds.empirical.EmpiricalScore`) with the chosen sampler in T steps, each with its Euclidean distance to the
 nearest training image (pixels in [0, 1]). The filter is the statistics R of Eq. 14 (normalised by α as
 released), the parametric (r, λ) filter of Sec. 4.3 in either reading, or none (vanilla).
 

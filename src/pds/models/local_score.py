@@ -2,7 +2,7 @@
 inductive bias — locality (LS) and translation equivariance (ELS) — and no training; the network-like witnesses of
 notebook 13. Models of a score as the networks of this package are, built from a training set instead of weights:
 :class:`LocalScore` and its patch-size schedule :class:`PatchSchedule`. They use the method's exact empirical score
-(:class:`pds.scores.EmpiricalScore`) on patches."""
+(:class:`pds.empirical.EmpiricalScore`) on patches."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import math
 import numpy as np
 import torch
 
+from pds.empirical import EmpiricalScore, data_fingerprint
 from pds.fingerprint import RTOL, Approx, Fingerprint, fingerprint
-from pds.scores import EmpiricalScore, GaussianScore, _data_fingerprint, check_sigma
+from pds.scores import GaussianScore, check_sigma
 
 __all__ = ["LocalScore", "PatchSchedule", "PCALocalityScore"]
 
@@ -206,7 +207,7 @@ class LocalScore:
 
     def data_fingerprint(self) -> Fingerprint:
         """The training images' values, as :meth:`EmpiricalScore.data_fingerprint`."""
-        return _data_fingerprint(self)
+        return data_fingerprint(self)
 
     def fingerprint(self) -> Fingerprint:
         """A behaviour fingerprint (:mod:`pds.fingerprint`): the images, the settings, the patch size at 49 noise levels
@@ -299,7 +300,7 @@ class PCALocalityScore:
     consecutive blocks of ``batches`` images (their data loader's batch, 512) and the blocks' averages averaged with
     equal weight ("WSSM"), which is not the softmax over the set. ``threshold``: their code's default is 0.02, their
     Fashion-MNIST configuration 0.005. The score is (D − x)/σ². Limit: ``threshold`` = 0 keeps every pixel (M = 1):
-    the exact empirical score (:class:`pds.scores.EmpiricalScore`).
+    the exact empirical score (:class:`pds.empirical.EmpiricalScore`).
 
     Cost: per (sample, image) one product of the squared differences with M, O(D²): ``chunk`` images at a time, in
     ``dtype`` (float32 by default; the differences are squared before the product, so no cancellation), the softmax in
@@ -383,6 +384,6 @@ class PCALocalityScore:
         x0 = X0[:2] + 0.1 * torch.randn(2, 1, 4, 4, generator=gen, dtype=torch.float64)
         canon = [PCALocalityScore(X0, GaussianScore.from_images(X0), 0.2, batches=b, dtype=torch.float64)
                  for b in (None, 4)]
-        return fingerprint("PCALocalityScore", _data_fingerprint(self), Approx(self.wiener.evals, RTOL),
+        return fingerprint("PCALocalityScore", data_fingerprint(self), Approx(self.wiener.evals, RTOL),
                            self.threshold, self.temperature, self.batches, str(self.dtype),
                            *[Approx(c.posterior_mean(x0, s), RTOL) for c in canon for s in (0.05, 0.5)])

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pds.schedules import geometric_sigmas
+from pds.schedules import geometric_sigmas, sigma_per_sample
 
 __all__ = ["NCSNppConfig", "NCSNpp", "upfirdn2d", "fir_upsample", "fir_downsample", "fir_filter", "OFFICIAL_CONFIGS"]
 
@@ -382,13 +382,7 @@ class NCSNpp(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        if isinstance(sigma, int | float):  # one σ for the batch, from the host: no device round trip
-            sigma = torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
-        else:
-            sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
-            if sigma.numel() == 1 and x.shape[0] > 1:
-                sigma = sigma.expand(x.shape[0])
-        return (self._compiled or self._forward_tensor)(x, sigma)
+        return (self._compiled or self._forward_tensor)(x, sigma_per_sample(x, sigma))
 
     def _forward_tensor(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         cfg, mods = self.config, self.all_modules

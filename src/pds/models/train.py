@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pds.models.checkpoints import (
+from pds.models.trained import (
     KINDS,
     build_network,
     read_training_state,

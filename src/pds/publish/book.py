@@ -40,7 +40,8 @@ import mistune
 import nbformat
 from nbconvert import HTMLExporter
 
-from pds.publish.findings import findings_dir, load, render
+from pds.publish.compare import load
+from pds.publish.findings import findings_dir, render
 from pds.publish.notebooks import PROFILES, list_notebooks
 from pds.storage import BUILD_DIR
 
