@@ -13,7 +13,39 @@ import torch
 from pds.fingerprint import DATA_RTOL, RTOL, Approx, Fingerprint, fingerprint
 from pds.scores import check_sigma
 
-__all__ = ["EmpiricalScore", "data_fingerprint"]
+__all__ = ["EmpiricalScore", "OnlineSoftmax", "data_fingerprint"]
+
+class OnlineSoftmax:
+    """Σ_i w_i·v_i / Σ_i w_i with w_i = e^{l_i}, over logits that arrive in chunks (the online log-sum-exp): the
+    running maximum m, Σ e^{l−m} and Σ e^{l−m}·v in float64. :meth:`add` merges a chunk given by its own maximum, sum
+    and weighted sum, each side rescaled to the new maximum (e^{m_old − m_new}, e^{top − m_new}); the sum's shape is
+    the batch's (and pixels'), the values' may have one more axis after the batch axis. Used by
+    :class:`EmpiricalScore` and the local machines of :mod:`pds.models.local_score`."""
+
+    def __init__(self, shape, value_shape, device):
+        self.max = torch.full(tuple(shape), -math.inf, dtype=torch.float64, device=device)
+        self.sum = torch.zeros_like(self.max)
+        self.acc = torch.zeros(tuple(value_shape), dtype=torch.float64, device=device)
+
+    def _to_values(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self.acc.ndim == t.ndim else t.unsqueeze(1)
+
+    def add(self, top: torch.Tensor, total: torch.Tensor, weighted: torch.Tensor) -> None:
+        """Merge a chunk: ``top`` its maximum, ``total`` = Σ e^{l−top}, ``weighted`` = Σ e^{l−top}·v."""
+        new = torch.maximum(self.max, top.double())
+        old, here = torch.exp(self.max - new), torch.exp(top.double() - new)  # old is 0 at the first chunk
+        self.sum = self.sum * old + total * here
+        self.acc.mul_(self._to_values(old)).add_(weighted.to(torch.float64).mul_(self._to_values(here)))
+        self.max = new
+
+    def mean(self) -> torch.Tensor:
+        """Σ w·v / Σ w."""
+        return self.acc / self._to_values(self.sum)
+
+    def log_sum(self) -> torch.Tensor:
+        """log Σ_i e^{l_i}."""
+        return self.max + torch.log(self.sum)
+
 
 _DATA_FINGERPRINTS: dict[str, Fingerprint] = {}  # by the SHA-256 of the stored values: a set summarised once
 
@@ -129,37 +161,31 @@ class EmpiricalScore:
 
         The logits are computed without the row constant −‖x‖²/(2σ²), which cancels in the weights (it is added back
         to the log-sum-exp): (2x·x_i − ‖x_i‖²)/(2σ²), one fused product per chunk. Logits more than 80 below a row's
-        running maximum are clamped there before the exponential (their weights, below e^-80 relative, would
+        chunk's maximum are clamped there before the exponential (their weights, below e^-80 relative, would
         otherwise be float32 denormals, which are slow); what they contribute is below N·e^-80 relative."""
         sq, dtype = (self.sq, torch.float64) if exact else (self._sq, self.dtype)
         B = flat.shape[0]
         xc = flat.to(dtype)
         xx = (flat.double() ** 2).sum(1)
         inv = (0.5 / s**2).to(dtype)[:, None]  # 1 / (2σ²)
-        run_max = torch.full((B,), -math.inf, dtype=torch.float64, device=self.device)
-        run_sum = torch.zeros(B, dtype=torch.float64, device=self.device)
-        acc = torch.zeros(B, self.V.shape[1], dtype=torch.float64, device=self.device)
+        soft = OnlineSoftmax((B,), (B, self.V.shape[1]), self.device)
         best_d = best_i = None
         for start in range(0, self.n, self.chunk):
             Xc = self._exact_rows(start) if exact else self.X[start : start + self.chunk]
             logits = torch.addmm(sq[None, start : start + self.chunk], xc, Xc.T, beta=-1, alpha=2).mul_(inv)
             if self.counts is not None:
                 logits.add_(self._logc[None, start : start + self.chunk].to(logits.dtype))
-            new_max = torch.maximum(run_max, logits.amax(dim=1).double())
-            scale = torch.exp(run_max - new_max)  # 0 for the first chunk (exp(−inf))
             if topk:  # the k nearest so far (largest logits), from approximate distances
                 cat_l = logits if best_d is None else torch.cat([best_d, logits], dim=1)
                 idx = torch.arange(start, start + len(Xc), device=self.device).expand(B, -1)
                 cat_i = idx if best_i is None else torch.cat([best_i, idx], dim=1)
                 best_d, pos = torch.topk(cat_l, min(self.k, cat_l.shape[1]), dim=1)
                 best_i = torch.gather(cat_i, 1, pos)
-            w = logits.sub_(new_max.to(dtype)[:, None]).clamp_(min=-80.0).exp_()
-            run_sum = run_sum * scale + w.sum(dim=1, dtype=torch.float64)
+            top = logits.amax(dim=1)
+            w = logits.sub_(top[:, None]).clamp_(min=-80.0).exp_()
             Vc = Xc if self.V is self.X else self.V[start : start + self.chunk].to(Xc.dtype)
-            acc.mul_(scale[:, None]).add_(w @ Vc)  # in place: one B × V temporary in dtype
-            run_max = new_max
-        lse = run_max + torch.log(run_sum) - xx * (0.5 / s**2)
-        return acc / run_sum[:, None], lse, best_d, best_i
+            soft.add(top, w.sum(dim=1, dtype=torch.float64), w @ Vc)
+        return soft.mean(), soft.log_sum() - xx * (0.5 / s**2), best_d, best_i
 
     def _exact_rows(self, start: int) -> torch.Tensor:
         """Rows ``start … start + chunk`` of the set in float64: from a float64 copy kept when it fits in 256 MB (small

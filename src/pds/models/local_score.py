@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from pds.empirical import EmpiricalScore, data_fingerprint
+from pds.empirical import EmpiricalScore, OnlineSoftmax, data_fingerprint
 from pds.fingerprint import RTOL, Approx, Fingerprint, fingerprint
 from pds.scores import GaussianScore, check_sigma
 
@@ -125,19 +125,15 @@ class LocalScore:
         if k not in self._per_k:
             self._per_k[k] = self._box((self.X**2).sum(1), k)  # ‖X_{i,P(p)}‖², [N, H, W]
         norms, inv = self._per_k[k], 0.5 / sigma**2
-        run_max = torch.full((len(x), *self.shape[1:]), -math.inf, dtype=torch.float64, device=self.device)
-        run_sum = torch.zeros_like(run_max)
-        acc = torch.zeros(len(x), *self.shape, dtype=torch.float64, device=self.device)
+        soft = OnlineSoftmax((len(x), *self.shape[1:]), (len(x), *self.shape), self.device)
         for a in range(0, self.n, self.chunk):
             Xc = self.X[a : a + self.chunk]
             cross = self._box(torch.einsum("bchw,nchw->bnhw", x, Xc), k)
             logits = ((2 * cross - norms[None, a : a + self.chunk]) * inv).double()
-            new_max = torch.maximum(run_max, logits.amax(dim=1))
-            scale, wts = torch.exp(run_max - new_max), torch.exp(logits - new_max[:, None])
-            run_sum = run_sum * scale + wts.sum(1)
-            acc = acc * scale[:, None] + torch.einsum("bnhw,nchw->bchw", wts, Xc.double())
-            run_max = new_max
-        return acc / run_sum[:, None]
+            top = logits.amax(dim=1)
+            wts = torch.exp(logits - top[:, None])
+            soft.add(top, wts.sum(1), torch.einsum("bnhw,nchw->bchw", wts, Xc.double()))
+        return soft.mean()
 
     def _clip(self, n: int, r: int) -> list[tuple[int, int]]:
         """Per row (or column) of an axis of length n: how many rows of its window of radius r the (top, bottom) edge
@@ -362,14 +358,10 @@ class PCALocalityScore:
         size = self.batches or self.n
         blocks = []
         for a in range(0, self.n, size):  # a block: the softmax's domain (the whole set unless ``batches``)
-            run_max = torch.full((len(x), self.X.shape[1]), -math.inf, dtype=torch.float64, device=self.device)
-            run_sum, acc = torch.zeros_like(run_max), torch.zeros_like(run_max)
+            soft = OnlineSoftmax((len(x), self.X.shape[1]), (len(x), self.X.shape[1]), self.device)
             for b in range(a, min(a + size, self.n), self.chunk):
-                top, total, weighted = self._block(x, M, self.X[b : min(b + self.chunk, a + size)], inv)
-                new = torch.maximum(run_max, top)
-                old, here = torch.exp(run_max - new), torch.exp(top - new)
-                run_sum, acc, run_max = run_sum * old + total * here, acc * old + weighted * here, new
-            blocks.append(acc / run_sum)
+                soft.add(*self._block(x, M, self.X[b : min(b + self.chunk, a + size)], inv))
+            blocks.append(soft.mean())
         return torch.stack(blocks).mean(0)
 
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
