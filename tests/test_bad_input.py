@@ -425,3 +425,16 @@ def test_the_playground_refuses_an_unknown_setting_where_the_state_is_made(field
         State(**{field: value})
     if field == "sampler":
         assert all(name in str(err.value) for name in SAMPLER_CHOICES)
+
+
+def test_a_registered_samplers_entry_names_the_settings_it_lacks():
+    from pds.samplers import Settings, sampler
+
+    bare = Settings(0.01, 5.0)
+    with pytest.raises(ValueError, match=r"the langevin samplers need the settings' n_steps_each, step_lr, levels"):
+        sampler("annealed_langevin").schedule(bare, 5)
+    with pytest.raises(ValueError, match=r"the pc samplers need the settings' levels"):
+        sampler("pc").schedule(bare, 5)
+    with pytest.raises(ValueError, match=r"the pc samplers need the settings' snr"):
+        sampler("pc_kept").options(bare)
+    assert sampler("euler").schedule(bare, 3)[-1] == 0.0 and sampler("heun").options(bare) == {}

@@ -57,12 +57,21 @@ class Settings:
     denoise: bool | None = None
 
 
+def _need(s, family: str, *names: str) -> None:
+    """One line naming the settings a family's schedule or options need and ``s`` lacks."""
+    missing = [n for n in names if getattr(s, n, None) is None]
+    if missing:
+        raise ValueError(f"the {family} samplers need the settings' {', '.join(missing)} (pds.samplers.Settings)")
+
+
 def _pc_schedule(s, T: int, dtype, expand: bool) -> VESchedule:
+    _need(s, "pc", "levels")
     return ve_schedule(s.sigma_min, s.sigma_max, int(s.levels), iterations=T, dtype=dtype)
 
 
 def _langevin_schedule(s, T: int, dtype, expand: bool) -> LangevinLadder:
     sigmas = getattr(s, "sigmas", None)
+    _need(s, "langevin", "n_steps_each", "step_lr", *(("levels",) if sigmas is None else ()))
     ladder = geometric_sigmas(s.sigma_max, s.sigma_min, int(s.levels)) if sigmas is None else sigmas
     return LangevinLadder(ladder, s.n_steps_each, s.step_lr).shorten(T, expand)
 
@@ -76,7 +85,12 @@ def _denoise(s) -> dict:
 
 
 # per family: (the schedule for T steps, the options taken from the settings)
-FAMILIES = {"pc": (_pc_schedule, lambda s: {"snr": s.snr, **_denoise(s)}),
+def _pc_options(s) -> dict:
+    _need(s, "pc", "snr")
+    return {"snr": s.snr, **_denoise(s)}
+
+
+FAMILIES = {"pc": (_pc_schedule, _pc_options),
             "langevin": (_langevin_schedule, lambda s: {"init": s.init, **_denoise(s)}),
             "ode": (_ode_schedule, lambda s: {})}
 EXACT: dict[str, Callable] = {}  # name -> its exact recursion, registered by pds.exact (exact_recursion)
@@ -277,7 +291,7 @@ def check_schedule(schedule) -> VESchedule:
     samplers before issue 28 took sigma_min, sigma_max, num_scales where the schedule now goes)."""
     if not isinstance(schedule, VESchedule):
         raise TypeError(f"the PC samplers take a schedule, got {type(schedule).__name__} {schedule!r}: pass "
-                        "pds.schedules.ve_schedule(sigma_min, sigma_max, num_scales, iterations=T), then snr")
+                        "pds.schedules.ve_schedule(sigma_min, sigma_max, num_scales, iterations=T), then snr=…")
     return schedule
 
 
