@@ -14,7 +14,7 @@ import torch
 from pds.fourier import half_plane_filter, half_plane_weights, merge_frequencies, radial_profile, radial_sum
 from pds.modern import EDM_CHURN, Churn
 from pds.precondition import Preconditioner
-from pds.samplers import exact_recursion, refuse_preconditioner
+from pds.samplers import SAMPLERS, exact_recursion, refuse_preconditioner
 from pds.samplers import sampler as registered
 from pds.schedules import LangevinLadder, VESchedule, ve_schedule
 from pds.scores import StationaryGaussianScore
@@ -33,6 +33,9 @@ __all__ = [
     "BUDGET_SAMPLERS",
     "w2_within",
 ]
+
+
+ODE_SAMPLERS = tuple(name for name, s in SAMPLERS.items() if s.family == "ode")  # pds.modern's, as registered
 
 
 @dataclass
@@ -310,8 +313,8 @@ def ode_exact(target: StationaryGaussianScore, sampler: str, sigmas, *, precondi
     churn noise M⁻¹ξ, drift gain p). Per frequency the denoiser is linear, D − m = s/(s + σ²)·(x − m), so every step
     maps the deviation y = x − m to a·y (plus independent churn noise): :func:`ode_recursion`; DPM-Solver++'s
     two-step rule is a two-term recursion of the amplitude. The prior is N(0, σ_0²I)."""
-    if sampler not in ("euler", "heun", "dpmpp_2m", "edm_churn"):
-        raise ValueError(f"sampler must be one of euler, heun, dpmpp_2m, edm_churn; got {sampler!r}")
+    if sampler not in ODE_SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(ODE_SAMPLERS)}; got {sampler!r}")
     st = _Setup.cached(target, preconditioner if sampler == "edm_churn" else None, None, 0.0)
     delta0 = (-st.m_hat).to(torch.complex128)
     if sampler == "dpmpp_2m":
@@ -421,7 +424,7 @@ def _ode(name: str):
     return exact
 
 
-for _name in ("euler", "heun", "dpmpp_2m", "edm_churn"):
+for _name in ODE_SAMPLERS:
     _ode(_name)
 
 
