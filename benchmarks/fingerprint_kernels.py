@@ -32,8 +32,9 @@ def dump(path: str) -> None:
 
     from pds.exact.optimal import behaviour_fingerprint, target_fingerprint
     from pds.filters import filters_fingerprint
-    from pds.lab.cache import metric_fingerprint, network_fingerprint, rebuild, sampling_fingerprint, stored_rows
+    from pds.lab.cache import metric_fingerprint, network_fingerprint, sampling_fingerprint, stored_rows
     from pds.lab.data import natural_image_crops
+    from pds.lab.recompute import rebuild
     from pds.scores import StationaryGaussianScore, fit_power_law, power_law_field
     from pds.storage import DATA_DIR
 

@@ -88,3 +88,28 @@ def test_the_result_caches_legacy_rows_are_re_laid_with_their_keys(tmp_path):
     stored = json.loads((tmp_path / "results.jsonl").read_text())
     assert stored["description"] == desc and not set(DESCRIPTION) & set(stored) - {"description"}
     assert cache.find(desc) == legacy and description_of(cache.get(legacy["key"])) == desc
+
+
+def test_a_local_row_that_cannot_serve_does_not_hide_the_shipped_one(tmp_path):
+    """The result cache serves a run only with its samples: a local row of a key whose samples file is missing must
+    not hide the shipped row of that key that has one (nor a shipped row that matches within tolerance)."""
+    shipped = Store(tmp_path / "s", name="things")
+    row = shipped.add({"what": "w"}, where="shipped")
+    local = Store(tmp_path / "l", shipped=tmp_path / "s", name="things")
+    local.add({"what": "w"}, where="local")
+    assert local.row(row["key"])["where"] == "local" and len(local.versions(row["key"])) == 2
+    found = local.find({"what": "w"}, usable=lambda r, folder: folder == tmp_path / "s")
+    assert found["where"] == "shipped" and local.find({"what": "w"})["where"] == "local"
+
+
+def test_legacy_re_laying_keeps_lines_it_cannot_re_lay(tmp_path):
+    from pds.lab.cache import relay_legacy, run_key
+
+    desc = {"model": {}, "method": {}, "T": 1, "n": 1, "seed": 0, "batch_size": 1, "device": "cpu",
+            "fingerprints": {}}
+    partial = {"key": "abc", "T": 1}  # a legacy row without the rest of its description
+    (tmp_path / "results.jsonl").write_text(json.dumps({"key": run_key(desc), **desc}) + "\n" + json.dumps(partial)
+                                            + "\n")
+    assert relay_legacy(tmp_path) == 1
+    lines = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert lines[0]["description"] == desc and lines[1] == partial

@@ -3,7 +3,7 @@
 The layout shows the architecture. Each layer imports only from the layers above it in this list (a test,
 ``tests/test_architecture.py``, checks it):
 
-* **the method** — the top-level modules, under 3k lines, all a user of PDS needs with their own score model:
+* **the method** — the top-level modules, about 3k lines, all a user of PDS needs with their own score model:
 
   * :mod:`pds.precondition` — the operator M of Eq. 10 and the maps M⁻¹ξ, M⁻¹M⁻ᵀd of Eq. 11 / Alg. 1;
   * :mod:`pds.filters` — statistics filters R (Eq. 14) and A (Eq. 13 / released), parametric (r, λ), filter files;

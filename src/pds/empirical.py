@@ -35,7 +35,7 @@ class OnlineSoftmax:
         new = torch.maximum(self.max, top.double())
         old, here = torch.exp(self.max - new), torch.exp(top.double() - new)  # old is 0 at the first chunk
         self.sum = self.sum * old + total * here
-        self.acc.mul_(self._to_values(old)).add_(weighted.to(torch.float64).mul_(self._to_values(here)))
+        self.acc.mul_(self._to_values(old)).add_(weighted.to(torch.float64) * self._to_values(here))
         self.max = new
 
     def mean(self) -> torch.Tensor:

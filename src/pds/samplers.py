@@ -35,7 +35,7 @@ from pds.schedules import LangevinLadder, VESchedule, edm_sigmas, geometric_sigm
 
 __all__ = ["pc_sampler", "annealed_langevin", "checked_score", "initial_state", "prior", "randn", "rand", "FiniteCheck",
            "operators", "check_schedule", "Settings", "Sampler", "SAMPLERS", "FAMILIES", "EXACT", "register",
-           "exact_recursion", "sampler", "steps_within", "refuse_preconditioner"]
+           "exact_recursion", "sampler", "steps_within", "refuse_preconditioner", "require"]
 
 
 # -- the registry: every sampler registered where it is defined --------------------------------
@@ -57,7 +57,7 @@ class Settings:
     denoise: bool | None = None
 
 
-def _need(s, family: str, *names: str) -> None:
+def require(s, family: str, *names: str) -> None:
     """One line naming the settings a family's schedule or options need and ``s`` lacks."""
     missing = [n for n in names if getattr(s, n, None) is None]
     if missing:
@@ -65,13 +65,13 @@ def _need(s, family: str, *names: str) -> None:
 
 
 def _pc_schedule(s, T: int, dtype, expand: bool) -> VESchedule:
-    _need(s, "pc", "levels")
+    require(s, "pc", "levels")
     return ve_schedule(s.sigma_min, s.sigma_max, int(s.levels), iterations=T, dtype=dtype)
 
 
 def _langevin_schedule(s, T: int, dtype, expand: bool) -> LangevinLadder:
     sigmas = getattr(s, "sigmas", None)
-    _need(s, "langevin", "n_steps_each", "step_lr", *(("levels",) if sigmas is None else ()))
+    require(s, "langevin", "n_steps_each", "step_lr", *(("levels",) if sigmas is None else ()))
     ladder = geometric_sigmas(s.sigma_max, s.sigma_min, int(s.levels)) if sigmas is None else sigmas
     return LangevinLadder(ladder, s.n_steps_each, s.step_lr).shorten(T, expand)
 
@@ -86,7 +86,7 @@ def _denoise(s) -> dict:
 
 # per family: (the schedule for T steps, the options taken from the settings)
 def _pc_options(s) -> dict:
-    _need(s, "pc", "snr")
+    require(s, "pc", "snr")
     return {"snr": s.snr, **_denoise(s)}
 
 

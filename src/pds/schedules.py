@@ -143,7 +143,7 @@ def ve_schedule(sigma_min: float, sigma_max: float, num_scales: int, speed_up: f
                       eps=eps, **args)
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True, init=False, eq=False)
 class LangevinLadder:
     """Annealed Langevin's schedule (NCSN / NCSNv2): levels σ_1 > … > σ_L, ``n_steps`` per level and the base step
     ``step_lr`` ε, so that level c steps with α_c = ε·(σ_c/σ_L)² (Song & Ermon 2019, Alg. 1). ``n_steps_each``: an

@@ -14,7 +14,7 @@ import torch
 from pds.fourier import half_plane_filter, half_plane_weights, merge_frequencies, radial_profile, radial_sum
 from pds.modern import EDM_CHURN, Churn
 from pds.precondition import Preconditioner
-from pds.samplers import SAMPLERS, exact_recursion, refuse_preconditioner
+from pds.samplers import SAMPLERS, exact_recursion, refuse_preconditioner, require
 from pds.samplers import sampler as registered
 from pds.schedules import LangevinLadder, VESchedule, ve_schedule
 from pds.scores import StationaryGaussianScore
@@ -401,11 +401,14 @@ def fewest_iterations(w2_of_t, target: float, t_max: int, t_min: int = 1, grid=N
 
 # -- the exact recursion of each registered sampler, called like the sampler (pds.samplers.Sampler.exact) -----------
 @exact_recursion("pc")
-def _pc(target, schedule: VESchedule, *, snr: float, preconditioner=None, denoise: bool = True, **options):
+def _pc(target, schedule: VESchedule, *, snr: float, preconditioner=None, denoise: bool = True,
+        prior: str = "released", predictor: str = "released"):
     """:func:`pc_exact` on the arguments that made ``schedule`` (in float64)."""
     s = schedule
+    if s.num_scales is None:
+        raise ValueError("the exact PC recursion needs a schedule made by pds.schedules.ve_schedule")
     return pc_exact(target, s.sigma_min, s.sigma_max, s.num_scales, snr, iterations=s.iterations, speed_up=s.speed_up,
-                    preconditioner=preconditioner, denoise=denoise, **options)
+                    preconditioner=preconditioner, denoise=denoise, prior=prior, predictor=predictor)
 
 
 @exact_recursion("pc_kept")
@@ -451,6 +454,9 @@ def w2_within(target: StationaryGaussianScore, settings, sampler: str, nfe: int,
     if pds and preconditioner is None:
         raise ValueError(f"{sampler} needs a preconditioner")
     spec, pc = registered(name), registered(name).family == "pc"
-    steps = min(spec.steps_within(nfe), settings.levels) if pc else spec.steps_within(nfe)
+    if pc:
+        require(settings, "pc", "levels", "snr")
+    options = {"snr": settings.snr} if pc else {}  # the denoised output, as released, always
+    steps = min(spec.steps_within(nfe), int(settings.levels)) if pc else spec.steps_within(nfe)
     return spec.exact(target, spec.schedule(settings, steps), preconditioner=preconditioner if pds else None,
-                      **({"snr": settings.snr} if pc else {})).w2_relative
+                      **options).w2_relative

@@ -38,7 +38,7 @@ ships the expensive default-profile runs in ``data/results/``). A row also recor
 filter file (``metric_source``, ``filter_source``); :func:`pds.lab.recompute.rebuild` builds any shipped run's model,
 method and metric from what it records, and :func:`pds.lab.recompute.recompute` draws it again from scratch and
 compares it with the stored one — bit for bit, or within the float32 tolerances of another machine (``python -m
-pds.lab.cache verify KEY …``).
+pds.lab.recompute verify KEY …``).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def model_settings(model: SmallModel) -> dict:
     """Everything about ``model`` that a run's samples depend on, besides the code: weights (a checkpoint's SHA-256,
     or the fingerprint of the image set an exact score is made of), shape, noise levels, sampler settings (normalised:
     floats and ints, lists for tuples), the paper experiment and, for a model built from an image set, its ``source``
-    (what :func:`rebuild` needs)."""
+    (what :func:`pds.lab.recompute.rebuild` needs)."""
     weights = model.config.get("file_sha256")
     if weights is None and callable(getattr(model.score, "data_fingerprint", None)):
         weights = model.score.data_fingerprint()
@@ -242,9 +242,12 @@ def relay_legacy(folder) -> int:
     re-laid."""
     path = Path(folder) / "results.jsonl"
     rows = read_lines(path)
-    old = [r for r in rows if "description" not in r and "key" in r and all(k in r for k in DESCRIPTION)]
-    if old:
-        text = "".join(json.dumps(r if "description" in r else _stored(r)) + "\n" for r in rows if "key" in r)
+    def legacy(r):
+        return "description" not in r and "key" in r and all(k in r for k in DESCRIPTION)
+
+    old = [r for r in rows if legacy(r)]
+    if old:  # only complete legacy rows are re-laid; any other line is kept as it was (the store skips it)
+        text = "".join(json.dumps(_stored(r) if legacy(r) else r) + "\n" for r in rows)
         atomic_write(path, lambda tmp: tmp.write_text(text), f"the re-laid rows of {path}")
         print(f"{path}: {len(old)} rows re-laid in the store layout (keys unchanged)", file=sys.stderr)
     return len(old)
@@ -276,8 +279,8 @@ class ResultCache:
         return [_flat(row) for row in self.store.rows()]
 
     def _by_key(self, key: str) -> tuple[dict, Path] | None:
-        row, folder = self.store.row(key), self.store.where(key)
-        return None if row is None or not self._has_samples(row, folder) else (_flat(row), folder)
+        """The first stored version of ``key`` whose samples file is there (this cache's, else the shipped one)."""
+        return next(((_flat(r), f) for r, f in self.store.versions(key) if self._has_samples(r, f)), None)
 
     def find(self, desc: dict) -> dict | None:
         """The stored row of the description ``desc`` (its fingerprints as ids, :meth:`describe`): by its key, or a
@@ -340,7 +343,8 @@ class ResultCache:
         ``score_fn(samples, nfe=..., seed=...) -> MetricResult`` (e.g. a :class:`pds.lab.metrics.ClassifierFD`)
         and written (samples, the fingerprints it names, then the row). A run that diverges (NaN/inf) is stored with
         value ``inf``, no samples and the sampler's message in ``diverged``. The row keeps how to rebuild its metric and
-        its filter file (``metric_source``, ``filter_source``: :func:`rebuild`), outside its description."""
+        its filter file (``metric_source``, ``filter_source``: :func:`pds.lab.recompute.rebuild`), outside its
+        description."""
         desc = self.describe(model, method, T, n, seed, batch_size, score_fn, device)
         row = self.find(desc)
         if row is not None:
@@ -394,6 +398,7 @@ def ship_cache(src, dst, keep: int = 32, keep_bytes: int = 2**18) -> dict:
     same key replaces its copy. A run whose samples are missing is skipped. Returns counts."""
     src, dst = Path(src), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
+    relay_legacy(src)  # a cache last written before the store layout
     source, there = Store(src, name="results"), Store(dst, name="results")
     merged = {r["key"]: r for r in there.rows() if ResultCache._has_samples(r, dst)}
     kept = 0

@@ -30,13 +30,14 @@ from pds.lab.cache import (
     describe,
     description_of,
     run_key,
+    stored_rows,
 )
 from pds.lab.experiments import Method, SmallModel
 from pds.lab.image_sets import els_twin, exact_model, exact_twin, image_set, landing_metric, statistics_filter_file
 from pds.lab.metrics import fashion_test_fd, image_statistics
 from pds.lab.optima import OptimumStore
 from pds.models.local_score import PatchSchedule
-from pds.storage import DATA_DIR
+from pds.storage import DATA_DIR, read_lines
 
 __all__ = ["rebuild", "recompute", "still_found", "method_of", "rebuild_filter", "main"]
 
@@ -51,7 +52,7 @@ def method_of(row: dict, filter_path=None) -> Method:
     if fields.get("filter") == "file":
         if filter_path is None:
             raise ValueError(f"run {row['key']} uses a filter file: give its path "
-                             "(or rebuild it, pds.lab.cache.rebuild)")
+                             "(or rebuild it, pds.lab.recompute.rebuild)")
         fields["path"] = str(filter_path)
     return Method(**fields)
 
@@ -226,7 +227,8 @@ def still_found(workdir, folder=None, optimal_folder=None, kinds_only: bool = Fa
     folder = Path(folder or DATA_DIR / "results" / "quality" / "default")
     optimal_folder = optimal_folder or DATA_DIR / "results" / "optimal" / "default"
     cache, models, metrics = ResultCache(Path(workdir) / "cache", shipped=folder), {}, {}
-    rows = cache.rows()
+    lines = [r for r in read_lines(folder / "results.jsonl") if "key" in r]  # every line: a key stored twice shows
+    rows = stored_rows(folder)  # the shipped rows only, one per key
     checked = one_of_each_kind(rows) if kinds_only else rows
     stale, by_key = [], 0
     for row in checked:
@@ -236,7 +238,7 @@ def still_found(workdir, folder=None, optimal_folder=None, kinds_only: bool = Fa
         by_key += run_key(desc) == row["key"]
         if found is None or found["key"] != row["key"]:
             stale.append(f"{row['key']} ({row['label']}, T={row['T']}, seed {row['seed']})")
-    return {"rows": len(rows), "keys": len({r["key"] for r in rows}), "checked": len(checked), "by_key": by_key,
+    return {"rows": len(lines), "keys": len({r["key"] for r in lines}), "checked": len(checked), "by_key": by_key,
             "stale": stale}
 
 

@@ -50,59 +50,71 @@ class Store:
         return (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
 
     def _load(self) -> None:
-        """Index the shipped rows, then this folder's (a row of this folder replaces a shipped one with its key); a
-        line cut by a kill is skipped, and that computation is simply redone."""
-        self._state, self._rows, self._by_skeleton, self._where = self._stat(), {}, {}, {}
+        """Index the shipped rows and this folder's; a line cut by a kill is skipped, and that computation is simply
+        redone. Every stored version of a key is kept, this folder's first (a row here replaces a shipped one with its
+        key only where it can serve: :meth:`find`'s ``usable``)."""
+        self._state, self._versions, self._by_skeleton = self._stat(), {}, {}
         for where, rows in ((self.shipped, self._shipped_rows), (self.folder, read_lines(self._file(self.folder)))):
             for row in rows:
                 if "key" in row and "description" in row:
                     self._index(row, where)
 
     def _fresh(self) -> None:
-        """Read this folder's rows again if its file changed (another process appended: two sweeps may share it)."""
+        """Read the rows again if this folder's file changed (another process, or this one, appended: two sweeps may
+        share a folder, and a row appended between two of ours is then not missed)."""
         if self._stat() != self._state:
             self._load()
 
     def _index(self, row: dict, where: Path) -> None:
-        if row["key"] in self._rows:  # replaced: drop the older row from its skeleton's list
-            older = self._rows[row["key"]]
-            alike = self._by_skeleton.get(description_key(skeleton(older["description"])), [])
-            alike[:] = [r for r in alike if r is not older]
-        self._rows[row["key"]], self._where[row["key"]] = row, where
-        self._by_skeleton.setdefault(description_key(skeleton(row["description"])), []).append(row)
+        entry, mine = (row, where), where == self.folder
+        alike = self._by_skeleton.setdefault(description_key(skeleton(row["description"])), [])
+        versions = self._versions.setdefault(row["key"], [])
+        if mine:  # a later row of this folder replaces its earlier one
+            old = [e for e in versions if e[1] == self.folder]
+            versions[:] = [e for e in versions if e[1] != self.folder]
+            alike[:] = [e for e in alike if not any(e[0] is o[0] for o in old)]
+        for where_to in (versions, alike):
+            where_to.insert(0 if mine else len(where_to), entry)
+
+    def versions(self, key: str) -> list[tuple[dict, Path]]:
+        """Every stored (row, folder) of ``key``, this folder's first."""
+        self._fresh()
+        return list(self._versions.get(key, []))
 
     def rows(self) -> list[dict]:
+        """One row per key (this folder's where it has one)."""
         self._fresh()
-        return list(self._rows.values())
+        return [v[0][0] for v in self._versions.values()]
 
     def row(self, key: str) -> dict | None:
-        """The stored row of ``key``, or None."""
-        self._fresh()
-        return self._rows.get(key)
+        """The stored row of ``key`` (this folder's first), or None."""
+        found = self.versions(key)
+        return found[0][0] if found else None
 
     def where(self, key: str) -> Path | None:
         """The folder the row of ``key`` was read from (this store's or the shipped one), or None."""
-        self._fresh()
-        return self._where.get(key)
+        found = self.versions(key)
+        return found[0][1] if found else None
 
     def key(self, description: dict) -> str:
         """The key of ``description`` (which may hold :class:`~pds.fingerprint.Fingerprint` s)."""
         return description_key(self.table.ids(description))
 
     def find(self, description: dict, usable: Callable[[dict, Path], bool] | None = None) -> dict | None:
-        """The stored row of ``description``: by its key, or a row whose description matches within tolerance;
-        ``usable(row, folder)``: whether a row found can serve (e.g. its samples file is there)."""
+        """The stored row of ``description``: by its key, or a row whose description matches within tolerance (this
+        folder's rows first); ``usable(row, folder)``: whether a row found can serve (e.g. its samples file is
+        there)."""
         self._fresh()
         wanted = self.table.ids(description)
 
-        def ok(row):
-            return usable is None or usable(row, self._where[row["key"]])
+        def ok(entry):
+            return usable is None or usable(*entry)
 
-        row = self._rows.get(description_key(wanted))
-        if row is not None and ok(row):
-            return row
+        for entry in self._versions.get(description_key(wanted), []):
+            if ok(entry):
+                return entry[0]
         alike = self._by_skeleton.get(description_key(skeleton(wanted)), [])
-        return next((r for r in alike if ok(r) and self.table.matches(r["description"], wanted)), None)
+        return next((r for r, f in alike if ok((r, f)) and self.table.matches(r["description"], wanted)), None)
 
     def add(self, description: dict, **fields) -> dict:
         """Store a finished result: ``fields`` (JSON-able) under ``description``; returns the row."""
@@ -110,10 +122,7 @@ class Store:
         row = {"key": description_key(wanted), "description": wanted, **fields}
         self.folder.mkdir(parents=True, exist_ok=True)
         self.table.save(wanted)
-        self._fresh()
-        append_line(self._file(self.folder), row, f"the result {row['key']}")
-        self._index(row, self.folder)
-        self._state = self._stat()
+        append_line(self._file(self.folder), row, f"the result {row['key']}")  # read back by the next _fresh
         return row
 
     def get_or_compute(self, description: dict, compute: Callable[[], dict]) -> dict:
@@ -131,7 +140,7 @@ class Store:
         its key) and the fingerprints they name into ``dst``/fingerprints.jsonl; returns the count of rows."""
         there = Store(dst, name=self.name)
         self.table.add(*there.table.known.values())
-        merged = {**{r["key"]: r for r in there.rows()}, **{r["key"]: r for r in self.rows()}}
+        merged = {**{r["key"]: r for r in there.rows()}, **{r["key"]: r for r in self.rows()}}  # ours replace theirs
         return write_rows(dst, self.name, merged.values(), self.table)
 
 

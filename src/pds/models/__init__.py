@@ -12,11 +12,9 @@ The adapter to ``score(x, sigma)`` (σ per sample) of the level-indexed NCSN / N
 The networks (this module, :mod:`~pds.models.ncsnpp`, :mod:`~pds.models.refinenet`) import nothing from the rest
 of ``pds`` except the leaf :mod:`pds.schedules` (the σ ladder of NCSN++'s buffer). Around them, in this package:
 :mod:`~pds.models.checkpoints` (the official checkpoint files: every fact about them), :mod:`~pds.models.trained`
-(the files of the models trained here),
-:mod:`~pds.lab.official` (random-weight files in the official layouts), :mod:`~pds.models.train` (the small
-models trained here), :mod:`~pds.configs` (the paper's experiment settings, one table) and
-:mod:`~pds.models.local_score` (Kamb & Ganguli's local score machines: models of a score built from a training set
-instead of weights).
+(the files of the models trained here), :mod:`~pds.models.train` (training them) and :mod:`~pds.models.local_score`
+(Kamb & Ganguli's local score machines: models of a score built from a training set instead of weights). The paper's
+experiment settings are :mod:`pds.configs`; random-weight files in the official layouts :mod:`pds.lab.official`.
 """
 
 from __future__ import annotations

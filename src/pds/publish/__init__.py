@@ -2,6 +2,7 @@
 so building the book loads neither the networks nor the experiments:
 
 * :mod:`~pds.publish.notebooks` — the notebooks in the smoke / default / full profiles (``make notebooks``);
-* :mod:`~pds.publish.findings` — the findings they state, checked and compared (``FINDINGS.md``);
+* :mod:`~pds.publish.findings` — the findings they state (``FINDINGS.md``); :mod:`~pds.publish.compare` — a run's
+  findings against the committed ones;
 * :mod:`~pds.publish.rendered` — the rendered pages; :mod:`~pds.publish.book` — the HTML book.
 """
