@@ -28,10 +28,8 @@ setup: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed, found " + sys.version)'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# --no-compile: Python byte-compiles what is imported, on first import; pip would compile every file of torch and
-	# its libraries (about a minute of the environment's three on the CI machine)
-	$(PY) -m pip install --quiet --no-compile -r requirements.txt
-	$(PY) -m pip install --quiet --no-compile --no-deps k-diffusion==0.1.1.post1
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps k-diffusion==0.1.1.post1
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . || $(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name pds --display-name "Python (pds)" >/dev/null
 	@touch $(STAMP)
