@@ -38,8 +38,9 @@ class Store:
     def __init__(self, folder, shipped=None, name: str = "results"):
         self.folder, self.shipped, self.name = Path(folder), (Path(shipped) if shipped else None), name
         self.table = FingerprintTable(self.folder, self.shipped)
-        self._shipped_rows = [] if self.shipped is None else [r for r in read_lines(self._file(self.shipped))
-                                                                if "key" in r and "description" in r]
+        shipped = [] if self.shipped is None else read_lines(self._file(self.shipped))
+        # (row, its skeleton's key), computed once: a reload after every append of a sweep re-reads only this folder
+        self._shipped_rows = [(r, self._skeleton_key(r)) for r in shipped if "key" in r and "description" in r]
         self._load()
 
     def _file(self, where: Path) -> Path:
@@ -54,10 +55,11 @@ class Store:
         redone. Every stored version of a key is kept, this folder's first (a row here replaces a shipped one with its
         key only where it can serve: :meth:`find`'s ``usable``)."""
         self._state, self._versions, self._by_skeleton = self._stat(), {}, {}
-        for where, rows in ((self.shipped, self._shipped_rows), (self.folder, read_lines(self._file(self.folder)))):
-            for row in rows:
-                if "key" in row and "description" in row:
-                    self._index(row, where)
+        for row, skeleton_key in self._shipped_rows:
+            self._index(row, self.shipped, skeleton_key)
+        for row in read_lines(self._file(self.folder)):
+            if "key" in row and "description" in row:
+                self._index(row, self.folder, self._skeleton_key(row))
 
     def _fresh(self) -> None:
         """Read the rows again if this folder's file changed (another process, or this one, appended: two sweeps may
@@ -65,9 +67,13 @@ class Store:
         if self._stat() != self._state:
             self._load()
 
-    def _index(self, row: dict, where: Path) -> None:
+    @staticmethod
+    def _skeleton_key(row: dict) -> str:
+        return description_key(skeleton(row["description"]))
+
+    def _index(self, row: dict, where: Path, skeleton_key: str) -> None:
         entry, mine = (row, where), where == self.folder
-        alike = self._by_skeleton.setdefault(description_key(skeleton(row["description"])), [])
+        alike = self._by_skeleton.setdefault(skeleton_key, [])
         versions = self._versions.setdefault(row["key"], [])
         if mine:  # a later row of this folder replaces its earlier one
             old = [e for e in versions if e[1] == self.folder]
