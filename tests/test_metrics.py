@@ -5,20 +5,16 @@ import pytest
 import scipy.linalg
 import torch
 
-from pds.exact import pc_exact
 from pds.lab.data import DEBIAN_FASHION_MNIST, load_idx_images, load_idx_labels
 from pds.lab.metrics import (
     ClassifierFD,
     FashionClassifier,
     InceptionWeightsMissing,
     classifier_accuracy,
-    classifier_fd,
-    exact_gaussian_metrics,
     fid_statistics,
     frechet_distance,
     train_classifier,
 )
-from pds.scores import StationaryGaussianScore
 from pds.storage import REPO_ROOT
 
 HAVE_FASHION = (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists()
@@ -50,8 +46,8 @@ def test_shipped_classifier_accuracy_and_fd():
     acc = classifier_accuracy(model.eval(), test_x, test_y)
     assert acc >= 0.90, acc
     train = load_idx_images("fashion-mnist", "train", n=2000, seed=1)
-    same = classifier_fd(test_x[:2000], train, model, reference_name="train subset")
-    noise = classifier_fd(torch.rand(2000, 1, 28, 28), train, model, reference_name="train subset")
+    fd = ClassifierFD(model, train, "train subset")
+    same, noise = fd(test_x[:2000]), fd(torch.rand(2000, 1, 28, 28))
     assert same.value < 0.1 * noise.value and "not FID" in same.name
 
 
@@ -62,14 +58,6 @@ def test_train_classifier_is_seeded():
     b = train_classifier(x, y, epochs=1, batch_size=32, seed=3)
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(p, q)
-
-
-def test_exact_metrics_report_nfe():
-    k = torch.fft.fftfreq(8, 1 / 8, dtype=torch.float64)
-    target = StationaryGaussianScore(torch.full((1, 8, 8), 0.5), 1.0 / (1 + k[:, None] ** 2 + k[None, :] ** 2) * 64)
-    res = pc_exact(target, 0.01, 5.0, 40, 0.16)
-    metrics = exact_gaussian_metrics(res)
-    assert [m.nfe for m in metrics] == [80, 80, 80] and metrics[0].value == pytest.approx(res.w2)
 
 
 def test_reference_statistics_memo_is_read_back_and_keyed_by_the_kernels(tmp_path, monkeypatch):

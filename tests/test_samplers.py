@@ -12,7 +12,7 @@ from pds.filters import parametric_filter
 from pds.fourier import half_plane_weights
 from pds.precondition import Preconditioner
 from pds.samplers import annealed_langevin, pc_sampler
-from pds.schedules import LangevinLadder, geometric_sigmas, shorten_schedule, ve_schedule
+from pds.schedules import LangevinLadder, geometric_sigmas, ve_schedule
 from pds.scores import StationaryGaussianScore
 from pds.solenoidal import central_difference
 
@@ -116,13 +116,13 @@ def test_annealed_langevin_equivalence_and_nfe():
 
 def test_shorten_schedule():
     sig = geometric_sigmas(1.0, 0.01, 10)
-    s = shorten_schedule(sig, 100, 20)
-    assert s.total_steps == 20 and len(s.sigmas) == 10 and s.n_steps == [2] * 10
-    assert s.step_lr_scale == pytest.approx(50.0)
-    s = shorten_schedule(geometric_sigmas(140, 0.01, 788), 4, 156)
+    s = LangevinLadder(sig, 100, 1.0).shorten(20)
+    assert s.total_steps == 20 and len(s.sigmas) == 10 and s.n_steps == (2,) * 10
+    assert s.step_lr == pytest.approx(50.0) and LangevinLadder(sig, 100, 1.0).shorten(20, expand=False).step_lr == 1.0
+    s = LangevinLadder(geometric_sigmas(140, 0.01, 788), 4, 1.0).shorten(156)
     assert s.total_steps == 156 and s.sigmas[0] == pytest.approx(140) and s.sigmas[-1] == pytest.approx(0.01)
-    s = shorten_schedule(sig, 100, 23)
-    assert s.total_steps == 23 and s.n_steps[:3] == [3, 3, 3] and s.n_steps[3:] == [2] * 7
+    s = LangevinLadder(sig, 100, 1.0).shorten(23)
+    assert s.total_steps == 23 and s.n_steps[:3] == (3, 3, 3) and s.n_steps[3:] == (2,) * 7
 
 
 # -- exact analysis vs Monte Carlo ---------------------------------------------------------------

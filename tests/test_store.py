@@ -64,12 +64,12 @@ def test_a_row_another_process_appends_is_seen_and_usable_filters(tmp_path):
     mine, other = Store(tmp_path / "a", name="things"), Store(tmp_path / "a", name="things")
     row = other.add({"what": "y"}, value=1)
     assert mine.row(row["key"]) == row and mine.find({"what": "y"})["key"] == row["key"]
-    assert mine.where(row["key"]) == tmp_path / "a"
+    assert mine.versions(row["key"])[0][1] == tmp_path / "a"
     assert mine.find({"what": "y"}, usable=lambda r, folder: False) is None
     shipped = Store(tmp_path / "s", name="things")
     shipped.add({"what": "z"}, value=1)
     local = Store(tmp_path / "l", shipped=tmp_path / "s", name="things")
-    assert local.where(local.find({"what": "z"})["key"]) == tmp_path / "s"
+    assert local.versions(local.find({"what": "z"})["key"])[0][1] == tmp_path / "s"
     local.add({"what": "z"}, value=2)
     assert local.find({"what": "z"})["value"] == 2 and len(local.rows()) == 1
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import shlex
 import sys
 from pathlib import Path
@@ -23,6 +22,8 @@ from pds.lab.data import dataset_batches, load_idx_images, load_idx_labels
 from pds.lab.experiments import Method
 from pds.lab.generate import load_samples, resolve_model, run_sharded, save_grid, score_run
 from pds.lab.metrics import classifier_accuracy, train_classifier
+from pds.lessons.timing import device_name
+from pds.models.checkpoints import atomic_save
 from pds.models.train import TrainConfig, TrainingInterrupted, check_same_run, train_run
 from pds.models.trained import export_checkpoint, network_spec
 from pds.samplers import SAMPLERS, sampler
@@ -67,10 +68,7 @@ def _train_classifier(args) -> int:
     model = train_classifier(load_idx_images(args.dataset, "train"), load_idx_labels(args.dataset, "train"),
                              epochs=args.epochs, seed=args.seed, progress=not args.quiet)
     acc = classifier_accuracy(model, load_idx_images(args.dataset, "test"), load_idx_labels(args.dataset, "test"))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(args.out)
+    atomic_save(model.state_dict(), args.out)
     print(f"wrote {args.out}: test accuracy {acc:.4f} ({args.epochs} epochs, seed {args.seed})")
     return 0
 
@@ -108,7 +106,7 @@ def _train(args) -> int:
             "data": {"name": args.data, "size": args.size, "n": args.n, "pad": args.pad, "source": meta["source"]},
             "train": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "ema": args.ema,
                       "seed": args.seed, "save_every": args.save_every},
-            "device": args.device, "hardware": _hardware(args.device),
+            "device": args.device, "hardware": device_name(args.device),
             "command": "pds " + shlex.join(args.argv)}
     done = (check_same_run(args.out, net, sigmas) or {}).get("step")
     if done is not None and done >= cfg.steps:
@@ -120,12 +118,6 @@ def _train(args) -> int:
     print(f"wrote {args.out} (step {cfg.steps}), its settings {args.out.with_suffix('.json')} and the loss log "
           f"{log_path}; data: {meta['source']}")
     return 0
-
-
-def _hardware(device: str) -> str:
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(torch.device(device))} (CUDA), torch {torch.__version__}"
-    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def _say_how_many(meta: dict, asked) -> None:
@@ -337,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     fi.set_defaults(func=_fid)
     metrics = sub.add_parser("metrics", help="sample-quality metrics")
     msub = metrics.add_subparsers(dest="action", required=True)
-    tc = msub.add_parser("train-classifier", help="train the Fashion-MNIST feature classifier of classifier_fd")
+    tc = msub.add_parser("train-classifier", help="train the classifier of the classifier-feature FD")
     tc.add_argument("--dataset", default="fashion-mnist")
     tc.add_argument("--epochs", type=int, default=5)
     tc.add_argument("--seed", type=int, default=0)

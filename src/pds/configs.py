@@ -8,9 +8,9 @@ models (ermongroup/ncsn, ermongroup/ncsnv2, yang-song/score_sde_pytorch), as sum
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-__all__ = ["Experiment", "EXPERIMENTS", "experiment", "as_table", "STAND_INS", "stand_in_for"]
+__all__ = ["Experiment", "EXPERIMENTS", "experiment", "STAND_INS"]
 
 
 @dataclass(frozen=True)
@@ -84,19 +84,7 @@ EXPERIMENTS = {
 STAND_INS = {"ncsn": "mnist_ncsn", "ncsnv2": "church_ncsnv2", "ncsnpp": "cifar10_ncsnpp"}
 
 
-def stand_in_for(kind: str) -> Experiment:
-    """The paper experiment whose sampler settings a model of ``kind`` trained here uses."""
-    if kind not in STAND_INS:
-        raise KeyError(f"no paper experiment for model kind {kind!r}; known: {sorted(STAND_INS)}")
-    return experiment(STAND_INS[kind])
-
-
 def experiment(name: str) -> Experiment:
     if name not in EXPERIMENTS:
         raise KeyError(f"unknown experiment {name!r}; known: {sorted(EXPERIMENTS)}")
     return EXPERIMENTS[name]
-
-
-def as_table() -> list[dict]:
-    """One dict per experiment (e.g. for ``pandas.DataFrame(as_table())``)."""
-    return [asdict(e) for e in EXPERIMENTS.values()]

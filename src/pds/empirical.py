@@ -283,16 +283,6 @@ class EmpiricalScore:
         j = exact.argmin(dim=1)
         return best_i.gather(1, j[:, None])[:, 0], exact.gather(1, j[:, None])[:, 0].sqrt()
 
-    @property
-    def sha256(self) -> str:
-        """SHA-256 of the stored set (its values in the stored dtype, row-major): what the score is a function of."""
-        if getattr(self, "_sha", None) is None:
-            h = hashlib.sha256(f"{tuple(self.X.shape)}|{self.dtype}|".encode())
-            for a in range(0, self.n, self.chunk):
-                h.update(self.X[a : a + self.chunk].cpu().numpy().tobytes())
-            self._sha = h.hexdigest()
-        return self._sha
-
     def data_fingerprint(self) -> Fingerprint:
         """The set's values (:mod:`pds.fingerprint`, compared to float32 rounding): what the score is a function of
         (computed once: the stored set does not change)."""

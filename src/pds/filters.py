@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pds.fingerprint import DATA_RTOL, Approx, Fingerprint, fingerprint
-from pds.fourier import centred, power_spectrum, radius_squared
+from pds.fourier import centred, power_spectrum, radius_squared, size_pair
 from pds.precondition import Preconditioner
 
 __all__ = [
@@ -35,19 +35,6 @@ __all__ = [
     "file_preconditioner",
     "parametric_preconditioner",
 ]
-
-
-def _size_pair(size) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)):
-        h = w = int(size)
-    else:
-        try:
-            h, w = (int(s) for s in size)
-        except (TypeError, ValueError):
-            raise ValueError(f"size must be an int or a pair (H, W), got {size!r}") from None
-    if h < 1 or w < 1:
-        raise ValueError(f"size must be positive, got {(h, w)}")
-    return h, w
 
 
 CENTRES = ("paper", "dc")
@@ -74,7 +61,7 @@ def parametric_filter(size, r: float, lam: float, channels: int = 1, centre: str
     damps the frequencies where it applies and ``lam < 1`` amplifies them. ``r`` is in frequency bins
     (the paper's MNIST setting is r = 0.2·H). Returns a float64 tensor of shape [channels, H, W].
     """
-    h, w = _size_pair(size)
+    h, w = size_pair(size)
     if not (math.isfinite(r) and r >= 0):
         raise ValueError(f"r must be a finite number >= 0, got {r}")
     if not (math.isfinite(lam) and lam > 0):

@@ -11,23 +11,32 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["signed_frequencies", "frequency_grid", "radius_squared", "mirror_frequencies", "half_plane_filter",
+__all__ = ["size_pair", "frequency_grid", "radius_squared", "mirror_frequencies", "half_plane_filter",
            "half_plane_weights",
-           "power_spectrum", "radial_profile", "radial_sum", "centred", "merge_frequencies"]
+           "power_spectrum", "radial_profile", "centred", "merge_frequencies"]
 
 
-def signed_frequencies(n: int, half: bool = False, dtype=torch.float64) -> torch.Tensor:
-    """Integer frequencies of the ``n`` bins of one axis (``half``: the ``n//2 + 1`` bins of an rfft axis)."""
-    if n < 1:
-        raise ValueError(f"an axis needs at least one bin, got {n}")
-    if half:
-        return torch.fft.rfftfreq(n, 1.0 / n, dtype=dtype)
-    return torch.fft.fftfreq(n, 1.0 / n, dtype=dtype)
+def size_pair(size) -> tuple[int, int]:
+    """(H, W) of an image size given as an int (square) or a pair, both positive."""
+    if isinstance(size, (int, np.integer)):
+        h = w = int(size)
+    else:
+        try:
+            h, w = (int(s) for s in size)
+        except (TypeError, ValueError):
+            raise ValueError(f"size must be an int or a pair (H, W), got {size!r}") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be positive, got {(h, w)}")
+    return h, w
 
 
 def frequency_grid(h: int, w: int, half: bool = False, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
-    """(k_h [H, 1], k_w [1, W or W//2+1]): the signed integer frequencies of every bin, broadcastable."""
-    return signed_frequencies(h, dtype=dtype)[:, None], signed_frequencies(w, half=half, dtype=dtype)[None, :]
+    """(k_h [H, 1], k_w [1, W or W//2+1]): the signed integer frequencies of every bin (``half``: the rfft columns),
+    broadcastable."""
+    if min(h, w) < 1:
+        raise ValueError(f"an axis needs at least one bin, got {h}×{w}")
+    kw = (torch.fft.rfftfreq if half else torch.fft.fftfreq)(w, 1.0 / w, dtype=dtype)
+    return torch.fft.fftfreq(h, 1.0 / h, dtype=dtype)[:, None], kw[None, :]
 
 
 def radius_squared(h: int, w: int, half: bool = False, dtype=torch.float64) -> torch.Tensor:
@@ -83,36 +92,19 @@ def merge_frequencies(columns: list[torch.Tensor], h: int, w: int):
     return values, index, torch.zeros(len(values), dtype=torch.float64).index_add_(0, index, full)
 
 
-def _rings(h: int, w: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ring of each half-plane bin, ring centres): ``bins`` equal rings of |k| from 0 to the largest |k|."""
+def radial_profile(values: torch.Tensor, h: int, w: int, bins: int = 32, total: bool = False):
+    """Mean of a half-plane array [C, H, W//2+1] over ``bins`` equal rings of |k| from 0 to the largest |k| (channels
+    averaged), empty rings left out; (radius, mean). ``total``: the sum over each ring of one array [H, W//2+1]."""
+    if total and values.ndim != 2:
+        raise ValueError(f"a ring sum needs one half-plane array [H, W//2+1], got shape {tuple(values.shape)}")
     rad = radius_squared(h, w, half=True).sqrt().ravel().numpy()
     edges = np.linspace(0, rad.max() + 1e-9, bins + 1)
-    return np.digitize(rad, edges) - 1, 0.5 * (edges[1:] + edges[:-1])
-
-
-def _ring_sums(values: torch.Tensor, h: int, w: int, bins: int):
-    idx, centres = _rings(h, w, bins)
+    idx = np.digitize(rad, edges) - 1
     vals = values.mean(0).ravel().numpy() if values.ndim == 3 else values.ravel().numpy()
     sums = np.bincount(idx, weights=vals, minlength=bins)[:bins]
     counts = np.bincount(idx, minlength=bins)[:bins]
-    return centres, sums, counts
-
-
-def radial_profile(values: torch.Tensor, h: int, w: int, bins: int = 32):
-    """Mean of a half-plane array [C, H, W//2+1] over rings of |k| (channels averaged); (radius, mean)."""
-    centres, sums, counts = _ring_sums(values, h, w, bins)
     ok = counts > 0
-    return centres[ok], sums[ok] / counts[ok]
-
-
-def radial_sum(values: torch.Tensor, h: int, w: int, bins: int = 32):
-    """Sum of a half-plane array [H, W//2+1] over the rings of :func:`radial_profile` (the same rings, empty ones
-    left out); (radius, sum)."""
-    if values.ndim != 2:
-        raise ValueError(f"radial_sum needs one half-plane array [H, W//2+1], got shape {tuple(values.shape)}")
-    centres, sums, counts = _ring_sums(values, h, w, bins)
-    ok = counts > 0
-    return centres[ok], sums[ok]
+    return 0.5 * (edges[1:] + edges[:-1])[ok], sums[ok] if total else sums[ok] / counts[ok]
 
 
 def centred(filt) -> torch.Tensor:

@@ -18,11 +18,8 @@ Karras et al. (2022, "EDM") and Lu et al. (2022, DPM-Solver++). On it, with EDM'
   i.e. q = 2p − 1 (the released code uses q = p, which keeps C only where p = 1). Needs p ≥ 1/2 — true for the
   released normalisation, whose gains are ≥ 1 — and a frequency filter only.
 
-Written here rather than taken from k-diffusion: its installation would pull packages the CPU budget of
-`make test` does not need (and it does not run our preconditioner inside its steps); these few update rules are
-checked against closed forms (``tests/test_modern.py``: exact per-frequency recursions in :mod:`pds.exact` and
-Monte Carlo). Each sampler returns ``(samples, nfe)`` like :mod:`pds.samplers`; ``generator`` may be one generator
-or one per sample.
+Why written here rather than taken from k-diffusion, and how they are checked: README.md (``pds.modern``). Each
+sampler returns ``(samples, nfe)`` like :mod:`pds.samplers`; ``generator`` may be one generator or one per sample.
 """
 
 from __future__ import annotations
@@ -81,23 +78,14 @@ def to_d(x: torch.Tensor, sigma: float, denoised: torch.Tensor) -> torch.Tensor:
     return (x - denoised) / sigma
 
 
-def _start(shape, sigmas, generator, dtype, device):
-    shp, x = initial_state(shape, dtype, device)
-    return prior(shp, sigmas[0], generator, dtype, device) if x is None else x
-
-
 def _setup(score, shape, sigmas, generator, dtype, device, check_every, what):
     """What every sampler here starts with: the checked σ list, the denoiser, the prior draw, the NaN check."""
-    sig = _check_sigmas(sigmas)
-    x = _start(shape, sig, generator, dtype, device)
-    return sig, denoiser(score), x, FiniteCheck(check_every, x.device, what)
-
-
-def _check_sigmas(sigmas) -> list[float]:
     sig = [float(v) for v in sigmas]
     if len(sig) < 2 or sig[-1] != 0.0 or any(a <= b for a, b in zip(sig[:-1], sig[1:], strict=False)) or sig[-2] <= 0:
         raise ValueError("sigmas must decrease strictly to a final 0 (use edm_sigmas)")
-    return sig
+    shp, x = initial_state(shape, dtype, device)
+    x = prior(shp, sig[0], generator, dtype, device) if x is None else x
+    return sig, denoiser(score), x, FiniteCheck(check_every, x.device, what)
 
 
 @register("euler", "ode", per_step=1, preconditioned=False)
@@ -106,26 +94,32 @@ def euler(score: Callable, shape, sigmas, *, preconditioner: None = None, genera
           dtype=torch.float32, check_every: int | None = None):
     """Euler steps of the probability-flow ODE from σ_0 to 0 (the prior x ~ N(0, σ_0²I)); NFE = N."""
     refuse_preconditioner("euler", preconditioner)
-    sig, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every, "Euler's state")
-    for i in range(len(sig) - 1):
-        d = to_d(x, sig[i], den(x, sig[i]))
-        x = x + (sig[i + 1] - sig[i]) * d
-        finite(x, i, sig[i], final=i == len(sig) - 2)
-    return x, len(sig) - 1
+    return _steps(*_setup(score, shape, sigmas, generator, dtype, device, check_every, "Euler's state"), False)
 
 
-def _heun_step(den, x, sigma, sigma_next, drift=None):
-    """One step of EDM's Algorithm 1 from σ to σ_next (Euler when σ_next = 0). ``drift`` maps the score part."""
+def _heun_step(den, x, sigma, sigma_next, drift=None, second_order=True):
+    """One step of EDM's Algorithm 1 from σ to σ_next (Euler when σ_next = 0, or without ``second_order``). ``drift``
+    maps the score part."""
     def slope(y, sig):
         v = to_d(y, sig, den(y, sig))
         return v if drift is None else drift(v)
 
     d = slope(x, sigma)
     x_next = x + (sigma_next - sigma) * d
-    if sigma_next == 0:
+    if sigma_next == 0 or not second_order:
         return x_next, 1
     d2 = slope(x_next, sigma_next)
     return x + (sigma_next - sigma) * 0.5 * (d + d2), 2
+
+
+def _steps(sig, den, x, finite, second_order):
+    """Heun's (or Euler's) steps down the σ list; returns (x, nfe)."""
+    nfe = 0
+    for i in range(len(sig) - 1):
+        x, k = _heun_step(den, x, sig[i], sig[i + 1], second_order=second_order)
+        nfe += k
+        finite(x, i, sig[i], final=i == len(sig) - 2)
+    return x, nfe
 
 
 @register("heun", "ode", per_step=2, saved=1, preconditioned=False)
@@ -134,13 +128,7 @@ def heun(score: Callable, shape, sigmas, *, preconditioner: None = None, generat
          dtype=torch.float32, check_every: int | None = None):
     """EDM's deterministic sampler (Algorithm 1); NFE = 2N − 1."""
     refuse_preconditioner("heun", preconditioner)
-    sig, den, x, finite = _setup(score, shape, sigmas, generator, dtype, device, check_every, "Heun's state")
-    nfe = 0
-    for i in range(len(sig) - 1):
-        x, k = _heun_step(den, x, sig[i], sig[i + 1])
-        nfe += k
-        finite(x, i, sig[i], final=i == len(sig) - 2)
-    return x, nfe
+    return _steps(*_setup(score, shape, sigmas, generator, dtype, device, check_every, "Heun's state"), True)
 
 
 @register("dpmpp_2m", "ode", per_step=1, preconditioned=False)

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from pds.precondition import Preconditioner
 from pds.schedules import LangevinLadder, VESchedule, edm_sigmas, geometric_sigmas, ve_schedule
 
-__all__ = ["pc_sampler", "annealed_langevin", "checked_score", "initial_state", "prior", "randn", "rand", "FiniteCheck",
+__all__ = ["pc_sampler", "annealed_langevin", "checked_score", "initial_state", "prior", "randn", "FiniteCheck",
            "operators", "check_schedule", "Settings", "Sampler", "SAMPLERS", "FAMILIES", "EXACT", "register",
            "exact_recursion", "sampler", "steps_within", "refuse_preconditioner", "require"]
 
@@ -221,11 +221,6 @@ def prior(shape, sigma: float, generator, dtype, device, noise=None) -> torch.Te
     return (xi if noise is None else noise(xi)) * sigma
 
 
-def rand(shape, generator, dtype, device):
-    """Uniform [0, 1) draws from one generator or one per sample (see :func:`_draw`)."""
-    return _draw(torch.rand, shape, generator, dtype, device)
-
-
 class FiniteCheck:
     """Checks a state for NaN/inf every ``every`` iterations (and at the end) instead of every iteration,
     so a GPU run is not synchronised with the host at each step. ``every=None``: every iteration on the
@@ -369,8 +364,7 @@ def pc_sampler(score: Callable, shape, schedule: VESchedule, *, snr: float,
 def annealed_langevin(score: Callable, shape, ladder: LangevinLadder, *,
                       preconditioner: Preconditioner | None = None, skew: Callable | None = None,
                       denoise: bool = False, init: str = "uniform", generator: torch.Generator | None = None,
-                      device=None, dtype=torch.float32, progress: bool = False,
-                      callback: Callable | None = None, check_every: int | None = None):
+                      device=None, dtype=torch.float32, progress: bool = False, check_every: int | None = None):
     """Annealed Langevin dynamics of NCSN (v1) and NCSNv2 with PDS (Alg. 1).
 
     For each level c of the ``ladder`` (:class:`pds.schedules.LangevinLadder`: σ_1 > … > σ_L, n_c steps at level c)
@@ -393,14 +387,14 @@ def annealed_langevin(score: Callable, shape, ladder: LangevinLadder, *,
     drift, noise = operators(preconditioner, shp or tuple(x.shape))
     if x is None:
         if init == "uniform":
-            x = rand(shp, generator, dtype, device)
+            x = _draw(torch.rand, shp, generator, dtype, device)  # U[0, 1)
         else:
             x = prior(shp, float(sig[0]), generator, dtype, device, noise)
     shp, dev = tuple(x.shape), x.device
     finite = FiniteCheck(check_every, dev, "a Langevin step")
     nfe, total = 0, sum(steps)
     bar = tqdm(total=total, disable=not progress, desc="annealed Langevin", leave=False)
-    for c, (sigma, n_c, step_size) in enumerate(zip(sig.tolist(), steps, ladder.step_sizes(), strict=True)):
+    for sigma, n_c, step_size in zip(sig.tolist(), steps, ladder.step_sizes(), strict=True):
         noise_scale = math.sqrt(2.0 * step_size)
         for _ in range(n_c):
             eta = noise(randn(shp, generator, dtype, dev))
@@ -412,8 +406,6 @@ def annealed_langevin(score: Callable, shape, ladder: LangevinLadder, *,
             finite(x, nfe, sigma, final=nfe == total - 1)
             nfe += 1
             bar.update(1)
-        if callback is not None:
-            callback({"i": c, "sigma": sigma, "x": x})
     bar.close()
     if denoise:
         last = float(sig[-1])

@@ -1,17 +1,6 @@
-"""Noise schedules: the one place where σ ladders and iteration grids are built.
-
-* :func:`geometric_sigmas` — the geometric ladder σ_1 = sigma_max > … > σ_L = sigma_min of NCSN / NCSNv2
-  (and the discrete levels of NCSN++'s VE SDE);
-* :func:`ve_sigma` — the continuous VE noise level σ(t) = σ_min (σ_max/σ_min)^t, t ∈ [0, 1];
-* :func:`ve_schedule` — the released predictor-corrector sampler's grids, either the released way
-  (``num_scales`` and ``speed_up``) or with the number of iterations given directly;
-* :class:`LangevinLadder` — annealed Langevin's schedule (σ levels, steps per level, step size), and
-  :func:`shorten_schedule`, a ladder cut to T steps with the paper's "expand the step size proportionally" factor;
-* :func:`edm_sigmas` — EDM's ρ-spaced noise levels, then 0 (the probability-flow samplers of :mod:`pds.modern`);
-* :func:`ncsnv2_ladder`, :func:`ncsnv2_step_lr` — NCSNv2's techniques 2 and 4 (Song & Ermon 2020) for the ladder
-  and the step size of a model trained here.
-
-Nothing here depends on the rest of the package, so the networks can use it for their σ buffers.
+"""Noise schedules: the one place where σ ladders and iteration grids are built (NCSN's geometric ladder, the VE
+SDE's σ(t) and the released PC grids, annealed Langevin's :class:`LangevinLadder`, EDM's levels, NCSNv2's techniques
+2 and 4). Nothing here depends on the rest of the package, so the networks can use it for their σ buffers.
 """
 
 from __future__ import annotations
@@ -23,7 +12,7 @@ import numpy as np
 import torch
 
 __all__ = ["edm_sigmas", "geometric_sigmas", "sigma_per_sample", "ve_sigma", "VESchedule", "ve_schedule",
-           "LangevinLadder", "ShortSchedule", "shorten_schedule", "check_sigma_range", "ncsnv2_ratio", "ncsnv2_ladder",
+           "LangevinLadder", "check_sigma_range", "ncsnv2_ratio", "ncsnv2_ladder",
            "langevin_variance_ratio", "ncsnv2_step_lr"]
 
 
@@ -43,23 +32,12 @@ def sigma_per_sample(x: torch.Tensor, sigma, dtype=None) -> torch.Tensor:
     return s.expand(x.shape[0]) if s.numel() == 1 and x.shape[0] > 1 else s
 
 
-def geometric_sigmas(sigma_max: float, sigma_min: float, n: int, *, like: str = "numpy", dtype=None,
-                     ascending: bool = False):
-    """The geometric ladder exp(linspace(log σ_max, log σ_min, n)): largest first (``ascending`` flips it).
-
-    ``like="numpy"`` returns a float64 array; ``like="torch"`` a tensor of ``dtype`` (default float64) computed
-    in that dtype, as score_sde computes its discrete σ in float32.
-    """
+def geometric_sigmas(sigma_max: float, sigma_min: float, n: int) -> np.ndarray:
+    """The geometric ladder exp(linspace(log σ_max, log σ_min, n)), largest first, a float64 array."""
     if int(n) != n or n < 1:
         raise ValueError(f"a ladder needs n >= 1 levels, got {n}")
     check_sigma_range(sigma_min, sigma_max)
-    lo, hi = (sigma_min, sigma_max) if ascending else (sigma_max, sigma_min)
-    if like == "numpy":
-        return np.exp(np.linspace(np.log(lo), np.log(hi), int(n)))
-    if like == "torch":
-        dtype = dtype or torch.float64
-        return torch.exp(torch.linspace(math.log(lo), math.log(hi), int(n), dtype=dtype))
-    raise ValueError(f"like must be 'numpy' or 'torch', got {like!r}")
+    return np.exp(np.linspace(np.log(sigma_max), np.log(sigma_min), int(n)))
 
 
 def ve_sigma(t, sigma_min: float, sigma_max: float):
@@ -136,7 +114,7 @@ def ve_schedule(sigma_min: float, sigma_max: float, num_scales: int, speed_up: f
     eps = 1e-5 * speed_up
     t = torch.linspace(1.0, eps, n, dtype=dtype)
     sigma = ve_sigma(t, sigma_min, sigma_max)
-    discrete = geometric_sigmas(sigma_max, sigma_min, n, like="torch", dtype=dtype, ascending=True)
+    discrete = torch.exp(torch.linspace(math.log(sigma_min), math.log(sigma_max), n, dtype=dtype))  # as score_sde
     idx = (t * (n - 1) / 1.0).long()
     prev = torch.where(idx == 0, torch.zeros_like(t), discrete[(idx - 1).clamp(min=0)])
     return VESchedule(t=t, sigma=sigma, sigma_disc=discrete[idx], sigma_prev=prev, sigma_max=float(sigma_max),
@@ -179,61 +157,36 @@ class LangevinLadder:
         return [self.step_lr * (s / self.sigmas[-1]) ** 2 for s in self.sigmas.tolist()]
 
     def shorten(self, T: int, expand: bool = True) -> LangevinLadder:
-        """This ladder (one step count for every level) cut to T steps by :func:`shorten_schedule`, the step size
-        multiplied by its "expand" factor when ``expand``; the ladder itself when T is its length."""
+        """This ladder (one step count for every level) cut to T steps in total; the ladder itself when T is its length.
+
+        Rule: if T ≥ L, keep every level and give each ⌊T/L⌋ steps, the first T mod L levels (the largest σ) one more;
+        if T < L, keep T levels evenly spaced in index (first and last included) with one step each. With ``expand``
+        ``step_lr`` is multiplied by the factor that keeps the total update Σ_c n_c·α_c of the full ladder, the paper's
+        "expand the step size proportionally"."""
         if T == self.total_steps:
             return self
         if len(set(self.n_steps)) != 1:
             raise ValueError("only a ladder with the same number of steps at every level can be shortened")
-        short = shorten_schedule(self.sigmas, self.n_steps[0], T)
-        return LangevinLadder(short.sigmas, short.n_steps, self.step_lr * (short.step_lr_scale if expand else 1.0))
-
-
-@dataclass
-class ShortSchedule:
-    sigmas: np.ndarray
-    n_steps: list[int]
-    step_lr_scale: float
-
-    @property
-    def total_steps(self) -> int:
-        return int(sum(self.n_steps))
-
-
-def shorten_schedule(sigmas, n_steps_each: int, T: int) -> ShortSchedule:
-    """Shorten an annealed-Langevin schedule (L levels × n_steps_each) to T steps in total.
-
-    Rule: if T ≥ L, keep every level and give each ⌊T/L⌋ steps, the first T mod L levels (the
-    largest σ) one more; if T < L, keep T levels evenly spaced in index (first and last included)
-    with one step each. ``step_lr_scale`` is the factor that keeps the total update Σ_c n_c·α_c of
-    the full schedule (α_c = step_lr·(σ_c/σ_L)²), the paper's "expand the step size proportionally";
-    multiply ``step_lr`` by it or not, as the experiment requires.
-    """
-    sig = np.asarray(sigmas, dtype=np.float64)
-    L = len(sig)
-    if int(T) != T or T < 1:
-        raise ValueError(f"T must be a positive integer, got {T}")
-    if int(n_steps_each) != n_steps_each or n_steps_each < 1:
-        raise ValueError(f"n_steps_each must be a positive integer, got {n_steps_each}")
-    if T >= L:
-        base, extra = divmod(int(T), L)
-        keep = np.arange(L)
-        steps = [base + (1 if c < extra else 0) for c in range(L)]
-    else:
-        keep = np.unique(np.round(np.linspace(0, L - 1, int(T))).astype(int))
-        steps = [1] * len(keep)
-    kept = sig[keep]
-    full = n_steps_each * np.sum((sig / sig[-1]) ** 2)
-    short = np.sum(np.asarray(steps) * (kept / kept[-1]) ** 2)
-    return ShortSchedule(sigmas=kept, n_steps=steps, step_lr_scale=float(full / short))
+        if int(T) != T or T < 1:
+            raise ValueError(f"T must be a positive integer, got {T}")
+        sig, L = self.sigmas, len(self.sigmas)
+        if T >= L:
+            keep = np.arange(L)
+            steps = [int(T) // L + (1 if c < int(T) % L else 0) for c in range(L)]
+        else:
+            keep = np.unique(np.round(np.linspace(0, L - 1, int(T))).astype(int))
+            steps = [1] * len(keep)
+        kept = sig[keep]
+        full = self.n_steps[0] * np.sum((sig / sig[-1]) ** 2)
+        scale = float(full / np.sum(np.asarray(steps) * (kept / kept[-1]) ** 2)) if expand else 1.0
+        return LangevinLadder(kept, steps, self.step_lr * scale)
 
 
 def edm_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> list[float]:
     """EDM's N noise levels from sigma_max to sigma_min (ρ-spaced), then 0: a list of N + 1 floats."""
     if int(n) != n or n < 1:
         raise ValueError(f"the number of steps must be a positive integer, got {n}")
-    if not (0 < sigma_min < sigma_max and math.isfinite(sigma_max)):
-        raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got {sigma_min}, {sigma_max}")
+    check_sigma_range(sigma_min, sigma_max)
     if n == 1:
         return [float(sigma_max), 0.0]
     a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
-from pds.fourier import frequency_grid, half_plane_filter, mirror_frequencies
+from pds.fourier import frequency_grid, half_plane_filter, mirror_frequencies, size_pair
 
 __all__ = ["PaperSolenoidal", "FourierSkew", "central_difference", "MatrixSkew", "dft_matrix", "skew_term"]
 
@@ -116,17 +115,12 @@ def central_difference(size, axis: str = "H") -> FourierSkew:
 
     Its symbol is i·sin(2πk/n): imaginary and odd, so S is real and skew-symmetric.
     """
-    if isinstance(size, (int, np.integer)):
-        h = w = int(size)
-    else:
-        h, w = (int(s) for s in size)
+    h, w = size_pair(size)
     if axis not in ("H", "W"):
         raise ValueError(f"axis must be 'H' or 'W', got {axis!r}")
     kh, kw = frequency_grid(h, w)
-    if axis == "H":
-        sym = torch.sin(2 * math.pi * kh / h).expand(h, w)
-    else:
-        sym = torch.sin(2 * math.pi * kw / w).expand(h, w)
+    k, n = (kh, h) if axis == "H" else (kw, w)
+    sym = torch.sin(2 * math.pi * k / n).expand(h, w)
     # for even n the Nyquist bin gives sin(±π) ≈ ±1e-16; make it exactly 0 so that s is odd
     sym = torch.where(sym.abs() < 1e-12, torch.zeros_like(sym), sym)
     return FourierSkew(sym.clone())

@@ -162,7 +162,7 @@ def _alive(pid: int) -> bool:
 
 
 class RunLock:
-    """``with RunLock(folder, what):`` — hold ``folder/.pds.lock`` (host, pid, start time, ``what``) for the block.
+    """``acquire()`` ... ``release()``: hold ``folder/.pds.lock`` (host, pid, start time, ``what``) in between.
     Taken by another live process of this host, or by any process of another host: :class:`RunLocked`, naming it.
     Left by a process that is gone (a kill): taken over, with a notice on stderr."""
 
@@ -214,10 +214,3 @@ class RunLock:
             if holder is None or holder.get("pid") == os.getpid():
                 self.path.unlink(missing_ok=True)
             self.held = False
-
-    def __enter__(self) -> RunLock:
-        return self.acquire()
-
-    def __exit__(self, *exc) -> bool:
-        self.release()
-        return False

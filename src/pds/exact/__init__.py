@@ -1,9 +1,6 @@
 """Exact output distributions of the samplers for a stationary Gaussian target.
 
-This package holds what PDS allows to compute exactly: :mod:`pds.exact.recursions` (one recursion per sampler
-family, re-exported here), :mod:`pds.exact.dense` (their dense counterparts for small images),
-:mod:`pds.exact.optimal` (the filter that minimises the exact error) and :mod:`pds.exact.theory` (Theorems 1-2
-checked numerically on small dense problems).
+The modules (recursions and dense re-exported here): README.md, "The package".
 
 For a :class:`pds.scores.StationaryGaussianScore` target (covariance diagonal in the 2-D Fourier
 basis, eigenvalues s_k) and a preconditioner with a frequency filter only (no space filter, which

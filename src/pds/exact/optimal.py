@@ -15,17 +15,8 @@ without in-place updates, so that torch's autograd differentiates them (float64)
 1/R̃² in Alg. 1's notation, so the paper's R̃ = p^(-1/2)). ``floor`` is 0, or 1/2 for ``pc_kept``, whose
 predictor's noise gain 2p − 1 must be ≥ 0.
 
-* :class:`RadialFilter` — the filter, fitted by least squares to any filter (the paper's R: the start of the search),
-  and as a :class:`pds.precondition.Preconditioner` (``alpha=None``) that the samplers and :mod:`pds.exact` take;
-* :class:`Frequencies` — a target's frequencies merged by (s_k, |k|, m̂_k) (exact: a radial filter takes one value
-  per radius), the inputs of the recursions;
-* :func:`pc_moments` — :func:`pds.exact.pc_exact`'s recursion on those frequencies (released and ``kept``
-  predictors, the released or vanilla prior, expected-norm corrector), optionally with per-iteration scalar gains on
-  the corrector's step (ε_i·exp(β_i));
-* :func:`churn_moments` — :func:`pds.exact.ode_exact`'s ``edm_churn`` recursion with a preconditioner (churn noise
-  M⁻¹ξ, drift gain p);
-* :func:`optimise` — L-BFGS (torch, strong-Wolfe line search) on log W2 from a given start, returning the filter,
-  the gains and the W2 before and after.
+The filter is :class:`RadialFilter`, the W2 :func:`sampler_w2` (on :class:`Frequencies`, by :func:`pc_moments` and
+:func:`churn_moments`), the search :func:`optimise`.
 
 Everything is checked against :mod:`pds.exact` to 1e-10 and by finite differences in ``tests/test_optimal.py``.
 """
@@ -47,7 +38,7 @@ from pds.samplers import steps_within
 from pds.schedules import edm_sigmas, ve_schedule
 from pds.scores import StationaryGaussianScore
 
-__all__ = ["RadialFilter", "Frequencies", "pc_moments", "churn_moments", "w2", "optimise", "Optimum", "OPTIMISED",
+__all__ = ["RadialFilter", "Frequencies", "pc_moments", "churn_moments", "optimise", "Optimum", "OPTIMISED",
            "finite_difference", "agreement_with_exact", "gradient_agreement",
            "sampler_w2", "behaviour_fingerprint", "target_fingerprint"]
 
@@ -164,13 +155,6 @@ class Frequencies:
         return len(self.s)
 
 
-def w2(freqs: Frequencies, delta: torch.Tensor, var: torch.Tensor, relative: bool = True) -> torch.Tensor:
-    """W2 of N(m + δ, v) to the target (a tensor, differentiable); ``relative``: over √(E‖x − m‖²)."""
-    sq = ((delta.abs() ** 2 + (var.sqrt() - freqs.s.sqrt()) ** 2) * freqs.weights).sum()
-    out = sq.sqrt()
-    return out / (freqs.s * freqs.weights).sum().sqrt() if relative else out
-
-
 def pc_moments(freqs: Frequencies, p: torch.Tensor, sigma_min: float, sigma_max: float, num_scales: int, snr: float,
                iterations: int, predictor: str = "released", prior: str | None = None, denoise: bool = True,
                step_gains: torch.Tensor | None = None, score_error=None):
@@ -203,23 +187,24 @@ def churn_moments(freqs: Frequencies, p: torch.Tensor, sigmas, churn: Churn = ED
 
 
 def sampler_w2(freqs: Frequencies, experiment, sampler: str, nfe: int, p: torch.Tensor,
-               step_gains: torch.Tensor | None = None, relative: bool = True, score_error=None):
+               step_gains: torch.Tensor | None = None, score_error=None):
     """(W2, nfe) of ``sampler`` ("pc", "pc_kept", "edm_churn") within ``nfe`` evaluations, with the settings of
     ``experiment`` (:mod:`pds.configs`: σ range, scales, snr), drift gain ``p`` per entry of ``freqs``;
     ``score_error`` as in :func:`pc_moments` (the PC samplers)."""
     e = experiment
     if sampler not in OPTIMISED:
         raise ValueError(f"sampler must be one of {OPTIMISED}, got {sampler!r}")
+    steps = steps_within(sampler, nfe)
     if sampler == "edm_churn":
         if step_gains is not None or score_error is not None:
             raise ValueError("per-iteration gains and a score error are for the PC samplers")
-        delta, var, used = churn_moments(freqs, p, edm_sigmas(e.sigma_min, e.sigma_max, steps_within(sampler, nfe)))
+        delta, var, used = churn_moments(freqs, p, edm_sigmas(e.sigma_min, e.sigma_max, steps))
     else:
-        delta, var, used = pc_moments(freqs, p, e.sigma_min, e.sigma_max, e.levels, e.snr,
-                                min(steps_within(sampler, nfe), e.levels),
-                                predictor="kept" if sampler == "pc_kept" else "released", step_gains=step_gains,
-                                score_error=score_error)
-    return w2(freqs, delta, var, relative), used
+        delta, var, used = pc_moments(freqs, p, e.sigma_min, e.sigma_max, e.levels, e.snr, min(steps, e.levels),
+                                      predictor="kept" if sampler == "pc_kept" else "released",
+                                      step_gains=step_gains, score_error=score_error)
+    sq = ((delta.abs() ** 2 + (var.sqrt() - freqs.s.sqrt()) ** 2) * freqs.weights).sum()
+    return sq.sqrt() / (freqs.s * freqs.weights).sum().sqrt(), used
 
 
 def agreement_with_exact(target: StationaryGaussianScore, freqs: Frequencies, experiment, sampler: str, nfe: int,
@@ -318,7 +303,8 @@ def optimise(freqs: Frequencies, experiment, sampler: str, nfe: int, start: Radi
     params = [theta]
     beta = None
     if gains:
-        beta = torch.zeros(min(steps_within(sampler, nfe), experiment.levels), dtype=torch.float64, requires_grad=True)
+        steps = min(steps_within(sampler, nfe), experiment.levels)
+        beta = torch.zeros(steps, dtype=torch.float64, requires_grad=True)
         params.append(beta)
     history, count, rejected = [], [0], [0]
 

@@ -6,12 +6,12 @@ the W2 of a sampler within an NFE budget."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from pds.fourier import half_plane_filter, half_plane_weights, merge_frequencies, radial_profile, radial_sum
+from pds.fourier import half_plane_filter, half_plane_weights, merge_frequencies, radial_profile
 from pds.modern import EDM_CHURN, Churn
 from pds.precondition import Preconditioner
 from pds.samplers import SAMPLERS, exact_recursion, refuse_preconditioner, require
@@ -28,7 +28,6 @@ __all__ = [
     "ode_exact",
     "pc_recursion",
     "ode_recursion",
-    "ode_step_gain",
     "SAMPLERS_BY_NFE",
     "BUDGET_SAMPLERS",
     "w2_within",
@@ -52,15 +51,13 @@ class ExactResult:
     spectrum: torch.Tensor
     weights: torch.Tensor
     nfe: int
-    corrector_steps: list = field(default_factory=list)
-    index: torch.Tensor | None = None  # half-plane position -> entry
-    shape: tuple | None = None  # (C, H, W//2+1)
-    width: int | None = None  # W
+    corrector_steps: list
+    index: torch.Tensor  # half-plane position -> entry
+    shape: tuple  # (C, H, W//2+1)
+    width: int  # W
 
     def per_frequency(self, values: torch.Tensor) -> torch.Tensor:
         """Map a 1-D per-entry array onto the rfft half plane [C, H, W//2+1]."""
-        if self.index is None:
-            return values
         return values[self.index].reshape(self.shape)
 
     @property
@@ -89,8 +86,6 @@ class ExactResult:
         :meth:`pds.scores.StationaryGaussianScore.sample` draws it, so with δ = 0 and v = s they are the target's own
         samples for the same generator. (A result of the expected-norm corrector: the released sampler's output law
         up to that step rule.)"""
-        if self.index is None or self.width is None:
-            raise ValueError("samples need a result on an image grid (from pc_exact, ode_exact, ...)")
         c, h, _ = self.shape
         size = (h, self.width)
         z = torch.randn(n, c, h, self.width, generator=generator, dtype=torch.float64)
@@ -101,12 +96,10 @@ class ExactResult:
         """Per ring of |k| (the rings of :func:`pds.fourier.radial_profile`, channels together): ``radius``, the mean
         of v_k / s_k over the ring (``ratio``) and the ring's part of W2², the sum of |δ_k|² + (√v_k − √s_k)² over its
         frequencies of the full C·H·W grid (``w2_squared``: the rings sum to W2²); lists of floats."""
-        if self.index is None or self.width is None:
-            raise ValueError("radial profiles need a result on an image grid (from pc_exact, ode_exact, ...)")
         h, w = self.shape[-2], self.width
         sq = self.per_frequency(self.delta.abs() ** 2 + (self.var.sqrt() - self.spectrum.sqrt()) ** 2)
         radius, ratio = radial_profile(self.variance_ratio(), h, w, bins=bins)
-        _, w2sq = radial_sum((sq * half_plane_weights(h, w)).sum(0), h, w, bins=bins)
+        _, w2sq = radial_profile((sq * half_plane_weights(h, w)).sum(0), h, w, bins=bins, total=True)
         return {"radius": radius.tolist(), "ratio": ratio.tolist(), "w2_squared": w2sq.tolist()}
 
 
@@ -154,9 +147,6 @@ class _Setup:
             # keep the objects alive with the entry, so that their ids cannot be reused
             cache[key] = (cls(target, preconditioner, solenoidal, omega), preconditioner, solenoidal)
         return cache[key][0]
-
-    def sum(self, values: torch.Tensor) -> float:
-        return float((values * self.weights).sum())
 
     def result(self, delta, var, nfe, steps=()) -> ExactResult:
         return ExactResult(delta=delta, var=var, spectrum=self.s, weights=self.weights, nfe=nfe,
@@ -274,23 +264,13 @@ def pc_exact(target: StationaryGaussianScore, sigma_min: float, sigma_max: float
     return st.result(amp * delta0, var, 2 * sched.n, used)
 
 
-def ode_step_gain(s, sigma: float, sigma_next: float, gain=1.0, second_order: bool = True):
-    """(a, evaluations): the per-frequency gain y ← a·y of one probability-flow step from σ to σ_next on a Gaussian
-    target of variance ``s`` (the denoiser is linear: (y − D)/σ = σ/(s + σ²)·y), the drift through the gain ``gain``:
-    Euler's, or Heun's (EDM's Algorithm 1: Euler at the last step, σ_next = 0)."""
-    slope = gain * sigma / (s + sigma**2)
-    a = 1.0 + (sigma_next - sigma) * slope
-    if not second_order or sigma_next == 0:
-        return a, 1
-    slope2 = gain * sigma_next / (s + sigma_next**2)
-    return 1.0 + (sigma_next - sigma) * 0.5 * (slope + slope2 * a), 2
-
-
 def ode_recursion(s, sigmas, *, gain=1.0, churn: Churn | None = None, second_order: bool = True):
     """The one recursion of the probability-flow samplers' per-frequency moments, for autograd
-    (:func:`pds.exact.optimal.churn_moments`) and :func:`ode_exact`: from the prior N(0, σ_0²), per step EDM's churn
+    (:func:`pds.exact.optimal.sampler_w2`) and :func:`ode_exact`: from the prior N(0, σ_0²), per step EDM's churn
     (with ``churn``: σ̂ = (1 + γ_i)σ_i, noise of variance (σ̂² − σ_i²)·S_noise²·gain, the preconditioned M⁻¹ξ) then
-    an Euler or Heun step (:func:`ode_step_gain`). Returns (amplitude y/y₀ of the mean, variance, NFE)."""
+    an Euler or Heun step (EDM's Algorithm 1: Euler at the last step, σ_{i+1} = 0), whose gain y ← a·y follows from the
+    linear denoiser, (y − D)/σ = σ/(s + σ²)·y, the drift through ``gain``. Returns (amplitude y/y₀ of the mean,
+    variance, NFE)."""
     sig = [float(v) for v in sigmas]
     amp, var = torch.ones_like(s), torch.full_like(s, sig[0] ** 2)
     n, nfe = len(sig) - 1, 0
@@ -300,8 +280,11 @@ def ode_recursion(s, sigmas, *, gain=1.0, churn: Churn | None = None, second_ord
             sigma_hat = sigma * (1 + churn.gamma(sigma, n))
             var = var + (sigma_hat**2 - sigma**2) * churn.s_noise**2 * gain
             sigma = sigma_hat
-        a, k = ode_step_gain(s, sigma, sig[i + 1], gain, second_order)
-        amp, var, nfe = amp * a, a**2 * var, nfe + k
+        nxt, slope = sig[i + 1], gain * sigma / (s + sigma**2)
+        a = 1.0 + (nxt - sigma) * slope
+        if second_order and nxt != 0:  # Heun: the slope at the Euler point too
+            a, nfe = 1.0 + (nxt - sigma) * 0.5 * (slope + gain * nxt / (s + nxt**2) * a), nfe + 1
+        amp, var, nfe = amp * a, a**2 * var, nfe + 1
     return amp, var, nfe
 
 

@@ -36,7 +36,6 @@ __all__ = [
     "covariance_flow",
     "variable_change_errors",
     "relaxation_rates",
-    "spectral_abscissa",
     "rate_condition_number",
     "stationary_field_covariance",
     "GaussianMixture2D",
@@ -87,14 +86,9 @@ def langevin_drift(sigma: np.ndarray, M: np.ndarray, S: np.ndarray | None = None
     return J, Q
 
 
-def spectral_abscissa(J: np.ndarray) -> float:
-    """max Re eig(J): negative for a stable linear SDE; −abscissa is the slowest relaxation rate."""
-    return float(np.max(np.linalg.eigvals(J).real))
-
-
 def stationary_covariance(J: np.ndarray, Q: np.ndarray) -> np.ndarray:
     """Solve J P + P Jᵀ + Q = 0 (scipy's Lyapunov solver); refuses an unstable J."""
-    if spectral_abscissa(J) >= 0:
+    if relaxation_rates(J)[0] <= 0:
         raise ValueError("the drift matrix is not stable (an eigenvalue has Re ≥ 0): no stationary law")
     return scipy.linalg.solve_continuous_lyapunov(J, -Q)
 

@@ -34,9 +34,6 @@ class KDenoiser(torch.nn.Module):
             raise TypeError(f"the score must be callable as score(x, sigma), got {type(score).__name__}")
         self.score = score
 
-    def den(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
-        return denoiser(self.score)(x, sigma)  # Tweedie's map, one home: pds.modern
-
     def forward(self, x: torch.Tensor, sigma, **extra_args) -> torch.Tensor:
         sig = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).cpu()
         if sig.numel() not in (1, x.shape[0]):
@@ -45,11 +42,11 @@ class KDenoiser(torch.nn.Module):
         if len(bad):
             raise ValueError(f"sigma must be finite and > 0 (a noise level), got {float(bad[0]):g}")
         if sig.numel() == 1 or bool((sig == sig[0]).all()):
-            return self.den(x, float(sig[0]))
+            return denoiser(self.score)(x, float(sig[0]))  # Tweedie's map, one home: pds.modern
         out = torch.empty_like(x)
         for s in torch.unique(sig).tolist():
             idx = torch.nonzero(sig == s).reshape(-1).to(x.device)
-            out[idx] = self.den(x[idx], s)
+            out[idx] = denoiser(self.score)(x[idx], s)
         return out
 
 

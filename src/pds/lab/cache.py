@@ -20,25 +20,20 @@ A run of :func:`pds.lab.experiments.sample` scored by a metric is described by (
   - *metric*: ``score_fn.fingerprint()`` (:meth:`pds.lab.metrics.ClassifierFD.fingerprint`); a metric without one is
     known by its name only.
 
-The key is the SHA-1 (16 hex digits) of that description, its fingerprints by their ids; the fingerprints themselves
-are kept beside the rows (``fingerprints.jsonl``). A run is found by its key or, on a machine where a fingerprint's
-id came out otherwise (float kernels round differently, and a number at a rounding boundary flips an id), by a stored
-description that is the same within the fingerprints' tolerances (:meth:`ResultCache.find`). Nothing is compared bit
-for bit. A refactor, a comment or an edit that changes no number keeps every run; a numerical change of the sampler,
-the filters, the schedules, the network code or the metric changes the fingerprints beyond their tolerances, and the
-affected runs are recomputed instead of served. ``tests/test_cache.py`` checks that every shipped run is found by
-what the current code computes (so a change that orphans them fails a test instead of silently costing hours), that a
-comment appended to ``samplers.py`` keeps them all, and that shipped runs drawn again under another kernel set agree.
+Keys, fingerprints and the lookup (by key, else within the fingerprints' tolerances) are :mod:`pds.lab.store`'s; nothing
+is compared bit for bit. A refactor, a comment or an edit that changes no number keeps every run; a numerical change of
+the sampler, the filters, the schedules, the network code or the metric changes the fingerprints beyond their
+tolerances, and the affected runs are recomputed instead of served. ``tests/test_cache.py`` checks that every shipped
+run is found by what the current code computes (so a change that orphans them fails a test instead of silently costing
+hours), that a comment appended to ``samplers.py`` keeps them all, and that shipped runs drawn again under another
+kernel set agree.
 
 Rows are those of a :class:`pds.lab.store.Store` in ``root/results.jsonl`` (``{"key", "description", **fields}``; rows
 written before, with the description's parts at the top level, are re-laid on first use, :func:`relay_legacy`); each
 run's samples (uint8, compressed) are in ``root/<key>.npz``,
 written before its row. ``shipped``: a read-only cache of the same layout consulted after ``root`` (the repository
 ships the expensive default-profile runs in ``data/results/``). A row also records how to rebuild its metric and its
-filter file (``metric_source``, ``filter_source``); :func:`pds.lab.recompute.rebuild` builds any shipped run's model,
-method and metric from what it records, and :func:`pds.lab.recompute.recompute` draws it again from scratch and
-compares it with the stored one — bit for bit, or within the float32 tolerances of another machine (``python -m
-pds.lab.recompute verify KEY …``).
+filter file (``metric_source``, ``filter_source``), which :mod:`pds.lab.recompute` reads to draw it again.
 """
 
 from __future__ import annotations
@@ -109,37 +104,24 @@ def _method_settings(method: Method) -> dict:
 
 
 def describe(model: SmallModel, method: Method, T: int, n: int, seed: int, batch_size: int, device, score_fn,
-             known: dict | None = None) -> dict:
+             fingerprints: dict | None = None) -> dict:
     """The normalised description of a run (see the module docstring), its fingerprints as
-    :class:`~pds.fingerprint.Fingerprint` s; its :func:`run_key` is the cache key. ``known``: the parts already
-    computed (``model``, ``method``, ``sampling``, ``network``, ``metric``; :class:`ResultCache` memoises them)."""
+    :class:`~pds.fingerprint.Fingerprint` s; its :func:`run_key` is the cache key. ``fingerprints``: the three
+    behaviour fingerprints when already computed (:meth:`ResultCache.fingerprints` memoises them)."""
     if int(T) != T or int(n) != n or int(seed) != seed or int(batch_size) != batch_size:
         raise ValueError(f"T, n, seed and batch_size must be integers, got {T}, {n}, {seed}, {batch_size}")
-    known = dict(known or {})
-    parts = {"model": lambda: model_settings(model), "method": lambda: _method_settings(method),
-             "sampling": lambda: sampling_fingerprint(model, method), "network": lambda: network_fingerprint(model),
-             "metric": lambda: metric_fingerprint(score_fn)}
-    got = {k: known[k] if k in known else make() for k, make in parts.items()}
-    return {"model": got["model"], "method": got["method"], "T": int(T), "n": int(n), "seed": int(seed),
-            "batch_size": int(batch_size), "device": torch.device(device or "cpu").type,
-            "fingerprints": {k: got[k] for k in ("sampling", "network", "metric")}}
+    fps = fingerprints or {"sampling": sampling_fingerprint(model, method), "network": network_fingerprint(model),
+                           "metric": metric_fingerprint(score_fn)}
+    return {"model": model_settings(model), "method": _method_settings(method), "T": int(T), "n": int(n),
+            "seed": int(seed), "batch_size": int(batch_size), "device": torch.device(device or "cpu").type,
+            "fingerprints": fps}
 
 
 def run_key(desc: dict) -> str:
-    """The cache key of a :func:`describe` description: :func:`pds.lab.store.description_key` of it with its
-    fingerprints by their ids. It names the run; the cache finds a run by it, or else by
-    :meth:`FingerprintTable.matches`."""
-    return description_key(_ids(desc))
-
-
-def _ids(obj):
-    if isinstance(obj, Fingerprint):
-        return obj.id
-    if isinstance(obj, dict):
-        return {k: _ids(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_ids(v) for v in obj]
-    return obj
+    """The cache key of a :func:`describe` description whose fingerprints are named by their ids
+    (:meth:`ResultCache.describe`): :func:`pds.lab.store.description_key` of it. It names the run; the cache finds a
+    run by it, or else by :meth:`FingerprintTable.matches`."""
+    return description_key(desc)
 
 
 DESCRIPTION = ("model", "method", "T", "n", "seed", "batch_size", "device", "fingerprints")
@@ -254,12 +236,8 @@ def relay_legacy(folder) -> int:
 
 
 class ResultCache:
-    """Finished runs: rows of a :class:`pds.lab.store.Store` in ``root/results.jsonl`` (keyed by :func:`run_key` of
-    :func:`describe`, see the module docstring; the fingerprints they name in ``root/fingerprints.jsonl``) plus
-    their samples (uint8, compressed ``root/<key>.npz``, written before the row). ``shipped``: a read-only cache of
-    the same layout consulted after ``root``. A run is found by its key or, where a fingerprint's id came out
-    otherwise on this machine, by a stored description that matches the wanted one within tolerance (:meth:`find`),
-    and only with its samples file. Rows are returned flat (:func:`description_of` gives their description)."""
+    """The cache of the module docstring in ``root`` (``shipped``: its read-only layer); a run is served only with its
+    samples file, and rows are returned flat (:func:`description_of` gives their description)."""
 
     def __init__(self, root, shipped=None):
         self.root = Path(root)
@@ -292,10 +270,6 @@ class ResultCache:
         found = self._by_key(key)
         return None if found is None else found[0]
 
-    def listed(self, key: str) -> bool:
-        """Whether a row of ``key`` is stored (with or without its samples file)."""
-        return self.store.row(key) is not None
-
     def samples(self, key: str) -> torch.Tensor:
         found = self._by_key(key)
         if found is None:
@@ -327,10 +301,8 @@ class ResultCache:
     def describe(self, model: SmallModel, method: Method, T: int, n: int, seed: int, batch_size: int, score_fn,
                  device=None) -> dict:
         """:func:`describe` with the fingerprints memoised and named by their ids (remembered in :attr:`table`)."""
-        known = {"model": model_settings(model),  # cheap: an image set's fingerprint is kept by its EmpiricalScore
-                 "method": _method_settings(method),  # a filter file is read each time: it may be rewritten
-                 **self.fingerprints(model, method, score_fn)}
-        return self.table.ids(describe(model, method, T, n, seed, batch_size, device, score_fn, known=known))
+        fps = self.fingerprints(model, method, score_fn)  # a filter file's values are read each time: it may change
+        return self.table.ids(describe(model, method, T, n, seed, batch_size, device, score_fn, fingerprints=fps))
 
     def key(self, model: SmallModel, method: Method, T: int, n: int, seed: int, score_fn, batch_size: int = 500,
             device=None) -> str:

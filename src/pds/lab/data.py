@@ -261,9 +261,6 @@ def aligned_faces(n: int | None = None, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(faces[_choose(len(faces), n, seed)])[:, None].clamp(0, 1)
 
 
-STAND_INS = ("fashion-mnist", "mnist", "natural-crops", "faces")
-
-
 def dataset_batches(spec: str, size: int | None = None, n: int | None = 200, seed: int = 0,
                     batch_size: int = 64) -> tuple[Iterator[torch.Tensor], dict]:
     """A seeded choice of ``n`` images of a data specification, as batches, plus its description.

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pds.configs import EXPERIMENTS, Experiment, stand_in_for
+from pds.configs import EXPERIMENTS, STAND_INS, Experiment
 from pds.configs import experiment as experiment_named
 from pds.filters import (
     file_preconditioner,
@@ -183,7 +183,7 @@ class SmallModel:
         size = config["net"]["image_size"]
         self.shape = (config["net"]["channels"], size, size)
         self.pad = int(config.get("data", {}).get("pad") or 0)
-        self.experiment: Experiment = experiment or stand_in_for(self.kind)
+        self.experiment: Experiment = experiment or EXPERIMENTS[STAND_INS[self.kind]]
         self._train = train_images
 
     @classmethod

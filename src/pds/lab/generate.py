@@ -23,7 +23,6 @@ import json
 import math
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +33,10 @@ from tqdm import tqdm
 from pds.configs import experiment as experiment_named
 from pds.lab.data import load_idx_images, load_image_folder
 from pds.lab.experiments import Method, SmallModel, crop_and_clip, draw
-from pds.lab.metrics import fid_statistics, frechet_distance, gaussian_statistics, load_classifier
+from pds.lab.metrics import classifier_features, fid_statistics, frechet_distance, gaussian_statistics, load_classifier
 from pds.models.checkpoints import find_checkpoint
 from pds.models.trained import SHIPPED_DIR, shipped_models, sidecar_path
-from pds.storage import RUNS_DIR, RunLock, atomic_write
+from pds.storage import RUNS_DIR, RunLock, atomic_write, check_output
 
 __all__ = ["resolve_model", "sample_seed", "shard_indices", "run_sharded", "load_samples", "save_grid",
            "dist_context"]
@@ -78,10 +77,6 @@ def shard_indices(n: int, shard_size: int) -> list[range]:
     return [range(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
 
 
-def _json_method(method: Method) -> dict:
-    return dataclasses.asdict(method)
-
-
 class dist_context:
     """(rank, world size, local rank) from torchrun's environment; joins and leaves the process group."""
 
@@ -115,7 +110,7 @@ class dist_context:
 
 def _settings(model: SmallModel, method: Method, T: int, n: int, seed: int, shard_size: int) -> dict:
     return {"checkpoint": model.name, "checkpoint_sha256": model.config.get("file_sha256"),
-            "experiment": model.experiment.name, "method": _json_method(method), "label": method.label, "T": T,
+            "experiment": model.experiment.name, "method": dataclasses.asdict(method), "label": method.label, "T": T,
             "n": n, "seed": seed, "shard_size": shard_size, "corrector_norm": "sample",
             "image_shape": [model.shape[0], model.shape[1] - 2 * model.pad, model.shape[2] - 2 * model.pad]}
 
@@ -169,9 +164,7 @@ def run_sharded(model: SmallModel, method: Method, T: int, n: int, seed: int, ou
     for name, value in (("T", T), ("n", n), ("batch", batch), ("shard_size", shard_size)):
         if int(value) != value or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder: name a new or existing folder for the shards")
+    out = check_output(out, "--out", folder=True)
     with dist_context(device) as ctx:
         dev = torch.device(f"cuda:{ctx.local_rank}" if device == "cuda" and ctx.world > 1 else device)
         if dev.type == "cuda" and not torch.cuda.is_available():
@@ -325,10 +318,8 @@ def score_run(folder, metric: str = "classifier", ref: str | None = None, ref_da
     if metric == "classifier":
         clf = load_classifier()
 
-        @torch.no_grad()
         def stats(x):
-            return gaussian_statistics(torch.cat([clf.features(x[i:i + 1000].clamp(0, 1))
-                                                  for i in range(0, len(x), 1000)]).numpy())
+            return gaussian_statistics(classifier_features(clf, x))
     else:
         def stats(x):
             return fid_statistics(x, device=device)
@@ -347,14 +338,10 @@ def score_run(folder, metric: str = "classifier", ref: str | None = None, ref_da
         else:
             mu_r, sigma_r = stats(reference_images(ref_data, size))
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(cache.name + ".tmp.npz")
-            np.savez(tmp, mu=mu_r, sigma=sigma_r)
-            os.replace(tmp, cache)
+            atomic_write(cache, lambda tmp: np.savez(tmp, mu=mu_r, sigma=sigma_r), "the reference statistics")
         source = f"{ref_data} (statistics cached in {cache})"
     mu, sigma = stats(images)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*singular.*")
-        value = frechet_distance(mu, sigma, mu_r, sigma_r)
+    value = frechet_distance(mu, sigma, mu_r, sigma_r)
     name = "FID (pytorch-fid Inception)" if metric == "fid" else "classifier-feature FD (not FID)"
     result = {"metric": name, "value": value, "n": len(images), "reference": source, "checkpoint":
               manifest["checkpoint"], "method": manifest["label"], "T": manifest["T"], "nfe": manifest["nfe"],

@@ -36,7 +36,7 @@ from pds.empirical import EmpiricalScore
 from pds.filters import estimate_filters, save_filters
 from pds.fingerprint import Fingerprint, fingerprint
 from pds.lab.data import aligned_faces, load_idx_images, load_idx_labels, natural_image_crops
-from pds.lab.experiments import SmallModel, Verdict
+from pds.lab.experiments import SmallModel, Verdict, spread
 from pds.lab.metrics import ClassifierFD, MetricResult, load_classifier
 from pds.models.local_score import LocalScore, PatchSchedule
 from pds.schedules import geometric_sigmas
@@ -48,8 +48,7 @@ LANDED_RADIUS = 2.5  # in units of σ_min·√D: generous (PDS leaves up to α/(
 
 
 def _summary(values) -> dict:
-    v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "count": int(v.size)}
+    return dict(zip(("mean", "std", "count"), spread(values), strict=True))
 
 
 def hit_statistics(indices, n_images: int, labels=None, floor_draws: int = 20, seed: int = 0) -> dict:
@@ -313,7 +312,7 @@ def covers(rows, claim: str) -> Verdict:
     floor_mean = float(np.mean([h["kl_floor"]["mean"] for h in hits]))
     floor_std = float(np.mean([h["kl_floor"]["std"] for h in hits]))
     bound = floor_mean + 2 * floor_std
-    m, s = float(np.mean(kl)), float(np.std(kl, ddof=1)) if len(kl) > 1 else 0.0
+    m, s, _ = spread(kl)
     return Verdict(claim, m <= bound, f"KL of the hits {m:.4g} ± {s:.2g} (over {len(kl)}) vs bound {bound:.4g} = floor "
                                       f"{floor_mean:.4g} + 2 × {floor_std:.2g} (uniform draws of as many hits)",
                    {"kl": {"mean": m, "std": s, "values": kl}, "floor_mean": floor_mean, "floor_std": floor_std,

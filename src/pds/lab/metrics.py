@@ -1,11 +1,10 @@
 """Sample-quality metrics, each reported with n, seed, NFE and the reference set.
 
-* :func:`fid` — FID through pytorch-fid (InceptionV3 pool features, ``calculate_frechet_distance``).
+* :func:`fid_statistics` — FID's statistics through pytorch-fid (InceptionV3 pool features).
   The Inception weights cannot be downloaded here: when they are not in the torch hub cache,
   :class:`InceptionWeightsMissing` says where to put the file (:func:`fid_available` to check first).
-* :func:`classifier_fd` — a Fréchet distance in the feature space of a small Fashion-MNIST classifier
+* :class:`ClassifierFD` — a Fréchet distance in the feature space of a small Fashion-MNIST classifier
   trained here (:class:`FashionClassifier`), usable offline. It is *not* FID and is never called so.
-* :func:`exact_gaussian_metrics` — W2 and KL of an exact analysis (:mod:`pds.exact`).
 """
 
 from __future__ import annotations
@@ -35,14 +34,12 @@ __all__ = [
     "ClassifierFD",
     "gaussian_statistics",
     "fid_statistics",
-    "fid",
     "FashionClassifier",
     "train_classifier",
     "classifier_accuracy",
-    "classifier_fd",
     "load_classifier",
+    "classifier_features",
     "image_statistics",
-    "exact_gaussian_metrics",
 ]
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -77,11 +74,14 @@ def fid_available() -> bool:
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """The Fréchet distance between two Gaussians (pytorch-fid's ``calculate_frechet_distance``)."""
+    """The Fréchet distance between two Gaussians (pytorch-fid's ``calculate_frechet_distance``); scipy's warning
+    about a singular covariance (fewer samples than dimensions, see :class:`ClassifierFD`) is silenced."""
     from pytorch_fid.fid_score import calculate_frechet_distance
 
-    return float(calculate_frechet_distance(np.asarray(mu1, np.float64), np.asarray(sigma1, np.float64),
-                                            np.asarray(mu2, np.float64), np.asarray(sigma2, np.float64)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*singular.*")
+        return float(calculate_frechet_distance(np.asarray(mu1, np.float64), np.asarray(sigma1, np.float64),
+                                                np.asarray(mu2, np.float64), np.asarray(sigma2, np.float64)))
 
 
 def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -119,17 +119,6 @@ def fid_statistics(images: torch.Tensor, batch_size: int = 50, device: str = "cp
                 b = b.repeat(1, 3, 1, 1)
             feats.append(model(b)[0].squeeze(-1).squeeze(-1).cpu().numpy())
     return gaussian_statistics(np.concatenate(feats))
-
-
-def fid(samples: torch.Tensor, reference, *, reference_name: str, seed=None, nfe=None, device="cpu") -> MetricResult:
-    """FID of ``samples`` against ``reference``: images, or a .npz with ``mu`` and ``sigma`` (pytorch-fid's format)."""
-    mu1, s1 = fid_statistics(samples, device=device)
-    if isinstance(reference, (str, os.PathLike)):
-        with np.load(reference) as data:
-            mu2, s2 = data["mu"], data["sigma"]
-    else:
-        mu2, s2 = fid_statistics(reference, device=device)
-    return MetricResult("FID", frechet_distance(mu1, s1, mu2, s2), len(samples), reference_name, seed, nfe)
 
 
 class FashionClassifier(nn.Module):
@@ -191,6 +180,12 @@ def load_classifier(path=None) -> FashionClassifier:
 
 
 @torch.no_grad()
+def classifier_features(model: FashionClassifier, images: torch.Tensor) -> np.ndarray:
+    """The 128-d features of images [N, 1, 28, 28] in [0, 1], in batches of 1000."""
+    return torch.cat([model.features(_check_images(images[i : i + 1000])) for i in range(0, len(images), 1000)]).numpy()
+
+
+@torch.no_grad()
 def classifier_accuracy(model: FashionClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     preds = torch.cat([model(images[i : i + 1000]).argmax(1) for i in range(0, len(images), 1000)])
     return float((preds == labels).float().mean())
@@ -222,7 +217,7 @@ class ClassifierFD:
 
     def _statistics(self, reference: torch.Tensor, memo) -> tuple[np.ndarray, np.ndarray]:
         if memo is None:
-            return gaussian_statistics(self.features(reference))
+            return gaussian_statistics(classifier_features(self.model, reference))
         digest = hashlib.sha256(Path(__file__).read_bytes())  # the code of the features: a change there recomputes
         for name, value in self.model.state_dict().items():
             digest.update(name.encode() + value.detach().cpu().contiguous().numpy().tobytes())
@@ -233,18 +228,12 @@ class ClassifierFD:
         if path.is_file():
             with np.load(path) as kept:
                 return kept["mu"], kept["sigma"]
-        mu, sigma = gaussian_statistics(self.features(reference))
+        mu, sigma = gaussian_statistics(classifier_features(self.model, reference))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")  # one per process: two may compute it at once
         np.savez(tmp, mu=mu, sigma=sigma)
         os.replace(tmp, path)
         return mu, sigma
-
-    @torch.no_grad()
-    def features(self, images: torch.Tensor, model: FashionClassifier | None = None) -> np.ndarray:
-        model = self.model if model is None else model
-        return torch.cat([model.features(_check_images(images[i : i + 1000]))
-                          for i in range(0, len(images), 1000)]).numpy()
 
     def fingerprint(self) -> Fingerprint:
         """What this metric computes (:mod:`pds.fingerprint`): the classifier with its own weights in float64 on 256
@@ -255,19 +244,15 @@ class ClassifierFD:
             model64 = copy.deepcopy(self.model).double().eval()
             sets = [torch.rand(256, *self._shape, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
                     for s in (0, 1)]
-            feats = [self.features(x, model64) for x in sets]
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*singular.*")
-                fd = frechet_distance(*gaussian_statistics(feats[0]), *gaussian_statistics(feats[1]))
+            feats = [classifier_features(model64, x) for x in sets]
+            fd = frechet_distance(*gaussian_statistics(feats[0]), *gaussian_statistics(feats[1]))
             reference = fingerprint("reference images", Approx(self._reference_images, DATA_RTOL))
             self._fingerprint = fingerprint(self.name, feats[0], Approx(float(fd), 1e-8), reference)
         return self._fingerprint
 
     def __call__(self, samples: torch.Tensor, nfe=None, seed=None) -> MetricResult:
-        f = self.features(samples)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*singular.*")
-            value = frechet_distance(*gaussian_statistics(f), self.mu, self.sigma)
+        f = classifier_features(self.model, samples)
+        value = frechet_distance(*gaussian_statistics(f), self.mu, self.sigma)
         return MetricResult(self.name, value, len(samples), self.reference_name, seed, nfe,
                             extra={"n_below_dim": len(samples) <= f.shape[1]})
 
@@ -290,19 +275,3 @@ def image_statistics(images: torch.Tensor) -> dict:
     standard deviation (a "pale" sample set has a lower contrast than the data)."""
     x = _check_images(images).flatten(1).double()
     return {"mean": float(x.mean()), "contrast": float(x.std(dim=1).mean())}
-
-
-def classifier_fd(samples: torch.Tensor, reference: torch.Tensor, model: FashionClassifier, *, reference_name: str,
-                  seed=None, nfe=None) -> MetricResult:
-    """Fréchet distance between classifier features of ``samples`` and ``reference`` (not FID);
-    see :class:`ClassifierFD` (which keeps the reference statistics for repeated use)."""
-    return ClassifierFD(model, reference, reference_name)(samples, nfe=nfe, seed=seed)
-
-
-def exact_gaussian_metrics(result, *, reference_name: str = "the Gaussian target") -> list[MetricResult]:
-    """W2, relative W2 and KL of a :class:`pds.exact.ExactResult` (exact: n is infinite, reported as 0)."""
-    return [
-        MetricResult("W2 (exact)", result.w2, 0, reference_name, None, result.nfe),
-        MetricResult("relative W2 (exact)", result.w2_relative, 0, reference_name, None, result.nfe),
-        MetricResult("KL (exact)", result.kl, 0, reference_name, None, result.nfe),
-    ]

@@ -4,6 +4,7 @@ storage)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -16,31 +17,20 @@ __all__ = ["OptimumStore"]
 
 
 class OptimumStore:
-    """Finished optima, one JSON line each (``optima.jsonl`` in ``folder``; ``shipped``: a read-only folder of the
-    same form, e.g. the default profile's ``data/results/optimal/default``): a :class:`pds.lab.store.Store` whose
-    description of a search is ``{"description": the search's (the target's fingerprint, settings, sampler, NFE, gains,
-    knots, iterations), "fingerprint": :func:`pds.exact.optimal.behaviour_fingerprint`}``, so that a search is found by
-    its key or, where a fingerprint's id came out otherwise on this machine, by a description that matches within the
-    fingerprints' tolerances. A search killed midway loses only itself; :meth:`get_or_run` runs what is missing."""
+    """Finished optima: a :class:`pds.lab.store.Store` named ``optima`` in ``folder`` (``shipped``: e.g.
+    ``data/results/optimal/default``) whose description of a search is ``{"description": the search's (the target's
+    fingerprint, settings, sampler, NFE, gains, knots, iterations), "fingerprint":
+    :func:`pds.exact.optimal.behaviour_fingerprint`}``; :meth:`get_or_run` runs what is missing."""
 
     def __init__(self, folder, shipped=None):
         self.store = Store(folder, shipped, name="optima")
-        self.folder, self.shipped, self.table = self.store.folder, self.store.shipped, self.store.table
-        self._fingerprint = None
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> Fingerprint:
-        if self._fingerprint is None:
-            self._fingerprint = behaviour_fingerprint()
-        return self._fingerprint
+        return behaviour_fingerprint()
 
     def _full(self, description: dict) -> dict:
         return {"description": description, "fingerprint": self.fingerprint}
-
-    def key(self, description: dict) -> str:
-        """The key of a search (its description may hold :class:`~pds.fingerprint.Fingerprint` s, e.g. the target's
-        :func:`pds.exact.optimal.target_fingerprint`)."""
-        return self.store.key(self._full(description))
 
     def find(self, description: dict) -> dict | None:
         """The stored row of a search, by its key or by a matching description."""
@@ -57,7 +47,8 @@ class OptimumStore:
         it)."""
         row = self.store.row(which) if isinstance(which, str) else self.find(which)
         if row is None:
-            raise KeyError(f"no stored optimum {which if isinstance(which, str) else self.key(which)}")
+            name = which if isinstance(which, str) else self.store.key(self._full(which))
+            raise KeyError(f"no stored optimum {name}")
         opt = Optimum.from_dict(row["optimum"])
         shape = [int(s) for s in shape]
         return save_filters(path, opt.filter.frequency_filter(tuple(shape)),

@@ -188,7 +188,7 @@ def _verify_main(keys, folder, device=None) -> int:
         for key in keys:
             row = cache.get(key)
             if row is None:
-                listed = cache.listed(key)
+                listed = cache.store.row(key) is not None  # its samples file is missing
                 why = (f"run {key} is listed in {folder / 'results.jsonl'} but its samples file "
                        f"{folder / (key + '.npz')} is missing: restore it (git checkout, or copy it from the cache it "
                        "came from)" if listed

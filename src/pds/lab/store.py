@@ -97,11 +97,6 @@ class Store:
         found = self.versions(key)
         return found[0][0] if found else None
 
-    def where(self, key: str) -> Path | None:
-        """The folder the row of ``key`` was read from (this store's or the shipped one), or None."""
-        found = self.versions(key)
-        return found[0][1] if found else None
-
     def key(self, description: dict) -> str:
         """The key of ``description`` (which may hold :class:`~pds.fingerprint.Fingerprint` s)."""
         return description_key(self.table.ids(description))

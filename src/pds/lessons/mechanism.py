@@ -1,15 +1,7 @@
-"""Notebook 14's laboratory: why PDS works, on the Gaussian targets of notebooks 03, 10 and 12 and on samples.
-
-* :func:`targets` — the Gaussians fitted to 300 photograph crops at 32² and 256² and the 1024² power-law field, as
-  notebooks 10 and 12 build them (so that notebook 12's optima apply), with the paper's settings (:data:`SETTINGS`);
-* :func:`methods` — the filters compared at one size: vanilla, the paper's R (α = 5, 20), the parametric filter,
-  notebook 12's optimum where it was searched, R's scalar control (its mean drift gain), the best scalar, the
-  freezing gain p* and the rule of section 5 (:func:`rule_gain`);
-* :func:`rule_gain` — the prediction: p* where a frequency freezes during the run, blended by w_N = σ_min²/(s + σ_min²)
-  with the gain that makes the final denoising step keep its variance;
-* :func:`rings_table` — W2 and its split over rings of |k| from :class:`pds.lessons.exact_results.ExactSummary`;
-* :func:`power_ratio` — the radial power spectrum of samples over the data's (the prediction carried to samples).
-"""
+"""Notebook 14's laboratory: why PDS works, on the Gaussian targets of notebooks 03, 10 and 12 (:func:`targets`,
+with the paper's settings, :data:`SETTINGS`) and on samples: the filters compared (:func:`methods`), the prediction
+of section 5 (:func:`rule_gain`), W2 split over rings of |k| (:func:`rings_table`) and the power spectrum of samples
+over the data's (:func:`power_ratio`)."""
 
 from __future__ import annotations
 
@@ -22,14 +14,14 @@ import torch
 from pds.configs import experiment
 from pds.exact.mechanism import freezing_gain, scalar_preconditioner, step_ratio
 from pds.exact.optimal import Optimum, target_fingerprint
-from pds.filters import parametric_filter
+from pds.filters import parametric_preconditioner
 from pds.fourier import power_spectrum, radial_profile
 from pds.lab.data import natural_image_crops
 from pds.lab.optima import OptimumStore
 from pds.precondition import Preconditioner
 from pds.scores import StationaryGaussianScore, fit_power_law, power_law_field
 
-__all__ = ["SETTINGS", "targets", "methods", "paper_R", "parametric", "rule_gain", "drift_gain", "optimum_gain",
+__all__ = ["SETTINGS", "targets", "methods", "paper_R", "rule_gain", "drift_gain", "optimum_gain",
            "rings_table", "power_ratio"]
 
 SETTINGS = {16: experiment("cifar10_ncsnpp"), 32: experiment("cifar10_ncsnpp"), 256: experiment("bedroom_ncsnpp"),
@@ -58,13 +50,6 @@ def paper_R(target: StationaryGaussianScore, alpha: float = 5.0) -> Precondition
     """The paper's statistics filter for a Gaussian target: R = log(E|F x|² + 1) (Eq. 14, exactly: the target's own
     expected power), normalised by ``alpha`` as released."""
     return Preconditioner(freq=torch.log1p(target.expected_power()), alpha=alpha)
-
-
-def parametric(target: StationaryGaussianScore, r: float = 0.2, lam: float = 1.6, alpha: float = 5.0) -> Preconditioner:
-    """The parametric filter of Sec. 4.3 at the target's size (``r`` in units of H, the literal reading), normalised by
-    ``alpha`` as released."""
-    c, h, w = target.shape
-    return Preconditioner(freq=parametric_filter((h, w), r * h, lam, channels=c), alpha=alpha)
 
 
 def rule_gain(target: StationaryGaussianScore, settings, iterations: int) -> torch.Tensor:
@@ -98,11 +83,12 @@ def optimum_gain(store: OptimumStore, target: StationaryGaussianScore, settings,
 
 def methods(size: int, target: StationaryGaussianScore, iterations: int, store: OptimumStore | None = None,
             best: float | None = None) -> dict[str, Preconditioner | None]:
-    """The filters compared at one size and length (the module docstring); ``best``: the best scalar drift gain at
-    this length when it is known."""
+    """The filters compared at one size and length: vanilla, the paper's R (α = 5, 20), the parametric filter,
+    notebook 12's optimum where it was searched, R's scalar control (its mean drift gain), the best scalar (``best``,
+    when it is known at this length), the freezing gain p* and the rule of section 5 (:func:`rule_gain`)."""
     shape = tuple(target.shape)
     out: dict = {"vanilla": None, "R, α=5": paper_R(target, 5.0), "R, α=20": paper_R(target, 20.0),
-                 "parametric (0.2H, 1.6)": parametric(target, 0.2, 1.6, 5.0)}
+                 "parametric (0.2H, 1.6)": parametric_preconditioner(target.shape, 0.2, 1.6, alpha=5.0)}
     opt = None if store is None else optimum_gain(store, target, SETTINGS[size], 2 * iterations)
     if opt is not None:
         out["optimum (notebook 12)"] = opt

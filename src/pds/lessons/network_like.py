@@ -1,19 +1,6 @@
 """How network-like a closed-form score is, and what a trained network's error looks like in frequency (issue 31).
 
-A score model is compared through its denoiser D(x, σ) = x + σ² s(x, σ) (Tweedie), on held-out images noised at σ:
-
-* :func:`r2` — Kamb & Ganguli's measure: per image, 1 − ‖D_ref − D‖² / ‖D_ref − mean(D_ref)‖² (the fraction of the
-  reference denoiser's variation over the image that the other reproduces; 1: the same output);
-* :func:`agreement` — its median and quartiles over the images, per σ, for several models against one reference;
-* :func:`per_image`, :func:`versus` and :func:`paired` — the r² of each image, and per σ a paired comparison of two
-  models, or of the best of several against each other, on the same noised images (Wilcoxon's signed-rank test on the
-  per-image differences), as Kamb & Ganguli compare machines;
-* :func:`calibrate_patch` — the patch size of a local score machine (:class:`pds.models.local_score.LocalScore`) that
-  maximises the median r² against a reference at each σ: the paper's calibration, against the network trained here;
-* :func:`error_spectrum` — the power of the difference of two scores per radial frequency (the unnormalised DFT of
-  :mod:`pds.fourier`, averaged over images and channels): where in frequency a network departs from a closed form;
-* :func:`error_model` — those measurements at a few σ as a score error at every σ and frequency, the ``score_error``
-  of :func:`pds.exact.optimal.pc_moments` (a filter chosen knowing where the network errs).
+A score model is compared through its denoiser D(x, σ) = x + σ² s(x, σ) (Tweedie), on held-out images noised at σ.
 
 Given a :class:`pds.lab.store.Store` (``store=``), :func:`agreement`, :func:`calibrate_patch` and :func:`error_spectrum`
 return a stored result when one was computed before, and store what they compute: each is found by what it depends on
@@ -47,7 +34,8 @@ def noised(images: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
 
 
 def r2(reference: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """Per image (first axis), 1 − ‖reference − other‖² / ‖reference − its mean‖² (float64)."""
+    """Kamb & Ganguli's r², per image (first axis): 1 − ‖reference − other‖² / ‖reference − its mean‖² (float64), the
+    share of the reference's variation over the image that ``other`` reproduces (1: the same output)."""
     if reference.shape != other.shape:
         raise ValueError(f"r2 needs outputs of one shape, got {tuple(reference.shape)} and {tuple(other.shape)}")
     ref, oth = reference.double().flatten(1), other.double().flatten(1)

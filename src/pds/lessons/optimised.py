@@ -18,7 +18,7 @@ import torch
 from pds.exact.optimal import Frequencies, RadialFilter, optimise, sampler_w2, target_fingerprint
 from pds.fingerprint import Approx, fingerprint
 from pds.lab.cache import ResultCache
-from pds.lab.experiments import Method, SmallModel, spread
+from pds.lab.experiments import Method, SmallModel, run_seeds, spread
 from pds.lab.image_sets import measures
 from pds.lab.optima import OptimumStore
 from pds.lessons.exact_claims import STATISTICS
@@ -50,8 +50,7 @@ def carry_over(store: OptimumStore, cache: ResultCache, model: SmallModel, metri
                                        (Method("file", path=str(path), alpha=None), nfe // 2),
                                        (dataclasses.replace(STATISTICS, sampler="edm_churn"), (nfe + 1) // 2)),
                        strict=True))
-    runs = {name: [cache.run(model, m, T, n, s, metric, device=device) for s in seeds]
-            for name, (m, T) in methods.items()}
+    runs = {name: run_seeds(cache, model, m, T, n, seeds, metric, device=device) for name, (m, T) in methods.items()}
     return runs, (opt.w2_start, opt.w2)
 
 
@@ -132,6 +131,5 @@ def error_aware(store: OptimumStore, cache: ResultCache, model: SmallModel, metr
                             for sg in (settings.sigma_min, *levels, settings.sigma_max)])
     methods = {"vanilla": Method(), "paper's R": STATISTICS,
                **{name: Method("file", path=str(path), alpha=None) for name, path in paths.items()}}
-    runs = {name: [cache.run(model, m, nfe // 2, n, s, metric, device=device) for s in seeds]
-            for name, m in methods.items()}
+    runs = {name: run_seeds(cache, model, m, nfe // 2, n, seeds, metric, device=device) for name, m in methods.items()}
     return runs, table, profiles

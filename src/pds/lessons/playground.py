@@ -16,8 +16,8 @@ a CPU: the multiplier the sampler applies to the noise per frequency (centred, D
 nearest training image (pixels in [0, 1]). The filter is the statistics R of Eq. 14 (normalised by α as
 released), the parametric (r, λ) filter of Sec. 4.3 in either reading, or none (vanilla).
 
-Under papermill and in the book the widgets do not run: :meth:`Playground.show` draws the default state as a static
-figure first, then adds the sliders where a live kernel displays them. ipywidgets is imported only there.
+Under papermill and in the book the widgets do not run: :meth:`GaussianPlayground.show` draws the default state as a
+static figure first, then adds the sliders where a live kernel displays them. ipywidgets is imported only there.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import torch
 
 from pds.configs import experiment as experiment_named
 from pds.exact import pc_exact
+from pds.filters import parametric_preconditioner
 from pds.fourier import centred
 from pds.lab.experiments import Method, crop_and_clip, draw
 from pds.lab.image_sets import ImageSet, exact_model
@@ -169,18 +170,6 @@ class Playground:
                      "image (pixels in [0, 1])", fontsize=8, y=1.04)
         return fig
 
-    def show(self, state: State | None = None, live: bool = True):
-        """Draw ``state`` (default: :class:`State`'s defaults) as a static figure; with ``live``, add the sliders
-        (ipywidgets) below it, which redraw on every change where a kernel runs them. Returns the static figure."""
-        state = state or State()
-        fig = self.figure(state)
-        plt.show()
-        if live:
-            from IPython.display import display
-
-            display(self.widget(state))
-        return fig
-
     def widget(self, state: State | None = None):
         """The controls (ipywidgets) starting from ``state``, above the figure; the filter's controls show only for
         the filter they act on, and none for a sampler that takes no filter (euler, heun, dpmpp_2m)."""
@@ -246,7 +235,7 @@ class GaussianPlayground:
         if state.preset == "R":
             return mechanism.paper_R(self.target, state.alpha)
         if state.preset == "parametric":
-            return mechanism.parametric(self.target, state.r, state.lam, state.alpha)
+            return parametric_preconditioner(self.shape, state.r, state.lam, alpha=state.alpha)
         if state.preset == "P ∝ Σ":  # drift gain p_k = s_k / max s: the covariance's shape, at most vanilla's gain
             return Preconditioner(freq=(self.target.spectrum / self.target.spectrum.max()).rsqrt(), alpha=None)
         if state.preset == "optimum (notebook 12)":

@@ -53,18 +53,13 @@ TINY_SIZE = 16  # image side of --tiny (networks: pds.lab.official.tiny_ncsnpp_c
 def _peak_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    status = _proc_status("VmHWM")  # the high-water mark since the last reset (getrusage's never resets)
-    return status if status is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _proc_status(field: str) -> float | None:
-    try:
+    try:  # the high-water mark since the last reset (getrusage's never resets)
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
+            if line.startswith("VmHWM:"):
                 return float(line.split()[1]) / 1024  # kB
     except OSError:
         pass
-    return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _reset_peak(device: torch.device) -> bool:

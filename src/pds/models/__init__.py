@@ -1,21 +1,7 @@
-"""Score networks of the official checkpoints, and the adapters that give them the library's interface.
-
-Implemented here (state-dict compatible, checked against outputs of the original code on
-random-weight checkpoints, see ``tests/test_models.py``):
-
-* NCSN v1 ``CondRefineNetDilated`` (ermongroup/ncsn);
-* NCSNv2 / NCSNv2Deeper (ermongroup/ncsnv2);
-* NCSN++ continuous VE (score_sde).
-
-The adapter to ``score(x, sigma)`` (σ per sample) of the level-indexed NCSN / NCSNv2 networks is :class:`LevelScore`
-(a diffusers ``UNet2DModel``'s is :class:`pds.integrations.diffusers_unet.DiffusersScore`).
-The networks (this module, :mod:`~pds.models.ncsnpp`, :mod:`~pds.models.refinenet`) import nothing from the rest
-of ``pds`` except the leaf :mod:`pds.schedules` (the σ ladder of NCSN++'s buffer). Around them, in this package:
-:mod:`~pds.models.checkpoints` (the official checkpoint files: every fact about them), :mod:`~pds.models.trained`
-(the files of the models trained here), :mod:`~pds.models.train` (training them) and :mod:`~pds.models.local_score`
-(Kamb & Ganguli's local score machines: models of a score built from a training set instead of weights). The paper's
-experiment settings are :mod:`pds.configs`; random-weight files in the official layouts :mod:`pds.lab.official`.
-"""
+"""Score networks of the official checkpoints — NCSN v1 ``CondRefineNetDilated`` (ermongroup/ncsn), NCSNv2 /
+NCSNv2Deeper (ermongroup/ncsnv2), NCSN++ continuous VE (score_sde) — state-dict compatible and checked against the
+original code's outputs (``tests/test_models.py``), and :class:`LevelScore`, their adapter to ``score(x, sigma)``. They
+import nothing from ``pds`` but the leaf :mod:`pds.schedules`; the modules around them: the README's ``pds.models``."""
 
 from __future__ import annotations
 

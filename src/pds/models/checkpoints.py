@@ -13,8 +13,6 @@ Official layouts (read as published, written by ``pds train`` so that the same l
   ``scheduler/``) or its ``unet/`` folder (``config.json`` + weights); the σ range, the number of scales and the snr
   come from ``scheduler/scheduler_config.json`` when it is there.
 
-Runs of ``pds train`` use the same layouts: their files are :mod:`pds.models.trained`'s.
-
 :func:`load_official` returns ``(score, config)`` with ``score(x, sigma)`` the library's score-model interface
 (:mod:`pds.scores`).
 """
@@ -52,6 +50,7 @@ __all__ = [
     "file_sha256",
     "atomic_save",
     "check_finite",
+    "apply_ema",
 ]
 
 ARCHITECTURES = ("ncsn", "ncsnv2", "ncsnv2deeper", "ncsnpp")
@@ -81,11 +80,8 @@ def strip_module_prefix(state: dict) -> dict:
 
 
 def file_sha256(path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def atomic_save(obj, path) -> Path:
@@ -194,28 +190,21 @@ def _ncsnpp_config(state: dict, config) -> NCSNppConfig:
     )
 
 
-def _apply_ncsnpp_ema(net: nn.Module, ema) -> None:
-    shadow = ema.get("shadow_params") if isinstance(ema, dict) else None
-    trainable = [p for p in net.parameters() if p.requires_grad]
-    if shadow is None or len(shadow) != len(trainable):
-        raise ValueError(
-            f"EMA state must hold 'shadow_params' with one tensor per trainable parameter ({len(trainable)}), "
-            f"got {None if shadow is None else len(shadow)}"
-        )
-    with torch.no_grad():
-        for i, (p, s) in enumerate(zip(trainable, shadow, strict=True)):
-            if p.shape != s.shape:
-                raise ValueError(f"EMA shadow {i}: shape {tuple(s.shape)} != parameter shape {tuple(p.shape)}")
-            p.copy_(s)
-
-
-def _apply_named_ema(net: nn.Module, ema: dict) -> None:
+def apply_ema(net: nn.Module, shadow) -> None:
+    """Copy an EMA shadow into ``net``'s parameters: a dict name → tensor (NCSNv2) or a list in the order of the
+    trainable parameters (NCSN++'s ``shadow_params``)."""
     params = dict(net.named_parameters())
-    unknown = sorted(set(ema) - set(params))
+    if not isinstance(shadow, dict):
+        names = [n for n, p in params.items() if p.requires_grad]
+        if shadow is None or len(shadow) != len(names):
+            raise ValueError(f"EMA state must hold 'shadow_params' with one tensor per trainable parameter "
+                             f"({len(names)}), got {None if shadow is None else len(shadow)}")
+        shadow = dict(zip(names, shadow, strict=True))
+    unknown = sorted(set(shadow) - set(params))
     if unknown:
         raise ValueError(f"EMA shadow holds names the model does not have: {unknown[:5]}")
     with torch.no_grad():
-        for name, value in ema.items():
+        for name, value in shadow.items():
             if params[name].shape != value.shape:
                 raise ValueError(f"EMA {name}: shape {tuple(value.shape)} != {tuple(params[name].shape)}")
             params[name].copy_(value)
@@ -227,7 +216,7 @@ def _load_ncsnpp(obj: dict, config, use_ema: bool):
     net = NCSNpp(cfg)
     _load_strict(net, state, "ncsnpp")
     if use_ema:
-        _apply_ncsnpp_ema(net, obj["ema"])
+        apply_ema(net, obj["ema"].get("shadow_params") if isinstance(obj["ema"], dict) else None)
     net.eval()
     config_out = {"arch": "ncsnpp", "ema": use_ema, **{k: v for k, v in cfg.__dict__.items() if k != "extra"},
                   **cfg.extra}
@@ -297,7 +286,7 @@ def load_official(path, arch: str | None = None, sigmas=None, use_ema: bool = Tr
         ema = obj[-1] if len(obj) >= 5 and isinstance(obj[-1], dict) else None
         applied = bool(use_ema and ema)
         if applied:
-            _apply_named_ema(net, ema)
+            apply_ema(net, ema)
         levels = state["sigmas"].double()
         info = {"arch": found, "ngf": ngf, "channels": channels, "num_classes": len(levels), "ema": applied}
     check_finite(net, path)

@@ -32,21 +32,16 @@ def _standardised_means(x):
 class InstanceNorm2dPlus(nn.Module):
     """Instance norm that keeps the channel means' spread: γ·(IN(x) + α·m̃) + β, m̃ the standardised means."""
 
-    def __init__(self, num_features: int, bias: bool = True):
+    def __init__(self, num_features: int):
         super().__init__()
-        self.num_features, self.bias = num_features, bias
         self.instance_norm = nn.InstanceNorm2d(num_features, affine=False, track_running_stats=False)
         self.alpha = nn.Parameter(torch.ones(num_features))
         self.gamma = nn.Parameter(torch.ones(num_features))
-        if bias:
-            self.beta = nn.Parameter(torch.zeros(num_features))
+        self.beta = nn.Parameter(torch.zeros(num_features))
 
     def forward(self, x, y=None):
         h = self.instance_norm(x) + _standardised_means(x)[..., None, None] * self.alpha[..., None, None]
-        out = self.gamma.view(1, -1, 1, 1) * h
-        if self.bias:
-            out = out + self.beta.view(1, -1, 1, 1)
-        return out
+        return self.gamma.view(1, -1, 1, 1) * h + self.beta.view(1, -1, 1, 1)
 
 
 class ConditionalInstanceNorm2dPlus(nn.Module):
@@ -54,7 +49,6 @@ class ConditionalInstanceNorm2dPlus(nn.Module):
 
     def __init__(self, num_features: int, num_classes: int):
         super().__init__()
-        self.num_features = num_features
         self.instance_norm = nn.InstanceNorm2d(num_features, affine=False, track_running_stats=False)
         self.embed = nn.Embedding(num_classes, 3 * num_features)
 
@@ -224,7 +218,6 @@ class _Stem(nn.Module):
 
     def __init__(self, ngf: int, channels: int, norm, sigmas=None):
         super().__init__()
-        self.ngf, self.channels = ngf, channels
         self.act = act = nn.ELU()
         if sigmas is not None:
             self.register_buffer("sigmas", torch.as_tensor(sigmas, dtype=torch.float32))
@@ -265,7 +258,6 @@ class CondRefineNetDilated(_RefineNet4):
             return ConditionalInstanceNorm2dPlus(c, num_classes)
 
         super().__init__(ngf, channels, image_size, norm, norm)
-        self.num_classes = num_classes
 
     def forward(self, x, labels):
         return self._features(x, labels)

@@ -26,14 +26,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pds.models.trained import (
-    KINDS,
-    build_network,
-    read_training_state,
-    save_training_checkpoint,
-    sidecar_path,
-    write_sidecar,
-)
+from pds.models.checkpoints import atomic_save
+from pds.models.trained import KINDS, build_network, read_training_state, sidecar_path, training_layout, write_sidecar
 from pds.schedules import check_sigma_range, ve_sigma
 from pds.storage import append_text, atomic_write
 
@@ -207,7 +201,7 @@ def train(net: nn.Module, images: torch.Tensor, config: TrainConfig, out, sigmas
         if log_path is not None and pending:
             append_text(log_path, "".join(pending), "the loss log")
             pending.clear()
-        save_training_checkpoint(out, net, cfg.kind, optimizer, ema, step)
+        atomic_save(training_layout(net, cfg.kind, optimizer.state_dict(), ema, step), out)
         if meta is not None:
             write_sidecar(out, {**meta, "step": step, "wall_time_s": round(wall0 + time.perf_counter() - t0, 1)})
 
@@ -273,9 +267,7 @@ def train_run(spec: dict, sigmas, images: torch.Tensor, config: TrainConfig, out
     old = check_same_run(out, spec, sigmas)
     if old is not None and meta is not None:
         meta = {**meta, "wall_time_s": old.get("wall_time_s")}
-    fork = torch.random.fork_rng(devices=[])
-    with fork:
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         net = build_network(spec)
-    sig = None if sigmas is None else torch.tensor(sigmas, dtype=torch.float32)
-    return train(net, images, config, out, sigmas=sig, progress=progress, log_path=log_path, meta=meta)
+    return train(net, images, config, out, sigmas=sigmas, progress=progress, log_path=log_path, meta=meta)

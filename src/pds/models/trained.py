@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
 from torch import nn
 
 from pds.models import CondRefineNetDilated, NCSNpp, NCSNppConfig, NCSNv2
 from pds.models.checkpoints import (
+    apply_ema,
     atomic_save,
     check_finite,
     detect_layout,
@@ -28,7 +28,7 @@ from pds.schedules import check_sigma_range, geometric_sigmas
 from pds.storage import DATA_DIR, atomic_write
 
 __all__ = ["KINDS", "SHIPPED_DIR", "network_spec", "network_kwargs", "build_network", "training_layout",
-           "save_training_checkpoint", "read_training_state", "sidecar_path", "write_sidecar", "read_sidecar",
+           "read_training_state", "sidecar_path", "write_sidecar", "read_sidecar",
            "shipped_models", "load_trained", "export_checkpoint"]
 
 KINDS = ("ncsn", "ncsnv2", "ncsnpp")  # what `pds train` trains
@@ -104,11 +104,6 @@ def training_layout(net: nn.Module, kind: str, optimizer_state: dict, ema, step:
     if kind == "ncsn":  # ncsn v1 has no EMA in its layout; for resuming, step and shadow ride after the official two
         return [state, optimizer_state, step, shadow] if resumable else [state, optimizer_state]
     raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-
-
-def save_training_checkpoint(path, net: nn.Module, kind: str, optimizer, ema, step: int) -> Path:
-    """Write the official layout of ``kind`` atomically (temporary file, then rename)."""
-    return atomic_save(training_layout(net, kind, optimizer.state_dict(), ema, step), path)
 
 
 def read_training_state(path, kind: str) -> dict:
@@ -231,9 +226,7 @@ def export_checkpoint(src, dst, **provenance) -> Path:
     shadow = list(state["shadow"]) if kind == "ncsnpp" else [state["shadow"][n] for n in names]
     ema = SimpleNamespace(names=names, shadow=shadow, decay=float(meta.get("train", {}).get("ema", 0.999)),
                           num_updates=state["num_updates"])
-    with torch.no_grad():
-        for p, s in zip([p for p in net.parameters() if p.requires_grad], ema.shadow, strict=True):
-            p.copy_(s)
+    apply_ema(net, shadow)
     check_finite(net, src)
     atomic_save(training_layout(net, kind, {}, ema, state["step"], resumable=False), dst)
     meta.update(step=state["step"], **provenance)

@@ -41,8 +41,8 @@ import nbformat
 from nbconvert import HTMLExporter
 
 from pds.publish.compare import load
-from pds.publish.findings import findings_dir, render
-from pds.publish.notebooks import PROFILES, list_notebooks
+from pds.publish.findings import findings_dir, notebook_title, render
+from pds.publish.notebooks import PROFILES, check_profile, list_notebooks
 from pds.storage import BUILD_DIR
 
 __all__ = ["build", "check_site", "learning_path", "BOOK_DIR", "MATHJAX_URL"]
@@ -79,20 +79,10 @@ def _nav(current: str | None = None) -> str:
     return "<nav>" + " · ".join(f"<a href=\"{h}\">{t}</a>" if h != current else t for h, t in links) + "</nav>"
 
 
-def _title(nb) -> str:
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("#"):
-                    return line.lstrip("# ").strip()
-    return "notebook"
-
-
 def build(profile: str = "default", src=None, out=None) -> dict:
     """Write the book of ``profile`` (executed notebooks from ``src``, default ``build/notebooks/<profile>/``) into
     ``out`` (default ``build/book/``, replaced). Returns what was written: pages, missing notebooks, the out folder."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    check_profile(profile)
     src = Path(src) if src else BUILD_DIR / "notebooks" / profile
     out = Path(out) if out else BOOK_DIR
     if out.exists():
@@ -109,7 +99,7 @@ def build(profile: str = "default", src=None, out=None) -> dict:
                          f"<code>PROFILE={profile} make notebooks</code></li>")
             continue
         nb = nbformat.read(step["executed"], as_version=4)
-        title = _title(nb)
+        title = notebook_title(source.stem)
         body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
         if mathjax:
             body = body.replace("<head>", "<head>\n" + MATHJAX_FONTS, 1)

@@ -20,10 +20,7 @@ document is one of the JSON's numbers formatted by :func:`fmt` or appears in one
 (:func:`untraced_numbers`; ``tests/test_findings.py``). Nothing in the document is typed by hand.
 
 ``python -m pds.publish.findings compare --profile default`` (the end of ``make notebooks``) says whether the notebooks
-just run found what is committed (:func:`pds.publish.compare.compare`): the same findings with the same results, each
-number judged by what it is — a measured value within a relative tolerance, a residual checked against a bound by that
-bound and its order of magnitude (never its digits, which are the CPU's) — except the wall-clock measurements of the
-notebooks in :data:`TIMED`, whose results alone are compared. """
+just run found what is committed (:mod:`pds.publish.compare` says how each number is judged)."""
 
 from __future__ import annotations
 
@@ -40,7 +37,7 @@ import numpy as np
 
 from pds.lab.verdicts import Verdict, summary
 from pds.publish.compare import ORDERS, RTOL, SUFFIX, TIMED, compare, load, numbers_in
-from pds.publish.notebooks import PROFILES, check_verdict, code_cells
+from pds.publish.notebooks import PROFILES, check_profile, check_verdict, code_cells
 from pds.publish.notebooks import check as check_number
 from pds.storage import BUILD_DIR, DATA_DIR, NOTEBOOK_DIR, REPO_ROOT
 
@@ -63,8 +60,7 @@ def expected(notebook: str) -> dict:
 def findings_dir(profile: str) -> Path:
     """Where the notebooks of ``profile`` write their findings: ``build/notebooks/<profile>/`` (beside the executed
     copies ``make notebooks`` writes), or ``$PDS_FINDINGS_DIR``."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    check_profile(profile)
     env = os.environ.get(FINDINGS_ENV)
     return Path(env) if env else BUILD_DIR / "notebooks" / profile
 
@@ -99,7 +95,8 @@ def _plain(x):
     return x
 
 
-def _title(notebook: str) -> str:
+def notebook_title(notebook: str) -> str:
+    """The first line of ``notebooks/<notebook>.ipynb``'s first cell, without its ``#``."""
     path = NOTEBOOK_DIR / f"{notebook}.ipynb"
     if not path.is_file():
         known = sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -126,7 +123,7 @@ class Findings:
                  folder=None):
         self.notebook, self.profile = notebook, profile
         self.path = Path(folder or findings_dir(profile)) / f"{notebook}{SUFFIX}"
-        self.doc = {"notebook": notebook, "title": _title(notebook), "profile": profile, "stand_in": stand_in,
+        self.doc = {"notebook": notebook, "title": notebook_title(notebook), "profile": profile, "stand_in": stand_in,
                     "note": note, "source": source_digest(notebook), "claims": []}
         self._current: dict | None = None
         self._claims: dict[str, dict] = {}

@@ -35,7 +35,7 @@ KERNEL_NAME = "pds"
 FIGURE_ENV = "PDS_FIGURE_DIR"
 
 
-def _check_profile(profile: str) -> None:
+def check_profile(profile: str) -> None:
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
 
@@ -45,7 +45,7 @@ def choose(profile: str, **per_profile):
 
     A missing ``full`` falls back to ``default``. Unknown profiles are refused.
     """
-    _check_profile(profile)
+    check_profile(profile)
     if profile in per_profile:
         return per_profile[profile]
     if profile == "full" and "default" in per_profile:
@@ -65,7 +65,7 @@ def check_choices(name: str, values, allowed) -> list:
 
 def figure_dir(profile: str) -> Path:
     """Where a notebook of ``profile`` saves figures (see the module docstring); created if needed."""
-    _check_profile(profile)
+    check_profile(profile)
     smoke_dir = BUILD_DIR / "notebooks" / "smoke" / "figures"
     if os.environ.get(FIGURE_ENV):
         d = Path(os.environ[FIGURE_ENV])
@@ -188,7 +188,7 @@ def run_notebook(path: Path, profile: str, out_dir: Path, timeout: int | None = 
     """
     import papermill
 
-    _check_profile(profile)
+    check_profile(profile)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / path.name
