@@ -28,10 +28,14 @@ setup: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed, found " + sys.version)'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps k-diffusion==0.1.1.post1
+	$(PY) -m pip install --quiet --no-compile -r requirements.txt
+	$(PY) -m pip install --quiet --no-compile --no-deps k-diffusion==0.1.1.post1
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . || $(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name pds --display-name "Python (pds)" >/dev/null
+	@# Byte-compiled on every core (pip compiles on one): where PYTHONDONTWRITEBYTECODE is set, as on the CPU machines,
+	@# nothing else writes .pyc files, and every test process would compile torch on import. A file that does not
+	@# compile (templates, other Pythons' test data) is skipped, as pip skips it.
+	@$(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null || true
 	@touch $(STAMP)
 
 # Fashion-MNIST from Debian (IDX files under $(FASHION_DIR)); never fatal: without it the loaders
@@ -71,14 +75,15 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -m "not notebook"
 
-# Chromium installs (apt) while .venv is built (pip): the two overlap instead of adding up. The tests run in two
-# workers of one thread each (pytest-xdist), a test file at a time per worker (its tests keep their order), the
-# slowest files first (tests/conftest.py): the smoke notebooks start at once in one, the rest goes to the other.
-test: data
+# Fashion-MNIST and Chromium install (apt, one after the other) while .venv is built (pip): the two overlap instead of
+# adding up. The tests run in two workers of one thread each (pytest-xdist), a test file at a time per worker (its
+# tests keep their order), the slowest files first (tests/conftest.py): the smoke notebooks start at once in one, the
+# rest goes to the other.
+test:
 	@mkdir -p build; \
-	$(MAKE) --no-print-directory browser > build/browser-install.log 2>&1 & browser=$$!; \
+	{ $(MAKE) --no-print-directory data; $(MAKE) --no-print-directory browser; } > build/system-install.log 2>&1 & apt=$$!; \
 	$(MAKE) --no-print-directory setup; status=$$?; \
-	wait $$browser; cat build/browser-install.log; \
+	wait $$apt; cat build/system-install.log; \
 	exit $$status
 	$(VENV)/bin/ruff check src tests benchmarks notebooks
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
