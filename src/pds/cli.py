@@ -166,7 +166,25 @@ def _alpha(text: str):
 
 def _method(args) -> Method:
     """The sampling method of ``pds sample`` from its flags, refusing combinations that do not make sense."""
-    method = _filter_method(args)
+    given = {"--filters": args.filters, "--radius": args.radius, "--lam": args.lam}
+    if args.method == "vanilla":
+        extra = [k for k, v in given.items() if v is not None]
+        if extra:
+            raise ValueError(f"--method vanilla takes no filter, but {', '.join(extra)} given; use --method pds")
+        method = Method()
+    elif args.filters is not None:
+        if args.radius is not None or args.lam is not None:
+            raise ValueError("give either --filters F.npz or --radius and --lam, not both")
+        if not Path(args.filters).is_file():
+            raise FileNotFoundError(f"--filters {args.filters} does not exist; make one with `pds filters estimate`")
+        alpha = 5.0 if args.alpha is None else (None if args.alpha == "none" else args.alpha)
+        method = Method("file", path=str(args.filters), alpha=alpha, space=args.space)
+    elif args.radius is None or args.lam is None:
+        raise ValueError("--method pds needs --filters F.npz (statistics R, Eq. 14) or both --radius and --lam "
+                         "(the parametric filter, r in units of H)")
+    else:
+        method = Method("parametric", r=args.radius, lam=args.lam, centre=args.centre,
+                        alpha=None if args.alpha == "none" else args.alpha)
     if args.sampler == "released":
         return method
     if method.filter is not None and not sampler(args.sampler).preconditioned:
@@ -174,27 +192,6 @@ def _method(args) -> Method:
         raise ValueError(f"--sampler {args.sampler} is deterministic: it takes no preconditioner; use --method "
                          f"vanilla, or a sampler with PDS: {with_pds}")
     return dataclasses.replace(method, sampler=args.sampler)
-
-
-def _filter_method(args) -> Method:
-    given = {"--filters": args.filters, "--radius": args.radius, "--lam": args.lam}
-    if args.method == "vanilla":
-        extra = [k for k, v in given.items() if v is not None]
-        if extra:
-            raise ValueError(f"--method vanilla takes no filter, but {', '.join(extra)} given; use --method pds")
-        return Method()
-    if args.filters is not None:
-        if args.radius is not None or args.lam is not None:
-            raise ValueError("give either --filters F.npz or --radius and --lam, not both")
-        if not Path(args.filters).is_file():
-            raise FileNotFoundError(f"--filters {args.filters} does not exist; make one with `pds filters estimate`")
-        alpha = 5.0 if args.alpha is None else (None if args.alpha == "none" else args.alpha)
-        return Method("file", path=str(args.filters), alpha=alpha, space=args.space)
-    if args.radius is None or args.lam is None:
-        raise ValueError("--method pds needs --filters F.npz (statistics R, Eq. 14) or both --radius and --lam "
-                         "(the parametric filter, r in units of H)")
-    return Method("parametric", r=args.radius, lam=args.lam, centre=args.centre,
-                  alpha=None if args.alpha == "none" else args.alpha)
 
 
 def _sample(args) -> int:

@@ -85,11 +85,10 @@ class EmpiricalScore:
     Where float32 would lose the weights: the distances carry an absolute error of about ε·(‖x‖² + ‖x_i‖²) (the
     cancellation in ‖x‖² − 2G + ‖x_i‖², ε the dtype's precision), which becomes a logit error once divided by 2σ². For
     the rows where that bound exceeds ``tol`` (small σ), a small set (N ≤ 10k) is simply passed again in float64 for
-    those rows; otherwise the ``k`` nearest candidates found in the pass are measured
-    again in float64 as ‖x − x_i‖² (sums of squares: no cancellation) and the weights are the float64 softmax over
-    them; candidates
-    beyond the k-th weigh less than e^-40 relative to the nearest when its logit gap exceeds 40, and a row where it does
-    not is computed again over the whole set in float64.
+    those rows; otherwise the ``k`` nearest candidates found in the pass are measured again in float64 as ‖x − x_i‖²
+    (sums of squares: no cancellation) and the weights are the float64 softmax over them; candidates beyond the k-th
+    weigh less than e^-40 relative to the nearest when its logit gap exceeds 40, and a row where it does not is
+    computed again over the whole set in float64.
 
     Weighted sets, averaged values (for patch machines: :class:`pds.models.local_score.LocalScore`): ``counts`` [N]
     gives each image a multiplicity m_i (w = softmax_i(log m_i − ‖x − x_i‖²/(2σ²)): the set with image i repeated m_i
@@ -147,13 +146,6 @@ class EmpiricalScore:
             raise ValueError(f"x must have shape [B, {', '.join(map(str, self.shape))}], got "
                              f"{tuple(getattr(x, 'shape', ()))}")
         return x.reshape(len(x), -1).to(device=self.device)
-
-    def _sigma(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        s = check_sigma(x, sigma).to(self.device)
-        if (s <= 0).any():
-            raise ValueError("sigma must be > 0 for the score of the empirical distribution (at σ = 0 it is a sum of "
-                             "point masses)")
-        return s
 
     def _stream(self, flat: torch.Tensor, s: torch.Tensor, topk: bool, exact: bool = False):
         """One pass over the set: the posterior mean (float64), the log-sum-exp of the logits (float64), and, with
@@ -222,7 +214,10 @@ class EmpiricalScore:
         return torch.cat(means), torch.cat(lses), torch.cat(covered)
 
     def _compute(self, x: torch.Tensor, sigma):
-        flat, s = self._flat(x), self._sigma(x, sigma)
+        flat, s = self._flat(x), check_sigma(x, sigma).to(self.device)
+        if (s <= 0).any():
+            raise ValueError("sigma must be > 0 for the score of the empirical distribution (at σ = 0 it is a sum of "
+                             "point masses)")
         eps = torch.finfo(self.dtype).eps
         bound = 8 * eps * ((flat.double() ** 2).sum(1) + float(self.sq.max())) / (2 * s**2)
         rows = bound > self.tol

@@ -19,6 +19,7 @@ import torch
 from pds.fingerprint import DATA_RTOL, Approx, Fingerprint, fingerprint
 from pds.fourier import centred, power_spectrum, radius_squared, size_pair
 from pds.precondition import Preconditioner
+from pds.schedules import check_positive_int
 
 __all__ = [
     "filters_fingerprint",
@@ -66,8 +67,7 @@ def parametric_filter(size, r: float, lam: float, channels: int = 1, centre: str
         raise ValueError(f"r must be a finite number >= 0, got {r}")
     if not (math.isfinite(lam) and lam > 0):
         raise ValueError(f"lam must be a finite number > 0 (M must be invertible), got {lam}")
-    if int(channels) != channels or channels < 1:
-        raise ValueError(f"channels must be a positive integer, got {channels}")
+    check_positive_int(channels, "channels")
     if centre == "paper":
         hh = torch.arange(h, dtype=torch.float64)[:, None] - 0.5 * h
         ww = torch.arange(w, dtype=torch.float64)[None, :] - 0.5 * w

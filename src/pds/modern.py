@@ -181,16 +181,24 @@ def edm_churn(score: Callable, shape, sigmas, *, preconditioner: Preconditioner 
     return x, nfe
 
 
+def frequency_gain(preconditioner: Preconditioner | None, what: str) -> torch.Tensor | None:
+    """The gain D_f of a preconditioner with a frequency filter only (None for none or the identity), for ``what``,
+    which is derived per frequency: a space filter (it couples frequencies) or a non-Hermitian filter is refused."""
+    if preconditioner is None:
+        return None
+    if preconditioner.space is not None:
+        raise NotImplementedError(f"{what} is derived for frequency filters (a space filter couples frequencies)")
+    if not preconditioner.hermitian:
+        raise NotImplementedError(f"{what} needs a Hermitian-symmetric frequency filter")
+    return preconditioner.freq_gain
+
+
 def kept_noise_gain(preconditioner: Preconditioner) -> Preconditioner:
     """The noise transform of the p_σ-keeping predictor: gain √(2p − 1) per frequency (p = D_f², the drift gain)."""
-    if preconditioner.space is not None:
-        raise NotImplementedError("the p_σ-keeping predictor is derived for frequency filters (a space filter couples "
-                                  "frequencies)")
-    if not preconditioner.hermitian:
-        raise NotImplementedError("the p_σ-keeping predictor needs a Hermitian-symmetric frequency filter")
-    if preconditioner.freq_gain is None:
+    gain = frequency_gain(preconditioner, "the p_σ-keeping predictor")
+    if gain is None:
         return preconditioner
-    p = preconditioner.freq_gain**2
+    p = gain**2
     if (p < 0.5).any():
         raise ValueError(f"drift gains below 1/2 (min {float(p.min()):.3g}): 2p − 1 < 0, the predictor's noise cannot "
                          "be corrected; use a normalised filter (alpha > 1) or gains >= 1/sqrt(2)")

@@ -187,11 +187,9 @@ class Preconditioner:
         self.freq_gain = None if self.freq is None else 1.0 / self.freq
         self.space_gain = None if self.space is None else 1.0 / self.space
         self._cache: dict = {}
-        self.shape = None
         self._check_filters_agree()
         if shape is not None:
             self.check_shape(shape)
-            self.shape = tuple(int(s) for s in shape)
 
     @staticmethod
     def _prepare(value, name: str, alpha: float | None) -> tuple[torch.Tensor | None, tuple | None]:
@@ -242,7 +240,7 @@ class Preconditioner:
         self.check_shape(x.shape[1:])
 
     def _tables(self, x: torch.Tensor):
-        """Gains on x's dtype and device: (freq_full, freq_half, space, freq_full_inv..., ...)."""
+        """R, A and the gains D_f, D_s on x's dtype and device (R and D_f on the rfft half plane on the real path)."""
         key = (x.dtype, x.device, self.use_rfft)
         if key not in self._cache:
             def cast(t):
@@ -251,8 +249,7 @@ class Preconditioner:
             def half(t):
                 if t is None or not self.use_rfft:
                     return cast(t)
-                w = t.shape[-1]
-                return cast(t if w == 1 else t[..., : w // 2 + 1])
+                return cast(t[..., : t.shape[-1] // 2 + 1])  # all of a width-1 filter (broadcast over W)
 
             self._cache[key] = {
                 "R": half(self.freq),

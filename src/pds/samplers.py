@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from pds.precondition import Preconditioner
-from pds.schedules import LangevinLadder, VESchedule, edm_sigmas, geometric_sigmas, ve_schedule
+from pds.schedules import LangevinLadder, VESchedule, check_positive_int, edm_sigmas, geometric_sigmas, ve_schedule
 
 __all__ = ["pc_sampler", "annealed_langevin", "checked_score", "initial_state", "prior", "randn", "FiniteCheck",
            "operators", "check_schedule", "Settings", "Sampler", "SAMPLERS", "FAMILIES", "EXACT", "register",
@@ -229,8 +229,7 @@ class FiniteCheck:
     def __init__(self, every: int | None, device, what: str):
         if every is None:
             every = 1 if torch.device(device).type == "cpu" else 50
-        if int(every) != every or every < 1:
-            raise ValueError(f"check_every must be a positive integer, got {every}")
+        check_positive_int(every, "check_every")
         self.every, self.what, self.last_ok = int(every), what, -1
 
     def __call__(self, x: torch.Tensor, i: int, sigma: float, final: bool = False) -> None:

@@ -12,8 +12,14 @@ import numpy as np
 import torch
 
 __all__ = ["edm_sigmas", "geometric_sigmas", "sigma_per_sample", "ve_sigma", "VESchedule", "ve_schedule",
-           "LangevinLadder", "check_sigma_range", "ncsnv2_ratio", "ncsnv2_ladder",
+           "LangevinLadder", "check_positive_int", "check_sigma_range", "ncsnv2_ratio", "ncsnv2_ladder",
            "langevin_variance_ratio", "ncsnv2_step_lr"]
+
+
+def check_positive_int(value, name: str) -> None:
+    """Refuse a ``value`` that is not a positive integer (an int or an integral float), naming it ``name``."""
+    if int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
 
 
 def check_sigma_range(sigma_min: float, sigma_max: float) -> None:
@@ -34,8 +40,7 @@ def sigma_per_sample(x: torch.Tensor, sigma, dtype=None) -> torch.Tensor:
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, n: int) -> np.ndarray:
     """The geometric ladder exp(linspace(log σ_max, log σ_min, n)), largest first, a float64 array."""
-    if int(n) != n or n < 1:
-        raise ValueError(f"a ladder needs n >= 1 levels, got {n}")
+    check_positive_int(n, "the number of levels n")
     check_sigma_range(sigma_min, sigma_max)
     return np.exp(np.linspace(np.log(sigma_max), np.log(sigma_min), int(n)))
 
@@ -93,15 +98,13 @@ def ve_schedule(sigma_min: float, sigma_max: float, num_scales: int, speed_up: f
     arithmetic, index truncation included).
     """
     check_sigma_range(sigma_min, sigma_max)
-    if int(num_scales) != num_scales or num_scales < 1:
-        raise ValueError(f"num_scales must be a positive integer, got {num_scales}")
+    check_positive_int(num_scales, "num_scales")
     args = dict(sigma_min=float(sigma_min), num_scales=int(num_scales), speed_up=speed_up,
                 iterations=None if iterations is None else int(iterations))
     if iterations is not None:
         if speed_up not in (None, 1.0):
             raise ValueError("give either speed_up (the released rule) or iterations, not both")
-        if int(iterations) != iterations or iterations < 1:
-            raise ValueError(f"iterations must be a positive integer, got {iterations}")
+        check_positive_int(iterations, "iterations")
         n = int(iterations)
         speed_up = num_scales / n
     else:
@@ -167,8 +170,7 @@ class LangevinLadder:
             return self
         if len(set(self.n_steps)) != 1:
             raise ValueError("only a ladder with the same number of steps at every level can be shortened")
-        if int(T) != T or T < 1:
-            raise ValueError(f"T must be a positive integer, got {T}")
+        check_positive_int(T, "T")
         sig, L = self.sigmas, len(self.sigmas)
         if T >= L:
             keep = np.arange(L)
@@ -184,8 +186,7 @@ class LangevinLadder:
 
 def edm_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> list[float]:
     """EDM's N noise levels from sigma_max to sigma_min (ρ-spaced), then 0: a list of N + 1 floats."""
-    if int(n) != n or n < 1:
-        raise ValueError(f"the number of steps must be a positive integer, got {n}")
+    check_positive_int(n, "the number of steps")
     check_sigma_range(sigma_min, sigma_max)
     if n == 1:
         return [float(sigma_max), 0.0]
@@ -200,8 +201,7 @@ def ncsnv2_ratio(dim: int) -> float:
     from scipy.optimize import brentq
     from scipy.stats import norm
 
-    if int(dim) != dim or dim < 1:
-        raise ValueError(f"dim must be a positive integer, got {dim}")
+    check_positive_int(dim, "dim")
     root = math.sqrt(2.0 * dim)
 
     def overlap(g):
@@ -236,8 +236,7 @@ def ncsnv2_step_lr(gamma: float, sigma_min: float, steps: int) -> float:
     level (the ratio exceeds 1 for every step size when γ > 1, so this is its minimum)."""
     from scipy.optimize import minimize_scalar
 
-    if int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps}")
+    check_positive_int(steps, "steps")
     best = minimize_scalar(lambda q: abs(langevin_variance_ratio(q * sigma_min**2, gamma, sigma_min, steps) - 1),
                            bounds=(1e-9, 1 - 1e-9), method="bounded", options={"xatol": 1e-12})
     return float(best.x * sigma_min**2)

@@ -1,18 +1,13 @@
 """Where the repository keeps things, and writing there so that nothing finished is lost and nothing partial is read.
 
-* ``REPO_ROOT``, ``DATA_DIR``, ... — every path the package uses: the package lives in ``src/pds`` of the
-  repository; the shipped artefacts (filters, checkpoints, runs) are in ``data/``, notebooks write ``figures/`` and
-  keep finished runs under ``runs/`` (git-ignored), builds go to ``build/``.
+``REPO_ROOT``, ``DATA_DIR``, ... are every path the package uses: the package lives in ``src/pds`` of the repository;
+the shipped artefacts (filters, checkpoints, runs) are in ``data/``, notebooks write ``figures/`` and keep finished
+runs under ``runs/`` (git-ignored), builds go to ``build/``.
 
-* :func:`atomic_write` — write through a temporary file in the same folder and rename it into place, so a reader
-  sees the old file or the new one, never half of one (a kill at any moment leaves at most a ``*.tmp*`` file, which
-  readers ignore). A full disk (ENOSPC, EDQUOT) removes the temporary file and raises :class:`DiskFull`, one line
-  saying what was being written, how much space is left and that a rerun resumes.
-* :func:`append_text` / :func:`append_line` — lines appended with a single ``write`` (O_APPEND), after a newline
-  when a kill cut the previous line; :func:`read_lines` skips a line that does not parse.
-* :class:`RunLock` — a lock file naming the holder's host and pid, taken with O_CREAT | O_EXCL, so that two processes
-  started by hand cannot draw into one run folder at once; a lock whose process is gone (same host, pid not alive)
-  is stale and is taken over, with a notice.
+The writers (each documented below): :func:`atomic_write`, so that a reader sees the old file or the new one, never
+half of one (a kill at any moment leaves at most a ``*.tmp*`` file, which readers ignore); :func:`append_text`,
+:func:`append_line` and :func:`read_lines` for JSON lines a kill can cut; :class:`RunLock`, so that two processes
+started by hand cannot draw into one run folder at once. A full disk (ENOSPC, EDQUOT) raises :class:`DiskFull`.
 """
 
 from __future__ import annotations
@@ -83,7 +78,6 @@ def _human(n: int) -> str:
         if n < 1024 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n} B"
 
 
 def atomic_write(path, write: Callable[[Path], None], what: str, done: str = "") -> Path:

@@ -2,7 +2,6 @@
 annealed-Langevin samplers on a stationary Gaussian target, their dense-matrix counterparts for small problems, and
 the W2 of a sampler within an NFE budget."""
 
-
 from __future__ import annotations
 
 import math
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 
 from pds.fourier import half_plane_filter, half_plane_weights, merge_frequencies, radial_profile
-from pds.modern import EDM_CHURN, Churn
+from pds.modern import EDM_CHURN, Churn, frequency_gain
 from pds.precondition import Preconditioner
 from pds.samplers import SAMPLERS, exact_recursion, refuse_preconditioner, require
 from pds.samplers import sampler as registered
@@ -114,16 +113,8 @@ class _Setup:
         if (s <= 0).any():
             raise ValueError("the target spectrum must be > 0 at every frequency for W2/KL to be defined")
         m_hat = torch.fft.rfft2(target.mean) / math.sqrt(h * w)  # unitary DFT of the target mean
-        gain = torch.ones_like(s)
-        if preconditioner is not None:
-            if preconditioner.space is not None:
-                raise NotImplementedError(
-                    "a space filter couples frequencies; the exact analysis covers frequency filters only"
-                )
-            if not preconditioner.hermitian:
-                raise NotImplementedError("the exact analysis needs a Hermitian-symmetric frequency filter")
-            if preconditioner.freq_gain is not None:
-                gain = preconditioner.freq_gain.expand(c, h, w)[..., :wh].clone()
+        gain = frequency_gain(preconditioner, "the exact analysis")
+        gain = torch.ones_like(s) if gain is None else gain.expand(c, h, w)[..., :wh].clone()
         sol = torch.zeros_like(s)
         if solenoidal is not None and omega != 0:
             if not isinstance(solenoidal, FourierSkew):

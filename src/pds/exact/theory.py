@@ -113,22 +113,21 @@ def time_dependent_residual(sigma, M, S, G_of_t: Callable[[float], np.ndarray], 
     return np.asarray(out)
 
 
-def covariance_flow(sigma, M, S, G_of_t, t_span, P0=None, rtol=1e-10, atol=1e-12) -> np.ndarray:
-    """Integrate dP/dt = J(t)P + PJ(t)ᵀ + Q(t) (covariance of Eq. 9) from P0 (default Σ).
+def covariance_flow(sigma, M, S, G_of_t, t_span, rtol=1e-10, atol=1e-12) -> np.ndarray:
+    """Integrate dP/dt = J(t)P + PJ(t)ᵀ + Q(t) (covariance of Eq. 9) from P = Σ.
 
     Returns P at the end of ``t_span``.
     """
     from scipy.integrate import solve_ivp
 
     d = sigma.shape[0]
-    P0 = sigma if P0 is None else P0
 
     def rhs(t, p):
         J, Q = _thm2_matrices(sigma, M, S, G_of_t(t))
         P = p.reshape(d, d)
         return (J @ P + P @ J.T + Q).ravel()
 
-    sol = solve_ivp(rhs, t_span, P0.ravel(), rtol=rtol, atol=atol, method="DOP853")
+    sol = solve_ivp(rhs, t_span, sigma.ravel(), rtol=rtol, atol=atol, method="DOP853")
     if not sol.success:
         raise RuntimeError(f"covariance ODE failed: {sol.message}")
     return sol.y[:, -1].reshape(d, d)

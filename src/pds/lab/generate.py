@@ -36,6 +36,7 @@ from pds.lab.experiments import Method, SmallModel, crop_and_clip, draw
 from pds.lab.metrics import classifier_features, fid_statistics, frechet_distance, gaussian_statistics, load_classifier
 from pds.models.checkpoints import find_checkpoint
 from pds.models.trained import SHIPPED_DIR, shipped_models, sidecar_path
+from pds.schedules import check_positive_int
 from pds.storage import RUNS_DIR, RunLock, atomic_write, check_output
 
 __all__ = ["resolve_model", "sample_seed", "shard_indices", "run_sharded", "load_samples", "save_grid",
@@ -162,8 +163,7 @@ def run_sharded(model: SmallModel, method: Method, T: int, n: int, seed: int, ou
     and drawn again; every file is written atomically, and a full disk stops with one line (the finished shards
     stay)."""
     for name, value in (("T", T), ("n", n), ("batch", batch), ("shard_size", shard_size)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
+        check_positive_int(value, name)
     out = check_output(out, "--out", folder=True)
     with dist_context(device) as ctx:
         dev = torch.device(f"cuda:{ctx.local_rank}" if device == "cuda" and ctx.world > 1 else device)

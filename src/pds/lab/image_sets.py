@@ -15,8 +15,7 @@ sampler alone:
   of them, lower is better);
 * :func:`exact_model` — a :class:`pds.lab.experiments.SmallModel` whose score is the exact score of a set, with the
   sampler settings of a paper experiment (:mod:`pds.configs`), so that every sampler and filter of the notebooks
-  runs
-  on it unchanged; :func:`exact_twin` — the exact score of a trained model's own training set with that model's
+  runs on it unchanged; :func:`exact_twin` — the exact score of a trained model's own training set with that model's
   settings, for comparing the network's verdicts with the sampler's; :func:`els_twin` — the same with Kamb &
   Ganguli's ELS machine of (part of) that set: a CNN's bias without its training error.
 """
@@ -107,11 +106,10 @@ PRIMARY = {"fd": "classifier-feature FD against the set (not FID)",
 class LandingMetric:
     """Sampler-only measures of a run on an exact image-set target (see the module docstring); a result-cache metric:
     ``metric(samples, nfe=..., seed=...)`` → :class:`pds.lab.metrics.MetricResult` whose ``extra`` holds every measure
-    and
-    whose value is the ``primary`` one, lower is better like every metric the verdicts of :mod:`pds.lab.experiments`
-    read:
-    "fd" (the classifier-feature FD against the set; needs ``classifier_fd``), "distance" (the median relative
-    nearest distance) or "strayed" (1 − the landed fraction); default "fd" with a classifier, else "distance".
+    and whose value is the ``primary`` one, lower is better like every metric the verdicts of
+    :mod:`pds.lab.experiments` read: "fd" (the classifier-feature FD against the set; needs ``classifier_fd``),
+    "distance" (the median relative nearest distance) or "strayed" (1 − the landed fraction); default "fd" with a
+    classifier, else "distance".
     ``images``: the set as the sampler outputs it (cropped, [N, C, H, W] in [0, 1]); ``sigma_min``: the target's
     smallest noise level; ``classifier_fd``: a :class:`pds.lab.metrics.ClassifierFD` against the set, or None."""
 
@@ -219,17 +217,6 @@ def statistics_filter_file(images: ImageSet, path, variant: str = "released") ->
                         recipe=json.dumps({"estimate": images.recipe, "variant": variant}, sort_keys=True))
 
 
-def _config(kind: str, channels: int, size: int, pad: int, name: str, sigma_min: float, sigma_max: float,
-            levels: int) -> dict:
-    cfg = {"kind": kind, "net": {"image_size": size, "channels": channels}, "data": {"pad": pad, "name": name},
-           "sigma_min": float(sigma_min), "sigma_max": float(sigma_max)}
-    if kind == "ncsnpp":
-        cfg["num_scales"] = int(levels)
-    else:
-        cfg["sigmas"] = [float(s) for s in geometric_sigmas(sigma_max, sigma_min, levels)]
-    return cfg
-
-
 def exact_model(images: ImageSet, experiment: Experiment, pad: int = 0) -> SmallModel:
     """A model whose score is the exact score of the set (zero-padded by ``pad`` on each side, as the sampler sees
     it) with the sampler settings of ``experiment`` (σ range, levels, steps, snr, denoising, initialisation; NCSN /
@@ -241,9 +228,14 @@ def exact_model(images: ImageSet, experiment: Experiment, pad: int = 0) -> Small
         raise ValueError(f"images must be square [N, C, S, S], got {tuple(x.shape)}")
     padded = torch.nn.functional.pad(x, (pad,) * 4) if pad else x
     name = images.name + (f"-pad{pad}" if pad else "")
-    kind = "ncsnpp" if experiment.model == "ncsnpp" else ("ncsn" if experiment.model == "ncsn" else "ncsnv2")
-    cfg = _config(kind, x.shape[1], padded.shape[-1], pad, name, experiment.sigma_min, experiment.sigma_max,
-                  experiment.levels)
+    e = experiment
+    kind = "ncsnpp" if e.model == "ncsnpp" else ("ncsn" if e.model == "ncsn" else "ncsnv2")
+    cfg = {"kind": kind, "net": {"image_size": padded.shape[-1], "channels": x.shape[1]},
+           "data": {"pad": pad, "name": name}, "sigma_min": float(e.sigma_min), "sigma_max": float(e.sigma_max)}
+    if kind == "ncsnpp":
+        cfg["num_scales"] = int(e.levels)
+    else:
+        cfg["sigmas"] = [float(s) for s in geometric_sigmas(e.sigma_max, e.sigma_min, e.levels)]
     cfg["source"] = {"set": images.recipe, "pad": int(pad), "experiment": experiment.name}
     return SmallModel(f"exact:{name}", score=EmpiricalScore(padded), config=cfg, train_images=padded,
                       experiment=experiment)

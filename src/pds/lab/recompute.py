@@ -44,11 +44,9 @@ __all__ = ["rebuild", "recompute", "still_found", "method_of", "rebuild_filter",
 
 def method_of(row: dict, filter_path=None) -> Method:
     """The :class:`~pds.lab.experiments.Method` of a stored row; a filter file is named by its values only, so a row
-    with
-    one needs ``filter_path`` (:func:`rebuild` makes it from the row's ``filter_source``)."""
+    with one needs ``filter_path`` (:func:`rebuild` makes it from the row's ``filter_source``)."""
     fields = dict(row["method"])
     fields.pop("file", None)
-    fields.pop("file_sha256", None)  # rows keyed before 2026-12-02 named a filter file by its bytes
     if fields.get("filter") == "file":
         if filter_path is None:
             raise ValueError(f"run {row['key']} uses a filter file: give its path "

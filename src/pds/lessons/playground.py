@@ -121,9 +121,7 @@ class State:
             return Method(sampler=self.sampler)
         if self.filter == "statistics":
             return Method("statistics", alpha=self.alpha, sampler=self.sampler)
-        if self.filter == "parametric":
-            return Method("parametric", r=self.r, lam=self.lam, centre=self.centre, sampler=self.sampler)
-        raise ValueError(f"filter must be 'statistics', 'parametric' or 'none', got {self.filter!r}")
+        return Method("parametric", r=self.r, lam=self.lam, centre=self.centre, sampler=self.sampler)
 
 
 class Playground:
@@ -249,12 +247,9 @@ class GaussianPlayground:
                              if mechanism.optimum_gain(self._store, self.target, self.settings, 2 * t) is not None]
         return self._budgets
 
-    def _key(self, state: GaussianState, pre: Preconditioner | None) -> tuple:
-        return (state.label() if pre is not None else "vanilla", state.T, state.snr)
-
     def exact(self, state: GaussianState, pre: Preconditioner | None):
         """The exact output moments (:func:`pds.exact.pc_exact`) of the state's sampler with ``pre``, memoised."""
-        key = self._key(state, pre)
+        key = (state.label() if pre is not None else "vanilla", state.T, state.snr)
         if key not in self._exact:
             e = self.settings
             self._exact[key] = pc_exact(self.target, e.sigma_min, e.sigma_max, e.levels, state.snr,
@@ -349,23 +344,22 @@ class GaussianPlayground:
         view.fig.suptitle(f"Exact Gaussian of {self.size}² photograph crops: PC sampler, T = {state.T} (NFE "
                           f"{2 * state.T}), snr {state.snr:g} — vanilla against {state.label()}", fontsize=9)
 
-    def show(self, state: GaussianState | None = None, live: bool = True, images: Playground | None = None):
-        """Draw ``state`` (default: R, α = 5, T = 50) as a static figure; with ``live``, add the controls below it
-        (and, given ``images``, the exact-score-of-images playground in a second tab). Returns the static figure."""
+    def show(self, state: GaussianState | None = None, images: Playground | None = None):
+        """Draw ``state`` (default: R, α = 5, T = 50) as a static figure, then add the controls below it (and, given
+        ``images``, the exact-score-of-images playground in a second tab). Returns the static figure."""
         state = state or GaussianState()
         fig = self.figure(state)
         plt.show()
-        if live:
-            import ipywidgets as widgets
-            from IPython.display import display
+        import ipywidgets as widgets
+        from IPython.display import display
 
-            if images is None:
-                display(self.widget(state))
-            else:
-                tabs = widgets.Tab(children=[self.widget(state), images.widget()])
-                tabs.set_title(0, "exact Gaussian: vanilla vs PDS")
-                tabs.set_title(1, "exact score of images")
-                display(tabs)
+        if images is None:
+            display(self.widget(state))
+        else:
+            tabs = widgets.Tab(children=[self.widget(state), images.widget()])
+            tabs.set_title(0, "exact Gaussian: vanilla vs PDS")
+            tabs.set_title(1, "exact score of images")
+            display(tabs)
         return fig
 
     def widget(self, state: GaussianState | None = None):
@@ -400,5 +394,4 @@ class GaussianPlayground:
             self.update(view, replace(s, **values))
             display(view.fig)
 
-        out = widgets.interactive_output(redraw, controls)
-        return widgets.VBox([*controls.values(), out])
+        return widgets.VBox([*controls.values(), widgets.interactive_output(redraw, controls)])

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from pds.models.checkpoints import atomic_save
 from pds.models.trained import KINDS, build_network, read_training_state, sidecar_path, training_layout, write_sidecar
-from pds.schedules import check_sigma_range, ve_sigma
+from pds.schedules import check_positive_int, check_sigma_range, ve_sigma
 from pds.storage import append_text, atomic_write
 
 __all__ = ["TrainConfig", "EMA", "dsm_loss", "train", "train_run", "check_same_run", "TrainingInterrupted"]
@@ -52,9 +52,7 @@ class TrainConfig:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         for name in ("steps", "batch_size", "save_every"):
-            value = getattr(self, name)
-            if int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
+            check_positive_int(getattr(self, name), name)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if not (0.0 <= self.ema_rate < 1.0):

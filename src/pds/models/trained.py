@@ -24,7 +24,7 @@ from pds.models.checkpoints import (
     read_checkpoint,
     strip_module_prefix,
 )
-from pds.schedules import check_sigma_range, geometric_sigmas
+from pds.schedules import check_positive_int, check_sigma_range, geometric_sigmas
 from pds.storage import DATA_DIR, atomic_write
 
 __all__ = ["KINDS", "SHIPPED_DIR", "network_spec", "network_kwargs", "build_network", "training_layout",
@@ -47,8 +47,7 @@ def network_spec(kind: str, width: int, channels: int, image_size: int, levels: 
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     for name, value in (("width", width), ("channels", channels), ("image_size", image_size), ("levels", levels),
                         ("blocks", blocks)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
+        check_positive_int(value, name)
     if kind in ("ncsn", "ncsnv2") and levels < 2:
         raise ValueError(f"{kind} needs at least 2 noise levels, got {levels}")
     check_sigma_range(sigma_min, sigma_max)
