@@ -80,7 +80,7 @@ def test_no_import_circles():
             visit(m)
 
 
-# The layers of the package, each importing only from itself and the layers before it (the package docstring).
+# The layers of the package, each importing only from itself and the layers before it (README.md, "The package").
 LAYERS = ((), ("pds.models", "pds.integrations"), ("pds.exact",), ("pds.lab",), ("pds.lessons",), ("pds.publish",),
           ("pds.cli", "pds.__main__"))
 
@@ -94,7 +94,7 @@ def layer(module: str) -> int:
 
 def test_every_layer_imports_only_the_layers_before_it():
     wrong = {name: sorted(d for d in deps if layer(d) > layer(name)) for name, deps in graph().items()}
-    assert not {k: v for k, v in wrong.items() if v}, "imports from a later layer (see pds.__init__'s layout)"
+    assert not {k: v for k, v in wrong.items() if v}, "imports from a later layer (see README.md, \"The package\")"
     assert {layer(m) for m in MODULES} == set(range(len(LAYERS)))
 
 
