@@ -58,3 +58,15 @@ def test_error_aware_filter_lowers_the_w2_with_the_error_and_runs_every_method(t
     with pytest.raises(ValueError):
         error_aware(store, ResultCache(tmp_path / "cache"), model, mean_metric, 4, X, 12, (0,), {}, start_of, 5, 20,
                     tmp_path)
+
+
+def test_carry_table_shows_a_method_with_a_diverged_seed_as_nan():
+    """A diverged run has no value: its method's mean and spread are NaN in the table (spread refuses non-finite
+    values, so the table once raised instead)."""
+    from pds.lessons.optimised import carry_table
+
+    ok = [{"value": v, "nfe": 20} for v in (1.0, 3.0)]
+    bad = [{"value": 2.0, "nfe": 20}, {"value": float("inf"), "nfe": 20, "diverged": True}]
+    table = carry_table({("trained", 20, "vanilla"): ok, ("trained", 20, "PDS"): bad}, {("trained", 20): (0.5, 0.25)})
+    assert table.loc[0, "value mean"] == 2.0 and table.loc[0, "value std"] == pytest.approx(2 ** 0.5)
+    assert np.isnan(table.loc[1, "value mean"]) and np.isnan(table.loc[1, "value std"])

@@ -59,10 +59,11 @@ def carry_table(carry: dict, carry_w2: dict) -> pd.DataFrame:
     Gaussian W2 of the start and of the optimum, and for the exact scores the landed fraction and distance."""
     out = []
     for (label, nfe, name), rows in carry.items():
-        vals = [r["value"] if not r.get("diverged") else float("nan") for r in rows]
+        diverged = any(r.get("diverged") for r in rows)  # a diverged seed: the method has no value (NaN)
+        mean, std = (float("nan"),) * 2 if diverged else spread(r["value"] for r in rows)[:2]
         w_start, w_opt = carry_w2[(label, nfe)]
         line = {"target": label, "NFE budget": nfe, "method": name, "NFE": rows[0]["nfe"],
-                "value mean": spread(vals)[0], "value std": spread(vals)[1],
+                "value mean": mean, "value std": std,
                 "Gaussian W2 (R fit → optimum)": f"{w_start:.3g} → {w_opt:.3g}"}
         if label != "trained":
             m = pd.DataFrame([measures(r) for r in rows])
